@@ -1,0 +1,19 @@
+//! The pure domain of phone-number reactivation cases.
+//!
+//! Owns: the validated personal-data types that travel inward from the edges
+//! ([`Msisdn`], [`ResidentId`], [`PersonName`], all masked when printed), the case
+//! lifecycle ([`CaseState`], [`CaseEvent`], [`Role`], [`Department`], [`Actor`]) and
+//! **the transition table as data** ([`TRANSITIONS`]), which every other crate asks
+//! before a case may move.
+//!
+//! Must not: do any I/O (no clock, no database, no network, no logging). The optional
+//! `sqlx` feature only derives `sqlx::Type` on the enums so the store can bind them.
+
+mod lifecycle;
+mod personal;
+
+pub use lifecycle::{
+    Actor, CaseEvent, CaseState, Department, Role, TRANSITIONS, Transition, TransitionError,
+    decide, events_for, mermaid_state_diagram, transition_for,
+};
+pub use personal::{InvalidInput, Msisdn, PersonName, ResidentId};
