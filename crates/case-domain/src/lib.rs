@@ -14,6 +14,6 @@ mod personal;
 
 pub use lifecycle::{
     Actor, CaseEvent, CaseState, Department, Role, TRANSITIONS, Transition, TransitionError,
-    decide, events_for, mermaid_state_diagram, transition_for,
+    decide, events_for, may_act, mermaid_state_diagram, transition_for,
 };
 pub use personal::{InvalidInput, Msisdn, PersonName, ResidentId};

@@ -151,6 +151,8 @@ impl fmt::Display for CaseState {
     sqlx(type_name = "case_event", rename_all = "snake_case")
 )]
 pub enum CaseEvent {
+    /// The case was opened. Not a transition: the first row of every case's event log.
+    Opened,
     /// The identity policy accepted the subscriber's proofs.
     ProofsAccepted,
     /// Lock-out or a proof that needs a person: identity goes to a CS agent.
@@ -195,7 +197,8 @@ pub enum CaseEvent {
 
 impl CaseEvent {
     /// Every event.
-    pub const ALL: [CaseEvent; 20] = [
+    pub const ALL: [CaseEvent; 21] = [
+        Self::Opened,
         Self::ProofsAccepted,
         Self::IdentityEscalated,
         Self::IdentityVerified,
@@ -221,6 +224,7 @@ impl CaseEvent {
     /// The snake_case name used in the database and the logs.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Opened => "opened",
             Self::ProofsAccepted => "proofs_accepted",
             Self::IdentityEscalated => "identity_escalated",
             Self::IdentityVerified => "identity_verified",
@@ -623,6 +627,13 @@ pub fn events_for(state: CaseState, role: Role) -> Vec<CaseEvent> {
         .filter(|t| t.from == state && t.roles.contains(&role))
         .map(|t| t.event)
         .collect()
+}
+
+/// Whether `role` may cause any event at all while a case is in `state`.
+pub fn may_act(state: CaseState, role: Role) -> bool {
+    TRANSITIONS
+        .iter()
+        .any(|t| t.from == state && t.roles.contains(&role))
 }
 
 /// Decides whether `role` may cause `event` on a case in `from`, and where it goes.

@@ -1,1 +1,35 @@
-//! placeholder
+//! All SQL of the reactivation product.
+//!
+//! Owns: the migrations ([`MIGRATOR`]), the case table and its append-only event
+//! log, the **one door for state changes** ([`transition`]), work claiming for
+//! workers (leases plus a fencing token), the outbox and idempotency keys.
+//!
+//! Must not: decide anything the domain decides (every transition is checked
+//! against `case_domain`'s table before the `UPDATE`), speak HTTP, or log personal
+//! data (log case ids, never numbers or names).
+
+mod cases;
+mod claims;
+mod error;
+mod idempotency;
+mod outbox;
+
+pub use cases::{
+    CaseRow, EventRow, NewCase, OutboxMessage, TransitionRequest, Transitioned, cases_per_state,
+    create_case, load_case, load_case_by_token, timeline, transition, transition_in,
+};
+pub use claims::{Claim, Fence, claim_next, release, renew_lease};
+pub use error::StoreError;
+pub use idempotency::{
+    IdempotencyBegin, begin_idempotent, complete_idempotent, forget_idempotent, prune_idempotency,
+};
+pub use outbox::{
+    OutboxClaim, claim_outbox, mark_delivered, mark_failed, outbox_channel, retry_later,
+};
+
+/// The product's migrations, embedded at compile time from `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// The channel that carries every case change (payload: JSON with case_id, version, state),
+/// for live status streams and dashboards.
+pub const CASE_CHANGED_CHANNEL: &str = "case_changed";

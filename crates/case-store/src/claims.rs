@@ -1,0 +1,140 @@
+//! Work claiming for workers: `FOR UPDATE SKIP LOCKED` with an expiring lease and a
+//! fencing token (the case's `attempt`), so that a crashed worker's case is picked
+//! up again and a stale worker can never overwrite a newer outcome.
+
+use std::time::Duration;
+
+use case_domain::CaseState;
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// The lease a worker presents with every write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The worker id that claimed.
+    pub owner: String,
+    /// The attempt number the claim produced.
+    pub attempt: i32,
+}
+
+/// A case claimed by a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The case.
+    pub case_id: Uuid,
+    /// Its state when claimed.
+    pub state: CaseState,
+    /// Its version when claimed (the expected version of the worker's transition).
+    pub version: i32,
+    /// The lease to present with writes.
+    pub fence: Fence,
+    /// When the lease ends unless renewed.
+    pub lease_expires_at: DateTime<Utc>,
+    /// How long the case waited in its state before this claim (hand-off latency for
+    /// the first claim after a transition).
+    pub waited: Duration,
+}
+
+fn interval(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Claims the case that has waited longest in one of `states` and is not leased.
+pub async fn claim_next(
+    db: impl PgExecutor<'_>,
+    states: &[CaseState],
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<Claim>, StoreError> {
+    let row = sqlx::query!(
+        r#"WITH next AS (
+               SELECT id FROM reactivation_cases
+               WHERE state = ANY($1::case_state[])
+                 AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+               ORDER BY state_entered_at
+               LIMIT 1
+               FOR UPDATE SKIP LOCKED
+           )
+           UPDATE reactivation_cases c
+           SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
+               attempt = c.attempt + 1, updated_at = now()
+           FROM next WHERE c.id = next.id
+           RETURNING c.id, c.state AS "state: CaseState", c.version, c.attempt,
+                     c.lease_expires_at AS "lease_expires_at!",
+                     extract(epoch FROM now() - c.state_entered_at)::float8 AS "waited!""#,
+        states as &[CaseState],
+        worker,
+        interval(lease),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| Claim {
+        case_id: r.id,
+        state: r.state,
+        version: r.version,
+        fence: Fence {
+            owner: worker.to_owned(),
+            attempt: r.attempt,
+        },
+        lease_expires_at: r.lease_expires_at,
+        waited: Duration::from_secs_f64(r.waited.max(0.0)),
+    }))
+}
+
+/// Extends a lease the worker still holds; `LeaseLost` if it does not.
+pub async fn renew_lease(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    fence: &Fence,
+    lease: Duration,
+) -> Result<DateTime<Utc>, StoreError> {
+    let row = sqlx::query!(
+        r#"UPDATE reactivation_cases SET lease_expires_at = now() + make_interval(secs => $4)
+           WHERE id = $1 AND lease_owner = $2 AND attempt = $3
+           RETURNING lease_expires_at AS "lease_expires_at!""#,
+        case_id,
+        fence.owner,
+        fence.attempt,
+        interval(lease),
+    )
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| r.lease_expires_at)
+        .ok_or(StoreError::LeaseLost {
+            case_id,
+            attempt: fence.attempt,
+        })
+}
+
+/// Gives a claimed case back without moving it; nobody may claim it again for
+/// `retry_after` (zero: at once). `LeaseLost` if the lease is no longer held.
+pub async fn release(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    fence: &Fence,
+    retry_after: Duration,
+) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        r#"UPDATE reactivation_cases
+           SET lease_owner = NULL, updated_at = now(),
+               lease_expires_at = CASE WHEN $4::float8 > 0 THEN now() + make_interval(secs => $4) END
+           WHERE id = $1 AND lease_owner = $2 AND attempt = $3"#,
+        case_id,
+        fence.owner,
+        fence.attempt,
+        interval(retry_after),
+    )
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost {
+            case_id,
+            attempt: fence.attempt,
+        })
+    }
+}

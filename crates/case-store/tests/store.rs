@@ -1,0 +1,573 @@
+//! The store against a real Postgres: a fresh database per test (`#[sqlx::test]`).
+
+use std::time::Duration;
+
+use case_domain::{Actor, CaseEvent, CaseState, Msisdn, Role, TransitionError};
+use case_store::{
+    IdempotencyBegin, MIGRATOR, NewCase, OutboxMessage, StoreError, TransitionRequest,
+    begin_idempotent, claim_next, claim_outbox, complete_idempotent, create_case, load_case,
+    mark_delivered, release, renew_lease, timeline, transition,
+};
+use sqlx::{PgPool, postgres::PgListener};
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
+    let mut tx = pool.begin().await.unwrap();
+    let id = Uuid::now_v7();
+    let new = NewCase {
+        id,
+        msisdn: Msisdn::parse(msisdn).unwrap(),
+        channel: "web".into(),
+        locale: "en".into(),
+        token_hash: *Uuid::new_v4()
+            .as_bytes()
+            .repeat(2)
+            .first_chunk::<32>()
+            .unwrap(),
+    };
+    create_case(&mut tx, &new, &Actor::customer())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+fn request<'a>(
+    case_id: Uuid,
+    version: i32,
+    event: CaseEvent,
+    actor: &'a Actor,
+) -> TransitionRequest<'a> {
+    TransitionRequest {
+        case_id,
+        expected_version: version,
+        event,
+        actor,
+        reason: None,
+        fence: None,
+        outbox: vec![],
+    }
+}
+
+async fn event_count(pool: &PgPool, case_id: Uuid) -> i64 {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM case_events WHERE case_id = $1"#,
+        case_id
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Moves a fresh case to risk_assessment (a worker-owned state) and returns its version.
+async fn case_in_risk_assessment(pool: &PgPool, msisdn: &str) -> (Uuid, i32) {
+    let id = open_case(pool, msisdn).await;
+    let system = Actor::system("identity-verification");
+    let done = transition(pool, request(id, 1, CaseEvent::ProofsAccepted, &system))
+        .await
+        .unwrap();
+    (id, done.case.version)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn opening_a_case_writes_the_opened_row(pool: PgPool) {
+    let id = open_case(&pool, "+8613800138000").await;
+    let case = load_case(&pool, id).await.unwrap().unwrap();
+    assert_eq!((case.state, case.version), (CaseState::AwaitingIdentity, 1));
+    let log = timeline(&pool, id).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        (log[0].from_state, log[0].to_state, log[0].event),
+        (None, CaseState::AwaitingIdentity, CaseEvent::Opened)
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn sixty_four_concurrent_transitions_with_one_version_let_exactly_one_through(pool: PgPool) {
+    let id = open_case(&pool, "+8613800138001").await;
+    let before = event_count(&pool, id).await;
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let system = Actor::system("identity-verification");
+            transition(&pool, request(id, 1, CaseEvent::ProofsAccepted, &system)).await
+        }));
+    }
+    let mut won = 0;
+    let mut stale = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::StaleVersion {
+                expected: 1,
+                actual: 2,
+                ..
+            }) => stale += 1,
+            Err(other) => panic!("unexpected outcome: {other:?}"),
+        }
+    }
+    assert_eq!((won, stale), (1, 63));
+    assert_eq!(event_count(&pool, id).await, before + 1);
+    let case = load_case(&pool, id).await.unwrap().unwrap();
+    assert_eq!((case.state, case.version), (CaseState::RiskAssessment, 2));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn illegal_or_forbidden_events_change_nothing(pool: PgPool) {
+    let id = open_case(&pool, "+8613800138002").await;
+    let before = load_case(&pool, id).await.unwrap().unwrap();
+    let analyst = Actor::agent(Role::Security, "a1");
+    let system = Actor::system("risk-assessment");
+    let outbox = vec![OutboxMessage {
+        topic: "provisioning.order".into(),
+        payload: serde_json::json!({}),
+        dedupe_suffix: "x".into(),
+    }];
+
+    // The system may act in awaiting_identity, but risk_cleared is not one of its events there.
+    let illegal = transition(
+        &pool,
+        TransitionRequest {
+            outbox: outbox.clone(),
+            ..request(id, 1, CaseEvent::RiskCleared, &system)
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            illegal,
+            Err(StoreError::Refused(TransitionError::Illegal { .. }))
+        ),
+        "{illegal:?}"
+    );
+    // A security analyst has no business in awaiting_identity.
+    let forbidden = transition(&pool, request(id, 1, CaseEvent::Approved, &analyst)).await;
+    assert!(
+        matches!(
+            forbidden,
+            Err(StoreError::Refused(TransitionError::Forbidden { .. }))
+        ),
+        "{forbidden:?}"
+    );
+    // The role is checked before the version.
+    let forbidden_stale = transition(&pool, request(id, 7, CaseEvent::Approved, &analyst)).await;
+    assert!(matches!(
+        forbidden_stale,
+        Err(StoreError::Refused(TransitionError::Forbidden { .. }))
+    ));
+    let stale = transition(&pool, request(id, 7, CaseEvent::ProofsAccepted, &system)).await;
+    assert!(matches!(
+        stale,
+        Err(StoreError::StaleVersion {
+            expected: 7,
+            actual: 1,
+            ..
+        })
+    ));
+    let missing = transition(
+        &pool,
+        request(Uuid::now_v7(), 1, CaseEvent::ProofsAccepted, &system),
+    )
+    .await;
+    assert!(matches!(missing, Err(StoreError::NotFound(_))));
+
+    assert_eq!(load_case(&pool, id).await.unwrap().unwrap(), before);
+    assert_eq!(event_count(&pool, id).await, 1);
+    let outbox_rows = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox"#)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(outbox_rows, 0);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_transition_commits_its_outbox_rows_with_it(pool: PgPool) {
+    let (id, version) = case_in_risk_assessment(&pool, "+8613800138003").await;
+    let system = Actor::system("risk-assessment");
+    let order = OutboxMessage {
+        topic: "provisioning.order".into(),
+        payload: serde_json::json!({"level": "full"}),
+        dedupe_suffix: "order".into(),
+    };
+    let done = transition(
+        &pool,
+        TransitionRequest {
+            outbox: vec![order],
+            reason: Some("no risk signals"),
+            ..request(id, version, CaseEvent::RiskCleared, &system)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.case.state, CaseState::Provisioning);
+    let row = sqlx::query!(
+        "SELECT case_id, event_id, topic FROM outbox WHERE id = $1",
+        done.outbox_ids[0]
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (row.case_id, row.event_id, row.topic.as_str()),
+        (Some(id), Some(done.event_id), "provisioning.order")
+    );
+    let last = timeline(&pool, id).await.unwrap().pop().unwrap();
+    assert_eq!(last.reason.as_deref(), Some("no risk signals"));
+    assert_eq!(
+        (last.actor_role, last.actor_id.as_str()),
+        (Role::System, "risk-assessment")
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_expired_lease_is_claimed_again_and_the_first_workers_late_write_is_refused(
+    pool: PgPool,
+) {
+    let (id, _) = case_in_risk_assessment(&pool, "+8613800138004").await;
+    let states = [CaseState::RiskAssessment];
+
+    let first = claim_next(&pool, &states, "worker-a", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.case_id, id);
+    // While the lease holds, nobody else gets the case.
+    assert!(
+        claim_next(&pool, &states, "worker-b", LEASE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Worker A stalls; its lease runs out (seeded, as River's rescuer tests do, instead of sleeping).
+    sqlx::query!("UPDATE reactivation_cases SET lease_expires_at = now() - interval '1 second' WHERE id = $1", id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let second = claim_next(&pool, &states, "worker-b", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.case_id, id);
+    assert_eq!(second.fence.attempt, first.fence.attempt + 1);
+
+    // A wakes up and tries to write its outcome: refused, nothing changes.
+    let system = Actor::system("risk-assessment");
+    let late = transition(
+        &pool,
+        TransitionRequest {
+            fence: Some(&first.fence),
+            ..request(id, first.version, CaseEvent::RiskFlagged, &system)
+        },
+    )
+    .await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
+    assert!(matches!(
+        renew_lease(&pool, id, &first.fence, LEASE).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        release(&pool, id, &first.fence, Duration::ZERO).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert_eq!(
+        load_case(&pool, id).await.unwrap().unwrap().state,
+        CaseState::RiskAssessment
+    );
+
+    // B holds the newer lease and its write goes through, clearing the lease.
+    renew_lease(&pool, id, &second.fence, LEASE).await.unwrap();
+    let done = transition(
+        &pool,
+        TransitionRequest {
+            fence: Some(&second.fence),
+            ..request(id, second.version, CaseEvent::RiskCleared, &system)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.case.state, CaseState::Provisioning);
+    assert_eq!(done.case.lease_owner, None);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_released_case_waits_out_its_back_off(pool: PgPool) {
+    let (id, _) = case_in_risk_assessment(&pool, "+8613800138005").await;
+    let states = [CaseState::RiskAssessment];
+    let claim = claim_next(&pool, &states, "w", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    release(&pool, id, &claim.fence, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        claim_next(&pool, &states, "w", LEASE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let again = claim_next(&pool, &states, "w", LEASE).await.unwrap();
+    assert!(again.is_none());
+    let claim = {
+        sqlx::query!(
+            "UPDATE reactivation_cases SET lease_expires_at = now() WHERE id = $1",
+            id
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        claim_next(&pool, &states, "w", LEASE)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    release(&pool, id, &claim.fence, Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        claim_next(&pool, &states, "w", LEASE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_event_log_refuses_update_delete_and_truncate(pool: PgPool) {
+    let id = open_case(&pool, "+8613800138006").await;
+    for statement in [
+        "UPDATE case_events SET reason = 'rewritten'",
+        "DELETE FROM case_events",
+        "TRUNCATE case_events CASCADE",
+    ] {
+        let err = sqlx::query(statement).execute(&pool).await.unwrap_err();
+        assert!(
+            err.to_string().contains("append-only"),
+            "{statement}: {err}"
+        );
+    }
+    assert_eq!(event_count(&pool, id).await, 1);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_database_refuses_unknown_states_and_a_second_open_case(pool: PgPool) {
+    let id = open_case(&pool, "+8613800138007").await;
+    let err =
+        sqlx::query("UPDATE reactivation_cases SET state = 'approved_by_magic' WHERE id = $1")
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid input value for enum case_state"),
+        "{err}"
+    );
+
+    let mut tx = pool.begin().await.unwrap();
+    let second = NewCase {
+        id: Uuid::now_v7(),
+        msisdn: Msisdn::parse("+8613800138007").unwrap(),
+        channel: "app".into(),
+        locale: "zh-CN".into(),
+        token_hash: [7; 32],
+    };
+    let refused = create_case(&mut tx, &second, &Actor::customer()).await;
+    assert!(
+        matches!(refused, Err(StoreError::OpenCaseExists)),
+        "{refused:?}"
+    );
+    drop(tx);
+
+    // Once the first case is finished, the number may open a new one.
+    transition(
+        &pool,
+        request(id, 1, CaseEvent::Cancelled, &Actor::customer()),
+    )
+    .await
+    .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    create_case(&mut tx, &second, &Actor::customer())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn transitions_notify_the_next_owner_and_the_change_feed(pool: PgPool) {
+    let id = open_case(&pool, "+8613800138008").await;
+    let mut listener = PgListener::connect_with(&pool).await.unwrap();
+    listener
+        .listen_all(["case_work_risk_assessment", "case_changed"])
+        .await
+        .unwrap();
+    let system = Actor::system("identity-verification");
+    transition(&pool, request(id, 1, CaseEvent::ProofsAccepted, &system))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let n = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push((n.channel().to_owned(), n.payload().to_owned()));
+    }
+    seen.sort();
+    assert_eq!(
+        seen[1],
+        ("case_work_risk_assessment".into(), id.to_string())
+    );
+    let change: serde_json::Value = serde_json::from_str(&seen[0].1).unwrap();
+    assert_eq!(change["state"], "risk_assessment");
+    assert_eq!(change["version"], 2);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn idempotency_keys_replay_refuse_mismatches_and_report_in_flight(pool: PgPool) {
+    let scope = "POST /v1/cases";
+    let body = [1u8; 32];
+    assert_eq!(
+        begin_idempotent(&pool, scope, "k1", &body).await.unwrap(),
+        IdempotencyBegin::Started
+    );
+    assert_eq!(
+        begin_idempotent(&pool, scope, "k1", &body).await.unwrap(),
+        IdempotencyBegin::InFlight
+    );
+    assert_eq!(
+        begin_idempotent(&pool, scope, "k1", &[2u8; 32])
+            .await
+            .unwrap(),
+        IdempotencyBegin::Mismatch
+    );
+    let response = serde_json::json!({"case_id": "x"});
+    complete_idempotent(&pool, scope, "k1", 201, &response)
+        .await
+        .unwrap();
+    assert_eq!(
+        begin_idempotent(&pool, scope, "k1", &body).await.unwrap(),
+        IdempotencyBegin::Replay {
+            status: 201,
+            body: response
+        }
+    );
+    // Another scope has its own keys.
+    assert_eq!(
+        begin_idempotent(&pool, "other", "k1", &[2u8; 32])
+            .await
+            .unwrap(),
+        IdempotencyBegin::Started
+    );
+    // An in-flight claim abandoned by a dead process is taken over after a minute.
+    sqlx::query!("UPDATE idempotency_keys SET created_at = now() - interval '2 minutes' WHERE scope = 'other'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        begin_idempotent(&pool, "other", "k1", &[2u8; 32])
+            .await
+            .unwrap(),
+        IdempotencyBegin::Started
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn outbox_rows_are_claimed_once_and_fenced(pool: PgPool) {
+    let (id, version) = case_in_risk_assessment(&pool, "+8613800138009").await;
+    let system = Actor::system("risk-assessment");
+    let order = OutboxMessage {
+        topic: "provisioning.order".into(),
+        payload: serde_json::json!({}),
+        dedupe_suffix: "order".into(),
+    };
+    transition(
+        &pool,
+        TransitionRequest {
+            outbox: vec![order],
+            ..request(id, version, CaseEvent::RiskCleared, &system)
+        },
+    )
+    .await
+    .unwrap();
+    let topics = vec!["provisioning.order".to_owned()];
+    let a = claim_outbox(&pool, &topics, "a", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        claim_outbox(&pool, &topics, "b", LEASE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    sqlx::query!("UPDATE outbox SET lease_expires_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let b = claim_outbox(&pool, &topics, "b", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.id, b.attempts), (a.id, a.attempts + 1));
+    assert!(matches!(
+        mark_delivered(&pool, &a).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    mark_delivered(&pool, &b).await.unwrap();
+    assert!(
+        claim_outbox(&pool, &topics, "c", LEASE)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn every_table_and_column_has_a_comment(pool: PgPool) {
+    let missing = sqlx::query_scalar!(
+        r#"SELECT c.relname || coalesce('.' || a.attname, '') AS "name!"
+           FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+           LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           WHERE c.relkind = 'r' AND c.relname <> '_sqlx_migrations'
+             AND col_description(c.oid, coalesce(a.attnum, 0)) IS NULL
+             AND (a.attnum IS NOT NULL OR obj_description(c.oid, 'pg_class') IS NULL)"#
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(missing.is_empty(), "uncommented: {missing:?}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn postgres_enums_list_exactly_the_domain_values(pool: PgPool) {
+    async fn labels(pool: &PgPool, type_name: &str) -> Vec<String> {
+        sqlx::query_scalar!(
+            "SELECT e.enumlabel::text AS \"l!\" FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname = $1 ORDER BY e.enumsortorder",
+            type_name
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+    let states: Vec<String> = CaseState::ALL
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    let events: Vec<String> = CaseEvent::ALL
+        .iter()
+        .map(|e| e.as_str().to_owned())
+        .collect();
+    let roles: Vec<String> = Role::ALL.iter().map(|r| r.as_str().to_owned()).collect();
+    assert_eq!(labels(&pool, "case_state").await, states);
+    assert_eq!(labels(&pool, "case_event").await, events);
+    assert_eq!(labels(&pool, "actor_role").await, roles);
+}
