@@ -33,9 +33,11 @@ pub struct Claim {
     pub fence: Fence,
     /// When the lease ends unless renewed.
     pub lease_expires_at: DateTime<Utc>,
-    /// How long the case waited in its state before this claim (hand-off latency for
-    /// the first claim after a transition).
+    /// How long the case had been in its state when claimed.
     pub waited: Duration,
+    /// Whether this is the first claim since the case entered its state: then
+    /// `waited` is the hand-off latency (commit of the transition → claim).
+    pub first_in_state: bool,
 }
 
 fn interval(d: Duration) -> f64 {
@@ -51,7 +53,7 @@ pub async fn claim_next(
 ) -> Result<Option<Claim>, StoreError> {
     let row = sqlx::query!(
         r#"WITH next AS (
-               SELECT id FROM reactivation_cases
+               SELECT id, updated_at = state_entered_at AS fresh FROM reactivation_cases
                WHERE state = ANY($1::case_state[])
                  AND (lease_expires_at IS NULL OR lease_expires_at <= now())
                ORDER BY state_entered_at
@@ -64,7 +66,8 @@ pub async fn claim_next(
            FROM next WHERE c.id = next.id
            RETURNING c.id, c.state AS "state: CaseState", c.version, c.attempt,
                      c.lease_expires_at AS "lease_expires_at!",
-                     extract(epoch FROM now() - c.state_entered_at)::float8 AS "waited!""#,
+                     extract(epoch FROM now() - c.state_entered_at)::float8 AS "waited!",
+                     next.fresh AS "fresh!""#,
         states as &[CaseState],
         worker,
         interval(lease),
@@ -81,6 +84,7 @@ pub async fn claim_next(
         },
         lease_expires_at: r.lease_expires_at,
         waited: Duration::from_secs_f64(r.waited.max(0.0)),
+        first_in_state: r.fresh,
     }))
 }
 

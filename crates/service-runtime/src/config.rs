@@ -1,0 +1,194 @@
+//! Configuration from environment variables, validated once at start.
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+/// A configuration value is missing or malformed; the message names the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration: {variable} {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// An error about `variable`.
+    pub fn new(variable: &str, problem: impl Into<String>) -> Self {
+        Self { variable: variable.to_owned(), problem: problem.into() }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event (development).
+    Human,
+    /// One JSON object per line (production log shipping).
+    Json,
+}
+
+/// Everything a service process needs to start. Each service reads only the
+/// fields it uses; all are validated together so a typo fails fast.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `DATABASE_URL`: the shared Postgres (required except for `reactivation dev`).
+    pub database_url: Option<String>,
+    /// `REACTIVATION_DB_MAX_CONNECTIONS` (default 10).
+    pub db_max_connections: u32,
+    /// `REACTIVATION_LOG_FORMAT`: `human` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `REACTIVATION_LOG`: tracing filter (default `info`).
+    pub log_filter: String,
+    /// `REACTIVATION_GATEWAY_ADDR` (default 127.0.0.1:8080).
+    pub gateway_addr: SocketAddr,
+    /// `REACTIVATION_IDENTITY_ADDR`: health/metrics of the identity service (default 127.0.0.1:8081).
+    pub identity_addr: SocketAddr,
+    /// `REACTIVATION_RISK_ADDR` (default 127.0.0.1:8082).
+    pub risk_addr: SocketAddr,
+    /// `REACTIVATION_PROVISIONING_ADDR` (default 127.0.0.1:8083).
+    pub provisioning_addr: SocketAddr,
+    /// `REACTIVATION_CARRIER_SIM_ADDR` (default 127.0.0.1:8090).
+    pub carrier_sim_addr: SocketAddr,
+    /// `REACTIVATION_CARRIER_URL`: base URL of the carrier API (default the simulator).
+    pub carrier_url: String,
+    /// `REACTIVATION_WORKER_POLL_SECS`: fallback poll when no NOTIFY arrives (default 30).
+    pub worker_poll: Duration,
+    /// `REACTIVATION_WORKER_LEASE_SECS`: how long a claim lasts unless renewed (default 30).
+    pub worker_lease: Duration,
+    /// `REACTIVATION_HTTP_TIMEOUT_SECS`: per-request time limit of HTTP servers (default 30).
+    pub http_timeout: Duration,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let parse = |name: &str, default: &str| -> Result<String, ConfigError> {
+            Ok(get(name).unwrap_or_else(|| default.to_owned()))
+        };
+        let addr = |name: &str, default: &str| -> Result<SocketAddr, ConfigError> {
+            parse_value(name, &parse(name, default)?, "a socket address such as 127.0.0.1:8080")
+        };
+        let secs = |name: &str, default: u64, max: u64| -> Result<Duration, ConfigError> {
+            let n: u64 = parse_value(name, &parse(name, &default.to_string())?, "a whole number of seconds")?;
+            if n == 0 || n > max {
+                return Err(ConfigError::new(name, format!("must be between 1 and {max} seconds, got {n}")));
+            }
+            Ok(Duration::from_secs(n))
+        };
+
+        let database_url = get("DATABASE_URL");
+        if let Some(url) = &database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::new("DATABASE_URL", "must start with postgres:// or postgresql://"));
+        }
+        let log_format = match parse("REACTIVATION_LOG_FORMAT", "human")?.as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::new(
+                    "REACTIVATION_LOG_FORMAT",
+                    format!("must be `human` or `json`, got `{other}`"),
+                ));
+            }
+        };
+        let db_max_connections: u32 =
+            parse_value("REACTIVATION_DB_MAX_CONNECTIONS", &parse("REACTIVATION_DB_MAX_CONNECTIONS", "10")?, "a whole number")?;
+        if !(1..=500).contains(&db_max_connections) {
+            return Err(ConfigError::new("REACTIVATION_DB_MAX_CONNECTIONS", "must be between 1 and 500"));
+        }
+        let carrier_url = parse("REACTIVATION_CARRIER_URL", "http://127.0.0.1:8090")?;
+        if !(carrier_url.starts_with("http://") || carrier_url.starts_with("https://")) {
+            return Err(ConfigError::new("REACTIVATION_CARRIER_URL", "must be an http:// or https:// URL"));
+        }
+        Ok(Self {
+            database_url,
+            db_max_connections,
+            log_format,
+            log_filter: parse("REACTIVATION_LOG", "info")?,
+            gateway_addr: addr("REACTIVATION_GATEWAY_ADDR", "127.0.0.1:8080")?,
+            identity_addr: addr("REACTIVATION_IDENTITY_ADDR", "127.0.0.1:8081")?,
+            risk_addr: addr("REACTIVATION_RISK_ADDR", "127.0.0.1:8082")?,
+            provisioning_addr: addr("REACTIVATION_PROVISIONING_ADDR", "127.0.0.1:8083")?,
+            carrier_sim_addr: addr("REACTIVATION_CARRIER_SIM_ADDR", "127.0.0.1:8090")?,
+            carrier_url: carrier_url.trim_end_matches('/').to_owned(),
+            worker_poll: secs("REACTIVATION_WORKER_POLL_SECS", 30, 3600)?,
+            worker_lease: secs("REACTIVATION_WORKER_LEASE_SECS", 30, 3600)?,
+            http_timeout: secs("REACTIVATION_HTTP_TIMEOUT_SECS", 30, 600)?,
+        })
+    }
+
+    /// The database URL, or an error naming `DATABASE_URL`.
+    pub fn require_database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url
+            .as_deref()
+            .ok_or_else(|| ConfigError::new("DATABASE_URL", "is not set (e.g. postgres://postgres@127.0.0.1:5432/reactivation)"))
+    }
+}
+
+fn parse_value<T: FromStr>(name: &str, raw: &str, expected: &str) -> Result<T, ConfigError> {
+    raw.parse().map_err(|_| ConfigError::new(name, format!("must be {expected}, got `{raw}`")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.gateway_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.carrier_sim_addr.to_string(), "127.0.0.1:8090");
+        assert_eq!(s.carrier_url, "http://127.0.0.1:8090");
+        assert_eq!(s.log_format, LogFormat::Human);
+        assert!(s.database_url.is_none());
+        assert_eq!(s.require_database_url().unwrap_err().variable, "DATABASE_URL");
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        let cases = [
+            ("REACTIVATION_GATEWAY_ADDR", "localhost"),
+            ("REACTIVATION_LOG_FORMAT", "xml"),
+            ("REACTIVATION_WORKER_POLL_SECS", "0"),
+            ("REACTIVATION_WORKER_LEASE_SECS", "ten"),
+            ("REACTIVATION_DB_MAX_CONNECTIONS", "0"),
+            ("REACTIVATION_CARRIER_URL", "ftp://carrier"),
+            ("DATABASE_URL", "mysql://x"),
+        ];
+        for (name, value) in cases {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert_eq!(err.variable, name);
+            assert!(err.to_string().starts_with(&format!("configuration: {name} ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn values_are_read_and_trimmed() {
+        let s = settings(&[
+            ("DATABASE_URL", " postgres://u@h/db "),
+            ("REACTIVATION_LOG_FORMAT", "json"),
+            ("REACTIVATION_WORKER_POLL_SECS", "5"),
+            ("REACTIVATION_CARRIER_URL", "http://carrier:9000/"),
+        ])
+        .unwrap();
+        assert_eq!(s.database_url.as_deref(), Some("postgres://u@h/db"));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.worker_poll, Duration::from_secs(5));
+        assert_eq!(s.carrier_url, "http://carrier:9000");
+    }
+}

@@ -1,0 +1,156 @@
+//! The HTTP edge every service shares: operational routes and the middleware stack.
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request, State},
+    http::{StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::{Problem, Shutdown, metrics};
+
+/// `/healthz` (the process is up), `/readyz` (the database answers) and `/metrics`.
+pub fn ops_routes(pool: PgPool) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .with_state(pool)
+}
+
+async fn readyz(State(pool): State<PgPool>) -> Response {
+    let check = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&pool)).await;
+    match check {
+        Ok(Ok(_)) => "ready".into_response(),
+        _ => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "The database does not answer.")
+            .into_response(),
+    }
+}
+
+async fn prometheus(State(pool): State<PgPool>) -> Response {
+    if let Err(e) = metrics::refresh_case_gauges(&pool).await {
+        tracing::warn!(error.message = %e, "cannot refresh case gauges");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render()).into_response()
+}
+
+/// The standard stack, outermost first: request id, sensitive-header masking,
+/// tracing span (method, route, request id; no query strings or bodies), request
+/// metrics, panic → 500 problem, time limit → 408 problem. Unknown routes and
+/// methods get problem+json too.
+pub fn with_standard_layers(router: Router, timeout: Duration) -> Router {
+    router
+        .fallback(|| async { Problem::not_found() })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "This resource does not accept that method.")
+        })
+        .layer(middleware::from_fn(problem_on_timeout))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("handler panicked");
+            Problem::internal().into_response()
+        }))
+        .layer(middleware::from_fn(track_request))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+            let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), route, request_id)
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn problem_on_timeout(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if response.status() == StatusCode::REQUEST_TIMEOUT && response.headers().get(header::CONTENT_TYPE).is_none() {
+        return Problem::new(StatusCode::REQUEST_TIMEOUT, "timeout", "Request timeout", "The request took too long.")
+            .into_response();
+    }
+    response
+}
+
+async fn track_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    ::metrics::counter!("http_requests_total", &labels).increment(1);
+    ::metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> anyhow::Result<()> {
+    metrics::install();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await?;
+    Ok(())
+}
+
+/// Binds `addr`, naming it in the error.
+pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, String, String) {
+        let response = app.oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        (status, content_type, body)
+    }
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    fn app() -> Router {
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .route("/hello", get(|| async { "hi" }));
+        with_standard_layers(router, Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_methods_and_panics_answer_problem_json() {
+        let (status, ct, body) = call(app(), "GET", "/nope").await;
+        assert_eq!((status, ct.as_str()), (StatusCode::NOT_FOUND, "application/problem+json"));
+        assert!(body.contains("\"status\":404"), "{body}");
+        let (status, ct, _) = call(app(), "DELETE", "/hello").await;
+        assert_eq!((status, ct.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "application/problem+json"));
+        let (status, ct, body) = call(app(), "GET", "/boom").await;
+        assert_eq!((status, ct.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "application/problem+json"));
+        assert!(!body.contains("boom"), "internals leak: {body}");
+    }
+
+    #[tokio::test]
+    async fn every_answer_carries_a_request_id() {
+        let response = app().oneshot(Request::builder().uri("/hello").body(Body::empty()).unwrap()).await.unwrap();
+        assert!(response.headers().get("x-request-id").is_some());
+    }
+}
