@@ -17,3 +17,7 @@ pub use lifecycle::{
     decide, events_for, may_act, mermaid_state_diagram, transition_for,
 };
 pub use personal::{InvalidInput, Msisdn, PersonName, ResidentId};
+
+pub mod identity;
+pub mod progress;
+pub mod risk;

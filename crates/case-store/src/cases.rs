@@ -335,6 +335,13 @@ pub async fn transition_in(
         )
         .execute(&mut *conn)
         .await?;
+        sqlx::query!(
+            "SELECT pg_notify($1, $2)",
+            crate::outbox_channel(&message.topic),
+            id.to_string()
+        )
+        .execute(&mut *conn)
+        .await?;
         outbox_ids.push(id);
     }
     notify(conn, &case).await?;

@@ -32,6 +32,9 @@ pub enum StoreError {
     /// The number already has an open case.
     #[error("the number already has an open case")]
     OpenCaseExists,
+    /// A unique value is taken (the message says which, without personal data).
+    #[error("{0}")]
+    Conflict(String),
     /// A state the database holds but the caller did not expect.
     #[error("case {case_id} is {state}")]
     UnexpectedState {

@@ -8,11 +8,14 @@
 //! against `case_domain`'s table before the `UPDATE`), speak HTTP, or log personal
 //! data (log case ids, never numbers or names).
 
+pub mod agents;
 mod cases;
 mod claims;
 mod error;
 mod idempotency;
+pub mod identity;
 mod outbox;
+pub mod risk;
 
 pub use cases::{
     CaseRow, EventRow, NewCase, OutboxMessage, TransitionRequest, Transitioned, cases_per_state,

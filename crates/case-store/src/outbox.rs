@@ -25,6 +25,8 @@ pub struct OutboxClaim {
     pub attempts: i32,
     /// The worker holding it.
     pub owner: String,
+    /// How long it had waited since it was written (hand-off latency on the first attempt).
+    pub waited: std::time::Duration,
 }
 
 /// The `NOTIFY` channel that wakes the deliverers of `topic`.
@@ -53,7 +55,8 @@ pub async fn claim_outbox(
            SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
                attempts = o.attempts + 1
            FROM next WHERE o.id = next.id
-           RETURNING o.id, o.case_id, o.event_id, o.topic, o.payload, o.attempts"#,
+           RETURNING o.id, o.case_id, o.event_id, o.topic, o.payload, o.attempts,
+                     extract(epoch FROM now() - o.created_at)::float8 AS "waited!""#,
         topics,
         worker,
         lease.as_secs_f64(),
@@ -68,6 +71,7 @@ pub async fn claim_outbox(
         payload: r.payload,
         attempts: r.attempts,
         owner: worker.to_owned(),
+        waited: std::time::Duration::from_secs_f64(r.waited.max(0.0)),
     }))
 }
 

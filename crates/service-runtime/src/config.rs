@@ -15,7 +15,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about `variable`.
     pub fn new(variable: &str, problem: impl Into<String>) -> Self {
-        Self { variable: variable.to_owned(), problem: problem.into() }
+        Self {
+            variable: variable.to_owned(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -58,6 +61,13 @@ pub struct Settings {
     pub worker_lease: Duration,
     /// `REACTIVATION_HTTP_TIMEOUT_SECS`: per-request time limit of HTTP servers (default 30).
     pub http_timeout: Duration,
+    /// `REACTIVATION_IDENTITY_URL`: where the gateway reaches the identity service
+    /// (default `http://` + the identity address).
+    pub identity_url: String,
+    /// `REACTIVATION_SECRET_KEY`: base64 master secret (≥ 32 bytes) from which the keys
+    /// for personal data at rest and one-time codes derive. Required by the gateway and
+    /// the identity service.
+    pub secret_key: Option<String>,
 }
 
 impl Settings {
@@ -68,17 +78,32 @@ impl Settings {
 
     /// Reads settings through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let parse = |name: &str, default: &str| -> Result<String, ConfigError> {
             Ok(get(name).unwrap_or_else(|| default.to_owned()))
         };
         let addr = |name: &str, default: &str| -> Result<SocketAddr, ConfigError> {
-            parse_value(name, &parse(name, default)?, "a socket address such as 127.0.0.1:8080")
+            parse_value(
+                name,
+                &parse(name, default)?,
+                "a socket address such as 127.0.0.1:8080",
+            )
         };
         let secs = |name: &str, default: u64, max: u64| -> Result<Duration, ConfigError> {
-            let n: u64 = parse_value(name, &parse(name, &default.to_string())?, "a whole number of seconds")?;
+            let n: u64 = parse_value(
+                name,
+                &parse(name, &default.to_string())?,
+                "a whole number of seconds",
+            )?;
             if n == 0 || n > max {
-                return Err(ConfigError::new(name, format!("must be between 1 and {max} seconds, got {n}")));
+                return Err(ConfigError::new(
+                    name,
+                    format!("must be between 1 and {max} seconds, got {n}"),
+                ));
             }
             Ok(Duration::from_secs(n))
         };
@@ -87,7 +112,10 @@ impl Settings {
         if let Some(url) = &database_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
-            return Err(ConfigError::new("DATABASE_URL", "must start with postgres:// or postgresql://"));
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with postgres:// or postgresql://",
+            ));
         }
         let log_format = match parse("REACTIVATION_LOG_FORMAT", "human")?.as_str() {
             "human" => LogFormat::Human,
@@ -99,22 +127,44 @@ impl Settings {
                 ));
             }
         };
-        let db_max_connections: u32 =
-            parse_value("REACTIVATION_DB_MAX_CONNECTIONS", &parse("REACTIVATION_DB_MAX_CONNECTIONS", "10")?, "a whole number")?;
+        let db_max_connections: u32 = parse_value(
+            "REACTIVATION_DB_MAX_CONNECTIONS",
+            &parse("REACTIVATION_DB_MAX_CONNECTIONS", "10")?,
+            "a whole number",
+        )?;
         if !(1..=500).contains(&db_max_connections) {
-            return Err(ConfigError::new("REACTIVATION_DB_MAX_CONNECTIONS", "must be between 1 and 500"));
+            return Err(ConfigError::new(
+                "REACTIVATION_DB_MAX_CONNECTIONS",
+                "must be between 1 and 500",
+            ));
         }
         let carrier_url = parse("REACTIVATION_CARRIER_URL", "http://127.0.0.1:8090")?;
         if !(carrier_url.starts_with("http://") || carrier_url.starts_with("https://")) {
-            return Err(ConfigError::new("REACTIVATION_CARRIER_URL", "must be an http:// or https:// URL"));
+            return Err(ConfigError::new(
+                "REACTIVATION_CARRIER_URL",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        let identity_addr = addr("REACTIVATION_IDENTITY_ADDR", "127.0.0.1:8081")?;
+        let identity_url = parse(
+            "REACTIVATION_IDENTITY_URL",
+            &format!("http://{identity_addr}"),
+        )?;
+        if !(identity_url.starts_with("http://") || identity_url.starts_with("https://")) {
+            return Err(ConfigError::new(
+                "REACTIVATION_IDENTITY_URL",
+                "must be an http:// or https:// URL",
+            ));
         }
         Ok(Self {
+            identity_url: identity_url.trim_end_matches('/').to_owned(),
+            secret_key: get("REACTIVATION_SECRET_KEY"),
             database_url,
             db_max_connections,
             log_format,
-            log_filter: parse("REACTIVATION_LOG", "info")?,
+            log_filter: parse("REACTIVATION_LOG", "info,sqlx::postgres::notice=warn")?,
             gateway_addr: addr("REACTIVATION_GATEWAY_ADDR", "127.0.0.1:8080")?,
-            identity_addr: addr("REACTIVATION_IDENTITY_ADDR", "127.0.0.1:8081")?,
+            identity_addr,
             risk_addr: addr("REACTIVATION_RISK_ADDR", "127.0.0.1:8082")?,
             provisioning_addr: addr("REACTIVATION_PROVISIONING_ADDR", "127.0.0.1:8083")?,
             carrier_sim_addr: addr("REACTIVATION_CARRIER_SIM_ADDR", "127.0.0.1:8090")?,
@@ -125,16 +175,30 @@ impl Settings {
         })
     }
 
+    /// The master secret, or an error naming `REACTIVATION_SECRET_KEY`.
+    pub fn require_secret_key(&self) -> Result<&str, ConfigError> {
+        self.secret_key.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "REACTIVATION_SECRET_KEY",
+                "is not set (base64 of at least 32 random bytes, e.g. `openssl rand -base64 32`)",
+            )
+        })
+    }
+
     /// The database URL, or an error naming `DATABASE_URL`.
     pub fn require_database_url(&self) -> Result<&str, ConfigError> {
-        self.database_url
-            .as_deref()
-            .ok_or_else(|| ConfigError::new("DATABASE_URL", "is not set (e.g. postgres://postgres@127.0.0.1:5432/reactivation)"))
+        self.database_url.as_deref().ok_or_else(|| {
+            ConfigError::new(
+                "DATABASE_URL",
+                "is not set (e.g. postgres://postgres@127.0.0.1:5432/reactivation)",
+            )
+        })
     }
 }
 
 fn parse_value<T: FromStr>(name: &str, raw: &str, expected: &str) -> Result<T, ConfigError> {
-    raw.parse().map_err(|_| ConfigError::new(name, format!("must be {expected}, got `{raw}`")))
+    raw.parse()
+        .map_err(|_| ConfigError::new(name, format!("must be {expected}, got `{raw}`")))
 }
 
 #[cfg(test)]
@@ -144,7 +208,10 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -156,7 +223,10 @@ mod tests {
         assert_eq!(s.carrier_url, "http://127.0.0.1:8090");
         assert_eq!(s.log_format, LogFormat::Human);
         assert!(s.database_url.is_none());
-        assert_eq!(s.require_database_url().unwrap_err().variable, "DATABASE_URL");
+        assert_eq!(
+            s.require_database_url().unwrap_err().variable,
+            "DATABASE_URL"
+        );
     }
 
     #[test]
@@ -173,7 +243,11 @@ mod tests {
         for (name, value) in cases {
             let err = settings(&[(name, value)]).unwrap_err();
             assert_eq!(err.variable, name);
-            assert!(err.to_string().starts_with(&format!("configuration: {name} ")), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("configuration: {name} ")),
+                "{err}"
+            );
         }
     }
 

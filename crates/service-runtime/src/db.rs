@@ -19,5 +19,8 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 
 /// Applies every pending migration.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    case_store::MIGRATOR.run(pool).await.context("migrations failed")
+    case_store::MIGRATOR
+        .run(pool)
+        .await
+        .context("migrations failed")
 }

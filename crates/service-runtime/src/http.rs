@@ -32,11 +32,20 @@ pub fn ops_routes(pool: PgPool) -> Router {
 }
 
 async fn readyz(State(pool): State<PgPool>) -> Response {
-    let check = tokio::time::timeout(Duration::from_secs(2), sqlx::query("SELECT 1").execute(&pool)).await;
+    let check = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&pool),
+    )
+    .await;
     match check {
         Ok(Ok(_)) => "ready".into_response(),
-        _ => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", "The database does not answer.")
-            .into_response(),
+        _ => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            "The database does not answer.",
+        )
+        .into_response(),
     }
 }
 
@@ -44,7 +53,11 @@ async fn prometheus(State(pool): State<PgPool>) -> Response {
     if let Err(e) = metrics::refresh_case_gauges(&pool).await {
         tracing::warn!(error.message = %e, "cannot refresh case gauges");
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
+        .into_response()
 }
 
 /// The standard stack, outermost first: request id, sensitive-header masking,
@@ -55,30 +68,55 @@ pub fn with_standard_layers(router: Router, timeout: Duration) -> Router {
     router
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async {
-            Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "This resource does not accept that method.")
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "This resource does not accept that method.",
+            )
         })
         .layer(middleware::from_fn(problem_on_timeout))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
             Problem::internal().into_response()
         }))
         .layer(middleware::from_fn(track_request))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
-            let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", |p| p.as_str());
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
             tracing::info_span!("http", method = %req.method(), route, request_id)
         }))
-        .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 async fn problem_on_timeout(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
-    if response.status() == StatusCode::REQUEST_TIMEOUT && response.headers().get(header::CONTENT_TYPE).is_none() {
-        return Problem::new(StatusCode::REQUEST_TIMEOUT, "timeout", "Request timeout", "The request took too long.")
-            .into_response();
+    if response.status() == StatusCode::REQUEST_TIMEOUT
+        && response.headers().get(header::CONTENT_TYPE).is_none()
+    {
+        return Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "Request timeout",
+            "The request took too long.",
+        )
+        .into_response();
     }
     response
 }
@@ -86,12 +124,16 @@ async fn problem_on_timeout(req: Request, next: Next) -> Response {
 async fn track_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [("method", method), ("route", route), ("status", status)];
     ::metrics::counter!("http_requests_total", &labels).increment(1);
-    ::metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
+    ::metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
@@ -106,7 +148,9 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> an
 
 /// Binds `addr`, naming it in the error.
 pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
 }
 
 #[cfg(test)]
@@ -118,10 +162,32 @@ mod tests {
     use super::*;
 
     async fn call(app: Router, method: &str, uri: &str) -> (StatusCode, String, String) {
-        let response = app.oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let response = app
+            .oneshot(
+                Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         let status = response.status();
-        let content_type = response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
-        let body = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
         (status, content_type, body)
     }
 
@@ -139,18 +205,38 @@ mod tests {
     #[tokio::test]
     async fn unknown_routes_methods_and_panics_answer_problem_json() {
         let (status, ct, body) = call(app(), "GET", "/nope").await;
-        assert_eq!((status, ct.as_str()), (StatusCode::NOT_FOUND, "application/problem+json"));
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::NOT_FOUND, "application/problem+json")
+        );
         assert!(body.contains("\"status\":404"), "{body}");
         let (status, ct, _) = call(app(), "DELETE", "/hello").await;
-        assert_eq!((status, ct.as_str()), (StatusCode::METHOD_NOT_ALLOWED, "application/problem+json"));
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, "application/problem+json")
+        );
         let (status, ct, body) = call(app(), "GET", "/boom").await;
-        assert_eq!((status, ct.as_str()), (StatusCode::INTERNAL_SERVER_ERROR, "application/problem+json"));
+        assert_eq!(
+            (status, ct.as_str()),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application/problem+json"
+            )
+        );
         assert!(!body.contains("boom"), "internals leak: {body}");
     }
 
     #[tokio::test]
     async fn every_answer_carries_a_request_id() {
-        let response = app().oneshot(Request::builder().uri("/hello").body(Body::empty()).unwrap()).await.unwrap();
+        let response = app()
+            .oneshot(
+                Request::builder()
+                    .uri("/hello")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
         assert!(response.headers().get("x-request-id").is_some());
     }
 }

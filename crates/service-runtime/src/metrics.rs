@@ -15,7 +15,8 @@ use sqlx::PgPool;
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 3600.0,
 ];
 
 /// Installs the process-wide recorder (once) and returns its handle.
@@ -36,7 +37,10 @@ pub fn install() -> &'static PrometheusHandle {
 pub async fn refresh_case_gauges(pool: &PgPool) -> Result<(), case_store::StoreError> {
     let counts = case_store::cases_per_state(pool).await?;
     for state in CaseState::ALL {
-        let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n);
         metrics::gauge!("reactivation_cases", "state" => state.as_str()).set(n as f64);
     }
     Ok(())

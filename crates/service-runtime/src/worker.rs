@@ -28,7 +28,10 @@ pub struct WorkerSettings {
 impl WorkerSettings {
     /// From the process settings.
     pub fn from(settings: &crate::Settings) -> Self {
-        Self { poll: settings.worker_poll, lease: settings.worker_lease }
+        Self {
+            poll: settings.worker_poll,
+            lease: settings.worker_lease,
+        }
     }
 }
 
@@ -54,7 +57,11 @@ pub trait CaseStep: Send + Sync + 'static {
     /// The states whose cases this step claims.
     fn states(&self) -> Vec<CaseState>;
     /// Works one claimed case. Must move it with `claim.fence`, or ask to retry.
-    fn process(&self, pool: &PgPool, claim: &Claim) -> impl Future<Output = anyhow::Result<StepOutcome>> + Send;
+    fn process(
+        &self,
+        pool: &PgPool,
+        claim: &Claim,
+    ) -> impl Future<Output = anyhow::Result<StepOutcome>> + Send;
 }
 
 /// What delivering one outbox message came to.
@@ -77,12 +84,21 @@ pub trait OutboxHandler: Send + Sync + 'static {
     /// The topics it delivers.
     fn topics(&self) -> Vec<String>;
     /// Delivers one claimed message.
-    fn deliver(&self, pool: &PgPool, message: &OutboxClaim) -> impl Future<Output = anyhow::Result<Delivery>> + Send;
+    fn deliver(
+        &self,
+        pool: &PgPool,
+        message: &OutboxClaim,
+    ) -> impl Future<Output = anyhow::Result<Delivery>> + Send;
 }
 
 /// Claims and processes at most one case. Returns whether there was one. Tests
 /// call it to drain work deterministically.
-pub async fn process_one_case<S: CaseStep>(pool: &PgPool, step: &S, worker: &str, lease: Duration) -> anyhow::Result<bool> {
+pub async fn process_one_case<S: CaseStep>(
+    pool: &PgPool,
+    step: &S,
+    worker: &str,
+    lease: Duration,
+) -> anyhow::Result<bool> {
     let states = step.states();
     let Some(claim) = case_store::claim_next(pool, &states, worker, lease).await? else {
         return Ok(false);
@@ -90,7 +106,8 @@ pub async fn process_one_case<S: CaseStep>(pool: &PgPool, step: &S, worker: &str
     let service = step.service();
     ::metrics::counter!("worker_claims_total", "service" => service, "state" => claim.state.as_str()).increment(1);
     if claim.first_in_state {
-        ::metrics::histogram!("handoff_latency_seconds", "state" => claim.state.as_str()).record(claim.waited.as_secs_f64());
+        ::metrics::histogram!("handoff_latency_seconds", "state" => claim.state.as_str())
+            .record(claim.waited.as_secs_f64());
     }
     let span = tracing::info_span!("case_step", service, case_id = %claim.case_id, state = %claim.state, attempt = claim.fence.attempt);
     let _enter = span.enter();
@@ -137,11 +154,21 @@ async fn release_quietly(pool: &PgPool, claim: &Claim, after: Duration, span: &t
 }
 
 /// Claims and delivers at most one outbox message. Returns whether there was one.
-pub async fn process_one_message<H: OutboxHandler>(pool: &PgPool, handler: &H, worker: &str, lease: Duration) -> anyhow::Result<bool> {
-    let Some(message) = case_store::claim_outbox(pool, &handler.topics(), worker, lease).await? else {
+pub async fn process_one_message<H: OutboxHandler>(
+    pool: &PgPool,
+    handler: &H,
+    worker: &str,
+    lease: Duration,
+) -> anyhow::Result<bool> {
+    let Some(message) = case_store::claim_outbox(pool, &handler.topics(), worker, lease).await?
+    else {
         return Ok(false);
     };
     let service = handler.service();
+    if message.attempts == 1 {
+        ::metrics::histogram!("handoff_latency_seconds", "state" => message.topic.clone())
+            .record(message.waited.as_secs_f64());
+    }
     let span = tracing::info_span!("outbox_delivery", service, message_id = %message.id, topic = %message.topic, attempt = message.attempts);
     let result = handler.deliver(pool, &message).await;
     let recorded = match result {
@@ -168,28 +195,60 @@ pub async fn process_one_message<H: OutboxHandler>(pool: &PgPool, handler: &H, w
 }
 
 /// Runs a case step until shutdown.
-pub async fn run_case_worker<S: CaseStep>(pool: PgPool, step: Arc<S>, settings: WorkerSettings, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run_case_worker<S: CaseStep>(
+    pool: PgPool,
+    step: Arc<S>,
+    settings: WorkerSettings,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let worker = worker_id(step.service());
-    let channels = step.states().into_iter().map(|s| s.work_channel()).collect();
+    let channels = step
+        .states()
+        .into_iter()
+        .map(|s| s.work_channel())
+        .collect();
     let lease = settings.lease;
     tracing::info!(worker, "case worker started");
-    run_loop(&pool, step.service(), channels, settings.poll, shutdown, || {
-        let (pool, step, worker) = (pool.clone(), step.clone(), worker.clone());
-        async move { process_one_case(&pool, step.as_ref(), &worker, lease).await }
-    })
+    run_loop(
+        &pool,
+        step.service(),
+        channels,
+        settings.poll,
+        shutdown,
+        || {
+            let (pool, step, worker) = (pool.clone(), step.clone(), worker.clone());
+            async move { process_one_case(&pool, step.as_ref(), &worker, lease).await }
+        },
+    )
     .await
 }
 
 /// Runs an outbox handler until shutdown.
-pub async fn run_outbox_worker<H: OutboxHandler>(pool: PgPool, handler: Arc<H>, settings: WorkerSettings, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run_outbox_worker<H: OutboxHandler>(
+    pool: PgPool,
+    handler: Arc<H>,
+    settings: WorkerSettings,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let worker = worker_id(handler.service());
-    let channels = handler.topics().iter().map(|t| case_store::outbox_channel(t)).collect();
+    let channels = handler
+        .topics()
+        .iter()
+        .map(|t| case_store::outbox_channel(t))
+        .collect();
     let lease = settings.lease;
     tracing::info!(worker, "outbox worker started");
-    run_loop(&pool, handler.service(), channels, settings.poll, shutdown, || {
-        let (pool, handler, worker) = (pool.clone(), handler.clone(), worker.clone());
-        async move { process_one_message(&pool, handler.as_ref(), &worker, lease).await }
-    })
+    run_loop(
+        &pool,
+        handler.service(),
+        channels,
+        settings.poll,
+        shutdown,
+        || {
+            let (pool, handler, worker) = (pool.clone(), handler.clone(), worker.clone());
+            async move { process_one_message(&pool, handler.as_ref(), &worker, lease).await }
+        },
+    )
     .await
 }
 
@@ -208,7 +267,9 @@ where
     Fut: Future<Output = anyhow::Result<bool>>,
 {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen_all(channels.iter().map(String::as_str)).await?;
+    listener
+        .listen_all(channels.iter().map(String::as_str))
+        .await?;
     while !shutdown.is_triggered() {
         loop {
             match tick().await {

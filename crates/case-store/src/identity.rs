@@ -1,0 +1,219 @@
+//! Identity claims and proofs: encrypted name/ID, the carrier's match answer, OTP
+//! codes and the attempt counters (each limit is one atomic conditional UPDATE).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// What is stored about the requester's identity claim when a case is opened.
+#[derive(Debug, Clone)]
+pub struct NewIdentity {
+    /// Encrypted full name.
+    pub full_name_enc: Vec<u8>,
+    /// Encrypted ID number.
+    pub id_number_enc: Vec<u8>,
+    /// Masked name.
+    pub full_name_masked: String,
+    /// Last four characters of the ID number.
+    pub id_number_last4: String,
+}
+
+/// A case's identity row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdentityRow {
+    /// The case.
+    pub case_id: Uuid,
+    /// Encrypted full name.
+    pub full_name_enc: Vec<u8>,
+    /// Encrypted ID number.
+    pub id_number_enc: Vec<u8>,
+    /// Masked name.
+    pub full_name_masked: String,
+    /// Last four of the ID.
+    pub id_number_last4: String,
+    /// The carrier's match answer, once asked.
+    pub subscriber_match: Option<bool>,
+    /// Codes sent so far.
+    pub otp_sends: i32,
+    /// Failed proofs so far.
+    pub failed_attempts: i32,
+    /// The proof that verified identity.
+    pub verified_method: Option<String>,
+    /// When identity was verified.
+    pub verified_at: Option<DateTime<Utc>>,
+}
+
+/// Stores the identity claim of a new case (in the case's creating transaction).
+pub async fn save_identity(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    new: &NewIdentity,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        r#"INSERT INTO case_identities (case_id, full_name_enc, id_number_enc, full_name_masked, id_number_last4)
+           VALUES ($1, $2, $3, $4, $5)"#,
+        case_id,
+        new.full_name_enc,
+        new.id_number_enc,
+        new.full_name_masked,
+        new.id_number_last4,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Loads a case's identity row.
+pub async fn load_identity(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Option<IdentityRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        IdentityRow,
+        r#"SELECT case_id, full_name_enc, id_number_enc, full_name_masked, id_number_last4, subscriber_match,
+                  otp_sends, failed_attempts, verified_method, verified_at
+           FROM case_identities WHERE case_id = $1"#,
+        case_id
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Records the carrier's answer to the name/ID match question.
+pub async fn record_subscriber_match(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    matched: bool,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_identities SET subscriber_match = $2, match_checked_at = now() WHERE case_id = $1",
+        case_id,
+        matched
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Takes one of the case's code sends; `None` once `max` have been used.
+pub async fn take_otp_send(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    max: i32,
+) -> Result<Option<i32>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "UPDATE case_identities SET otp_sends = otp_sends + 1 WHERE case_id = $1 AND otp_sends < $2 RETURNING otp_sends",
+        case_id,
+        max
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Gives back a send that did not happen (the carrier had no contact on file or failed).
+pub async fn return_otp_send(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_identities SET otp_sends = otp_sends - 1 WHERE case_id = $1 AND otp_sends > 0",
+        case_id
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Stores a sent code's keyed hash.
+pub async fn insert_otp(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    case_id: Uuid,
+    code_hash: &[u8; 32],
+    sent_to: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "INSERT INTO otp_codes (id, case_id, code_hash, sent_to, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        id,
+        case_id,
+        &code_hash[..],
+        sent_to,
+        expires_at,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A code that may be compared: its check was counted before the comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtpUnderCheck {
+    /// The code id.
+    pub id: Uuid,
+    /// Its keyed hash.
+    pub code_hash: Vec<u8>,
+}
+
+/// Counts one check against the case's newest code, if it is unexpired, unused and
+/// has checks left; only then may it be compared. Older codes are never valid.
+pub async fn count_otp_check(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    max_checks: i32,
+) -> Result<Option<OtpUnderCheck>, StoreError> {
+    Ok(sqlx::query_as!(
+        OtpUnderCheck,
+        r#"UPDATE otp_codes SET checks = checks + 1
+           WHERE id = (SELECT id FROM otp_codes WHERE case_id = $1 ORDER BY created_at DESC LIMIT 1)
+             AND checks < $2 AND expires_at > now() AND consumed_at IS NULL
+           RETURNING id, code_hash"#,
+        case_id,
+        max_checks,
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Marks a code used; false if it was used already (a code is accepted once).
+pub async fn consume_otp(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, StoreError> {
+    Ok(sqlx::query!(
+        "UPDATE otp_codes SET consumed_at = now() WHERE id = $1 AND consumed_at IS NULL",
+        id
+    )
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Counts a failed proof; returns the new count, or `None` if the limit was already reached.
+pub async fn record_failed_attempt(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    max: i32,
+) -> Result<Option<i32>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "UPDATE case_identities SET failed_attempts = failed_attempts + 1
+         WHERE case_id = $1 AND failed_attempts < $2 RETURNING failed_attempts",
+        case_id,
+        max
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Records which proof verified identity.
+pub async fn mark_identity_verified(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    method: &str,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_identities SET verified_method = $2, verified_at = now() WHERE case_id = $1",
+        case_id,
+        method
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

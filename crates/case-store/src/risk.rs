@@ -1,0 +1,191 @@
+//! Risk assessments and provisioning orders.
+
+use case_domain::risk::RiskTier;
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// A stored risk assessment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssessmentRow {
+    /// Assessment id.
+    pub id: Uuid,
+    /// The case.
+    pub case_id: Uuid,
+    /// The tier.
+    pub tier: RiskTier,
+    /// Customer-safe reason codes.
+    pub reason_codes: Vec<String>,
+    /// What the tier requires.
+    pub needs: Vec<String>,
+    /// The signals used.
+    pub signals: serde_json::Value,
+    /// When.
+    pub assessed_at: DateTime<Utc>,
+}
+
+/// Stores an assessment.
+pub async fn save_assessment(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    tier: RiskTier,
+    reason_codes: &[String],
+    needs: &[String],
+    signals: &serde_json::Value,
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals) VALUES ($1, $2, $3, $4, $5, $6)",
+        id,
+        case_id,
+        tier as RiskTier,
+        reason_codes,
+        needs,
+        signals,
+    )
+    .execute(db)
+    .await?;
+    Ok(id)
+}
+
+/// The case's current (latest) assessment.
+pub async fn latest_assessment(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Option<AssessmentRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        AssessmentRow,
+        r#"SELECT id, case_id, tier AS "tier: RiskTier", reason_codes, needs, signals, assessed_at
+           FROM risk_assessments WHERE case_id = $1 ORDER BY assessed_at DESC, id DESC LIMIT 1"#,
+        case_id
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// A provisioning order as the product knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRow {
+    /// Order id (= outbox id = idempotency key).
+    pub id: Uuid,
+    /// The case.
+    pub case_id: Uuid,
+    /// full or inbound_only.
+    pub restoration: String,
+    /// pending, acknowledged, inProgress, completed, failed.
+    pub state: String,
+    /// The carrier's reference.
+    pub carrier_ref: Option<String>,
+    /// Failed delivery attempts.
+    pub failures: i32,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last state change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Records a new order (in the transaction that moves the case into provisioning).
+pub async fn create_order(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    case_id: Uuid,
+    restoration: &str,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "INSERT INTO provisioning_orders (id, case_id, restoration) VALUES ($1, $2, $3)",
+        id,
+        case_id,
+        restoration
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records the carrier's latest state of an order.
+pub async fn update_order(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    state: &str,
+    carrier_ref: Option<&str>,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE provisioning_orders SET state = $2, carrier_ref = coalesce($3, carrier_ref), updated_at = now() WHERE id = $1",
+        id,
+        state,
+        carrier_ref
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The case's orders, oldest first.
+pub async fn orders_for_case(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Vec<OrderRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        OrderRow,
+        "SELECT id, case_id, restoration, state, carrier_ref, failures, created_at, updated_at
+         FROM provisioning_orders WHERE case_id = $1 ORDER BY created_at",
+        case_id
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Loads one order.
+pub async fn load_order(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<OrderRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        OrderRow,
+        "SELECT id, case_id, restoration, state, carrier_ref, failures, created_at, updated_at
+         FROM provisioning_orders WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Counts a failed delivery attempt of an order; returns the new count.
+pub async fn count_order_failure(db: impl PgExecutor<'_>, id: Uuid) -> Result<i32, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "UPDATE provisioning_orders SET failures = failures + 1, updated_at = now() WHERE id = $1 RETURNING failures",
+        id
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+/// The outbox topic of provisioning orders.
+pub const PROVISIONING_TOPIC: &str = "provisioning.order";
+
+/// Moves a case into `provisioning` and, in the same transaction, writes the
+/// service order to the outbox and to `provisioning_orders` (order id = outbox id =
+/// the carrier's idempotency key). Every way into provisioning goes through here.
+pub async fn transition_into_provisioning(
+    conn: &mut sqlx::PgConnection,
+    mut req: crate::TransitionRequest<'_>,
+    restoration: &str,
+) -> Result<crate::Transitioned, StoreError> {
+    let case_id = req.case_id;
+    req.outbox.insert(
+        0,
+        crate::OutboxMessage {
+            topic: PROVISIONING_TOPIC.to_owned(),
+            payload: serde_json::json!({ "case_id": case_id, "restoration": restoration }),
+            dedupe_suffix: "order".to_owned(),
+        },
+    );
+    let done = crate::transition_in(conn, req).await?;
+    if done.case.state != case_domain::CaseState::Provisioning {
+        return Err(StoreError::UnexpectedState {
+            case_id,
+            state: done.case.state,
+        });
+    }
+    create_order(&mut *conn, done.outbox_ids[0], case_id, restoration).await?;
+    Ok(done)
+}

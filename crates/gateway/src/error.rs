@@ -1,0 +1,128 @@
+//! The gateway's error type: one place maps every failure to its problem answer.
+
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use case_store::StoreError;
+use serde::Serialize;
+use service_runtime::Problem;
+
+/// One invalid field: its name and why (never its value).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct FieldError {
+    /// The field (JSON name).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Everything a gateway handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not the expected shape.
+    #[error("{0}")]
+    Malformed(String),
+    /// The body is JSON but not of the expected shape (unknown or missing fields, wrong types).
+    #[error("{0}")]
+    Schema(String),
+    /// The body is well-formed but fields are invalid.
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    /// No such resource, or the caller may not know it exists.
+    #[error("not found")]
+    NotFound,
+    /// The request conflicts with the resource's current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The Idempotency-Key was used with another body.
+    #[error("idempotency key reused with another body")]
+    IdempotencyMismatch,
+    /// The first request with this Idempotency-Key is still running.
+    #[error("idempotency key in flight")]
+    IdempotencyInFlight,
+    /// A required dependency is unreachable.
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    /// A bug or an outage; logged once, answered opaquely.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => Self::NotFound,
+            StoreError::StaleVersion { .. } => Self::Conflict("The case changed meanwhile; read it again and retry.".into()),
+            StoreError::Refused(refusal) => Self::Conflict(format!("Not possible now: {refusal}.")),
+            StoreError::OpenCaseExists => Self::Conflict(
+                "This number already has an open reactivation case. Follow it with its case token, or cancel it first.".into(),
+            ),
+            StoreError::Conflict(what) => Self::Conflict(what),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl ApiError {
+    /// The problem answer.
+    pub fn problem(&self) -> Problem {
+        match self {
+            Self::Malformed(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "Malformed request",
+                detail.clone(),
+            ),
+            Self::Schema(detail) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "schema",
+                "Request does not match the schema",
+                detail.clone(),
+            ),
+            Self::Invalid(errors) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Invalid request",
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+            .with("errors", serde_json::to_value(errors).unwrap_or_default()),
+            Self::NotFound => Problem::not_found(),
+            Self::Conflict(detail) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
+            }
+            Self::IdempotencyMismatch => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                "This Idempotency-Key was already used with a different request body.",
+            ),
+            Self::IdempotencyInFlight => Problem::new(
+                StatusCode::CONFLICT,
+                "idempotency-key-in-flight",
+                "Request in progress",
+                "A request with this Idempotency-Key is still being processed; retry shortly.",
+            ),
+            Self::Unavailable(what) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                format!("The {what} cannot be reached right now; please retry shortly."),
+            ),
+            Self::Internal(_) => Problem::internal(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error.message = %cause, error.cause_chain = ?cause, "request failed");
+        }
+        self.problem().into_response()
+    }
+}

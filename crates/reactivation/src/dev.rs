@@ -1,0 +1,176 @@
+//! `reactivation dev`: the whole product on one machine, for a new engineer.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use carrier_sim::demo;
+use local_postgres::LocalCluster;
+use service_runtime::{Settings, Shutdown, db};
+use tokio::task::JoinSet;
+
+use crate::{
+    Service,
+    serve::{Wiring, supervise},
+};
+
+/// Options of `reactivation dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Where the private Postgres cluster keeps its data (used when DATABASE_URL is not set).
+    #[arg(long, default_value = ".data/pg-dev")]
+    data_dir: PathBuf,
+    /// Port of the private Postgres cluster.
+    #[arg(long, default_value_t = 55433)]
+    pg_port: u16,
+}
+
+/// The master secret `dev` uses when REACTIVATION_SECRET_KEY is not set. Demo only.
+const DEV_SECRET_KEY: &str = "cmVhY3RpdmF0aW9uLWRldi1vbmx5LXNlY3JldC1rZXktbm90LWZvci1wcm9kdWN0aW9u";
+
+/// Demo agent accounts: (username, role).
+pub const DEMO_AGENTS: &[(&str, &str)] = &[
+    ("cs.demo", "cs"),
+    ("security.demo", "security"),
+    ("security2.demo", "security"),
+    ("technical.demo", "technical"),
+    ("supervisor.demo", "supervisor"),
+    ("admin.demo", "admin"),
+];
+/// The demo agents' password.
+pub const DEMO_PASSWORD: &str = "reactivate-demo-2026";
+
+pub async fn run(args: DevArgs, mut settings: Settings) -> anyhow::Result<()> {
+    let mut cluster = None;
+    let database_url = match settings.database_url.clone() {
+        Some(url) => {
+            println!("Using the database in DATABASE_URL.");
+            url
+        }
+        None => {
+            let (data_dir, port) = (args.data_dir.clone(), args.pg_port);
+            let started = tokio::task::spawn_blocking(
+                move || -> Result<(LocalCluster, String), local_postgres::Error> {
+                    let c = LocalCluster::start(&data_dir, port)?;
+                    c.ensure_database("reactivation")?;
+                    let url = c.database_url("reactivation");
+                    Ok((c, url))
+                },
+            )
+            .await?;
+            let (c, url) = started.map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "Started a private PostgreSQL in {} on port {}.",
+                c.data_dir().display(),
+                c.port()
+            );
+            cluster = Some(c);
+            url
+        }
+    };
+    let result = run_stack(&mut settings, database_url).await;
+    if let Some(c) = cluster.filter(|c| !c.was_already_running()) {
+        println!("Stopping the private PostgreSQL.");
+        if let Err(e) = tokio::task::spawn_blocking(move || c.stop()).await? {
+            eprintln!("could not stop PostgreSQL: {e}");
+        }
+    }
+    result
+}
+
+async fn run_stack(settings: &mut Settings, database_url: String) -> anyhow::Result<()> {
+    settings.database_url = Some(database_url);
+    if settings.secret_key.is_none() {
+        settings.secret_key = Some(DEV_SECRET_KEY.to_owned());
+    }
+    let pool = db::connect(
+        settings.require_database_url()?,
+        settings.db_max_connections,
+    )
+    .await?;
+    db::migrate(&pool).await?;
+    carrier_sim::prepare(&pool).await?;
+    demo::seed(&pool)
+        .await
+        .context("loading the demo subscribers")?;
+    for (username, role) in DEMO_AGENTS {
+        if case_store::agents::find_agent(&pool, username)
+            .await?
+            .is_none()
+        {
+            crate::create_agent_in(&pool, username, DEMO_PASSWORD, &[(*role).to_owned()]).await?;
+        }
+    }
+
+    let shutdown = Shutdown::on_signals();
+    let wiring = Wiring {
+        pool,
+        settings: settings.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let mut tasks = JoinSet::new();
+    wiring.start(Service::CarrierSim, &mut tasks).await?;
+    wiring.start(Service::All, &mut tasks).await?;
+    print_banner(settings);
+    supervise(tasks, &shutdown).await
+}
+
+fn print_banner(settings: &Settings) {
+    let gw = format!("http://{}", settings.gateway_addr);
+    let sim = format!("http://{}", settings.carrier_sim_addr);
+    let mut out = String::new();
+    out.push_str("\n=== Reactivation is running ===\n");
+    out.push_str(&format!(
+        "Customer API (gateway) : {gw}   (OpenAPI: {gw}/openapi.json)\n"
+    ));
+    out.push_str(&format!("Agent console          : {gw}/console\n"));
+    out.push_str(&format!(
+        "Carrier simulator      : {sim}   (messages sent: {sim}/sim/outbox)\n"
+    ));
+    out.push_str(&format!("Metrics                : {gw}/metrics\n"));
+    out.push_str(&format!(
+        "\nDemo agent logins (password `{DEMO_PASSWORD}`):\n"
+    ));
+    for (username, role) in DEMO_AGENTS {
+        out.push_str(&format!("  {username:<16} {role}\n"));
+    }
+    out.push_str("\nDemo subscribers at the simulated carrier:\n");
+    for s in demo::ALL {
+        out.push_str(&format!(
+            "  [{}] {} — {}\n      {}\n",
+            s.key, s.msisdn, s.summary, s.how_to_try
+        ));
+    }
+    let clean = demo::CLEAN;
+    out.push_str("\nTry the clean journey (copy these lines into a shell):\n");
+    out.push_str(&format!(
+        "  R=$(curl -s -X POST {gw}/v1/cases -H 'content-type: application/json' -d '{{\"msisdn\":\"{}\",\"full_name\":\"{}\",\"id_number\":\"{}\",\"channel\":\"web\",\"locale\":\"en\"}}'); echo \"$R\"\n",
+        clean.msisdn, clean.full_name, clean.id_number
+    ));
+    out.push_str("  CASE=$(echo \"$R\" | grep -o '\"case_id\":\"[^\"]*\"' | cut -d'\"' -f4); TOKEN=$(echo \"$R\" | grep -o '\"case_token\":\"[^\"]*\"' | cut -d'\"' -f4)\n");
+    out.push_str(&format!(
+        "  curl -s -X POST {gw}/v1/cases/$CASE/verifications -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"method\":\"service_password\",\"password\":\"{}\"}}'; echo\n",
+        clean.service_password
+    ));
+    out.push_str(&format!(
+        "  sleep 2; curl -s {gw}/v1/cases/$CASE -H \"authorization: Bearer $TOKEN\"; echo\n"
+    ));
+    out.push_str(&format!(
+        "  curl -s {sim}/sim/subscribers/{}; echo\n",
+        clean.msisdn.replace('+', "%2B")
+    ));
+    out.push_str("Or with a one-time code instead of the password:\n");
+    out.push_str(&format!(
+        "  curl -s -X POST {gw}/v1/cases/$CASE/otp -H \"authorization: Bearer $TOKEN\"; echo\n"
+    ));
+    if let Some(to) = clean.contact_address() {
+        out.push_str(&format!(
+            "  curl -s '{sim}/sim/outbox?to={}'; echo   # read the code\n",
+            to.replace('+', "%2B")
+        ));
+    }
+    out.push_str(&format!(
+        "  curl -s -X POST {gw}/v1/cases/$CASE/verifications -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"method\":\"otp\",\"code\":\"CODE\"}}'; echo\n"
+    ));
+    out.push_str("\nPress Ctrl-C to stop.\n");
+    println!("{out}");
+}

@@ -1,0 +1,166 @@
+//! Runs services in this process.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context;
+use carrier_adapter::{Carrier, HttpCarrier};
+use data_protection::Keys;
+use service_runtime::{
+    Settings, Shutdown, db, http,
+    worker::{WorkerSettings, run_case_worker, run_outbox_worker},
+};
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+
+use crate::Service;
+
+/// Everything the services of one process share.
+pub struct Wiring {
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub shutdown: Shutdown,
+}
+
+impl Wiring {
+    fn carrier(&self) -> anyhow::Result<Arc<dyn Carrier>> {
+        let carrier = HttpCarrier::new(&self.settings.carrier_url, Duration::from_secs(10))
+            .map_err(|e| anyhow::anyhow!("REACTIVATION_CARRIER_URL: {e}"))?;
+        Ok(Arc::new(carrier))
+    }
+
+    fn keys(&self) -> anyhow::Result<Arc<Keys>> {
+        let secret = self.settings.require_secret_key()?;
+        Ok(Arc::new(Keys::from_master_base64(secret)?))
+    }
+
+    /// Starts `service` on `tasks`.
+    pub async fn start(
+        &self,
+        service: Service,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        let (pool, settings, shutdown) = (
+            self.pool.clone(),
+            self.settings.clone(),
+            self.shutdown.clone(),
+        );
+        let workers = WorkerSettings::from(&settings);
+        match service {
+            Service::Gateway => {
+                let identity =
+                    identity_verification::client::IdentityClient::new(&settings.identity_url)?;
+                let state = gateway::AppState {
+                    pool,
+                    keys: self.keys()?,
+                    identity,
+                };
+                let listener = http::bind(settings.gateway_addr).await?;
+                tasks.spawn(gateway::run(
+                    listener,
+                    state,
+                    settings.http_timeout,
+                    shutdown,
+                ));
+            }
+            Service::Identity => {
+                let service = identity_verification::IdentityService::new(
+                    pool.clone(),
+                    self.carrier()?,
+                    self.keys()?,
+                );
+                let app = identity_verification::router(service).merge(http::ops_routes(pool));
+                let listener = http::bind(settings.identity_addr).await?;
+                tracing::info!(addr = %settings.identity_addr, "identity service listening");
+                tasks.spawn(http::serve(
+                    listener,
+                    http::with_standard_layers(app, settings.http_timeout),
+                    shutdown,
+                ));
+            }
+            Service::Risk => {
+                let step = Arc::new(risk_assessment::RiskStep::new(self.carrier()?));
+                let listener = http::bind(settings.risk_addr).await?;
+                tasks.spawn(http::serve(
+                    listener,
+                    http::with_standard_layers(
+                        http::ops_routes(pool.clone()),
+                        settings.http_timeout,
+                    ),
+                    shutdown.clone(),
+                ));
+                tasks.spawn(run_case_worker(pool, step, workers, shutdown));
+            }
+            Service::Provisioning => {
+                let handler = Arc::new(provisioning::ProvisioningHandler::new(
+                    self.carrier()?,
+                    provisioning::RetryPolicy::default(),
+                ));
+                let listener = http::bind(settings.provisioning_addr).await?;
+                tasks.spawn(http::serve(
+                    listener,
+                    http::with_standard_layers(
+                        http::ops_routes(pool.clone()),
+                        settings.http_timeout,
+                    ),
+                    shutdown.clone(),
+                ));
+                tasks.spawn(run_outbox_worker(pool, handler, workers, shutdown));
+            }
+            Service::CarrierSim => {
+                carrier_sim::prepare(&pool).await?;
+                let listener = http::bind(settings.carrier_sim_addr).await?;
+                tracing::info!(addr = %settings.carrier_sim_addr, "carrier simulator listening");
+                tasks.spawn(carrier_sim::run(listener, pool, shutdown));
+            }
+            Service::All => {
+                for s in [
+                    Service::Identity,
+                    Service::Risk,
+                    Service::Provisioning,
+                    Service::Gateway,
+                ] {
+                    Box::pin(self.start(s, tasks)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits for every task; the first failure stops the others.
+pub async fn supervise(
+    mut tasks: JoinSet<anyhow::Result<()>>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let mut first_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.context("a service task panicked").and_then(|r| r);
+        if let Err(e) = outcome {
+            if first_error.is_none() {
+                tracing::error!(error.message = %e, "a service stopped with an error; stopping the others");
+                first_error = Some(e);
+            }
+            shutdown.trigger();
+        } else if !shutdown.is_triggered() {
+            // A service ended on its own: stop the process rather than run half of it.
+            shutdown.trigger();
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
+    let pool = db::connect(
+        settings.require_database_url()?,
+        settings.db_max_connections,
+    )
+    .await?;
+    let wiring = Wiring {
+        pool,
+        settings,
+        shutdown: Shutdown::on_signals(),
+    };
+    let mut tasks = JoinSet::new();
+    wiring.start(service, &mut tasks).await?;
+    supervise(tasks, &wiring.shutdown).await
+}
