@@ -1,1 +1,562 @@
-//! placeholder
+//! The harness of the cross-service scenarios.
+//!
+//! Owns: starting the product as the operator would — separate `reactivation serve …`
+//! processes of the real binary, on free loopback ports, against a fresh Postgres
+//! database per test (created on the server named by `DATABASE_URL`, dropped after)
+//! — and a small HTTP client for the customer API and the carrier simulator.
+//!
+//! Must not: reach into a service's internals; scenarios talk HTTP, and read the
+//! database only to check what the services wrote.
+
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The services a scenario can start.
+pub const ALL_SERVICES: &[&str] = &["carrier-sim", "identity", "risk", "provisioning", "gateway"];
+
+/// The master secret the test processes share (test only).
+const TEST_SECRET_KEY: &str = "dGVzdC1vbmx5LXNlY3JldC1rZXktZm9yLXN5c3RlbS10ZXN0cy0wMDAwMDAwMA==";
+
+/// The `reactivation` binary: `REACTIVATION_BIN`, else `target/debug/reactivation`.
+pub fn binary() -> PathBuf {
+    if let Ok(p) = std::env::var("REACTIVATION_BIN") {
+        return PathBuf::from(p);
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/reactivation");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build -p reactivation` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{name}?{q}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// How to start a stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Which services (names of `reactivation serve`).
+    pub services: Vec<&'static str>,
+    /// Workers' fallback poll; long by default so that hand-offs must come from NOTIFY.
+    pub poll_secs: u64,
+    /// Extra environment for every process.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            services: ALL_SERVICES.to_vec(),
+            poll_secs: 3600,
+            env: vec![],
+        }
+    }
+}
+
+/// A running product: one process per service, a fresh database.
+#[derive(Debug)]
+pub struct Stack {
+    /// Pool on the stack's database.
+    pub pool: PgPool,
+    /// The stack's database URL.
+    pub database_url: String,
+    /// Base URLs by service name (`gateway`, `carrier-sim`, `identity`, `risk`, `provisioning`).
+    pub urls: HashMap<&'static str, String>,
+    /// HTTP client.
+    pub http: reqwest::Client,
+    children: Vec<(&'static str, Child)>,
+    admin_url: String,
+    database: String,
+    logs: PathBuf,
+}
+
+impl Stack {
+    /// Starts the default stack (every service).
+    pub async fn start() -> Self {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    /// Starts the services in `options` on a fresh database and waits until each is healthy.
+    pub async fn start_with(options: StackOptions) -> Self {
+        let admin_url = std::env::var("DATABASE_URL")
+            .expect("DATABASE_URL must name a Postgres server for the system tests");
+        let database = format!("systest_{}", Uuid::new_v4().simple());
+        let admin = PgPool::connect(&admin_url)
+            .await
+            .expect("connect to DATABASE_URL");
+        sqlx::query(&format!("CREATE DATABASE {database}"))
+            .execute(&admin)
+            .await
+            .expect("create test database");
+        admin.close().await;
+        let database_url = with_database(&admin_url, &database);
+        let logs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/system-tests")
+            .join(&database);
+        std::fs::create_dir_all(&logs).expect("log folder");
+
+        let status = Command::new(binary())
+            .arg("migrate")
+            .env("DATABASE_URL", &database_url)
+            .output()
+            .expect("run migrate");
+        assert!(
+            status.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+
+        let ports: HashMap<&str, u16> = ALL_SERVICES.iter().map(|s| (*s, free_port())).collect();
+        let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
+        let mut env: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), database_url.clone()),
+            (
+                "REACTIVATION_GATEWAY_ADDR".into(),
+                format!("127.0.0.1:{}", ports["gateway"]),
+            ),
+            (
+                "REACTIVATION_IDENTITY_ADDR".into(),
+                format!("127.0.0.1:{}", ports["identity"]),
+            ),
+            (
+                "REACTIVATION_RISK_ADDR".into(),
+                format!("127.0.0.1:{}", ports["risk"]),
+            ),
+            (
+                "REACTIVATION_PROVISIONING_ADDR".into(),
+                format!("127.0.0.1:{}", ports["provisioning"]),
+            ),
+            (
+                "REACTIVATION_CARRIER_SIM_ADDR".into(),
+                format!("127.0.0.1:{}", ports["carrier-sim"]),
+            ),
+            ("REACTIVATION_CARRIER_URL".into(), url("carrier-sim")),
+            ("REACTIVATION_IDENTITY_URL".into(), url("identity")),
+            ("REACTIVATION_SECRET_KEY".into(), TEST_SECRET_KEY.into()),
+            (
+                "REACTIVATION_WORKER_POLL_SECS".into(),
+                options.poll_secs.to_string(),
+            ),
+            ("REACTIVATION_DB_MAX_CONNECTIONS".into(), "5".into()),
+            (
+                "REACTIVATION_LOG".into(),
+                "info,sqlx::postgres::notice=warn".into(),
+            ),
+        ];
+        env.extend(options.env.iter().cloned());
+
+        let mut children = Vec::new();
+        for service in &options.services {
+            let log = std::fs::File::create(logs.join(format!("{service}.log"))).expect("log file");
+            let child = Command::new(binary())
+                .args(["serve", service])
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log)
+                .spawn()
+                .expect("spawn a service");
+            children.push((*service, child));
+        }
+        let urls: HashMap<&'static str, String> =
+            ALL_SERVICES.iter().map(|s| (*s, url(s))).collect();
+        let pool = PgPool::connect(&database_url)
+            .await
+            .expect("connect to the test database");
+        let stack = Self {
+            pool,
+            database_url,
+            urls,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            children,
+            admin_url,
+            database,
+            logs,
+        };
+        for service in &options.services {
+            stack.wait_healthy(service).await;
+        }
+        stack
+    }
+
+    async fn wait_healthy(&self, service: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/readyz", self.urls[service]))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{service} did not become ready; see {}",
+                self.logs.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Base URL of a service.
+    pub fn url(&self, service: &str) -> &str {
+        &self.urls[service]
+    }
+
+    /// Kills one service's process (as a crash would).
+    pub fn kill(&mut self, service: &str) {
+        for (name, child) in &mut self.children {
+            if *name == service {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.children.retain(|(name, _)| *name != service);
+    }
+
+    /// Sends a request and returns the status and JSON body (Null when empty or not JSON).
+    pub async fn call(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Sends a request and returns the status, content type and raw body.
+    pub async fn call_raw(&self, request: reqwest::RequestBuilder) -> (u16, String, String) {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let ct = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (status, ct, response.text().await.unwrap_or_default())
+    }
+
+    /// Registers a subscriber at the carrier simulator.
+    pub async fn add_subscriber(&self, subscriber: &TestSubscriber) {
+        let (status, body) = self
+            .call(
+                self.http
+                    .post(format!("{}/sim/subscribers", self.url("carrier-sim")))
+                    .json(&subscriber.sim_body()),
+            )
+            .await;
+        assert_eq!(status, 201, "sim refused the subscriber: {body}");
+    }
+
+    /// `POST /v1/cases` with an optional Idempotency-Key.
+    pub async fn create_case(&self, body: &Value, key: Option<&str>) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/cases", self.url("gateway")))
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.call(request).await
+    }
+
+    /// Opens a case for `s` and returns (case id, token).
+    pub async fn open_case(&self, s: &TestSubscriber) -> (String, String) {
+        let (status, body) = self.create_case(&s.case_body(), None).await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["case_id"].as_str().expect("case_id").to_owned(),
+            body["case_token"].as_str().expect("token").to_owned(),
+        )
+    }
+
+    /// `GET /v1/cases/{id}`.
+    pub async fn status(&self, case_id: &str, token: &str) -> (u16, Value) {
+        self.call(
+            self.http
+                .get(format!("{}/v1/cases/{case_id}", self.url("gateway")))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// `POST /v1/cases/{id}/otp`.
+    pub async fn request_otp(&self, case_id: &str, token: &str) -> (u16, Value) {
+        self.call(
+            self.http
+                .post(format!("{}/v1/cases/{case_id}/otp", self.url("gateway")))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// `POST /v1/cases/{id}/verifications`.
+    pub async fn verify(&self, case_id: &str, token: &str, proof: &Value) -> (u16, Value) {
+        self.call(
+            self.http
+                .post(format!(
+                    "{}/v1/cases/{case_id}/verifications",
+                    self.url("gateway")
+                ))
+                .bearer_auth(token)
+                .json(proof),
+        )
+        .await
+    }
+
+    /// Every message the product sent through the carrier to `to`.
+    pub async fn sim_outbox(&self, to: &str) -> Vec<Value> {
+        let (status, body) = self
+            .call(
+                self.http
+                    .get(format!("{}/sim/outbox", self.url("carrier-sim")))
+                    .query(&[("to", to)]),
+            )
+            .await;
+        assert_eq!(status, 200);
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The six-digit code in the newest message to `to`.
+    pub async fn latest_code(&self, to: &str) -> String {
+        let messages = self.sim_outbox(to).await;
+        let body = messages
+            .last()
+            .and_then(|m| m["body"].as_str())
+            .expect("a message with a code")
+            .to_owned();
+        body.split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .expect("six digits in the message")
+            .to_owned()
+    }
+
+    /// Every provisioning call the simulator received for `msisdn`.
+    pub async fn provisioning_requests(&self, msisdn: &str) -> Vec<Value> {
+        let (status, body) = self
+            .call(
+                self.http
+                    .get(format!(
+                        "{}/sim/provisioning-requests",
+                        self.url("carrier-sim")
+                    ))
+                    .query(&[("msisdn", msisdn)]),
+            )
+            .await;
+        assert_eq!(status, 200);
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The simulator's view of a subscriber.
+    pub async fn sim_subscriber(&self, msisdn: &str) -> Value {
+        let encoded = msisdn.replace('+', "%2B");
+        let (status, body) = self
+            .call(self.http.get(format!(
+                "{}/sim/subscribers/{encoded}",
+                self.url("carrier-sim")
+            )))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Configures the simulator's provisioning faults.
+    pub async fn sim_faults(&self, failure_rate: f64, latency_ms: u64) {
+        let body = json!({ "provisioning_failure_rate": failure_rate, "provisioning_latency_ms": latency_ms });
+        let (status, answer) = self
+            .call(
+                self.http
+                    .post(format!("{}/sim/faults", self.url("carrier-sim")))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// Polls the case until it is in `state` (or `timeout` passes) and returns its status.
+    pub async fn wait_for_state(
+        &self,
+        case_id: &str,
+        token: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, body) = self.status(case_id, token).await;
+            assert_eq!(code, 200, "{body}");
+            if body["state"] == state {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "case never reached {state}; last: {body}\nlogs in {}",
+                self.logs.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A Prometheus counter's value on a service's `/metrics` (summed over series matching all `labels`).
+    pub async fn metric(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url(service)))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let (admin_url, database) = (self.admin_url.clone(), self.database.clone());
+        // Dropping the database needs async I/O; Drop is sync, so use a private runtime on a thread.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(admin) = PgPool::connect(&admin_url).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                            .execute(&admin)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A subscriber of the simulated carrier, with valid personal data.
+#[derive(Debug, Clone)]
+pub struct TestSubscriber {
+    /// E.164 number.
+    pub msisdn: String,
+    /// Name.
+    pub full_name: String,
+    /// Resident ID.
+    pub id_number: String,
+    /// Service password.
+    pub password: String,
+    /// Backup SMS contact on file.
+    pub backup_sms: Option<String>,
+    /// Recent call counterparties.
+    pub recent: Vec<String>,
+    /// Risk signals: (fraud_linked_contacts, sms_peak_per_hour, intl_calls_24h).
+    pub signals: (u32, u32, u32),
+    /// Language of the case.
+    pub locale: &'static str,
+}
+
+impl TestSubscriber {
+    /// A clean subscriber numbered `n` (distinct numbers and IDs per `n`).
+    pub fn clean(n: u32) -> Self {
+        let first17 = format!(
+            "3101011985{:02}{:02}{:03}",
+            1 + n % 12,
+            1 + n % 28,
+            n % 1000
+        );
+        Self {
+            msisdn: format!("+861390000{:04}", n),
+            full_name: "王小明".into(),
+            id_number: case_domain::ResidentId::with_check_digit(&first17).expect("valid test ID"),
+            password: format!("pw-{n}-secret"),
+            backup_sms: Some(format!("+861880000{:04}", n)),
+            recent: (1..=4).map(|i| format!("+86137{:04}{:04}", n, i)).collect(),
+            signals: (0, 0, 0),
+            locale: "en",
+        }
+    }
+
+    /// A subscriber whose traffic is flagged (medium tier).
+    pub fn flagged(n: u32) -> Self {
+        Self {
+            signals: (2, 300, 15),
+            ..Self::clean(n)
+        }
+    }
+
+    /// The simulator's `POST /sim/subscribers` body.
+    pub fn sim_body(&self) -> Value {
+        let contacts: Vec<Value> = self
+            .backup_sms
+            .iter()
+            .map(|a| json!({"kind": "sms", "address": a}))
+            .collect();
+        json!({
+            "msisdn": self.msisdn,
+            "full_name": self.full_name,
+            "id_number": self.id_number,
+            "service_password": self.password,
+            "backup_contacts": contacts,
+            "recent_contacts": self.recent,
+            "signals": {"fraud_linked_contacts": self.signals.0, "sms_peak_per_hour": self.signals.1, "intl_calls_24h": self.signals.2},
+            "status": "suspended",
+            "suspension_reason": if self.signals == (0, 0, 0) { "real_name_reverification" } else { "fraud_linked_contacts" },
+        })
+    }
+
+    /// The customer API's `POST /v1/cases` body.
+    pub fn case_body(&self) -> Value {
+        json!({"msisdn": self.msisdn, "full_name": self.full_name, "id_number": self.id_number, "channel": "app", "locale": self.locale})
+    }
+}

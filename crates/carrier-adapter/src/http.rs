@@ -131,13 +131,13 @@ impl HttpCarrier {
                     attempt += 1;
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        op = call.op,
-                        msisdn = call.masked.as_deref().unwrap_or("-"),
-                        attempt,
-                        error.message = %e,
-                        "carrier call failed"
-                    );
+                    let msisdn = call.masked.as_deref().unwrap_or("-");
+                    if matches!(e, CarrierError::NotFound | CarrierError::NoContactOnFile) {
+                        // Ordinary answers about unknown numbers or missing contacts.
+                        tracing::debug!(op = call.op, msisdn, attempt, error.message = %e, "carrier said no");
+                    } else {
+                        tracing::warn!(op = call.op, msisdn, attempt, error.message = %e, "carrier call failed");
+                    }
                     return Err(e);
                 }
             }

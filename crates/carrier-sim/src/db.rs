@@ -14,6 +14,8 @@ use crate::model::{BackupContact, ValidSubscriber};
 
 /// Serialises concurrent `prepare` calls (several processes starting at once).
 const PREPARE_LOCK: i64 = 0x00ca_7713_5100;
+/// First half of the two-part advisory lock key that serialises settling per number.
+const SETTLE_LOCK_CLASS: i32 = 0x7713_5101;
 
 const SCHEMA: &[&str] = &[
     "CREATE SCHEMA IF NOT EXISTS carrier_sim",
@@ -307,6 +309,13 @@ const ORDER_COLUMNS: &str = "external_id, carrier_ref, msisdn, action, restorati
 /// becomes `completed` (or `failed` for an unknown number) and the subscriber `active`
 /// with the newest order's restoration, `resume_count` counting the completed orders.
 pub(crate) async fn settle(conn: &mut PgConnection, msisdn: &str) -> Result<(), sqlx::Error> {
+    // One settler per number at a time, so concurrent readers never lock the same
+    // orders in different sequences (no deadlocks); released at commit.
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(SETTLE_LOCK_CLASS)
+        .bind(msisdn)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         r"WITH due AS (
             UPDATE carrier_sim.orders o
@@ -390,8 +399,8 @@ async fn insert_request<'c, E: sqlx::PgExecutor<'c>>(
 }
 
 /// Records the call and creates the order unless it exists (deduplicated on the
-/// external id), in one transaction. `status_if_ok` is the status the caller will
-/// answer with when the call succeeds (it records a lost answer as 503).
+/// external id), then applies what is due, in one transaction. `answer_override` is the
+/// status recorded instead of 201/200 when the answer will be "lost" (an injected 503).
 pub(crate) async fn submit_order(
     pool: &PgPool,
     order: &NewOrder<'_>,

@@ -106,22 +106,26 @@ where
     }
 }
 
-/// Removes quoted values from a deserialiser's message, which may quote what was sent.
+/// Removes values from a deserialiser's message, which may quote what was sent:
+/// anything in double quotes, and numbers in backticks (field names stay).
 pub(crate) fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut quoted = false;
-    for c in text.chars() {
-        if c == '"' {
-            if quoted {
-                out.push_str("…\"");
-            } else {
-                out.push('"');
-            }
-            quoted = !quoted;
-        } else if !quoted {
-            out.push(c);
-        }
+    let mut rest = text;
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest[start..].chars().next().unwrap_or('"');
+        out.push_str(&rest[..=start]);
+        let after = &rest[start + 1..];
+        let Some(len) = after.find(quote) else {
+            out.push('…');
+            return out;
+        };
+        let inner = &after[..len];
+        let is_value = quote == '"' || inner.starts_with(|c: char| c.is_ascii_digit() || c == '-');
+        out.push_str(if is_value { "…" } else { inner });
+        out.push(quote);
+        rest = &after[len + 1..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -186,6 +190,14 @@ mod tests {
             scrub(r#"msisdn: invalid type: string "13800138000", expected u32 at line 1 column 9"#),
             r#"msisdn: invalid type: string "…", expected u32 at line 1 column 9"#
         );
-        assert_eq!(scrub("unknown field `colour`"), "unknown field `colour`");
+        assert_eq!(
+            scrub("unknown field `colour`, expected one of `msisdn`"),
+            "unknown field `colour`, expected one of `msisdn`"
+        );
+        assert_eq!(
+            scrub("invalid type: integer `110105194912310021`, expected a string"),
+            "invalid type: integer `…`, expected a string"
+        );
+        assert_eq!(scrub("cut \"off"), "cut \"…");
     }
 }

@@ -789,6 +789,13 @@ async fn bad_input_gets_problem_json_and_changes_nothing(pool: PgPool) {
         .await;
     assert_problem(s, &ct, &b, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!b.to_string().contains("11010519491231002X"), "{b}");
+    let mut numeric_id = subscriber_body(NUMBER);
+    numeric_id["id_number"] = json!(110_105_194_912_310_021_u64);
+    let (s, ct, b) = sim
+        .send(sim.http.post(url("/sim/subscribers")).json(&numeric_id))
+        .await;
+    assert_problem(s, &ct, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(!b.to_string().contains("110105194912310021"), "{b}");
 
     let (s, ct, b) = sim
         .send(

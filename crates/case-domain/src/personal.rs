@@ -134,6 +134,17 @@ impl ResidentId {
         Ok(Self(id))
     }
 
+    /// Completes 17 digits with their check character (for fixtures and demo data).
+    /// `None` when the result is not a valid ID (bad region or date).
+    pub fn with_check_digit(first17: &str) -> Option<String> {
+        let b = first17.as_bytes();
+        if b.len() != 17 || !b.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let id = format!("{first17}{}", check_char(b) as char);
+        Self::parse(&id).ok().map(|_| id)
+    }
+
     /// The full number. Only for the carrier lookup and keyed hashing; never for logs.
     pub fn expose(&self) -> &str {
         &self.0
@@ -255,10 +266,20 @@ mod tests {
 
     use super::*;
 
-    /// Builds a valid ID from 17 digits by computing its check character.
+    /// Builds an ID from 17 digits by computing its check character (valid or not otherwise).
     fn with_check(first17: &str) -> String {
         let c = check_char(first17.as_bytes()) as char;
         format!("{first17}{c}")
+    }
+
+    #[test]
+    fn with_check_digit_completes_only_valid_ids() {
+        assert_eq!(
+            ResidentId::with_check_digit("11010519491231002").as_deref(),
+            Some("11010519491231002X")
+        );
+        assert_eq!(ResidentId::with_check_digit("99010519491231002"), None);
+        assert_eq!(ResidentId::with_check_digit("1101051949123100"), None);
     }
 
     #[test]

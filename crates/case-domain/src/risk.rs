@@ -232,7 +232,7 @@ pub fn assess(signals: &RiskSignals) -> Assessment {
     if let Some(t) = graded(signals.intl_calls_24h, 10, 50) {
         fired.push((t, ReasonCode::InternationalCalls));
     }
-    fired.sort_by(|a, b| b.0.cmp(&a.0));
+    fired.sort_by_key(|f| std::cmp::Reverse(f.0));
     let highs = fired.iter().filter(|(t, _)| *t == RiskTier::High).count();
     let tier = if highs >= 3 {
         RiskTier::Extreme

@@ -142,3 +142,18 @@ pub async fn release(
         })
     }
 }
+
+/// When the next case in `states` becomes claimable because a lease or back-off
+/// ends (`None` if none is waiting on a timer). Workers sleep until then at most.
+pub async fn next_case_due(
+    db: impl PgExecutor<'_>,
+    states: &[CaseState],
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT min(lease_expires_at) FROM reactivation_cases
+           WHERE state = ANY($1::case_state[]) AND lease_expires_at IS NOT NULL"#,
+        states as &[CaseState],
+    )
+    .fetch_one(db)
+    .await?)
+}

@@ -21,13 +21,14 @@ pub use cases::{
     CaseRow, EventRow, NewCase, OutboxMessage, TransitionRequest, Transitioned, cases_per_state,
     create_case, load_case, load_case_by_token, timeline, transition, transition_in,
 };
-pub use claims::{Claim, Fence, claim_next, release, renew_lease};
+pub use claims::{Claim, Fence, claim_next, next_case_due, release, renew_lease};
 pub use error::StoreError;
 pub use idempotency::{
     IdempotencyBegin, begin_idempotent, complete_idempotent, forget_idempotent, prune_idempotency,
 };
 pub use outbox::{
-    OutboxClaim, claim_outbox, mark_delivered, mark_failed, outbox_channel, retry_later,
+    OutboxClaim, claim_outbox, mark_delivered, mark_failed, next_outbox_due, outbox_channel,
+    retry_later,
 };
 
 /// The product's migrations, embedded at compile time from `migrations/`.

@@ -151,3 +151,18 @@ pub async fn mark_failed(
         Err(lease_lost(claim))
     }
 }
+
+/// When the next pending message of `topics` becomes due (retry back-off or an
+/// expired lease); `None` if none is pending. Deliverers sleep until then at most.
+pub async fn next_outbox_due(
+    db: impl PgExecutor<'_>,
+    topics: &[String],
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT min(greatest(available_at, coalesce(lease_expires_at, available_at))) FROM outbox
+           WHERE topic = ANY($1) AND delivered_at IS NULL AND failed_at IS NULL"#,
+        topics,
+    )
+    .fetch_one(db)
+    .await?)
+}

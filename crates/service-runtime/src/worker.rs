@@ -208,6 +208,8 @@ pub async fn run_case_worker<S: CaseStep>(
         .map(|s| s.work_channel())
         .collect();
     let lease = settings.lease;
+    let states = step.states();
+    let due_pool = pool.clone();
     tracing::info!(worker, "case worker started");
     run_loop(
         &pool,
@@ -218,6 +220,10 @@ pub async fn run_case_worker<S: CaseStep>(
         || {
             let (pool, step, worker) = (pool.clone(), step.clone(), worker.clone());
             async move { process_one_case(&pool, step.as_ref(), &worker, lease).await }
+        },
+        move || {
+            let (pool, states) = (due_pool.clone(), states.clone());
+            async move { Ok(case_store::next_case_due(&pool, &states).await?) }
         },
     )
     .await
@@ -237,6 +243,8 @@ pub async fn run_outbox_worker<H: OutboxHandler>(
         .map(|t| case_store::outbox_channel(t))
         .collect();
     let lease = settings.lease;
+    let topics = handler.topics();
+    let due_pool = pool.clone();
     tracing::info!(worker, "outbox worker started");
     run_loop(
         &pool,
@@ -248,23 +256,31 @@ pub async fn run_outbox_worker<H: OutboxHandler>(
             let (pool, handler, worker) = (pool.clone(), handler.clone(), worker.clone());
             async move { process_one_message(&pool, handler.as_ref(), &worker, lease).await }
         },
+        move || {
+            let (pool, topics) = (due_pool.clone(), topics.clone());
+            async move { Ok(case_store::next_outbox_due(&pool, &topics).await?) }
+        },
     )
     .await
 }
 
 /// Drains `tick` (which returns whether it found work) and then waits for a
-/// notification on `channels`, the poll interval, or shutdown.
-pub async fn run_loop<F, Fut>(
+/// notification on `channels`, the moment `next_due` names (a back-off or lease
+/// ending), the poll interval, or shutdown — whichever comes first.
+pub async fn run_loop<F, Fut, D, DFut>(
     pool: &PgPool,
     service: &'static str,
     channels: Vec<String>,
     poll: Duration,
     shutdown: Shutdown,
     mut tick: F,
+    next_due: D,
 ) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<bool>>,
+    D: Fn() -> DFut,
+    DFut: Future<Output = anyhow::Result<Option<chrono::DateTime<chrono::Utc>>>>,
 {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
@@ -286,6 +302,18 @@ where
                 }
             }
         }
+        let sleep_for = match next_due().await {
+            Ok(Some(due)) => (due - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll),
+            Ok(None) => poll,
+            Err(e) => {
+                tracing::warn!(service, error.message = %e, "cannot read the next due time");
+                poll.min(Duration::from_secs(5))
+            }
+        };
+        let timer_is_poll = sleep_for == poll;
         tokio::select! {
             () = shutdown.wait() => break,
             notification = listener.recv() => match notification {
@@ -295,8 +323,9 @@ where
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
-            () = tokio::time::sleep(poll) => {
-                ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => "poll").increment(1);
+            () = tokio::time::sleep(sleep_for) => {
+                let source = if timer_is_poll { "poll" } else { "timer" };
+                ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => source).increment(1);
             }
         }
     }
