@@ -89,7 +89,6 @@ COMMENT ON COLUMN case_events.actor_role IS 'Role in which the actor acted.';
 COMMENT ON COLUMN case_events.actor_id IS 'Agent id, service name or ''subscriber''. Never personal data.';
 COMMENT ON COLUMN case_events.reason IS 'Why, in words the subscriber may read (customer-safe reason or agent note).';
 COMMENT ON COLUMN case_events.at IS 'Commit time of the transition.';
-CREATE INDEX case_events_by_case ON case_events (case_id, version);
 
 CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

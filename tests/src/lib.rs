@@ -560,3 +560,113 @@ impl TestSubscriber {
         json!({"msisdn": self.msisdn, "full_name": self.full_name, "id_number": self.id_number, "channel": "app", "locale": self.locale})
     }
 }
+
+/// The password of every agent a scenario creates.
+pub const AGENT_PASSWORD: &str = "correct-horse-battery-1";
+
+impl Stack {
+    /// Creates an agent with the product's own command (`reactivation agent create`).
+    pub fn create_agent(&self, username: &str, roles: &[&str]) {
+        let mut command = Command::new(binary());
+        command.args([
+            "agent",
+            "create",
+            "--username",
+            username,
+            "--password",
+            AGENT_PASSWORD,
+        ]);
+        for role in roles {
+            command.args(["--role", role]);
+        }
+        let out = command
+            .env("DATABASE_URL", &self.database_url)
+            .output()
+            .expect("run agent create");
+        assert!(
+            out.status.success(),
+            "agent create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Logs an agent in and returns the bearer token.
+    pub async fn login(&self, username: &str) -> String {
+        let (status, body) = self
+            .call(
+                self.http
+                    .post(format!("{}/v1/agent/login", self.url("gateway")))
+                    .json(&json!({"username": username, "password": AGENT_PASSWORD})),
+            )
+            .await;
+        assert_eq!(status, 200, "login {username}: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// The agent view of a case.
+    pub async fn agent_case(&self, token: &str, case_id: &str) -> Value {
+        let (status, body) = self
+            .call(
+                self.http
+                    .get(format!("{}/v1/agent/cases/{case_id}", self.url("gateway")))
+                    .bearer_auth(token),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// An agent action; returns the status and body.
+    pub async fn act(
+        &self,
+        token: &str,
+        case_id: &str,
+        action: &str,
+        version: i64,
+        extra: Value,
+    ) -> (u16, Value) {
+        let mut body = json!({"action": action, "expected_version": version});
+        if let (Some(map), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            map.extend(extra.clone());
+        }
+        self.call(
+            self.http
+                .post(format!(
+                    "{}/v1/agent/cases/{case_id}/actions",
+                    self.url("gateway")
+                ))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
+    }
+
+    /// Runs `reactivation audit verify` on the stack's database: (success, output).
+    pub fn verify_audit(&self) -> (bool, String) {
+        let out = Command::new(binary())
+            .args(["audit", "verify"])
+            .env("DATABASE_URL", &self.database_url)
+            .output()
+            .expect("run audit verify");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Opens a case for `s` and proves identity with the service password.
+    pub async fn open_verified_case(&self, s: &TestSubscriber) -> (String, String) {
+        let (case, token) = self.open_case(s).await;
+        let (status, answer) = self
+            .verify(
+                &case,
+                &token,
+                &json!({"method": "service_password", "password": s.password}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        (case, token)
+    }
+}

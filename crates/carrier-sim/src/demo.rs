@@ -181,7 +181,7 @@ pub const NO_BACKUP_CONTACT: DemoSubscriber = DemoSubscriber {
 /// pass, then the case goes to a security analyst, who asks about the flagged contacts.
 pub const FLAGGED: DemoSubscriber = DemoSubscriber {
     key: "flagged",
-    summary: "high risk signals (fraud-linked contacts, SMS bursts, international calls)",
+    summary: "risk signals that grade medium (fraud-linked contacts, SMS bursts, international calls)",
     how_to_try: "open a case and prove identity (password or OTP); the case goes to security \
                  review, explain the flagged counterparties, an analyst decides (full or inbound only)",
     msisdn: "+8613800138004",

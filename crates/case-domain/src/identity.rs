@@ -16,6 +16,9 @@ pub fn otp_lifetime() -> Duration {
 pub const MAX_CHECKS_PER_CODE: i32 = 5;
 /// Codes that may be sent for one case.
 pub const MAX_OTP_SENDS: i32 = 5;
+/// Codes that may be sent to one number's contacts in 24 hours, across all its cases
+/// (so cancelling and reopening does not pump messages).
+pub const MAX_OTP_PER_NUMBER_PER_DAY: i64 = 10;
 /// Failed proofs (of any kind) before the case goes to a CS agent.
 pub const MAX_FAILED_ATTEMPTS: i32 = 5;
 /// Recent call counterparties that must match for the call-record path.

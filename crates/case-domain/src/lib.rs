@@ -18,6 +18,8 @@ pub use lifecycle::{
 };
 pub use personal::{InvalidInput, Msisdn, PersonName, ResidentId};
 
+pub mod decision;
 pub mod identity;
+pub mod material;
 pub mod progress;
 pub mod risk;

@@ -65,3 +65,101 @@ pub async fn find_agent(
     .fetch_optional(db)
     .await?)
 }
+
+/// Consecutive failed logins that lock an account.
+pub const MAX_FAILED_LOGINS: i32 = 5;
+
+/// Records a failed login; locks the account for `lock_secs` at the limit.
+pub async fn record_failed_login(
+    db: impl PgExecutor<'_>,
+    agent_id: Uuid,
+    lock_secs: f64,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        r#"UPDATE agents SET failed_logins = failed_logins + 1,
+               locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + make_interval(secs => $3) ELSE locked_until END
+           WHERE id = $1"#,
+        agent_id,
+        MAX_FAILED_LOGINS,
+        lock_secs,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether the account is locked now.
+pub async fn is_locked(db: impl PgExecutor<'_>, agent_id: Uuid) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT coalesce(locked_until > now(), false) AS "locked!" FROM agents WHERE id = $1"#,
+        agent_id
+    )
+    .fetch_optional(db)
+    .await?
+    .unwrap_or(false))
+}
+
+/// Starts a session after a successful login (and clears the failure count).
+pub async fn start_session(
+    db: &sqlx::PgPool,
+    agent_id: Uuid,
+    token_hash: &[u8; 32],
+    ttl_secs: f64,
+) -> Result<DateTime<Utc>, StoreError> {
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "UPDATE agents SET failed_logins = 0, locked_until = NULL WHERE id = $1",
+        agent_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    let expires = sqlx::query_scalar!(
+        r#"INSERT INTO agent_sessions (token_hash, agent_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
+           RETURNING expires_at"#,
+        &token_hash[..],
+        agent_id,
+        ttl_secs,
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(expires)
+}
+
+/// The agent of a live session.
+pub async fn session_agent(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8; 32],
+) -> Result<Option<AgentRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        AgentRow,
+        r#"SELECT a.id, a.username, a.password_hash, a.roles AS "roles: Vec<Role>", a.created_at, a.disabled_at
+           FROM agent_sessions s JOIN agents a ON a.id = s.agent_id
+           WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now() AND a.disabled_at IS NULL"#,
+        &token_hash[..],
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Ends a session.
+pub async fn end_session(db: impl PgExecutor<'_>, token_hash: &[u8; 32]) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE agent_sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+        &token_hash[..]
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Loads an agent by id.
+pub async fn load_agent(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<AgentRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        AgentRow,
+        r#"SELECT id, username, password_hash, roles AS "roles: Vec<Role>", created_at, disabled_at FROM agents WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?)
+}

@@ -263,6 +263,17 @@ pub async fn transition_in(
         });
     }
     let to = decide(current.state, req.event, req.actor.role)?;
+    if to == CaseState::Provisioning
+        && !req
+            .outbox
+            .iter()
+            .any(|m| m.topic == crate::risk::PROVISIONING_TOPIC)
+    {
+        // Every way into provisioning goes through risk::transition_into_provisioning.
+        return Err(StoreError::Conflict(
+            "a move into provisioning must carry its service order".into(),
+        ));
+    }
     let (fence_owner, fence_attempt) = match req.fence {
         Some(f) => (Some(f.owner.as_str()), Some(f.attempt)),
         None => (None, None),

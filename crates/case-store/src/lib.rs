@@ -8,12 +8,15 @@
 //! against `case_domain`'s table before the `UPDATE`), speak HTTP, or log personal
 //! data (log case ids, never numbers or names).
 
+pub mod agent_work;
 pub mod agents;
+pub mod audit;
 mod cases;
 mod claims;
 mod error;
 mod idempotency;
 pub mod identity;
+pub mod material;
 mod outbox;
 pub mod risk;
 

@@ -150,6 +150,12 @@ pub struct CaseStatus {
     pub msisdn: String,
     /// The risk grading, once made.
     pub risk: Option<RiskView>,
+    /// The contacts the carrier flagged (masked), each to be explained.
+    pub flagged_contacts: Vec<String>,
+    /// Explanations the subscriber has sent.
+    pub explanations: i64,
+    /// Evidence files the subscriber has uploaded.
+    pub evidence: i64,
     /// Every hand-off so far, oldest first.
     pub timeline: Vec<TimelineEntry>,
     /// Opened at.
@@ -173,6 +179,15 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
     let timeline = case_store::timeline(&state.pool, case.id).await?;
     let assessment = case_store::risk::latest_assessment(&state.pool, case.id).await?;
     let tier: Option<RiskTier> = assessment.as_ref().map(|a| a.tier);
+    // Re-scored as material arrives: the stored needs win over the tier's.
+    let stored_needs = assessment
+        .as_ref()
+        .map(|a| crate::material::stored_needs(&a.needs));
+    let flagged_contacts = assessment
+        .as_ref()
+        .map(|a| crate::material::masked_flagged_contacts(&a.signals))
+        .unwrap_or_default();
+    let material = case_store::material::count_material(&state.pool, case.id).await?;
     let risk = assessment.map(|a| RiskView {
         tier: a.tier.as_str().into(),
         reasons: a
@@ -198,7 +213,7 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
         state: case.state.as_str().into(),
         version: case.version,
         department: case.state.department().map(|d| d.as_str().into()),
-        needs: progress::needs(case.state, tier)
+        needs: progress::needs_assessed(case.state, tier, stored_needs.as_deref())
             .into_iter()
             .map(|n| n.as_str().into())
             .collect(),
@@ -210,6 +225,9 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
         ),
         msisdn,
         risk,
+        flagged_contacts,
+        explanations: material.explanations,
+        evidence: material.evidence,
         timeline: timeline
             .into_iter()
             .map(|e| TimelineEntry {
@@ -283,6 +301,7 @@ pub async fn create_case(
         match case_store::begin_idempotent(&state.pool, CREATE_SCOPE, key, &fingerprint).await? {
             IdempotencyBegin::Started => {}
             IdempotencyBegin::Replay { status, body } => {
+                let body = reveal_token(&state, body)?;
                 return Ok(json_response(
                     StatusCode::from_u16(status).unwrap_or(StatusCode::CREATED),
                     &body,
@@ -315,6 +334,7 @@ async fn open_case(
         id_number_enc: state.keys.encrypt(valid.id.expose(), &case_id),
         full_name_masked: valid.name.masked(),
         id_number_last4: valid.id.last_four().to_owned(),
+        failed_attempts: 0,
     };
     let new = NewCase {
         id: case_id,
@@ -323,21 +343,68 @@ async fn open_case(
         locale: valid.locale,
         token_hash: token.hash,
     };
+    let mut identity = identity;
+    let recent = case_store::identity::number_activity(&state.pool, new.msisdn.e164()).await?;
+    identity.failed_attempts = i32::try_from(recent.failures).unwrap_or(i32::MAX);
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
     let case = case_store::create_case(&mut tx, &new, &Actor::customer()).await?;
     case_store::identity::save_identity(&mut *tx, case_id, &identity).await?;
     let status = case_status_in_tx(&case);
     let body = serde_json::to_value(CaseCreated {
         case_id,
-        case_token: token.token,
+        case_token: token.token.clone(),
         status,
     })
     .map_err(anyhow::Error::from)?;
     if let Some(key) = key {
-        case_store::complete_idempotent(&mut *tx, CREATE_SCOPE, key, 201, &body).await?;
+        // The stored answer is replayed to retries, but the token is kept only encrypted.
+        let mut stored = body.clone();
+        stored["case_token"] = serde_json::Value::Null;
+        stored["case_token_enc"] =
+            serde_json::json!(hex(&state.keys.encrypt(&token.token, &case_id)));
+        case_store::complete_idempotent(&mut *tx, CREATE_SCOPE, key, 201, &stored).await?;
     }
     tx.commit().await.map_err(anyhow::Error::from)?;
     tracing::info!(case_id = %case_id, "case opened");
+    Ok(body)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Puts the decrypted case token back into a stored creation answer.
+fn reveal_token(
+    state: &AppState,
+    mut body: serde_json::Value,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(sealed) = body
+        .get("case_token_enc")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+    else {
+        return Ok(body);
+    };
+    let case_id: Uuid = body["case_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("stored answer without case_id"))?;
+    let bytes: Option<Vec<u8>> = (0..sealed.len())
+        .step_by(2)
+        .map(|i| {
+            sealed
+                .get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    let token = state
+        .keys
+        .decrypt(&bytes.unwrap_or_default(), &case_id)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if let Some(map) = body.as_object_mut() {
+        map.remove("case_token_enc");
+        map.insert("case_token".into(), serde_json::Value::String(token));
+    }
     Ok(body)
 }
 
@@ -357,6 +424,9 @@ fn case_status_in_tx(case: &CaseRow) -> CaseStatus {
             .map(|m| m.masked())
             .unwrap_or_default(),
         risk: None,
+        flagged_contacts: vec![],
+        explanations: 0,
+        evidence: 0,
         timeline: vec![TimelineEntry {
             at: case.created_at,
             from: None,

@@ -29,9 +29,29 @@ pub enum ApiError {
     /// The body is well-formed but fields are invalid.
     #[error("invalid fields")]
     Invalid(Vec<FieldError>),
+    /// No valid agent session (or bad credentials).
+    #[error("not authenticated")]
+    Unauthenticated,
+    /// The caller's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such resource, or the caller may not know it exists.
     #[error("not found")]
     NotFound,
+    /// The body (or the file in it) is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The content is of a type that is not accepted.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// A rule refuses the request in the resource's current state; `code` says which.
+    #[error("{detail}")]
+    Refused {
+        /// Machine-readable reason, e.g. `already_appealed`.
+        code: &'static str,
+        /// What the subscriber is told.
+        detail: String,
+    },
     /// The request conflicts with the resource's current state.
     #[error("{0}")]
     Conflict(String),
@@ -54,7 +74,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(_) => Self::NotFound,
             StoreError::StaleVersion { .. } => Self::Conflict("The case changed meanwhile; read it again and retry.".into()),
+            StoreError::Refused(case_domain::TransitionError::Forbidden { from, .. }) => {
+                Self::Forbidden(format!("Your role may not act on a case that is {from}."))
+            }
             StoreError::Refused(refusal) => Self::Conflict(format!("Not possible now: {refusal}.")),
+            StoreError::LeaseLost { .. } => Self::Conflict("Another agent holds this case.".into()),
             StoreError::OpenCaseExists => Self::Conflict(
                 "This number already has an open reactivation case. Follow it with its case token, or cancel it first.".into(),
             ),
@@ -92,6 +116,29 @@ impl ApiError {
             )
             .with("errors", serde_json::to_value(errors).unwrap_or_default()),
             Self::NotFound => Problem::not_found(),
+            Self::TooLarge(detail) => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Payload too large",
+                detail.clone(),
+            ),
+            Self::UnsupportedMedia(detail) => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                detail.clone(),
+            ),
+            Self::Refused { code, detail } => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
+                    .with("code", *code)
+            }
+            Self::Unauthenticated => crate::agent_auth::unauthenticated(),
+            Self::Forbidden(detail) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden",
+                detail.clone(),
+            ),
             Self::Conflict(detail) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
             }

@@ -11,9 +11,13 @@
 //! reads what the workers decided), put personal data in answers beyond masked
 //! forms, or change a case except through `case_store::transition`.
 
+pub mod access;
+pub mod agent;
+pub mod agent_auth;
 mod customer;
 mod error;
 mod extract;
+mod material;
 mod openapi;
 mod state;
 
@@ -45,5 +49,21 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    tokio::spawn(prune_idempotency_keys(state.pool.clone(), shutdown.clone()));
     http::serve(listener, service(state, timeout), shutdown).await
+}
+
+/// Deletes Idempotency-Key records past their published 24-hour life, hourly.
+async fn prune_idempotency_keys(pool: sqlx::PgPool, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = every.tick() => match case_store::prune_idempotency(&pool).await {
+                Ok(n) if n > 0 => tracing::info!(pruned = n, "expired idempotency keys deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error.message = %e, "cannot prune idempotency keys"),
+            },
+        }
+    }
 }

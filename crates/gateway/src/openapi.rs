@@ -7,9 +7,12 @@ use utoipa::{
     Modify, OpenApi, ToSchema,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::{
+    router::{OpenApiRouter, UtoipaMethodRouterExt},
+    routes,
+};
 
-use crate::{AppState, customer};
+use crate::{AppState, agent, agent_auth, customer, material};
 
 /// RFC 9457 problem details, the body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,7 +32,10 @@ pub struct ProblemDoc {
 #[openapi(
     info(title = "Reactivation gateway", description = "Phone-number reactivation cases: the customer API, agent API and carrier webhooks."),
     modifiers(&SecuritySchemes),
-    tags((name = "customer", description = "The subscriber's API (carrier web page and app)"))
+    tags(
+        (name = "customer", description = "The subscriber's API (carrier web page and app)"),
+        (name = "agent", description = "The agents' API (CS, security, technical, supervisors, admins); the console uses the same rules")
+    )
 )]
 struct ApiDoc;
 
@@ -62,6 +68,22 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(customer::send_otp))
         .routes(routes!(customer::verify))
         .routes(routes!(customer::cancel))
+        .routes(routes!(material::add_explanation))
+        .routes(
+            routes!(material::add_evidence)
+                .layer(DefaultBodyLimit::max(material::EVIDENCE_BODY_LIMIT)),
+        )
+        .routes(routes!(material::appeal))
+        .routes(routes!(agent_auth::login))
+        .routes(routes!(agent_auth::logout))
+        .routes(routes!(agent::queue))
+        .routes(routes!(agent::get_case))
+        .routes(routes!(agent::act))
+        .routes(routes!(agent::claim))
+        .routes(routes!(agent::release))
+        .routes(routes!(agent::add_note))
+        .routes(routes!(agent::unmask))
+        .routes(routes!(agent::false_positives))
 }
 
 /// The documented routes, and the document.

@@ -34,7 +34,7 @@ impl IdentityClient {
     /// A client for the service at `base_url` (e.g. `http://127.0.0.1:8081`).
     pub fn new(base_url: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;

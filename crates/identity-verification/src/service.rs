@@ -155,6 +155,10 @@ impl IdentityService {
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn send_code(&self, case_id: Uuid) -> Result<OtpSent, VerifyError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
+        let recent = store::number_activity(&self.pool, msisdn.e164()).await?;
+        if recent.codes >= identity::MAX_OTP_PER_NUMBER_PER_DAY {
+            return Err(VerifyError::TooManyCodes);
+        }
         let Some(sends) =
             store::take_otp_send(&self.pool, case_id, identity::MAX_OTP_SENDS).await?
         else {
@@ -354,12 +358,11 @@ impl IdentityService {
 
     /// Counts a failed proof; the last allowed failure sends the case to a CS agent.
     async fn fail(&self, case_id: Uuid, version: i32) -> Result<VerificationResponse, VerifyError> {
-        let Some(failed) =
+        let recorded =
             store::record_failed_attempt(&self.pool, case_id, identity::MAX_FAILED_ATTEMPTS)
-                .await?
-        else {
-            return Err(VerifyError::Locked);
-        };
+                .await?;
+        // No attempts left (e.g. carried over from the number's recent cases): a person checks.
+        let failed = recorded.unwrap_or(identity::MAX_FAILED_ATTEMPTS);
         if identity::locked_out(failed) {
             let system = Actor::system(SERVICE);
             let moved = case_store::transition(
@@ -380,6 +383,9 @@ impl IdentityService {
                 Err(e) => return Err(e.into()),
             }
             tracing::info!("identity attempts used up; case sent to a CS agent");
+            if recorded.is_none() {
+                return Err(VerifyError::Locked);
+            }
         }
         Ok(VerificationResponse {
             accepted: false,

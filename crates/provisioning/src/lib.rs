@@ -18,7 +18,7 @@ use carrier_adapter::{
     Carrier, CarrierError, OrderState, Restoration, ServiceOrder, ServiceOrderRequest,
 };
 use case_domain::{Actor, CaseEvent, CaseState, Msisdn};
-use case_store::{OutboxClaim, StoreError, TransitionRequest, risk as store};
+use case_store::{OutboxClaim, TransitionRequest, risk as store};
 use rand::Rng;
 use service_runtime::worker::{Delivery, OutboxHandler};
 use sqlx::PgPool;
@@ -239,14 +239,6 @@ impl OutboxHandler for ProvisioningHandler {
             }
         }
     }
-}
-
-/// Whether a store error means someone else finished this message first.
-pub fn is_lost_race(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<StoreError>(),
-        Some(StoreError::LeaseLost { .. } | StoreError::StaleVersion { .. })
-    )
 }
 
 #[cfg(test)]

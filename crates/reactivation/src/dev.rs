@@ -122,7 +122,9 @@ fn print_banner(settings: &Settings) {
     out.push_str(&format!(
         "Customer API (gateway) : {gw}   (OpenAPI: {gw}/openapi.json)\n"
     ));
-    out.push_str(&format!("Agent console          : {gw}/console\n"));
+    out.push_str(&format!(
+        "Agent API              : {gw}/v1/agent/login   (console at {gw}/console: not built yet)\n"
+    ));
     out.push_str(&format!(
         "Carrier simulator      : {sim}   (messages sent: {sim}/sim/outbox)\n"
     ));

@@ -39,6 +39,17 @@ enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Walks the hash chain; exits 1 and names the first row that does not match.
+    Verify,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,6 +107,9 @@ async fn main() -> std::process::ExitCode {
                     roles,
                 },
         } => create_agent(&settings, &username, &password, &roles).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => verify_audit(&settings).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -164,4 +178,18 @@ async fn create_agent(
         roles.join(", ")
     );
     Ok(())
+}
+
+async fn verify_audit(settings: &Settings) -> anyhow::Result<()> {
+    let pool = service_runtime::db::connect(settings.require_database_url()?, 2).await?;
+    let mut conn = pool.acquire().await?;
+    match case_store::audit::verify_chain(&mut conn).await? {
+        case_store::audit::ChainReport::Intact(rows) => {
+            println!("audit chain intact: {rows} rows");
+            Ok(())
+        }
+        case_store::audit::ChainReport::Broken { seq, problem } => {
+            anyhow::bail!("audit chain broken at row seq={seq}: {problem}")
+        }
+    }
 }

@@ -23,7 +23,7 @@ pub struct Wiring {
 
 impl Wiring {
     fn carrier(&self) -> anyhow::Result<Arc<dyn Carrier>> {
-        let carrier = HttpCarrier::new(&self.settings.carrier_url, Duration::from_secs(10))
+        let carrier = HttpCarrier::new(&self.settings.carrier_url, Duration::from_secs(5))
             .map_err(|e| anyhow::anyhow!("REACTIVATION_CARRIER_URL: {e}"))?;
         Ok(Arc::new(carrier))
     }

@@ -23,6 +23,9 @@ use sqlx::PgPool;
 /// The actor id this service writes in case events.
 pub const SERVICE: &str = "risk-assessment";
 
+/// How long a case may wait for the carrier's signals before a person decides.
+pub const MAX_WAIT_FOR_SIGNALS: Duration = Duration::from_secs(15 * 60);
+
 /// The risk step of the worker loop.
 #[derive(Debug, Clone)]
 pub struct RiskStep {
@@ -62,9 +65,28 @@ impl CaseStep for RiskStep {
         let msisdn = Msisdn::parse(&case.msisdn)?;
         let carrier_signals = match self.carrier.risk_signals(&msisdn).await {
             Ok(s) => s,
-            Err(CarrierError::Unavailable(why)) => {
+            Err(CarrierError::Unavailable(why)) if claim.waited < MAX_WAIT_FOR_SIGNALS => {
                 tracing::warn!(case_id = %claim.case_id, error.message = %why, "carrier unavailable; risk assessment retried later");
                 return Ok(StepOutcome::RetryAfter(Duration::from_secs(10)));
+            }
+            Err(CarrierError::Unavailable(why)) => {
+                // Fail safe: without signals, a security analyst decides instead of waiting forever.
+                tracing::warn!(case_id = %claim.case_id, error.message = %why, "no risk signals for too long; case goes to a security analyst");
+                let system = Actor::system(SERVICE);
+                case_store::transition(
+                    pool,
+                    TransitionRequest {
+                        case_id: claim.case_id,
+                        expected_version: claim.version,
+                        event: CaseEvent::RiskFlagged,
+                        actor: &system,
+                        reason: Some("the carrier's risk signals are unavailable; a security analyst reviews the case"),
+                        fence: Some(&claim.fence),
+                        outbox: vec![],
+                    },
+                )
+                .await?;
+                return Ok(StepOutcome::Transitioned);
             }
             Err(other) => return Err(anyhow::anyhow!("risk signals: {other}")),
         };
@@ -90,7 +112,8 @@ impl CaseStep for RiskStep {
             "sms_peak_per_hour": signals.sms_peak_per_hour,
             "intl_calls_24h": signals.intl_calls_24h,
             "suspension_reason": signals.suspension_reason,
-            "flagged_contacts": carrier_signals.flagged_contacts.len(),
+            // The numbers themselves: the subscriber is asked to explain each one.
+            "flagged_contacts": carrier_signals.flagged_contacts,
         });
         let reason = reason_text(assessment.tier, &assessment.reasons);
         let system = Actor::system(SERVICE);

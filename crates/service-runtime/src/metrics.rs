@@ -33,8 +33,20 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
-/// Refreshes the per-state case gauges from the database.
+/// Scrapes within this long of the last refresh reuse its counts (every process of
+/// every service serves /metrics; the GROUP BY need not run for each scrape).
+const GAUGE_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+static LAST_REFRESH: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+
+/// Refreshes the per-state case gauges from the database (at most every 10 s).
 pub async fn refresh_case_gauges(pool: &PgPool) -> Result<(), case_store::StoreError> {
+    {
+        let mut last = LAST_REFRESH.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < GAUGE_REFRESH) {
+            return Ok(());
+        }
+        *last = Some(std::time::Instant::now());
+    }
     let counts = case_store::cases_per_state(pool).await?;
     for state in CaseState::ALL {
         let n = counts

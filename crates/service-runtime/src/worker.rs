@@ -110,11 +110,9 @@ pub async fn process_one_case<S: CaseStep>(
             .record(claim.waited.as_secs_f64());
     }
     let span = tracing::info_span!("case_step", service, case_id = %claim.case_id, state = %claim.state, attempt = claim.fence.attempt);
-    let _enter = span.enter();
-    drop(_enter);
 
     let outcome = {
-        let work = step.process(pool, &claim);
+        let work = tracing::Instrument::instrument(step.process(pool, &claim), span.clone());
         tokio::pin!(work);
         let mut renew = tokio::time::interval(lease / 3);
         renew.tick().await;

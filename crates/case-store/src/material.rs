@@ -1,0 +1,353 @@
+//! The subscriber's material for a review: explanations, evidence files and the one
+//! appeal. None of these move a case; callers that also move it do so with
+//! [`crate::transition_in`] in the same transaction.
+
+use case_domain::CaseState;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgExecutor, types::Json};
+use uuid::Uuid;
+
+use crate::{CaseRow, StoreError};
+
+/// One counterparty the subscriber explains. `Debug` masks the number.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counterparty {
+    /// The number in E.164 (third-party personal data: mask before showing, never log).
+    pub msisdn: String,
+    /// Who it is to the subscriber.
+    pub relation: String,
+    /// Why they were in touch.
+    pub purpose: String,
+}
+
+impl std::fmt::Debug for Counterparty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tail: String = {
+            let chars: Vec<char> = self.msisdn.chars().collect();
+            chars[chars.len().saturating_sub(4)..].iter().collect()
+        };
+        f.debug_struct("Counterparty")
+            .field("msisdn", &format_args!("*******{tail}"))
+            .field("relation", &self.relation)
+            .field("purpose", &self.purpose)
+            .finish()
+    }
+}
+
+/// A stored explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplanationRow {
+    /// Explanation id.
+    pub id: Uuid,
+    /// The case.
+    pub case_id: Uuid,
+    /// The statement.
+    pub statement: String,
+    /// The counterparties explained.
+    pub counterparties: Vec<Counterparty>,
+    /// When it was submitted.
+    pub created_at: DateTime<Utc>,
+}
+
+/// An evidence file's metadata (without its content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceMeta {
+    /// Evidence id.
+    pub id: Uuid,
+    /// The case.
+    pub case_id: Uuid,
+    /// image/jpeg, image/png or application/pdf, as recognised by content.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size_bytes: i32,
+    /// SHA-256 of the content.
+    pub sha256: Vec<u8>,
+    /// When it was uploaded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The outcome of storing an evidence file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EvidenceStored {
+    /// A new row.
+    New(EvidenceMeta),
+    /// The case already had this exact file: nothing was written.
+    Duplicate(EvidenceMeta),
+}
+
+impl EvidenceStored {
+    /// The stored file's metadata, new or not.
+    pub fn meta(&self) -> &EvidenceMeta {
+        match self {
+            Self::New(m) | Self::Duplicate(m) => m,
+        }
+    }
+}
+
+/// How much material a case holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaterialCounts {
+    /// Explanations.
+    pub explanations: i64,
+    /// Evidence files.
+    pub evidence: i64,
+}
+
+/// A stored appeal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppealRow {
+    /// The case.
+    pub case_id: Uuid,
+    /// The subscriber's statement.
+    pub statement: String,
+    /// When the appealed rejection took effect.
+    pub rejected_at: DateTime<Utc>,
+    /// When the appeal was made.
+    pub appealed_at: DateTime<Utc>,
+}
+
+/// Loads the case and locks its row until the caller's transaction ends, so that
+/// material, re-scores and transitions of one case are serialised.
+pub async fn lock_case(conn: &mut PgConnection, case_id: Uuid) -> Result<CaseRow, StoreError> {
+    sqlx::query_as!(
+        CaseRow,
+        r#"SELECT id, msisdn, state AS "state: CaseState", version, channel, locale, created_at,
+                  updated_at, state_entered_at, lease_owner, lease_expires_at, attempt
+           FROM reactivation_cases WHERE id = $1 FOR UPDATE"#,
+        case_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(StoreError::NotFound(case_id))
+}
+
+/// Stores an explanation; returns its id.
+pub async fn insert_explanation(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    statement: &str,
+    counterparties: &[Counterparty],
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO case_explanations (id, case_id, statement, counterparties) VALUES ($1, $2, $3, $4)",
+        id,
+        case_id,
+        statement,
+        Json(counterparties) as _,
+    )
+    .execute(db)
+    .await?;
+    Ok(id)
+}
+
+/// The case's explanations, oldest first.
+pub async fn list_explanations(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Vec<ExplanationRow>, StoreError> {
+    let rows = sqlx::query!(
+        r#"SELECT id, case_id, statement, counterparties AS "counterparties: Json<Vec<Counterparty>>", created_at
+           FROM case_explanations WHERE case_id = $1 ORDER BY created_at, id"#,
+        case_id
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ExplanationRow {
+            id: r.id,
+            case_id: r.case_id,
+            statement: r.statement,
+            counterparties: r.counterparties.0,
+            created_at: r.created_at,
+        })
+        .collect())
+}
+
+/// Every distinct counterparty number named in the case's explanations.
+pub async fn explained_contacts(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT DISTINCT c ->> 'msisdn' AS "msisdn!"
+           FROM case_explanations e, jsonb_array_elements(e.counterparties) c
+           WHERE e.case_id = $1 AND c ->> 'msisdn' IS NOT NULL
+           ORDER BY 1"#,
+        case_id
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Stores an evidence file (its SHA-256 computed here) unless the case already has
+/// the same content, in which case the existing file's metadata is returned.
+/// The caller has checked the content (type and size); the table checks again.
+pub async fn insert_evidence(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    media_type: &str,
+    content: &[u8],
+) -> Result<EvidenceStored, StoreError> {
+    let hash = Sha256::digest(content).to_vec();
+    let size = i32::try_from(content.len())
+        .map_err(|_| StoreError::Conflict("The file is too large.".into()))?;
+    // A concurrent upload of the same file can win between the two statements; the
+    // second attempt then finds it.
+    for _ in 0..2 {
+        let inserted = sqlx::query_as!(
+            EvidenceMeta,
+            r#"INSERT INTO case_evidence (id, case_id, media_type, size_bytes, sha256, content)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               ON CONFLICT (case_id, sha256) DO NOTHING
+               RETURNING id, case_id, media_type, size_bytes, sha256, created_at"#,
+            Uuid::now_v7(),
+            case_id,
+            media_type,
+            size,
+            hash,
+            content,
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(meta) = inserted {
+            return Ok(EvidenceStored::New(meta));
+        }
+        let existing = sqlx::query_as!(
+            EvidenceMeta,
+            r#"SELECT id, case_id, media_type, size_bytes, sha256, created_at
+               FROM case_evidence WHERE case_id = $1 AND sha256 = $2"#,
+            case_id,
+            hash,
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(meta) = existing {
+            return Ok(EvidenceStored::Duplicate(meta));
+        }
+    }
+    Err(StoreError::Conflict(
+        "The same file is being uploaded concurrently; retry.".into(),
+    ))
+}
+
+/// The case's evidence files (metadata only), oldest first.
+pub async fn list_evidence(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Vec<EvidenceMeta>, StoreError> {
+    Ok(sqlx::query_as!(
+        EvidenceMeta,
+        r#"SELECT id, case_id, media_type, size_bytes, sha256, created_at
+           FROM case_evidence WHERE case_id = $1 ORDER BY created_at, id"#,
+        case_id
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// One evidence file's media type and content, if it belongs to the case.
+pub async fn load_evidence_content(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    evidence_id: Uuid,
+) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+    Ok(sqlx::query!(
+        "SELECT media_type, content FROM case_evidence WHERE id = $1 AND case_id = $2",
+        evidence_id,
+        case_id
+    )
+    .fetch_optional(db)
+    .await?
+    .map(|r| (r.media_type, r.content)))
+}
+
+/// How many explanations and evidence files the case holds.
+pub async fn count_material(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<MaterialCounts, StoreError> {
+    let row = sqlx::query!(
+        r#"SELECT (SELECT count(*) FROM case_explanations WHERE case_id = $1) AS "explanations!",
+                  (SELECT count(*) FROM case_evidence WHERE case_id = $1) AS "evidence!""#,
+        case_id
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(MaterialCounts {
+        explanations: row.explanations,
+        evidence: row.evidence,
+    })
+}
+
+/// The case's appeal, if it was appealed.
+pub async fn load_appeal(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Option<AppealRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        AppealRow,
+        "SELECT case_id, statement, rejected_at, appealed_at FROM case_appeals WHERE case_id = $1",
+        case_id
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Records the case's appeal. A second appeal of the same case is refused
+/// ([`StoreError::Conflict`]): a case is appealed at most once.
+pub async fn record_appeal(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    statement: &str,
+    rejected_at: DateTime<Utc>,
+) -> Result<AppealRow, StoreError> {
+    sqlx::query_as!(
+        AppealRow,
+        r#"INSERT INTO case_appeals (case_id, statement, rejected_at) VALUES ($1, $2, $3)
+           RETURNING case_id, statement, rejected_at, appealed_at"#,
+        case_id,
+        statement,
+        rejected_at,
+    )
+    .fetch_one(db)
+    .await
+    .map_err(|e| {
+        StoreError::on_unique(
+            e,
+            "case_appeals_pkey",
+            StoreError::Conflict(
+                "This case was already appealed; a refusal can be appealed only once.".into(),
+            ),
+        )
+    })
+}
+
+/// Re-scores a case after new material: a new assessment row with the tier, reasons
+/// and signals of assessment `from` and the `needs` still open. Timestamped with the
+/// clock (not the transaction start), so it is the latest even when an older
+/// transaction commits it.
+pub async fn rescore_assessment(
+    db: impl PgExecutor<'_>,
+    from: Uuid,
+    needs: &[String],
+) -> Result<Uuid, StoreError> {
+    let id = Uuid::now_v7();
+    let written = sqlx::query!(
+        r#"INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, assessed_at)
+           SELECT $1, case_id, tier, reason_codes, $3, signals, greatest(clock_timestamp(), assessed_at)
+           FROM risk_assessments WHERE id = $2"#,
+        id,
+        from,
+        needs,
+    )
+    .execute(db)
+    .await?;
+    if written.rows_affected() == 0 {
+        return Err(StoreError::Conflict("no assessment to re-score".into()));
+    }
+    Ok(id)
+}

@@ -1,0 +1,115 @@
+//! Who may call which agent route: one declared rule per route, enforced by a
+//! middleware before any handler runs (deny by default: a route without a rule
+//! answers 403), and read by the role-matrix test.
+
+use axum::{
+    extract::{FromRequestParts, MatchedPath, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use case_domain::{Department, Role};
+
+use crate::{
+    AppState,
+    agent::{CASE_READERS, UNMASKERS, queue_roles},
+    agent_auth::AgentSession,
+    error::ApiError,
+};
+
+/// An access rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No session needed (login).
+    Public,
+    /// Any logged-in agent.
+    AnyAgent,
+    /// Logged-in agents holding one of these roles.
+    Roles(&'static [Role]),
+    /// A department queue: the roles of the department named in the query.
+    DepartmentQueue,
+    /// Work on one case: agents whose role may act in the case's current state (per
+    /// the transition table); while another agent holds the case, 409.
+    CaseWork,
+}
+
+/// The rule of every agent route: (method, path, rule).
+pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
+    ("post", "/v1/agent/login", Access::Public),
+    ("post", "/v1/agent/logout", Access::AnyAgent),
+    ("get", "/v1/agent/queue", Access::DepartmentQueue),
+    (
+        "get",
+        "/v1/agent/cases/{case_id}",
+        Access::Roles(CASE_READERS),
+    ),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/actions",
+        Access::CaseWork,
+    ),
+    ("post", "/v1/agent/cases/{case_id}/claim", Access::CaseWork),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/release",
+        Access::CaseWork,
+    ),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/notes",
+        Access::Roles(CASE_READERS),
+    ),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/unmask",
+        Access::Roles(UNMASKERS),
+    ),
+    (
+        "get",
+        "/v1/agent/reports/false-positives",
+        Access::Roles(&[Role::Supervisor]),
+    ),
+];
+
+/// The rule for a route, if declared.
+pub fn rule_for(method: &str, path: &str) -> Option<Access> {
+    AGENT_ROUTES
+        .iter()
+        .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == path)
+        .map(|(_, _, a)| *a)
+}
+
+/// The roles a department queue admits (for the matrix test and the console).
+pub fn department_queue_roles(department: Department) -> &'static [Role] {
+    queue_roles(department)
+}
+
+/// Enforces the declared rule of `/v1/agent/…` routes before their handlers.
+pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let Some(path) = path.filter(|p| p.starts_with("/v1/agent/")) else {
+        return next.run(request).await;
+    };
+    let Some(rule) = rule_for(request.method().as_str(), &path) else {
+        tracing::error!(route = %path, "agent route without an access rule: denied");
+        return ApiError::Forbidden("This route has no access rule.".into()).into_response();
+    };
+    let (mut parts, body) = request.into_parts();
+    let needed: Option<&[Role]> = match rule {
+        Access::Public => None,
+        Access::AnyAgent | Access::DepartmentQueue | Access::CaseWork => Some(&[]),
+        Access::Roles(roles) => Some(roles),
+    };
+    if let Some(roles) = needed {
+        let session = match AgentSession::from_request_parts(&mut parts, &state).await {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        };
+        if !roles.is_empty() && !session.has_any(roles) {
+            return ApiError::Forbidden("Your role may not do this.".into()).into_response();
+        }
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
