@@ -13,6 +13,7 @@ pub mod agents;
 pub mod audit;
 mod cases;
 mod claims;
+pub mod complaints;
 mod error;
 mod idempotency;
 pub mod identity;
@@ -31,12 +32,12 @@ pub use idempotency::{
 };
 pub use outbox::{
     OutboxClaim, claim_outbox, mark_delivered, mark_failed, next_outbox_due, outbox_channel,
-    retry_later,
+    renew_outbox_lease, retry_later,
 };
 
 /// The product's migrations, embedded at compile time from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
-/// The channel that carries every case change (payload: JSON with case_id, version, state),
+/// The channel that carries every case change (payload: JSON with case_id, version, state and at, when the state was entered),
 /// for live status streams and dashboards.
 pub const CASE_CHANGED_CHANNEL: &str = "case_changed";

@@ -166,3 +166,26 @@ pub async fn next_outbox_due(
     .fetch_one(db)
     .await?)
 }
+
+/// Extends the lease on a message being delivered; `LeaseLost` if it is no longer held.
+pub async fn renew_outbox_lease(
+    db: impl PgExecutor<'_>,
+    claim: &OutboxClaim,
+    lease: Duration,
+) -> Result<(), StoreError> {
+    let done = sqlx::query!(
+        "UPDATE outbox SET lease_expires_at = now() + make_interval(secs => $4)
+         WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND delivered_at IS NULL",
+        claim.id,
+        claim.owner,
+        claim.attempts,
+        lease.as_secs_f64(),
+    )
+    .execute(db)
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(lease_lost(claim))
+    }
+}

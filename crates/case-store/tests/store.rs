@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use case_domain::{Actor, CaseEvent, CaseState, Msisdn, Role, TransitionError};
+use case_domain::{Actor, CaseEvent, CaseState, Msisdn, Role, TransitionError, risk::RiskTier};
 use case_store::{
     IdempotencyBegin, MIGRATOR, NewCase, OutboxMessage, StoreError, TransitionRequest,
     begin_idempotent, claim_next, claim_outbox, complete_idempotent, create_case, load_case,
@@ -283,17 +283,35 @@ async fn an_expired_lease_is_claimed_again_and_the_first_workers_late_write_is_r
 
     // B holds the newer lease and its write goes through, clearing the lease.
     renew_lease(&pool, id, &second.fence, LEASE).await.unwrap();
-    let done = transition(
-        &pool,
+    let mut tx = pool.begin().await.unwrap();
+    let done = case_store::risk::transition_into_provisioning(
+        &mut tx,
         TransitionRequest {
             fence: Some(&second.fence),
             ..request(id, second.version, CaseEvent::RiskCleared, &system)
         },
+        "full",
     )
     .await
     .unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(done.case.state, CaseState::Provisioning);
     assert_eq!(done.case.lease_owner, None);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_move_into_provisioning_without_its_order_is_refused(pool: PgPool) {
+    let (id, version) = case_in_risk_assessment(&pool, "+8613800138010").await;
+    let system = Actor::system("risk-assessment");
+    let refused = transition(&pool, request(id, version, CaseEvent::RiskCleared, &system)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        load_case(&pool, id).await.unwrap().unwrap().state,
+        CaseState::RiskAssessment
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -533,13 +551,15 @@ async fn outbox_rows_are_claimed_once_and_fenced(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn every_table_and_column_has_a_comment(pool: PgPool) {
     let missing = sqlx::query_scalar!(
-        r#"SELECT c.relname || coalesce('.' || a.attname, '') AS "name!"
+        r#"SELECT c.relname::text AS "name!"
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+           WHERE c.relkind = 'r' AND c.relname <> '_sqlx_migrations' AND obj_description(c.oid, 'pg_class') IS NULL
+           UNION ALL
+           SELECT c.relname || '.' || a.attname
            FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
-           LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           WHERE c.relkind = 'r' AND c.relname <> '_sqlx_migrations'
-             AND col_description(c.oid, coalesce(a.attnum, 0)) IS NULL
-             AND (a.attnum IS NOT NULL OR obj_description(c.oid, 'pg_class') IS NULL)"#
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           WHERE c.relkind = 'r' AND c.relname <> '_sqlx_migrations' AND col_description(c.oid, a.attnum) IS NULL"#
     )
     .fetch_all(&pool)
     .await
@@ -570,4 +590,14 @@ async fn postgres_enums_list_exactly_the_domain_values(pool: PgPool) {
     assert_eq!(labels(&pool, "case_state").await, states);
     assert_eq!(labels(&pool, "case_event").await, events);
     assert_eq!(labels(&pool, "actor_role").await, roles);
+    let tiers: Vec<String> = [
+        RiskTier::Low,
+        RiskTier::Medium,
+        RiskTier::High,
+        RiskTier::Extreme,
+    ]
+    .iter()
+    .map(|t| t.as_str().to_owned())
+    .collect();
+    assert_eq!(labels(&pool, "risk_tier").await, tiers);
 }

@@ -168,7 +168,22 @@ pub async fn process_one_message<H: OutboxHandler>(
             .record(message.waited.as_secs_f64());
     }
     let span = tracing::info_span!("outbox_delivery", service, message_id = %message.id, topic = %message.topic, attempt = message.attempts);
-    let result = handler.deliver(pool, &message).await;
+    let result = {
+        let work = tracing::Instrument::instrument(handler.deliver(pool, &message), span.clone());
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                result = &mut work => break result,
+                _ = renew.tick() => {
+                    if let Err(e) = case_store::renew_outbox_lease(pool, &message, lease).await {
+                        tracing::warn!(parent: &span, error.message = %e, "outbox lease renewal failed");
+                    }
+                }
+            }
+        }
+    };
     let recorded = match result {
         Ok(Delivery::Delivered) => case_store::mark_delivered(pool, &message).await,
         Ok(Delivery::Recorded) => Ok(()),
