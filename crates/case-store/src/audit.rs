@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::StoreError;
 
 /// Advisory-lock key that serialises appends.
-const AUDIT_LOCK: i64 = 0x0a0d_17_c4a1;
+const AUDIT_LOCK: i64 = 0x000a_0d17_c4a1;
 
 /// Something to record.
 #[derive(Debug, Clone)]
@@ -29,28 +29,33 @@ pub struct AuditEntry<'a> {
     pub reason: Option<&'a str>,
 }
 
-fn canonical(
+/// The fields of a row that its hash covers.
+struct Canonical<'a> {
     seq: i64,
     at: DateTime<Utc>,
     role: Role,
-    actor_id: &str,
-    action: &str,
+    actor_id: &'a str,
+    action: &'a str,
     case_id: Option<Uuid>,
-    detail: &serde_json::Value,
-    reason: Option<&str>,
-) -> String {
-    // serde_json maps keep keys sorted, so this is stable.
-    serde_json::json!({
-        "seq": seq,
-        "at": at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        "actor_role": role.as_str(),
-        "actor_id": actor_id,
-        "action": action,
-        "case_id": case_id,
-        "detail": detail,
-        "reason": reason,
-    })
-    .to_string()
+    detail: &'a serde_json::Value,
+    reason: Option<&'a str>,
+}
+
+impl Canonical<'_> {
+    fn text(&self) -> String {
+        // serde_json maps keep keys sorted, so this is stable.
+        serde_json::json!({
+            "seq": self.seq,
+            "at": self.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "actor_role": self.role.as_str(),
+            "actor_id": self.actor_id,
+            "action": self.action,
+            "case_id": self.case_id,
+            "detail": self.detail,
+            "reason": self.reason,
+        })
+        .to_string()
+    }
 }
 
 fn chain_hash(prev: &[u8], canonical: &str) -> [u8; 32] {
@@ -71,16 +76,17 @@ pub async fn record(conn: &mut PgConnection, entry: &AuditEntry<'_>) -> Result<i
         .await?;
     let (seq, prev) = last.map_or((1, vec![0u8; 32]), |r| (r.seq + 1, r.hash));
     let at = Utc::now().trunc_subsecs(6);
-    let text = canonical(
+    let text = Canonical {
         seq,
         at,
-        entry.actor.role,
-        &entry.actor.id,
-        entry.action,
-        entry.case_id,
-        &entry.detail,
-        entry.reason,
-    );
+        role: entry.actor.role,
+        actor_id: &entry.actor.id,
+        action: entry.action,
+        case_id: entry.case_id,
+        detail: &entry.detail,
+        reason: entry.reason,
+    }
+    .text();
     let hash = chain_hash(&prev, &text);
     sqlx::query!(
         r#"INSERT INTO audit_log (seq, at, actor_role, actor_id, action, case_id, detail, reason, prev_hash, hash)
@@ -124,8 +130,7 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, StoreE
     .fetch_all(&mut *conn)
     .await?;
     let mut prev = vec![0u8; 32];
-    let mut expected_seq = 1;
-    for r in &rows {
+    for (expected_seq, r) in (1i64..).zip(rows.iter()) {
         if r.seq != expected_seq {
             return Ok(ChainReport::Broken {
                 seq: r.seq,
@@ -138,16 +143,17 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, StoreE
                 problem: "prev_hash does not match the previous row's hash".into(),
             });
         }
-        let text = canonical(
-            r.seq,
-            r.at,
-            r.actor_role,
-            &r.actor_id,
-            &r.action,
-            r.case_id,
-            &r.detail,
-            r.reason.as_deref(),
-        );
+        let text = Canonical {
+            seq: r.seq,
+            at: r.at,
+            role: r.actor_role,
+            actor_id: &r.actor_id,
+            action: &r.action,
+            case_id: r.case_id,
+            detail: &r.detail,
+            reason: r.reason.as_deref(),
+        }
+        .text();
         if chain_hash(&prev, &text)[..] != r.hash[..] {
             return Ok(ChainReport::Broken {
                 seq: r.seq,
@@ -155,7 +161,6 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, StoreE
             });
         }
         prev = r.hash.clone();
-        expected_seq += 1;
     }
     Ok(ChainReport::Intact(rows.len() as i64))
 }

@@ -1,0 +1,21 @@
+//! The load bench of the reactivation product.
+//!
+//! Owns: driving the clean-case journey (`POST /v1/cases` → service-password proof →
+//! poll until `reactivated`) over HTTP against a running stack, at a fixed concurrency;
+//! reading the hand-off times per stage from `case_events`; reading the workers'
+//! `handoff_latency_seconds` histograms; and a raw-SQL baseline that writes the same
+//! rows as case creation straight into a scratch database it creates, migrates and drops.
+//!
+//! Must not: change the product's data other than through its public HTTP API (it only
+//! *reads* the stack's `case_events`), write to any database but the scratch one it
+//! created itself, send traffic anywhere but the URLs it is given (loopback in practice),
+//! or run unbounded: every phase is a fixed number of cases with a timeout per journey.
+//! It is a tool, not a test: it prints a report and exits non-zero when a journey failed.
+
+pub mod baseline;
+pub mod events;
+pub mod fixtures;
+pub mod journey;
+pub mod promtext;
+pub mod report;
+pub mod stats;
