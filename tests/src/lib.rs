@@ -21,10 +21,22 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The services a scenario can start.
-pub const ALL_SERVICES: &[&str] = &["carrier-sim", "identity", "risk", "provisioning", "gateway"];
+pub const ALL_SERVICES: &[&str] = &[
+    "carrier-sim",
+    "identity",
+    "risk",
+    "provisioning",
+    "timers",
+    "webhooks",
+    "gateway",
+];
 
 /// The master secret the test processes share (test only).
 const TEST_SECRET_KEY: &str = "dGVzdC1vbmx5LXNlY3JldC1rZXktZm9yLXN5c3RlbS10ZXN0cy0wMDAwMDAwMA==";
+
+/// The carrier webhook secret the gateway accepts and the simulator signs with (test only).
+pub const TEST_WEBHOOK_SECRET: &str =
+    "whsec_c3lzdGVtLXRlc3RzLW9ubHktY2Fycmllci13ZWJob29rLXNlY3JldA==";
 
 /// The `reactivation` binary: `REACTIVATION_BIN`, else `target/debug/reactivation`.
 pub fn binary() -> PathBuf {
@@ -160,6 +172,26 @@ impl Stack {
             (
                 "REACTIVATION_CARRIER_SIM_ADDR".into(),
                 format!("127.0.0.1:{}", ports["carrier-sim"]),
+            ),
+            (
+                "REACTIVATION_TIMERS_ADDR".into(),
+                format!("127.0.0.1:{}", ports["timers"]),
+            ),
+            (
+                "REACTIVATION_WEBHOOKS_ADDR".into(),
+                format!("127.0.0.1:{}", ports["webhooks"]),
+            ),
+            (
+                "REACTIVATION_CARRIER_WEBHOOK_SECRETS".into(),
+                TEST_WEBHOOK_SECRET.into(),
+            ),
+            (
+                "REACTIVATION_SIM_WEBHOOK_URL".into(),
+                format!("{}/v1/webhooks/carrier", url("gateway")),
+            ),
+            (
+                "REACTIVATION_SIM_WEBHOOK_SECRET".into(),
+                TEST_WEBHOOK_SECRET.into(),
             ),
             ("REACTIVATION_CARRIER_URL".into(), url("carrier-sim")),
             ("REACTIVATION_IDENTITY_URL".into(), url("identity")),
@@ -357,9 +389,13 @@ impl Stack {
     /// The six-digit code in the newest message to `to`.
     pub async fn latest_code(&self, to: &str) -> String {
         let messages = self.sim_outbox(to).await;
+        // Status notifications go to the same contact: take the newest message with a code.
+        let has_code = |b: &str| b.split(|c: char| !c.is_ascii_digit()).any(|w| w.len() == 6);
         let body = messages
-            .last()
-            .and_then(|m| m["body"].as_str())
+            .iter()
+            .rev()
+            .filter_map(|m| m["body"].as_str())
+            .find(|b| has_code(b))
             .expect("a message with a code")
             .to_owned();
         body.split(|c: char| !c.is_ascii_digit())

@@ -355,9 +355,11 @@ async fn the_audit_chain_verifies_and_a_changed_row_is_named() {
 
 /// A small valid PNG (1×1 pixel).
 const PNG: &[u8] = &[
-    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01,
-    0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4, 0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00,
-    0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82,
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
+    0x42, 0x60, 0x82,
 ];
 
 #[tokio::test]
@@ -369,7 +371,9 @@ async fn a_medium_tier_subscriber_explains_sends_one_more_document_and_gets_the_
     let gateway = stack.url("gateway").to_owned();
 
     // Told up front what the tier requires.
-    let review = stack.wait_for_state(&case, &token, "security_review", SETTLE).await;
+    let review = stack
+        .wait_for_state(&case, &token, "security_review", SETTLE)
+        .await;
     assert_eq!(review["risk"]["tier"], "medium");
     assert_eq!(review["needs"], json!(["explanation", "security_review"]));
     let flagged: Vec<String> = stack.sim_subscriber(&s.msisdn).await["signals"]["flagged_contacts"]
@@ -378,7 +382,10 @@ async fn a_medium_tier_subscriber_explains_sends_one_more_document_and_gets_the_
         .unwrap_or_default();
 
     // The subscriber explains the flagged contacts.
-    let counterparties: Vec<_> = flagged.iter().map(|n| json!({"msisdn": n, "relation": "colleague", "purpose": "project calls"})).collect();
+    let counterparties: Vec<_> = flagged
+        .iter()
+        .map(|n| json!({"msisdn": n, "relation": "colleague", "purpose": "project calls"}))
+        .collect();
     let (status, body) = stack
         .call(stack.http.post(format!("{gateway}/v1/cases/{case}/explanations")).bearer_auth(&token).json(&json!({
             "statement": "These are colleagues from my project; the SMS were meeting reminders.",
@@ -387,28 +394,74 @@ async fn a_medium_tier_subscriber_explains_sends_one_more_document_and_gets_the_
         .await;
     assert_eq!(status, 201, "{body}");
     let explained = stack.status(&case, &token).await.1;
-    assert_eq!(explained["needs"], json!(["security_review"]), "{explained}");
+    assert_eq!(
+        explained["needs"],
+        json!(["security_review"]),
+        "{explained}"
+    );
 
     // The analyst asks for one more document.
     let analyst = stack.login("analyst.one").await;
     let v = explained["version"].as_i64().unwrap();
-    let (status, view) = stack.act(&analyst, &case, "request_info", v, json!({"reason": "Please upload your work certificate."})).await;
+    let (status, view) = stack
+        .act(
+            &analyst,
+            &case,
+            "request_info",
+            v,
+            json!({"reason": "Please upload your work certificate."}),
+        )
+        .await;
     assert_eq!(status, 200, "{view}");
-    assert_eq!(stack.status(&case, &token).await.1["state"], "awaiting_customer_security");
+    assert_eq!(
+        stack.status(&case, &token).await.1["state"],
+        "awaiting_customer_security"
+    );
 
     // The subscriber uploads it; the case returns to the analyst.
-    let form = reqwest::multipart::Form::new()
-        .part("file", reqwest::multipart::Part::bytes(PNG.to_vec()).file_name("certificate.png").mime_str("image/png").unwrap());
-    let (status, body) = stack.call(stack.http.post(format!("{gateway}/v1/cases/{case}/evidence")).bearer_auth(&token).multipart(form)).await;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(PNG.to_vec())
+            .file_name("certificate.png")
+            .mime_str("image/png")
+            .unwrap(),
+    );
+    let (status, body) = stack
+        .call(
+            stack
+                .http
+                .post(format!("{gateway}/v1/cases/{case}/evidence"))
+                .bearer_auth(&token)
+                .multipart(form),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
-    let back = stack.wait_for_state(&case, &token, "security_review", SETTLE).await;
+    let back = stack
+        .wait_for_state(&case, &token, "security_review", SETTLE)
+        .await;
     let view = stack.agent_case(&analyst, &case).await;
-    assert!(view["timeline"].as_array().unwrap().iter().any(|e| e["event"] == "customer_responded"));
+    assert!(
+        view["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "customer_responded")
+    );
 
     // Approved: the number is restored with one resume at the carrier.
-    let (status, view) = stack.act(&analyst, &case, "approve", back["version"].as_i64().unwrap(), json!({})).await;
+    let (status, view) = stack
+        .act(
+            &analyst,
+            &case,
+            "approve",
+            back["version"].as_i64().unwrap(),
+            json!({}),
+        )
+        .await;
     assert_eq!(status, 200, "{view}");
-    stack.wait_for_state(&case, &token, "reactivated", SETTLE).await;
+    stack
+        .wait_for_state(&case, &token, "reactivated", SETTLE)
+        .await;
     assert_eq!(stack.provisioning_requests(&s.msisdn).await.len(), 1);
     assert_eq!(stack.sim_subscriber(&s.msisdn).await["resume_count"], 1);
 }
@@ -419,30 +472,67 @@ async fn an_appeal_goes_to_a_different_analyst() {
     let s = TestSubscriber::flagged(150);
     stack.add_subscriber(&s).await;
     let (case, token) = stack.open_verified_case(&s).await;
-    let review = stack.wait_for_state(&case, &token, "security_review", SETTLE).await;
-    let (one, two) = (stack.login("analyst.one").await, stack.login("analyst.two").await);
+    let review = stack
+        .wait_for_state(&case, &token, "security_review", SETTLE)
+        .await;
+    let (one, two) = (
+        stack.login("analyst.one").await,
+        stack.login("analyst.two").await,
+    );
 
-    let (status, _) = stack.act(&one, &case, "reject", review["version"].as_i64().unwrap(), json!({"reason_code": "insufficient_explanation"})).await;
+    let (status, _) = stack
+        .act(
+            &one,
+            &case,
+            "reject",
+            review["version"].as_i64().unwrap(),
+            json!({"reason_code": "insufficient_explanation"}),
+        )
+        .await;
     assert_eq!(status, 200);
     let (status, appealed) = stack
-        .call(stack.http.post(format!("{}/v1/cases/{case}/appeal", stack.url("gateway"))).bearer_auth(&token).json(&json!({"statement": "They really are my colleagues."})))
+        .call(
+            stack
+                .http
+                .post(format!("{}/v1/cases/{case}/appeal", stack.url("gateway")))
+                .bearer_auth(&token)
+                .json(&json!({"statement": "They really are my colleagues."})),
+        )
         .await;
     assert_eq!(status, 200, "{appealed}");
-    let appealed = stack.wait_for_state(&case, &token, "security_review", SETTLE).await;
+    let appealed = stack
+        .wait_for_state(&case, &token, "security_review", SETTLE)
+        .await;
     let v = appealed["version"].as_i64().unwrap();
 
     // The analyst who rejected may not decide the appeal, whatever they try.
     for action in ["approve", "approve_partly", "reject", "request_info"] {
-        let (status, problem) = stack.act(&one, &case, action, v, json!({"reason_code": "fraud_confirmed", "reason": "x"})).await;
+        let (status, problem) = stack
+            .act(
+                &one,
+                &case,
+                action,
+                v,
+                json!({"reason_code": "fraud_confirmed", "reason": "x"}),
+            )
+            .await;
         assert_eq!(status, 403, "{action}: {problem}");
     }
     // A different analyst decides.
     let (status, view) = stack.act(&two, &case, "approve", v, json!({})).await;
     assert_eq!(status, 200, "{view}");
-    stack.wait_for_state(&case, &token, "reactivated", SETTLE).await;
+    stack
+        .wait_for_state(&case, &token, "reactivated", SETTLE)
+        .await;
     // A second appeal is not possible (nothing to appeal, and only once).
     let (status, _) = stack
-        .call(stack.http.post(format!("{}/v1/cases/{case}/appeal", stack.url("gateway"))).bearer_auth(&token).json(&json!({"statement": "again"})))
+        .call(
+            stack
+                .http
+                .post(format!("{}/v1/cases/{case}/appeal", stack.url("gateway")))
+                .bearer_auth(&token)
+                .json(&json!({"statement": "again"})),
+        )
         .await;
     assert_eq!(status, 409);
 }

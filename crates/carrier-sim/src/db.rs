@@ -60,6 +60,8 @@ const SCHEMA: &[&str] = &[
         completed_at timestamptz
     )",
     "CREATE INDEX IF NOT EXISTS orders_unsettled ON carrier_sim.orders (msisdn) WHERE result IS NULL",
+    // When the order's `provisioning.completed` webhook was sent (NULL: not yet).
+    "ALTER TABLE carrier_sim.orders ADD COLUMN IF NOT EXISTS reported_at timestamptz",
     r"CREATE TABLE IF NOT EXISTS carrier_sim.provisioning_requests (
         id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         msisdn          text NOT NULL,
@@ -512,6 +514,88 @@ pub(crate) async fn provisioning_requests(
          FROM carrier_sim.provisioning_requests WHERE $1::text IS NULL OR msisdn = $1 ORDER BY id",
     )
     .bind(msisdn)
+    .fetch_all(pool)
+    .await
+}
+
+/// Suspends a subscriber with a reason (a new suspension: no restoration left).
+/// `None` when the number is unknown.
+pub(crate) async fn suspend(
+    pool: &PgPool,
+    msisdn: &str,
+    reason: &str,
+) -> Result<Option<SubscriberRow>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE carrier_sim.subscribers SET status = 'suspended', suspension_reason = $2, \
+         restoration = NULL, updated_at = now() WHERE msisdn = $1 RETURNING {SUBSCRIBER_COLUMNS}"
+    );
+    sqlx::query_as(&sql)
+        .bind(msisdn)
+        .bind(reason)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Replaces a subscriber's risk signals. Returns whether the number is known.
+pub(crate) async fn set_signals(
+    pool: &PgPool,
+    msisdn: &str,
+    signals: &crate::model::Signals,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE carrier_sim.subscribers SET fraud_linked_contacts = $2, sms_peak_per_hour = $3, \
+         intl_calls_24h = $4, flagged_contacts = $5, updated_at = now() WHERE msisdn = $1",
+    )
+    .bind(msisdn)
+    .bind(i64::from(signals.fraud_linked_contacts))
+    .bind(i64::from(signals.sms_peak_per_hour))
+    .bind(i64::from(signals.intl_calls_24h))
+    .bind(&signals.flagged_contacts)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Numbers with an unsettled order whose latency has passed.
+pub(crate) async fn numbers_with_due_orders(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT msisdn FROM carrier_sim.orders \
+         WHERE result IS NULL AND created_at + latency_ms * interval '1 millisecond' <= now()",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Applies what is due for one number (see [`settle`]).
+pub(crate) async fn settle_number(pool: &PgPool, msisdn: &str) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    settle(&mut tx, msisdn).await?;
+    tx.commit().await
+}
+
+/// A completed order to report.
+#[derive(sqlx::FromRow)]
+pub(crate) struct Completion {
+    pub external_id: Uuid,
+    pub msisdn: String,
+    pub restoration: String,
+    pub carrier_ref: String,
+}
+
+/// Takes the completed orders not reported yet (each exactly once; orders completed
+/// more than an hour ago are left alone, so an upgraded database does not replay
+/// history).
+pub(crate) async fn take_unreported_completions(
+    pool: &PgPool,
+) -> Result<Vec<Completion>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE carrier_sim.orders SET reported_at = now() \
+         WHERE external_id IN (SELECT external_id FROM carrier_sim.orders \
+                               WHERE result = 'completed' AND reported_at IS NULL \
+                                 AND completed_at > now() - interval '1 hour' \
+                               ORDER BY completed_at LIMIT 100 FOR UPDATE SKIP LOCKED) \
+         RETURNING external_id, msisdn, restoration, carrier_ref",
+    )
     .fetch_all(pool)
     .await
 }

@@ -34,14 +34,17 @@ pub(crate) enum Fault {
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub pool: PgPool,
+    /// The simulator's webhooks to the product.
+    pub webhooks: crate::webhooks::Sender,
     faults: Arc<Mutex<Faults>>,
     rng: Arc<Mutex<StdRng>>,
 }
 
 impl AppState {
-    pub(crate) fn new(pool: PgPool) -> Self {
+    pub(crate) fn new(pool: PgPool, webhooks: crate::webhooks::Sender) -> Self {
         Self {
             pool,
+            webhooks,
             faults: Arc::new(Mutex::new(Faults::default())),
             rng: Arc::new(Mutex::new(StdRng::from_os_rng())),
         }

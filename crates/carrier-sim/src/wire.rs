@@ -400,6 +400,8 @@ async fn submit_order(
         return Err(provisioning_unavailable());
     }
     tracing::info!(msisdn = %msisdn, state = row.state(), status = status.as_u16(), "service order");
+    // A completed order is reported by webhook at once.
+    state.webhooks.sweep.notify_one();
     Ok((status, Json(order_json(&row))).into_response())
 }
 

@@ -18,8 +18,12 @@ pub use lifecycle::{
 };
 pub use personal::{InvalidInput, Msisdn, PersonName, ResidentId};
 
+pub mod complaint;
 pub mod decision;
+pub mod eta;
 pub mod identity;
 pub mod material;
+pub mod notice;
 pub mod progress;
 pub mod risk;
+pub mod sla;

@@ -68,6 +68,22 @@ pub fn needs(state: CaseState, tier: Option<RiskTier>) -> Vec<Need> {
     }
 }
 
+/// Like [`needs`], but while security reviews the case (or a partial restoration),
+/// the needs stored with the latest assessment win: they are re-scored as the
+/// subscriber's explanations and evidence arrive.
+pub fn needs_assessed(
+    state: CaseState,
+    tier: Option<RiskTier>,
+    stored: Option<&[Need]>,
+) -> Vec<Need> {
+    match (state, stored) {
+        (CaseState::SecurityReview | CaseState::PartiallyReactivated, Some(stored)) => {
+            stored.to_vec()
+        }
+        _ => needs(state, tier),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +144,31 @@ mod tests {
             vec![Need::StoreVisit]
         );
         assert!(needs(CaseState::Reactivated, Some(RiskTier::Low)).is_empty());
+    }
+
+    #[test]
+    fn stored_needs_win_during_security_review() {
+        let stored = [Need::SecurityReview];
+        assert_eq!(
+            needs_assessed(
+                CaseState::SecurityReview,
+                Some(RiskTier::Medium),
+                Some(&stored)
+            ),
+            vec![Need::SecurityReview]
+        );
+        assert_eq!(
+            needs_assessed(CaseState::SecurityReview, Some(RiskTier::Medium), None),
+            vec![Need::Explanation, Need::SecurityReview]
+        );
+        // Elsewhere the state decides.
+        assert_eq!(
+            needs_assessed(
+                CaseState::AwaitingCustomerSecurity,
+                Some(RiskTier::Medium),
+                Some(&stored)
+            ),
+            vec![Need::Information]
+        );
     }
 }

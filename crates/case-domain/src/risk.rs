@@ -88,6 +88,21 @@ impl Need {
             Self::Information => "information",
         }
     }
+
+    /// Every need.
+    pub const ALL: [Need; 6] = [
+        Self::IdentityProof,
+        Self::Explanation,
+        Self::Evidence,
+        Self::SecurityReview,
+        Self::StoreVisit,
+        Self::Information,
+    ];
+
+    /// Parses the snake_case name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|n| n.as_str() == name)
+    }
 }
 
 /// A customer-safe reason a rule fired.

@@ -115,9 +115,12 @@ pub struct QueueRow {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Latest risk tier.
     pub tier: Option<String>,
+    /// Whether the case has an unanswered complaint (raises its priority).
+    pub complaint: bool,
 }
 
-/// Open cases in `states`, oldest in state first (the caller orders by SLA due).
+/// Open cases in `states`: those with an unanswered complaint first, then oldest in
+/// state first (the caller orders by SLA due within each priority).
 pub async fn queue(
     db: impl PgExecutor<'_>,
     states: &[CaseState],
@@ -126,10 +129,11 @@ pub async fn queue(
     Ok(sqlx::query_as!(
         QueueRow,
         r#"SELECT c.id, c.state AS "state: CaseState", c.version, c.msisdn, c.state_entered_at, c.lease_owner, c.lease_expires_at,
-                  (SELECT r.tier::text FROM risk_assessments r WHERE r.case_id = c.id ORDER BY r.assessed_at DESC, r.id DESC LIMIT 1) AS tier
+                  (SELECT r.tier::text FROM risk_assessments r WHERE r.case_id = c.id ORDER BY r.assessed_at DESC, r.id DESC LIMIT 1) AS tier,
+                  EXISTS (SELECT 1 FROM case_complaints k WHERE k.case_id = c.id AND k.status = 'open') AS "complaint!"
            FROM reactivation_cases c
            WHERE c.state = ANY($1::case_state[])
-           ORDER BY c.state_entered_at
+           ORDER BY "complaint!" DESC, c.state_entered_at
            LIMIT $2"#,
         states as &[CaseState],
         limit,

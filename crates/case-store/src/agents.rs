@@ -163,3 +163,19 @@ pub async fn load_agent(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Agen
     .fetch_optional(db)
     .await?)
 }
+
+/// The usernames of the agents among `ids` (ids that are not agents are left out).
+pub async fn usernames(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, StoreError> {
+    Ok(sqlx::query!(
+        "SELECT id, username FROM agents WHERE id = ANY($1::uuid[]) ORDER BY username",
+        ids
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.username))
+    .collect())
+}

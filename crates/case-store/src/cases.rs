@@ -368,7 +368,7 @@ pub async fn transition_in(
 /// Wakes the owner of the case's new state and everyone following case changes.
 async fn notify(conn: &mut PgConnection, case: &CaseRow) -> Result<(), StoreError> {
     let change =
-        json!({ "case_id": case.id, "version": case.version, "state": case.state }).to_string();
+        json!({ "case_id": case.id, "version": case.version, "state": case.state, "at": case.state_entered_at }).to_string();
     sqlx::query!(
         "SELECT pg_notify($1, $2), pg_notify($3, $4)",
         case.state.work_channel(),

@@ -51,6 +51,9 @@ pub async fn claim_next(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<Claim>, StoreError> {
+    // NO KEY UPDATE, not UPDATE: a transaction that merely inserts a row referencing
+    // the case (outbox, timers, notes: a foreign-key KEY SHARE lock) must not make
+    // the claim skip it, or the worker would sleep until its fallback poll.
     let row = sqlx::query!(
         r#"WITH next AS (
                SELECT id, updated_at = state_entered_at AS fresh FROM reactivation_cases
@@ -58,7 +61,7 @@ pub async fn claim_next(
                  AND (lease_expires_at IS NULL OR lease_expires_at <= now())
                ORDER BY state_entered_at
                LIMIT 1
-               FOR UPDATE SKIP LOCKED
+               FOR NO KEY UPDATE SKIP LOCKED
            )
            UPDATE reactivation_cases c
            SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),

@@ -14,12 +14,16 @@ pub mod audit;
 mod cases;
 mod claims;
 pub mod complaints;
+pub mod dashboard;
 mod error;
 mod idempotency;
 pub mod identity;
 pub mod material;
 mod outbox;
 pub mod risk;
+pub mod stage_stats;
+pub mod timers;
+pub mod webhooks;
 
 pub use cases::{
     CaseRow, EventRow, NewCase, OutboxMessage, TransitionRequest, Transitioned, cases_per_state,

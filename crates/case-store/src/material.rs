@@ -109,13 +109,14 @@ pub struct AppealRow {
 }
 
 /// Loads the case and locks its row until the caller's transaction ends, so that
-/// material, re-scores and transitions of one case are serialised.
+/// material, re-scores and transitions of one case are serialised. (`NO KEY`: rows
+/// that merely reference the case, such as events and outbox rows, are not blocked.)
 pub async fn lock_case(conn: &mut PgConnection, case_id: Uuid) -> Result<CaseRow, StoreError> {
     sqlx::query_as!(
         CaseRow,
         r#"SELECT id, msisdn, state AS "state: CaseState", version, channel, locale, created_at,
                   updated_at, state_entered_at, lease_owner, lease_expires_at, attempt
-           FROM reactivation_cases WHERE id = $1 FOR UPDATE"#,
+           FROM reactivation_cases WHERE id = $1 FOR NO KEY UPDATE"#,
         case_id
     )
     .fetch_optional(&mut *conn)

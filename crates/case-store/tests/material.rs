@@ -145,7 +145,10 @@ async fn evidence_is_stored_once_per_case_with_its_hash(pool: PgPool) {
         .unwrap();
     assert!(matches!(elsewhere, EvidenceStored::New(ref m) if m.id != meta.id));
 
-    assert_eq!(list_evidence(&pool, case).await.unwrap(), [meta.clone()]);
+    assert_eq!(
+        list_evidence(&pool, case).await.unwrap(),
+        std::slice::from_ref(meta)
+    );
     assert_eq!(count_material(&pool, case).await.unwrap().evidence, 1);
     assert_eq!(
         load_evidence_content(&pool, case, meta.id).await.unwrap(),

@@ -68,6 +68,51 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
         "/v1/agent/reports/false-positives",
         Access::Roles(&[Role::Supervisor]),
     ),
+    (
+        "get",
+        "/v1/agent/escalations",
+        Access::Roles(&[Role::Supervisor]),
+    ),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/complaints/{complaint_id}/answer",
+        Access::Roles(CASE_READERS),
+    ),
+    (
+        "get",
+        "/v1/agent/complaints",
+        Access::Roles(crate::complaints::COMPLAINT_SUPERVISORS),
+    ),
+    (
+        "get",
+        "/v1/agent/cases/{case_id}/dossier",
+        Access::Roles(crate::dossier::DOSSIER_READERS),
+    ),
+    (
+        "get",
+        "/v1/agent/cases/{case_id}/events",
+        Access::Roles(CASE_READERS),
+    ),
+    (
+        "post",
+        "/v1/agent/webhook-endpoints",
+        Access::Roles(crate::webhooks::ENDPOINT_ADMINS),
+    ),
+    (
+        "get",
+        "/v1/agent/webhook-endpoints",
+        Access::Roles(crate::webhooks::ENDPOINT_ADMINS),
+    ),
+    (
+        "delete",
+        "/v1/agent/webhook-endpoints/{endpoint_id}",
+        Access::Roles(crate::webhooks::ENDPOINT_ADMINS),
+    ),
+    (
+        "get",
+        "/v1/agent/webhook-endpoints/{endpoint_id}/deliveries",
+        Access::Roles(crate::webhooks::ENDPOINT_ADMINS),
+    ),
 ];
 
 /// The rule for a route, if declared.

@@ -16,7 +16,7 @@ use axum::{
 use case_domain::{
     Actor, CaseEvent, CaseState, Department, Msisdn, Role,
     decision::{RejectionCode, acting_role, agent_may_act},
-    events_for, progress,
+    events_for,
 };
 use case_store::{
     CaseRow, StoreError, TransitionRequest,
@@ -67,7 +67,11 @@ fn mask(msisdn: &str) -> String {
 
 /// When a case's stage is due, from the stage SLA.
 pub fn sla_due_at(state: CaseState, entered: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    progress::default_stage_sla(state).map(|sla| entered + sla)
+    // The configured SLAs (REACTIVATION_SLA_<STATE>_MINUTES), as the timers use them.
+    case_timers::TimersConfig::global()
+        .sla
+        .stage_sla(state)
+        .map(|sla| entered + sla)
 }
 
 fn holder(case: &CaseRow) -> Option<String> {
@@ -107,12 +111,16 @@ pub struct QueueItem {
     pub msisdn: String,
     /// Latest risk tier.
     pub tier: Option<String>,
+    /// The case has an unanswered complaint: it comes first in the queue.
+    pub complaint: bool,
+    /// complaint or normal.
+    pub priority: String,
 }
 
 /// A department queue.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueResponse {
-    /// Cases, earliest SLA due first.
+    /// Cases with an unanswered complaint first, then earliest SLA due first.
     pub cases: Vec<QueueItem>,
 }
 
@@ -128,7 +136,7 @@ fn parse_department(name: &str) -> Result<Department, ApiError> {
     }
 }
 
-/// A department's queue, earliest SLA due first.
+/// A department's queue: cases with an unanswered complaint first, then earliest SLA due first.
 #[utoipa::path(
     get, path = "/v1/agent/queue", tag = "agent",
     params(QueueQuery),
@@ -173,10 +181,15 @@ pub async fn queue(
                 claimed_until: r.lease_expires_at.filter(|_| live),
                 msisdn: mask(&r.msisdn),
                 tier: r.tier,
+                priority: case_domain::complaint::Priority::of(i64::from(r.complaint))
+                    .as_str()
+                    .into(),
+                complaint: r.complaint,
             }
         })
         .collect();
-    cases.sort_by_key(|c| c.sla_due_at);
+    // Cases with an unanswered complaint first, then by SLA due.
+    cases.sort_by_key(|c| (!c.complaint, c.sla_due_at));
     Ok(Json(QueueResponse { cases }))
 }
 
@@ -299,6 +312,8 @@ pub struct AgentCaseView {
     pub notes: Vec<NoteView>,
     /// Every transition.
     pub timeline: Vec<AgentTimelineEntry>,
+    /// The subscriber's complaints, oldest first, with their answers.
+    pub complaints: Vec<crate::complaints::ComplaintView>,
     /// The actions this agent may take now.
     pub allowed_actions: Vec<String>,
 }
@@ -330,6 +345,7 @@ pub async fn case_view(
     let orders = risk_store::orders_for_case(pool, case.id).await?;
     let notes = agent_work::notes(pool, case.id).await?;
     let timeline = case_store::timeline(pool, case.id).await?;
+    let complaints = crate::complaints::for_case(state, case.id).await?;
     let appealed = timeline.iter().any(|e| e.event == CaseEvent::Appealed);
     let rejected_by = timeline
         .iter()
@@ -397,6 +413,7 @@ pub async fn case_view(
                 reason: e.reason,
             })
             .collect(),
+        complaints,
         allowed_actions: allowed_actions(session, case.state),
     })
 }

@@ -217,12 +217,7 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
             .into_iter()
             .map(|n| n.as_str().into())
             .collect(),
-        eta: progress::eta(
-            case.state,
-            case.state_entered_at,
-            Utc::now(),
-            progress::default_stage_sla,
-        ),
+        eta: case_timers::eta::case_eta(&state.pool, case, &timeline, Utc::now()).await,
         msisdn,
         risk,
         flagged_contacts,

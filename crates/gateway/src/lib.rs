@@ -4,8 +4,9 @@
 //! the handlers (`/openapi.json`), request validation at the edge (unknown fields
 //! refused, personal data parsed into the domain's masked types, body size limits),
 //! RFC 9457 problem answers for every error, case-token authentication (only the
-//! token's hash is stored; a wrong token looks exactly like a missing case), and
-//! Idempotency-Key handling on case creation.
+//! token's hash is stored; a wrong token looks exactly like a missing case),
+//! Idempotency-Key handling on case creation, and the agent web console
+//! (`/console`, server-rendered; see [`console`]).
 //!
 //! Must not: decide identity or risk (it relays proofs to the identity service and
 //! reads what the workers decided), put personal data in answers beyond masked
@@ -14,12 +15,18 @@
 pub mod access;
 pub mod agent;
 pub mod agent_auth;
+mod complaints;
+pub mod console;
 mod customer;
+mod dossier;
 mod error;
+mod escalations;
 mod extract;
+pub mod live;
 mod material;
 mod openapi;
 mod state;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -32,7 +39,8 @@ use tokio::net::TcpListener;
 /// The whole public HTTP surface (without the operational routes).
 pub fn app(state: AppState) -> Router {
     let (router, _) = openapi::routes(state.clone());
-    router
+    // The agent console: HTML pages, not API routes (not in the OpenAPI document).
+    router.merge(console::router(state))
 }
 
 /// The gateway with operational routes and the standard middleware.
@@ -50,6 +58,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "gateway listening");
     tokio::spawn(prune_idempotency_keys(state.pool.clone(), shutdown.clone()));
+    state.live.start(state.pool.clone(), shutdown.clone());
     http::serve(listener, service(state, timeout), shutdown).await
 }
 

@@ -12,9 +12,10 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::{Multipart, State, multipart::MultipartRejection},
-    http::StatusCode,
+    extract::{DefaultBodyLimit, Multipart, State, multipart::MultipartRejection},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
+    routing::MethodRouter,
 };
 use case_domain::{
     Actor, CaseEvent, CaseState, Msisdn,
@@ -39,9 +40,39 @@ use crate::{
     extract::{CustomerCase, parse_json},
 };
 
-/// The body limit of the evidence route: the largest file plus room for the
-/// multipart framing. Anything larger is cut off at this size and answered 413.
-pub const EVIDENCE_BODY_LIMIT: usize = MAX_EVIDENCE_BYTES + 64 * 1024;
+/// The body limit of the evidence route, a hard cut-off for abusive bodies. The
+/// file limit itself (5 MiB) is checked while the part streams in, and nothing over
+/// it is kept; up to this limit the rest of an oversize body is read and dropped, so
+/// that the client reliably receives the 413 instead of a connection reset.
+pub const EVIDENCE_BODY_LIMIT: usize = 2 * MAX_EVIDENCE_BYTES + 64 * 1024;
+
+/// The body limit of the explanation and appeal routes: a statement of 4000
+/// characters and 20 counterparties, even with every character `\u`-escaped, exceed
+/// the 16 KiB of the other JSON routes.
+pub const STATEMENT_BODY_LIMIT: usize = 128 * 1024;
+
+/// The explanation and appeal routes' own body limit.
+pub fn statement_route(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.layer(DefaultBodyLimit::max(STATEMENT_BODY_LIMIT))
+}
+
+/// The evidence route's own layers: its body limit (instead of the small JSON one),
+/// and `Connection: close` on every error answer, since the client may still be
+/// sending a body that will not be read.
+pub fn evidence_route(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route
+        .layer(DefaultBodyLimit::max(EVIDENCE_BODY_LIMIT))
+        .layer(axum::middleware::map_response(close_after_error))
+}
+
+async fn close_after_error(mut response: Response) -> Response {
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
 
 /// One counterparty the subscriber explains.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -420,10 +451,20 @@ fn hex(bytes: &[u8]) -> String {
 pub async fn add_evidence(
     State(state): State<AppState>,
     CustomerCase(case): CustomerCase,
+    headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
     if !material::accepts_material(case.state) {
         return Err(not_accepting(case.state));
+    }
+    // A declared size over the limit is refused before any of the body is read
+    // (a client that sent `Expect: 100-continue` then sends none of it).
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > EVIDENCE_BODY_LIMIT) {
+        return Err(too_large());
     }
     let mut multipart = multipart.map_err(|_| {
         ApiError::Malformed(

@@ -12,7 +12,9 @@ use utoipa_axum::{
     routes,
 };
 
-use crate::{AppState, agent, agent_auth, customer, material};
+use crate::{
+    AppState, agent, agent_auth, complaints, customer, dossier, escalations, live, material,
+};
 
 /// RFC 9457 problem details, the body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,7 +36,8 @@ pub struct ProblemDoc {
     modifiers(&SecuritySchemes),
     tags(
         (name = "customer", description = "The subscriber's API (carrier web page and app)"),
-        (name = "agent", description = "The agents' API (CS, security, technical, supervisors, admins); the console uses the same rules")
+        (name = "agent", description = "The agents' API (CS, security, technical, supervisors, admins); the console uses the same rules"),
+        (name = "webhooks", description = "Carrier webhooks in (Standard Webhooks), and the admin API of outbound webhook endpoints")
     )
 )]
 struct ApiDoc;
@@ -68,12 +71,9 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(customer::send_otp))
         .routes(routes!(customer::verify))
         .routes(routes!(customer::cancel))
-        .routes(routes!(material::add_explanation))
-        .routes(
-            routes!(material::add_evidence)
-                .layer(DefaultBodyLimit::max(material::EVIDENCE_BODY_LIMIT)),
-        )
-        .routes(routes!(material::appeal))
+        .routes(routes!(material::add_explanation).map(material::statement_route))
+        .routes(routes!(material::add_evidence).map(material::evidence_route))
+        .routes(routes!(material::appeal).map(material::statement_route))
         .routes(routes!(agent_auth::login))
         .routes(routes!(agent_auth::logout))
         .routes(routes!(agent::queue))
@@ -84,14 +84,30 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::add_note))
         .routes(routes!(agent::unmask))
         .routes(routes!(agent::false_positives))
+        .routes(routes!(escalations::escalations))
+        .routes(routes!(complaints::create, complaints::list_mine))
+        .routes(routes!(complaints::answer))
+        .routes(routes!(complaints::queue))
+        .routes(routes!(dossier::export))
+        .routes(routes!(live::customer_events))
+        .routes(routes!(live::agent_events))
+        .routes(routes!(crate::webhooks::receive_carrier))
+        .routes(routes!(
+            crate::webhooks::create_endpoint,
+            crate::webhooks::list_endpoints
+        ))
+        .routes(routes!(crate::webhooks::delete_endpoint))
+        .routes(routes!(crate::webhooks::deliveries))
 }
 
 /// The documented routes, and the document.
 pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let (router, doc) = documented()
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .with_state(state)
+        .with_state(state.clone())
         .split_for_parts();
+    // Every agent route's declared access rule runs before its handler (deny by default).
+    let router = router.route_layer(axum::middleware::from_fn_with_state(state, crate::access::enforce));
     let served = doc.clone();
     (
         router.route("/openapi.json", get(move || async move { Json(served) })),

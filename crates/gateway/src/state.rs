@@ -13,4 +13,8 @@ pub struct AppState {
     pub keys: Arc<Keys>,
     /// The identity-verification service.
     pub identity: IdentityClient,
+    /// Carrier webhook secrets and the outbound destination policy.
+    pub webhooks: crate::webhooks::WebhookConfig,
+    /// The fan-out of case changes to live status streams (started by `gateway::run`).
+    pub live: crate::live::LiveHub,
 }

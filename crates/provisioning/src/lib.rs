@@ -62,6 +62,97 @@ impl RetryPolicy {
     }
 }
 
+/// The case event and customer-safe reason of a completed order.
+pub fn completion(restoration: Restoration) -> (CaseEvent, &'static str) {
+    match restoration {
+        Restoration::Full => (CaseEvent::Restored, "the carrier restored full service"),
+        Restoration::InboundOnly => (
+            CaseEvent::PartlyRestored,
+            "the carrier restored inbound service",
+        ),
+    }
+}
+
+/// How an order's outbox row is settled together with its outcome.
+#[derive(Debug, Clone, Copy)]
+pub enum OutboxSettlement<'a> {
+    /// This service delivered the order and holds the row's lease: the row is marked
+    /// delivered (or failed, for a failed order), fenced by the claim's attempts.
+    Claimed(&'a OutboxClaim),
+    /// The carrier confirmed the order on its own (a `provisioning.completed`
+    /// webhook): the row is marked delivered if it is still pending, unfenced, so a
+    /// deliverer that holds it can still record its identical outcome.
+    Confirmed,
+}
+
+/// The final outcome of one order.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderOutcome<'a> {
+    /// The order (= outbox id).
+    pub order_id: uuid::Uuid,
+    /// Its case.
+    pub case_id: uuid::Uuid,
+    /// The order state to record (`completed` or `failed`).
+    pub state: &'a str,
+    /// The carrier's reference, if known.
+    pub carrier_ref: Option<&'a str>,
+    /// The case event: `restored`, `partly_restored` or `provisioning_failed`.
+    pub event: CaseEvent,
+    /// The customer-safe reason recorded with it.
+    pub reason: &'a str,
+}
+
+/// Finishes an order inside the caller's transaction: records its state, settles its
+/// outbox row, and moves the case out of `provisioning` (if it is still there) with
+/// the provisioning service as actor. The provisioning worker and the carrier's
+/// `provisioning.completed` webhook both finish orders through here. Returns the
+/// transition, if the case moved.
+pub async fn finish_order(
+    conn: &mut sqlx::PgConnection,
+    outcome: &OrderOutcome<'_>,
+    settlement: OutboxSettlement<'_>,
+) -> anyhow::Result<Option<case_store::Transitioned>> {
+    store::update_order(
+        &mut *conn,
+        outcome.order_id,
+        outcome.state,
+        outcome.carrier_ref,
+    )
+    .await?;
+    match settlement {
+        OutboxSettlement::Claimed(message) if outcome.event == CaseEvent::ProvisioningFailed => {
+            case_store::mark_failed(&mut *conn, message, outcome.reason).await?;
+        }
+        OutboxSettlement::Claimed(message) => {
+            case_store::mark_delivered(&mut *conn, message).await?;
+        }
+        OutboxSettlement::Confirmed => {
+            case_store::webhooks::confirm_order_outbox(&mut *conn, outcome.order_id).await?;
+        }
+    }
+    let case = case_store::load_case(&mut *conn, outcome.case_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("order's case vanished"))?;
+    if case.state != CaseState::Provisioning {
+        return Ok(None);
+    }
+    let system = Actor::system(SERVICE);
+    let moved = case_store::transition_in(
+        conn,
+        TransitionRequest {
+            case_id: outcome.case_id,
+            expected_version: case.version,
+            event: outcome.event,
+            actor: &system,
+            reason: Some(outcome.reason),
+            fence: None,
+            outbox: vec![],
+        },
+    )
+    .await?;
+    Ok(Some(moved))
+}
+
 /// The outbox handler for provisioning orders.
 #[derive(Debug, Clone)]
 pub struct ProvisioningHandler {
@@ -102,37 +193,19 @@ impl ProvisioningHandler {
     ) -> anyhow::Result<Delivery> {
         let mut tx = pool.begin().await?;
         let state = order.map_or("failed", |o| o.state.as_str());
-        store::update_order(
-            &mut *tx,
-            message.id,
-            state,
-            order.map(|o| o.carrier_ref.as_str()),
+        finish_order(
+            &mut tx,
+            &OrderOutcome {
+                order_id: message.id,
+                case_id,
+                state,
+                carrier_ref: order.map(|o| o.carrier_ref.as_str()),
+                event,
+                reason,
+            },
+            OutboxSettlement::Claimed(message),
         )
         .await?;
-        if event == CaseEvent::ProvisioningFailed {
-            case_store::mark_failed(&mut *tx, message, reason).await?;
-        } else {
-            case_store::mark_delivered(&mut *tx, message).await?;
-        }
-        let case = case_store::load_case(&mut *tx, case_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("order's case vanished"))?;
-        if case.state == CaseState::Provisioning {
-            let system = Actor::system(SERVICE);
-            case_store::transition_in(
-                &mut tx,
-                TransitionRequest {
-                    case_id,
-                    expected_version: case.version,
-                    event,
-                    actor: &system,
-                    reason: Some(reason),
-                    fence: None,
-                    outbox: vec![],
-                },
-            )
-            .await?;
-        }
         tx.commit().await?;
         tracing::info!(%case_id, order_id = %message.id, order_state = state, "provisioning order finished");
         Ok(Delivery::Recorded)
@@ -194,13 +267,7 @@ impl OutboxHandler for ProvisioningHandler {
         };
         match order {
             Ok(order) if order.state == OrderState::Completed => {
-                let (event, reason) = match order.restoration {
-                    Restoration::Full => (CaseEvent::Restored, "the carrier restored full service"),
-                    Restoration::InboundOnly => (
-                        CaseEvent::PartlyRestored,
-                        "the carrier restored inbound service",
-                    ),
-                };
+                let (event, reason) = completion(order.restoration);
                 self.finish(pool, message, case_id, Some(&order), event, reason)
                     .await
             }

@@ -27,6 +27,10 @@ pub struct DevArgs {
 /// The master secret `dev` uses when REACTIVATION_SECRET_KEY is not set. Demo only.
 const DEV_SECRET_KEY: &str = "cmVhY3RpdmF0aW9uLWRldi1vbmx5LXNlY3JldC1rZXktbm90LWZvci1wcm9kdWN0aW9u";
 
+/// The carrier webhook secret `dev` uses (and prints) when
+/// REACTIVATION_CARRIER_WEBHOOK_SECRETS is not set; the simulator signs with it. Demo only.
+pub const DEV_WEBHOOK_SECRET: &str = "whsec_cmVhY3RpdmF0aW9uLWRldi1vbmx5LXdlYmhvb2sta2V5";
+
 /// Demo agent accounts: (username, role).
 pub const DEMO_AGENTS: &[(&str, &str)] = &[
     ("cs.demo", "cs"),
@@ -82,6 +86,17 @@ async fn run_stack(settings: &mut Settings, database_url: String) -> anyhow::Res
     if settings.secret_key.is_none() {
         settings.secret_key = Some(DEV_SECRET_KEY.to_owned());
     }
+    if settings.carrier_webhook_secrets.is_empty() {
+        settings.carrier_webhook_secrets = vec![webhooks::Secret::parse(DEV_WEBHOOK_SECRET)?];
+    }
+    if settings.sim_webhook_url.is_none() {
+        // The simulator signs with the secret the gateway accepts first.
+        settings.sim_webhook_url = Some(format!(
+            "http://{}/v1/webhooks/carrier",
+            settings.gateway_addr
+        ));
+        settings.sim_webhook_secret = Some(settings.carrier_webhook_secrets[0].clone());
+    }
     let pool = db::connect(
         settings.require_database_url()?,
         settings.db_max_connections,
@@ -122,13 +137,27 @@ fn print_banner(settings: &Settings) {
     out.push_str(&format!(
         "Customer API (gateway) : {gw}   (OpenAPI: {gw}/openapi.json)\n"
     ));
+    out.push_str(&format!("Agent API              : {gw}/v1/agent/login\n"));
     out.push_str(&format!(
-        "Agent API              : {gw}/v1/agent/login   (console at {gw}/console: not built yet)\n"
+        "Agent console          : {gw}/console   (log in with a demo agent below)\n"
     ));
     out.push_str(&format!(
         "Carrier simulator      : {sim}   (messages sent: {sim}/sim/outbox)\n"
     ));
     out.push_str(&format!("Metrics                : {gw}/metrics\n"));
+    let demo_secret = webhooks::Secret::parse(DEV_WEBHOOK_SECRET).ok();
+    let secret_note = if settings.carrier_webhook_secrets.first() == demo_secret.as_ref() {
+        format!("demo secret {DEV_WEBHOOK_SECRET}")
+    } else {
+        "secrets from REACTIVATION_CARRIER_WEBHOOK_SECRETS".to_owned()
+    };
+    out.push_str(&format!(
+        "Carrier webhooks in    : POST {gw}/v1/webhooks/carrier   ({secret_note}; the simulator signs with it)\n"
+    ));
+    out.push_str(&format!(
+        "Webhooks service       : http://{}/healthz   (outbound endpoints: {gw}/v1/agent/webhook-endpoints, admin.demo)\n",
+        settings.webhooks_addr
+    ));
     out.push_str(&format!(
         "\nDemo agent logins (password `{DEMO_PASSWORD}`):\n"
     ));
@@ -173,6 +202,14 @@ fn print_banner(settings: &Settings) {
     out.push_str(&format!(
         "  curl -s -X POST {gw}/v1/cases/$CASE/verifications -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' -d '{{\"method\":\"otp\",\"code\":\"CODE\"}}'; echo\n"
     ));
+    out.push_str(
+        "\nCarrier webhooks from the simulator (signed; see the webhook log at /sim/webhooks):\n",
+    );
+    out.push_str(&format!(
+        "  curl -s -X POST {sim}/sim/subscribers/{}/signals -H 'content-type: application/json' -d '{{\"fraud_linked_contacts\":3,\"sms_peak_per_hour\":600}}'; echo\n",
+        demo::FLAGGED.msisdn.replace('+', "%2B")
+    ));
+    out.push_str(&format!("  curl -s {sim}/sim/webhooks; echo\n"));
     out.push_str("\nPress Ctrl-C to stop.\n");
     println!("{out}");
 }

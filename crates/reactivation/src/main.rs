@@ -62,9 +62,13 @@ enum Service {
     Risk,
     /// The provisioning worker.
     Provisioning,
+    /// Subscriber notifications, SLA timers (reminders, expiry, escalation).
+    Timers,
+    /// The webhooks service: processes carrier webhooks, delivers outbound webhooks.
+    Webhooks,
     /// The carrier simulator (test and demo double of the carrier).
     CarrierSim,
-    /// Gateway, identity, risk and provisioning in one process.
+    /// Gateway, identity, risk, provisioning, timers and webhooks in one process.
     All,
 }
 

@@ -47,12 +47,21 @@ impl Wiring {
         let workers = WorkerSettings::from(&settings);
         match service {
             Service::Gateway => {
+                // The ETA reads the stage SLAs: refuse a malformed configuration at start.
+                case_timers::TimersConfig::from_env()?;
                 let identity =
                     identity_verification::client::IdentityClient::new(&settings.identity_url)?;
                 let state = gateway::AppState {
                     pool,
                     keys: self.keys()?,
                     identity,
+                    live: gateway::live::LiveHub::default(),
+                    webhooks: gateway::webhooks::WebhookConfig {
+                        carrier_secrets: Arc::new(settings.carrier_webhook_secrets.clone()),
+                        policy: webhooks::DestinationPolicy {
+                            allow_private: settings.webhooks_allow_private,
+                        },
+                    },
                 };
                 let listener = http::bind(settings.gateway_addr).await?;
                 tasks.spawn(gateway::run(
@@ -106,17 +115,66 @@ impl Wiring {
                 ));
                 tasks.spawn(run_outbox_worker(pool, handler, workers, shutdown));
             }
+            Service::Timers => {
+                let config = Arc::new(case_timers::TimersConfig::from_env()?);
+                let handler = Arc::new(case_timers::NotificationHandler::new(self.carrier()?));
+                let listener = http::bind(config.addr).await?;
+                tasks.spawn(http::serve(
+                    listener,
+                    http::with_standard_layers(
+                        http::ops_routes(pool.clone()),
+                        settings.http_timeout,
+                    ),
+                    shutdown.clone(),
+                ));
+                tasks.spawn(case_timers::service::run(
+                    pool.clone(),
+                    config,
+                    settings.worker_poll,
+                    shutdown.clone(),
+                ));
+                tasks.spawn(run_outbox_worker(pool, handler, workers, shutdown));
+            }
+            Service::Webhooks => {
+                let delivery = webhook_worker::DeliverySettings {
+                    policy: webhooks::DestinationPolicy {
+                        allow_private: settings.webhooks_allow_private,
+                    },
+                    schedule: webhooks::RetrySchedule::standard()
+                        .scaled(settings.webhooks_retry_scale),
+                    timeout: webhook_worker::DELIVERY_TIMEOUT,
+                    keys: self.keys()?,
+                };
+                let listener = http::bind(settings.webhooks_addr).await?;
+                tracing::info!(addr = %settings.webhooks_addr, "webhooks service listening");
+                tasks.spawn(http::serve(
+                    listener,
+                    http::with_standard_layers(
+                        http::ops_routes(pool.clone()),
+                        settings.http_timeout,
+                    ),
+                    shutdown.clone(),
+                ));
+                tasks.spawn(webhook_worker::run(pool, delivery, workers, shutdown));
+            }
             Service::CarrierSim => {
                 carrier_sim::prepare(&pool).await?;
                 let listener = http::bind(settings.carrier_sim_addr).await?;
                 tracing::info!(addr = %settings.carrier_sim_addr, "carrier simulator listening");
-                tasks.spawn(carrier_sim::run(listener, pool, shutdown));
+                let target = settings
+                    .sim_webhook_url
+                    .clone()
+                    .zip(settings.sim_webhook_secret.clone())
+                    .map(|(url, secret)| carrier_sim::WebhookTarget { url, secret });
+                tasks.spawn(carrier_sim::run_with(listener, pool, shutdown, target));
             }
             Service::All => {
                 for s in [
                     Service::Identity,
                     Service::Risk,
                     Service::Provisioning,
+                    Service::Timers,
+                    Service::Webhooks,
                     Service::Gateway,
                 ] {
                     Box::pin(self.start(s, tasks)).await?;

@@ -68,6 +68,24 @@ pub struct Settings {
     /// for personal data at rest and one-time codes derive. Required by the gateway and
     /// the identity service.
     pub secret_key: Option<String>,
+    /// `REACTIVATION_CARRIER_WEBHOOK_SECRETS`: space-separated `whsec_<base64>` secrets
+    /// (24–64 bytes each) accepted on inbound carrier webhooks; several while one is
+    /// rotated. Empty when unset (the gateway then refuses carrier webhooks with 503).
+    pub carrier_webhook_secrets: Vec<webhooks::Secret>,
+    /// `REACTIVATION_WEBHOOKS_ADDR`: health/metrics of the webhooks service (default 127.0.0.1:8084).
+    pub webhooks_addr: SocketAddr,
+    /// `REACTIVATION_WEBHOOKS_ALLOW_PRIVATE`: development only; lets outbound webhook
+    /// endpoints be on loopback or private addresses (default false).
+    pub webhooks_allow_private: bool,
+    /// `REACTIVATION_WEBHOOKS_RETRY_SCALE`: multiplies the outbound retry schedule
+    /// (default 1; tests use a small value), more than 0 and at most 1.
+    pub webhooks_retry_scale: f64,
+    /// `REACTIVATION_SIM_WEBHOOK_URL`: where the carrier simulator sends its signed
+    /// webhooks (unset: it sends none).
+    pub sim_webhook_url: Option<String>,
+    /// `REACTIVATION_SIM_WEBHOOK_SECRET`: the `whsec_` secret the simulator signs with
+    /// (required with `REACTIVATION_SIM_WEBHOOK_URL`).
+    pub sim_webhook_secret: Option<webhooks::Secret>,
 }
 
 impl Settings {
@@ -156,7 +174,68 @@ impl Settings {
                 "must be an http:// or https:// URL",
             ));
         }
+        let carrier_webhook_secrets = match get("REACTIVATION_CARRIER_WEBHOOK_SECRETS") {
+            None => Vec::new(),
+            Some(list) => webhooks::Secret::parse_list(&list).map_err(|(n, e)| {
+                ConfigError::new(
+                    "REACTIVATION_CARRIER_WEBHOOK_SECRETS",
+                    format!("secret #{n} {e} (space-separated whsec_<base64> secrets of 24 to 64 random bytes)"),
+                )
+            })?,
+        };
+        let webhooks_allow_private =
+            match parse("REACTIVATION_WEBHOOKS_ALLOW_PRIVATE", "false")?.as_str() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(ConfigError::new(
+                        "REACTIVATION_WEBHOOKS_ALLOW_PRIVATE",
+                        format!("must be `true` or `false`, got `{other}`"),
+                    ));
+                }
+            };
+        let webhooks_retry_scale: f64 = parse_value(
+            "REACTIVATION_WEBHOOKS_RETRY_SCALE",
+            &parse("REACTIVATION_WEBHOOKS_RETRY_SCALE", "1")?,
+            "a number greater than 0 and at most 1",
+        )?;
+        if !(webhooks_retry_scale > 0.0 && webhooks_retry_scale <= 1.0) {
+            return Err(ConfigError::new(
+                "REACTIVATION_WEBHOOKS_RETRY_SCALE",
+                "must be greater than 0 and at most 1",
+            ));
+        }
+        let sim_webhook_url = get("REACTIVATION_SIM_WEBHOOK_URL");
+        if let Some(url) = &sim_webhook_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "REACTIVATION_SIM_WEBHOOK_URL",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        let sim_webhook_secret = match get("REACTIVATION_SIM_WEBHOOK_SECRET") {
+            Some(text) => Some(webhooks::Secret::parse(&text).map_err(|e| {
+                ConfigError::new(
+                    "REACTIVATION_SIM_WEBHOOK_SECRET",
+                    format!("{e} (a whsec_<base64> secret of 24 to 64 random bytes)"),
+                )
+            })?),
+            None if sim_webhook_url.is_some() => {
+                return Err(ConfigError::new(
+                    "REACTIVATION_SIM_WEBHOOK_SECRET",
+                    "is required with REACTIVATION_SIM_WEBHOOK_URL",
+                ));
+            }
+            None => None,
+        };
         Ok(Self {
+            carrier_webhook_secrets,
+            webhooks_addr: addr("REACTIVATION_WEBHOOKS_ADDR", "127.0.0.1:8084")?,
+            webhooks_allow_private,
+            webhooks_retry_scale,
+            sim_webhook_url,
+            sim_webhook_secret,
             identity_url: identity_url.trim_end_matches('/').to_owned(),
             secret_key: get("REACTIVATION_SECRET_KEY"),
             database_url,
@@ -239,6 +318,12 @@ mod tests {
             ("REACTIVATION_DB_MAX_CONNECTIONS", "0"),
             ("REACTIVATION_CARRIER_URL", "ftp://carrier"),
             ("DATABASE_URL", "mysql://x"),
+            ("REACTIVATION_CARRIER_WEBHOOK_SECRETS", "whsec_"),
+            ("REACTIVATION_WEBHOOKS_ADDR", "8084"),
+            ("REACTIVATION_WEBHOOKS_ALLOW_PRIVATE", "yes"),
+            ("REACTIVATION_WEBHOOKS_RETRY_SCALE", "0"),
+            ("REACTIVATION_SIM_WEBHOOK_URL", "carrier:9000"),
+            ("REACTIVATION_SIM_WEBHOOK_SECRET", "c2VjcmV0"),
         ];
         for (name, value) in cases {
             let err = settings(&[(name, value)]).unwrap_err();
@@ -264,5 +349,51 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.worker_poll, Duration::from_secs(5));
         assert_eq!(s.carrier_url, "http://carrier:9000");
+    }
+
+    #[test]
+    fn carrier_webhook_secrets_are_checked_at_start() {
+        let good = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let two = format!(
+            "{good} whsec_{}",
+            "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+        );
+        let s = settings(&[("REACTIVATION_CARRIER_WEBHOOK_SECRETS", &two)]).unwrap();
+        assert_eq!(s.carrier_webhook_secrets.len(), 2);
+        assert!(settings(&[]).unwrap().carrier_webhook_secrets.is_empty());
+        for bad in [
+            "whsec_",                           // empty
+            "whsec_c2hvcnQ=",                   // 5 bytes
+            "whsec_***",                        // not base64
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", // no prefix
+        ] {
+            let list = format!("{good} {bad}");
+            let err = settings(&[("REACTIVATION_CARRIER_WEBHOOK_SECRETS", &list)]).unwrap_err();
+            assert_eq!(err.variable, "REACTIVATION_CARRIER_WEBHOOK_SECRETS");
+            assert!(err.problem.contains("secret #2"), "{err}");
+            assert!(!err.to_string().contains("MfKQ"), "the secret leaks: {err}");
+        }
+        let err = settings(&[(
+            "REACTIVATION_SIM_WEBHOOK_URL",
+            "http://127.0.0.1:8080/v1/webhooks/carrier",
+        )])
+        .unwrap_err();
+        assert_eq!(err.variable, "REACTIVATION_SIM_WEBHOOK_SECRET");
+    }
+
+    #[test]
+    fn webhook_settings_have_safe_defaults() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.webhooks_addr.to_string(), "127.0.0.1:8084");
+        assert!(!s.webhooks_allow_private);
+        assert_eq!(s.webhooks_retry_scale, 1.0);
+        assert!(s.sim_webhook_url.is_none() && s.sim_webhook_secret.is_none());
+        let s = settings(&[
+            ("REACTIVATION_WEBHOOKS_ALLOW_PRIVATE", "true"),
+            ("REACTIVATION_WEBHOOKS_RETRY_SCALE", "0.01"),
+        ])
+        .unwrap();
+        assert!(s.webhooks_allow_private);
+        assert_eq!(s.webhooks_retry_scale, 0.01);
     }
 }

@@ -1,0 +1,101 @@
+//! Read models for the agent console: the supervisor dashboard's figures per stage
+//! (load, breaches, throughput and time spent) and agent names for timelines.
+//! Nothing here writes.
+
+use std::collections::HashMap;
+
+use case_domain::CaseState;
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// The open load of one stage (state) right now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageLoad {
+    /// The state.
+    pub state: CaseState,
+    /// Cases in it.
+    pub open: i64,
+    /// When the case that has waited longest entered it.
+    pub oldest_entered_at: DateTime<Utc>,
+    /// Cases past the stage's SLA at `now` (0 for stages without an SLA).
+    pub breached: i64,
+}
+
+/// Cases per state among `states`, with the oldest one and how many are past their
+/// stage SLA at `now`. `slas` gives each clocked state's SLA in seconds; states not
+/// listed there never count as breached. States without cases are left out.
+pub async fn stage_load(
+    db: impl PgExecutor<'_>,
+    states: &[CaseState],
+    slas: &[(CaseState, f64)],
+    now: DateTime<Utc>,
+) -> Result<Vec<StageLoad>, StoreError> {
+    let (sla_states, sla_secs): (Vec<CaseState>, Vec<f64>) = slas.iter().copied().unzip();
+    Ok(sqlx::query_as!(
+        StageLoad,
+        r#"SELECT c.state AS "state!: CaseState", count(*) AS "open!",
+                  min(c.state_entered_at) AS "oldest_entered_at!",
+                  count(*) FILTER (WHERE s.secs IS NOT NULL
+                                     AND c.state_entered_at + make_interval(secs => s.secs) < $4) AS "breached!"
+           FROM reactivation_cases c
+           LEFT JOIN unnest($2::case_state[], $3::float8[]) AS s(state, secs) ON s.state = c.state
+           WHERE c.state = ANY($1::case_state[])
+           GROUP BY c.state
+           ORDER BY c.state"#,
+        states as &[CaseState],
+        sla_states as Vec<CaseState>,
+        &sla_secs,
+        now,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// How many cases left one stage since a moment, and the median time they had spent in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageThroughput {
+    /// The state left.
+    pub state: CaseState,
+    /// Transitions out of it since `since`.
+    pub left: i64,
+    /// Median seconds spent in the state by those cases.
+    pub median_secs: f64,
+}
+
+/// Per state: the transitions out of it at or after `since` (from `case_events`), and
+/// the median time spent in it (each leaving event minus the event that entered it).
+pub async fn stage_throughput(
+    db: impl PgExecutor<'_>,
+    since: DateTime<Utc>,
+) -> Result<Vec<StageThroughput>, StoreError> {
+    Ok(sqlx::query_as!(
+        StageThroughput,
+        r#"SELECT e.from_state AS "state!: CaseState", count(*) AS "left!",
+                  extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - p.at))::float8 AS "median_secs!"
+           FROM case_events e
+           JOIN case_events p ON p.case_id = e.case_id AND p.version = e.version - 1
+           WHERE e.at >= $1 AND e.from_state IS NOT NULL
+           GROUP BY e.from_state
+           ORDER BY e.from_state"#,
+        since,
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The usernames of the agents among `ids` (unknown ids are left out).
+pub async fn agent_names(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, String>, StoreError> {
+    let rows = sqlx::query!(
+        "SELECT id, username FROM agents WHERE id = ANY($1::uuid[])",
+        ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.username)).collect())
+}

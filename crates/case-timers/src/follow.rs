@@ -1,0 +1,186 @@
+//! The follower of the event log: for every transition, in one transaction with
+//! the cursor, the subscriber's message and the timers of the state entered.
+//!
+//! Exactly once per transition: the cursor moves in the same transaction as the
+//! writes, so a crash before the commit leaves both undone and the events are read
+//! again; the outbox row's dedupe key is the event id, so even a second follower
+//! could not enqueue twice; timers are unique per (case, version, kind, ordinal).
+
+use case_domain::{
+    CaseEvent, CaseState, Msisdn,
+    notice::{TransitionNotice, notifies_subscriber, transition_message},
+    progress::needs_assessed,
+    risk::{Need, ReasonCode},
+    sla::{SlaConfig, escalation_applies, plan_timers, stage_elapsed},
+};
+use case_store::{
+    StoreError,
+    timers::{self as store, FollowedEvent},
+};
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+
+use crate::{
+    NOTIFICATION_TOPIC, TimersConfig,
+    deliver::message,
+    eta::{entries, eta_with, live_stats},
+};
+
+/// The follower's name in `event_cursors`.
+pub const CONSUMER: &str = "case-timers";
+
+/// Events read per transaction.
+pub const BATCH: i64 = 100;
+
+/// What one pass of the follower did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Followed {
+    /// Events handled.
+    pub events: usize,
+    /// Messages enqueued.
+    pub messages: usize,
+    /// Timers written.
+    pub timers: u64,
+    /// More events exist after the cursor (not yet safe to read, or past the batch).
+    pub pending: bool,
+}
+
+/// Handles the next batch of events after the cursor, at clock `now` (used for the
+/// ETA quoted in messages). Returns what it did; `events == 0` and `pending`
+/// means a writer that started earlier is still running: look again shortly.
+pub async fn follow(
+    pool: &PgPool,
+    config: &TimersConfig,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Followed> {
+    let stats = live_stats(pool, now).await;
+    let mut tx = pool.begin().await?;
+    let Some(cursor) = store::lock_cursor(&mut tx, CONSUMER).await? else {
+        // Another follower holds the cursor and is doing this work.
+        return Ok(Followed::default());
+    };
+    let events = store::events_after(&mut tx, cursor, BATCH).await?;
+    let mut done = Followed::default();
+    let mut last = cursor;
+    for event in &events {
+        let (messages, timers) = handle(&mut tx, event, &config.sla, &stats, now).await?;
+        done.events += 1;
+        done.messages += messages;
+        done.timers += timers;
+        last = event.cursor;
+    }
+    if last != cursor {
+        store::advance_cursor(&mut tx, CONSUMER, last).await?;
+    }
+    done.pending = store::events_pending(&mut *tx, last).await?;
+    tx.commit().await?;
+    if done.messages > 0 {
+        ::metrics::counter!("notifications_enqueued_total").increment(done.messages as u64);
+    }
+    Ok(done)
+}
+
+async fn handle(
+    conn: &mut PgConnection,
+    event: &FollowedEvent,
+    sla: &SlaConfig,
+    stats: &case_domain::eta::LiveStats,
+    now: DateTime<Utc>,
+) -> Result<(usize, u64), StoreError> {
+    let timeline = case_store::timeline(&mut *conn, event.case_id).await?;
+    let history = entries(&timeline, event.version);
+
+    // The timers of the state entered, with what the stage had already used.
+    let used = stage_elapsed(&history, event.at);
+    let plan = plan_timers(event.to_state, event.at, used, sla);
+    let timers = store::insert_timers(
+        &mut *conn,
+        event.case_id,
+        event.version,
+        event.to_state,
+        &plan,
+    )
+    .await?;
+
+    // A stage that breached is over once the case leaves it (other than to wait).
+    if let Some(esc) = store::escalation_of(&mut *conn, event.case_id).await?
+        && esc.level > 0
+        && esc
+            .state
+            .is_some_and(|s| !escalation_applies(s, event.to_state))
+    {
+        store::clear_escalation(&mut *conn, event.case_id, event.version).await?;
+    }
+
+    if !notifies_subscriber(event.event) {
+        return Ok((0, timers));
+    }
+    let Ok(msisdn) = Msisdn::parse(&event.msisdn) else {
+        tracing::warn!(case_id = %event.case_id, "case number not valid; no message");
+        return Ok((0, timers));
+    };
+    let assessment = case_store::risk::latest_assessment(&mut *conn, event.case_id).await?;
+    let tier = assessment.as_ref().map(|a| a.tier);
+    let stored: Option<Vec<Need>> = assessment
+        .as_ref()
+        .map(|a| a.needs.iter().filter_map(|n| Need::parse(n)).collect());
+    let needs = needs_assessed(event.to_state, tier, stored.as_deref());
+    let risk_reasons: Vec<ReasonCode> = match event.event {
+        CaseEvent::RiskFlagged | CaseEvent::RiskRefused => assessment
+            .as_ref()
+            .map(|a| {
+                a.reason_codes
+                    .iter()
+                    .filter_map(|c| ReasonCode::parse(c))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => vec![],
+    };
+    let quoted = matches!(event.event, CaseEvent::Rejected | CaseEvent::InfoRequested);
+    let notice = TransitionNotice {
+        event: event.event,
+        state: event.to_state,
+        msisdn: &msisdn,
+        needs: &needs,
+        eta: eta_with(
+            event.to_state,
+            event.version,
+            &timeline,
+            now.max(event.at),
+            sla,
+            stats,
+        ),
+        deadline: waiting_deadline(event.to_state, event.at, sla),
+        reason: event.reason.as_deref().filter(|_| quoted),
+        risk_reasons: &risk_reasons,
+    };
+    let body = transition_message(&notice, &event.locale);
+    let dedupe_key = format!("{}:{NOTIFICATION_TOPIC}", event.id);
+    let written = store::enqueue_message(
+        &mut *conn,
+        &message(
+            Some(event.case_id),
+            Some(event.id),
+            &dedupe_key,
+            &msisdn,
+            "transition",
+            &body,
+        ),
+    )
+    .await?;
+    Ok((usize::from(written.is_some()), timers))
+}
+
+/// When a case that entered a waiting `state` at `entered` lapses.
+pub(crate) fn waiting_deadline(
+    state: CaseState,
+    entered: DateTime<Utc>,
+    sla: &SlaConfig,
+) -> Option<DateTime<Utc>> {
+    if case_domain::sla::EXPIRING_STATES.contains(&state) {
+        sla.deadline_after(state).map(|d| entered + d)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,368 @@
+//! Complaints: the subscriber complains about a case (which starts the carrier's
+//! 15-day answer clock and raises the case in the agent queues), agents answer, and
+//! supervisors follow the open ones by due date.
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use case_domain::{
+    Msisdn, Role,
+    complaint::{self, ComplaintChannel, ComplaintStatus},
+    material::check_text,
+};
+use case_store::{
+    audit::{self, AuditEntry},
+    complaints::{self as store, AnswerRefusal, ComplaintRow, OpenRefusal},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    agent::CASE_READERS,
+    agent_auth::AgentSession,
+    error::{ApiError, FieldError},
+    extract::{CustomerCase, parse_json},
+};
+
+/// Who may list complaints across cases.
+pub const COMPLAINT_SUPERVISORS: &[Role] = &[Role::Supervisor];
+
+/// A complaint about the handling of a case.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComplaintRequest {
+    /// Where the subscriber complains: web, app, social, regulator or hotline.
+    #[schema(example = "app")]
+    pub channel: String,
+    /// What the subscriber complains about (1 to 2000 characters).
+    pub text: String,
+}
+
+/// A complaint as shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ComplaintView {
+    /// Complaint id.
+    pub complaint_id: Uuid,
+    /// The case.
+    pub case_id: Uuid,
+    /// web, app, social, regulator or hotline.
+    pub channel: String,
+    /// The subscriber's text.
+    pub text: String,
+    /// open or answered.
+    pub status: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When the carrier must answer (15 days after it was made). If it has not by then,
+    /// the subscriber may take the complaint to the regulator (12300).
+    pub due_at: DateTime<Utc>,
+    /// Open and past its due time.
+    pub overdue: bool,
+    /// Whether the subscriber may now take it to the regulator (answered, or overdue).
+    pub regulator_eligible: bool,
+    /// The carrier's answer, once given.
+    pub answer: Option<String>,
+    /// When it was answered.
+    pub answered_at: Option<DateTime<Utc>>,
+    /// The agent who answered (agents only; never shown to the subscriber).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+}
+
+impl ComplaintView {
+    /// The agents' view of a stored complaint at `now`.
+    pub fn for_agents(row: ComplaintRow, now: DateTime<Utc>) -> Self {
+        let status = row.status();
+        Self {
+            complaint_id: row.id,
+            case_id: row.case_id,
+            channel: row.channel,
+            text: row.body,
+            status: status.as_str().into(),
+            created_at: row.created_at,
+            due_at: row.due_at,
+            overdue: complaint::overdue(status, row.due_at, now),
+            regulator_eligible: complaint::may_go_to_regulator(status, row.due_at, now),
+            answer: row.answer,
+            answered_at: row.answered_at,
+            answered_by: row.answered_by_username,
+        }
+    }
+
+    /// The subscriber's view (without the answering agent).
+    pub fn for_subscriber(row: ComplaintRow, now: DateTime<Utc>) -> Self {
+        Self {
+            answered_by: None,
+            ..Self::for_agents(row, now)
+        }
+    }
+}
+
+/// A case's complaints, as the subscriber sees them.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ComplaintList {
+    /// Oldest first.
+    pub complaints: Vec<ComplaintView>,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::Invalid(vec![FieldError {
+        field: field.into(),
+        message: message.into(),
+    }])
+}
+
+/// Complains about the handling of the case. Starts the carrier's 15-day answer clock
+/// (`due_at`) and puts the case at the head of its agent queue until answered.
+#[utoipa::path(
+    post, path = "/v1/cases/{case_id}/complaints", tag = "customer",
+    params(("case_id" = Uuid, Path, description = "Case id")),
+    security(("case_token" = [])),
+    request_body = ComplaintRequest,
+    responses(
+        (status = 201, description = "Complaint recorded; the carrier answers by due_at", body = ComplaintView),
+        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such case, or a wrong token (the same answer)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The case already has 5 unanswered complaints (code too_many_open_complaints)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown channel, empty or too long text, unknown field", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    CustomerCase(case): CustomerCase,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (request, _): (ComplaintRequest, _) = parse_json(&body)?;
+    let mut errors = Vec::new();
+    let channel = ComplaintChannel::parse(&request.channel);
+    if channel.is_none() {
+        errors.push(FieldError {
+            field: "channel".into(),
+            message: "channel must be one of web, app, social, regulator, hotline".into(),
+        });
+    }
+    let text = check_text(&request.text, complaint::MAX_TEXT_CHARS)
+        .map_err(|message| {
+            errors.push(FieldError {
+                field: "text".into(),
+                message,
+            })
+        })
+        .ok();
+    let (Some(channel), Some(text)) = (channel, text) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let row = match store::open_complaint(&mut tx, case.id, channel, text).await? {
+        Ok(row) => row,
+        Err(OpenRefusal::NotFound) => return Err(ApiError::NotFound),
+        Err(OpenRefusal::TooManyOpen) => {
+            return Err(ApiError::Refused {
+                code: "too_many_open_complaints",
+                detail: format!(
+                    "This case already has {} unanswered complaints; please wait for the answers.",
+                    complaint::MAX_OPEN_PER_CASE
+                ),
+            });
+        }
+    };
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    tracing::info!(case_id = %case.id, complaint_id = %row.id, channel = %channel, "complaint opened");
+    Ok((
+        StatusCode::CREATED,
+        Json(ComplaintView::for_subscriber(row, Utc::now())),
+    )
+        .into_response())
+}
+
+/// The case's complaints and the carrier's answers.
+#[utoipa::path(
+    get, path = "/v1/cases/{case_id}/complaints", tag = "customer",
+    params(("case_id" = Uuid, Path, description = "Case id")),
+    security(("case_token" = [])),
+    responses(
+        (status = 200, description = "The complaints, oldest first", body = ComplaintList),
+        (status = 404, description = "No such case, or a wrong token (the same answer)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_mine(
+    State(state): State<AppState>,
+    CustomerCase(case): CustomerCase,
+) -> Result<Json<ComplaintList>, ApiError> {
+    let now = Utc::now();
+    let complaints = store::list_for_case(&state.pool, case.id)
+        .await?
+        .into_iter()
+        .map(|r| ComplaintView::for_subscriber(r, now))
+        .collect();
+    Ok(Json(ComplaintList { complaints }))
+}
+
+/// An agent's answer to a complaint.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// The answer to the subscriber (1 to 4000 characters).
+    pub answer: String,
+}
+
+/// Answers a complaint and closes it (recorded in the audit log).
+#[utoipa::path(
+    post, path = "/v1/agent/cases/{case_id}/complaints/{complaint_id}/answer", tag = "agent",
+    params(
+        ("case_id" = Uuid, Path, description = "Case id"),
+        ("complaint_id" = Uuid, Path, description = "Complaint id"),
+    ),
+    request_body = AnswerRequest,
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "Answered and closed", body = ComplaintView),
+        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Admins do not answer complaints", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such complaint on this case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Already answered (code complaint_already_answered)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Empty or too long answer, unknown field", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn answer(
+    State(state): State<AppState>,
+    session: AgentSession,
+    Path((case_id, complaint_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<ComplaintView>, ApiError> {
+    session.require_any(CASE_READERS)?;
+    let case_id: Uuid = case_id.parse().map_err(|_| ApiError::NotFound)?;
+    let complaint_id: Uuid = complaint_id.parse().map_err(|_| ApiError::NotFound)?;
+    let (request, _): (AnswerRequest, _) = parse_json(&body)?;
+    let text = check_text(&request.answer, complaint::MAX_ANSWER_CHARS)
+        .map_err(|m| invalid("answer", m))?;
+    let actor = session.actor(
+        session
+            .roles()
+            .iter()
+            .copied()
+            .find(|r| CASE_READERS.contains(r))
+            .unwrap_or(Role::Supervisor),
+    );
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    let row =
+        match store::answer_complaint(&mut tx, case_id, complaint_id, session.id(), text).await? {
+            Ok(row) => row,
+            Err(AnswerRefusal::NotFound) => return Err(ApiError::NotFound),
+            Err(AnswerRefusal::AlreadyAnswered) => {
+                return Err(ApiError::Refused {
+                    code: "complaint_already_answered",
+                    detail: "This complaint was already answered.".into(),
+                });
+            }
+        };
+    audit::record(
+        &mut tx,
+        &AuditEntry {
+            actor: &actor,
+            action: "complaint.answer",
+            case_id: Some(case_id),
+            detail: serde_json::json!({
+                "complaint_id": complaint_id,
+                "channel": row.channel,
+                "due_at": row.due_at,
+                "overdue": row.answered_at.is_some_and(|at| at > row.due_at),
+            }),
+            reason: None,
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    tracing::info!(case_id = %case_id, complaint_id = %complaint_id, "complaint answered");
+    Ok(Json(ComplaintView::for_agents(row, Utc::now())))
+}
+
+/// Which complaints.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ComplaintQuery {
+    /// open (default), answered or all.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// A complaint in the supervisors' list.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ComplaintListItem {
+    /// The complaint.
+    #[serde(flatten)]
+    pub complaint: ComplaintView,
+    /// The case's state now.
+    pub case_state: String,
+    /// The case's number, masked.
+    pub msisdn: String,
+}
+
+/// Complaints across cases.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ComplaintQueue {
+    /// Earliest due first.
+    pub complaints: Vec<ComplaintListItem>,
+}
+
+/// Complaints across cases, earliest due first (open ones by default): what must be answered before the subscriber may go to the regulator.
+#[utoipa::path(
+    get, path = "/v1/agent/complaints", tag = "agent",
+    params(ComplaintQuery),
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "The complaints", body = ComplaintQueue),
+        (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Supervisors only", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn queue(
+    State(state): State<AppState>,
+    session: AgentSession,
+    query: Result<Query<ComplaintQuery>, QueryRejection>,
+) -> Result<Json<ComplaintQueue>, ApiError> {
+    session.require_any(COMPLAINT_SUPERVISORS)?;
+    let Query(query) = query.map_err(|_| {
+        invalid(
+            "status",
+            "the only parameter is status: open, answered or all",
+        )
+    })?;
+    let status = match query.status.as_deref().unwrap_or("open") {
+        "all" => None,
+        name => Some(
+            ComplaintStatus::parse(name)
+                .ok_or_else(|| invalid("status", "status must be open, answered or all"))?,
+        ),
+    };
+    let now = Utc::now();
+    let complaints = store::list_by_status(&state.pool, status, 500)
+        .await?
+        .into_iter()
+        .map(|r| ComplaintListItem {
+            complaint: ComplaintView::for_agents(r.complaint, now),
+            case_state: r.case_state.as_str().into(),
+            msisdn: Msisdn::parse(&r.msisdn).map_or_else(|_| "***".into(), |m| m.masked()),
+        })
+        .collect();
+    Ok(Json(ComplaintQueue { complaints }))
+}
+
+/// A case's complaints as agents see them (for the case view and the dossier).
+pub async fn for_case(state: &AppState, case_id: Uuid) -> Result<Vec<ComplaintView>, ApiError> {
+    let now = Utc::now();
+    Ok(store::list_for_case(&state.pool, case_id)
+        .await?
+        .into_iter()
+        .map(|r| ComplaintView::for_agents(r, now))
+        .collect())
+}

@@ -1,0 +1,832 @@
+//! The case page and its forms. The page is the agent API's case view (same role
+//! check, same audit record, same `allowed_actions`) plus the subscriber's material;
+//! each form calls the agent API's own handler for that action (claim, release,
+//! decision, note, unmask), so a tampered form is refused exactly as the API refuses
+//! it. Evidence files are streamed with their stored type, sandboxed.
+
+use askama::Template;
+use axum::{
+    Json,
+    body::{Body, Bytes},
+    extract::{Form, Path, State, rejection::FormRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use case_domain::{
+    CaseState, Msisdn, Role,
+    decision::{RejectionCode, agent_may_act},
+    risk::ReasonCode,
+};
+use case_store::audit::{self, AuditEntry};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{
+    ConsoleError, Ctx, Failure, Layout, department_code, iso, render, require_case_reader,
+    safe_next, short_id, show_time,
+};
+use crate::{
+    AppState,
+    agent::{self, AgentCaseView, UnmaskedView, queue_roles},
+    agent_auth::AgentSession,
+    error::ApiError,
+};
+
+#[derive(Debug)]
+pub(super) struct Head {
+    id: String,
+    short_id: String,
+    state: String,
+    state_label: String,
+    department_label: Option<String>,
+    version: i32,
+    msisdn: String,
+    channel: String,
+    locale: String,
+    created_at: String,
+    created_at_text: String,
+    due: Option<String>,
+    due_text: String,
+    breached: bool,
+    holder: Option<String>,
+    held_by_me: bool,
+    held_by_other: bool,
+    claimed_until: Option<String>,
+    claimed_until_text: String,
+    appealed: bool,
+    may_act: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct Notice {
+    kind: &'static str,
+    text: String,
+}
+
+#[derive(Debug)]
+pub(super) struct ActionView {
+    name: String,
+    label: String,
+    help: String,
+    reason_required: bool,
+    is_reject: bool,
+    danger: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct CodeLabel {
+    code: &'static str,
+    label: String,
+}
+
+#[derive(Debug)]
+pub(super) struct ReasonView {
+    code: String,
+    why: String,
+}
+
+#[derive(Debug)]
+pub(super) struct Fact {
+    label: String,
+    value: String,
+}
+
+#[derive(Debug)]
+pub(super) struct RiskView {
+    tier: String,
+    tier_label: String,
+    reasons: Vec<ReasonView>,
+    needs: Vec<String>,
+    signals: Vec<Fact>,
+    flagged: Vec<String>,
+    assessed_at: String,
+    assessed_at_text: String,
+}
+
+#[derive(Debug)]
+pub(super) struct ProofsRow {
+    full_name: String,
+    id_number: String,
+    otp_sends: i32,
+    failed_attempts: i32,
+    verified: Option<String>,
+    verified_at: Option<String>,
+    verified_at_text: String,
+}
+
+#[derive(Debug)]
+pub(super) struct CounterpartyRow {
+    msisdn: String,
+    relation: String,
+    purpose: String,
+}
+
+#[derive(Debug)]
+pub(super) struct ExplanationView {
+    at: String,
+    at_text: String,
+    statement: String,
+    counterparties: Vec<CounterpartyRow>,
+}
+
+#[derive(Debug)]
+pub(super) struct EvidenceView {
+    url: String,
+    media_type: String,
+    is_pdf: bool,
+    size_text: String,
+    at: String,
+    at_text: String,
+}
+
+#[derive(Debug)]
+pub(super) struct ComplaintRowView {
+    open: bool,
+    status_label: String,
+    channel: String,
+    body: String,
+    due: String,
+    due_text: String,
+    answer: Option<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct OrderRowView {
+    restoration: String,
+    state: String,
+    failures: i32,
+    at: String,
+    at_text: String,
+}
+
+#[derive(Debug)]
+pub(super) struct NoteRowView {
+    author: String,
+    body: String,
+    at: String,
+    at_text: String,
+}
+
+#[derive(Debug)]
+pub(super) struct TimelineRow {
+    at: String,
+    at_text: String,
+    event_label: String,
+    from_label: Option<String>,
+    to_label: String,
+    actor: String,
+    reason: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/case.html")]
+struct CasePage {
+    layout: Layout,
+    c: Head,
+    notice: Option<Notice>,
+    unmasked: Option<UnmaskedView>,
+    can_unmask: bool,
+    proofs: Option<ProofsRow>,
+    risk: Option<RiskView>,
+    explanations: Vec<ExplanationView>,
+    evidence: Vec<EvidenceView>,
+    complaints: Vec<ComplaintRowView>,
+    open_complaints: usize,
+    escalated: bool,
+    orders: Vec<OrderRowView>,
+    notes: Vec<NoteRowView>,
+    timeline: Vec<TimelineRow>,
+    actions: Vec<ActionView>,
+    rejection_codes: Vec<CodeLabel>,
+    back: String,
+    back_label: String,
+    self_href: String,
+}
+
+fn mask_number(number: &str) -> String {
+    Msisdn::parse(number).map_or_else(
+        |_| {
+            let chars: Vec<char> = number.trim().chars().collect();
+            let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+            format!("*******{tail}")
+        },
+        |m| m.masked(),
+    )
+}
+
+fn size_text(bytes: i32) -> String {
+    let b = f64::from(bytes);
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MB", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.1} KB", b / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn stamp(t: DateTime<Utc>) -> (String, String) {
+    (iso(t), show_time(t))
+}
+
+/// `GET /console/cases/{id}`.
+pub(super) async fn page(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    session: Result<AgentSession, ApiError>,
+    Path(case_id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let session = ctx.require(session)?;
+    let notice = ctx.param("done").and_then(|d| {
+        let key = match d {
+            "claim" => "notice.claim",
+            "release" => "notice.release",
+            "note" => "notice.note",
+            "decided" => "notice.decided",
+            _ => return None,
+        };
+        Some(Notice {
+            kind: "ok",
+            text: ctx.ui.t(key),
+        })
+    });
+    show(&state, &ctx, session, case_id, notice, None).await
+}
+
+/// Reads the case through the agent API's handler (role check and audit) and renders it.
+async fn show(
+    state: &AppState,
+    ctx: &Ctx,
+    session: AgentSession,
+    case_id: String,
+    notice: Option<Notice>,
+    unmasked: Option<UnmaskedView>,
+) -> Result<Response, ConsoleError> {
+    let Json(view) = agent::get_case(State(state.clone()), session.clone(), Path(case_id))
+        .await
+        .map_err(|e| ctx.fail(e))?;
+    let page = build(state, ctx, &session, view, notice, unmasked)
+        .await
+        .map_err(|e| ctx.fail(e))?;
+    Ok(render(&page, StatusCode::OK))
+}
+
+async fn build(
+    state: &AppState,
+    ctx: &Ctx,
+    session: &AgentSession,
+    view: AgentCaseView,
+    notice: Option<Notice>,
+    unmasked: Option<UnmaskedView>,
+) -> Result<CasePage, ApiError> {
+    let ui = ctx.ui;
+    let now = Utc::now();
+    let pool = &state.pool;
+    let explanations = case_store::material::list_explanations(pool, view.case_id).await?;
+    let evidence = case_store::material::list_evidence(pool, view.case_id).await?;
+    let agent_ids: Vec<Uuid> = view
+        .timeline
+        .iter()
+        .filter_map(|e| e.actor_id.parse().ok())
+        .chain(view.claimed_by.as_deref().and_then(|h| h.parse().ok()))
+        .collect();
+    let names = case_store::dashboard::agent_names(pool, &agent_ids).await?;
+    let name_of = |id: &str| -> String {
+        id.parse::<Uuid>()
+            .ok()
+            .and_then(|u| names.get(&u).cloned())
+            .unwrap_or_else(|| id.to_owned())
+    };
+    let case_state = CaseState::parse(&view.state);
+    let held_by_me = view
+        .claimed_by
+        .as_deref()
+        .is_some_and(|h| h == session.id().to_string());
+    let (created_at, created_at_text) = stamp(view.created_at);
+    let head = Head {
+        id: view.case_id.to_string(),
+        short_id: short_id(view.case_id),
+        state_label: ui.code("state", &view.state),
+        state: view.state.clone(),
+        department_label: view.department.as_deref().map(|d| ui.code("dept", d)),
+        version: view.version,
+        msisdn: view.msisdn.clone(),
+        channel: view.channel.clone(),
+        locale: view.locale.clone(),
+        created_at,
+        created_at_text,
+        due: view.sla_due_at.map(iso),
+        due_text: view
+            .sla_due_at
+            .map(|d| ui.countdown((d - now).num_seconds()))
+            .unwrap_or_default(),
+        breached: view.sla_due_at.is_some_and(|d| d < now),
+        holder: view.claimed_by.as_deref().map(name_of),
+        held_by_me,
+        held_by_other: view.claimed_by.is_some() && !held_by_me,
+        claimed_until: view.claimed_until.map(iso),
+        claimed_until_text: view.claimed_until.map(show_time).unwrap_or_default(),
+        appealed: view.appealed,
+        may_act: case_state.is_some_and(|s| agent_may_act(session.roles(), s)),
+    };
+    let actions = view
+        .allowed_actions
+        .iter()
+        .map(|name| ActionView {
+            label: ui.code("action", name),
+            help: ui.t(&format!("action.{name}.help")),
+            reason_required: name == "request_info",
+            is_reject: name == "reject",
+            danger: name == "reject",
+            name: name.clone(),
+        })
+        .collect();
+    let risk = view.risk.as_ref().map(|r| {
+        let locale = ui.tag();
+        let signals = [
+            "fraud_linked_contacts",
+            "sms_peak_per_hour",
+            "intl_calls_24h",
+            "suspension_reason",
+        ]
+        .into_iter()
+        .filter_map(|key| {
+            let value = match &r.signals[key] {
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::String(s) => s.clone(),
+                _ => return None,
+            };
+            Some(Fact {
+                label: ui.t(&format!("signal.{key}")),
+                value,
+            })
+        })
+        .collect();
+        let (assessed_at, assessed_at_text) = stamp(r.assessed_at);
+        RiskView {
+            tier: r.tier.clone(),
+            tier_label: ui.code("tier", &r.tier),
+            reasons: r
+                .reason_codes
+                .iter()
+                .map(|code| ReasonView {
+                    why: ReasonCode::parse(code)
+                        .map(|c| c.text(locale).why.to_owned())
+                        .unwrap_or_else(|| ui.code("reason", code)),
+                    code: code.clone(),
+                })
+                .collect(),
+            needs: r.needs.iter().map(|n| ui.code("need", n)).collect(),
+            signals,
+            flagged: crate::material::flagged_contacts(&r.signals)
+                .iter()
+                .map(|n| mask_number(n))
+                .collect(),
+            assessed_at,
+            assessed_at_text,
+        }
+    });
+    let proofs = view.proofs.as_ref().map(|p| {
+        let (verified_at, verified_at_text) = p.verified_at.map(stamp).unzip();
+        ProofsRow {
+            full_name: p.full_name.clone(),
+            id_number: p.id_number.clone(),
+            otp_sends: p.otp_sends,
+            failed_attempts: p.failed_attempts,
+            verified: p.verified_method.as_deref().map(|m| ui.code("method", m)),
+            verified_at,
+            verified_at_text: verified_at_text.unwrap_or_default(),
+        }
+    });
+    // Complaints come with the API's view (when that feature is present).
+    let raw = serde_json::to_value(&view).unwrap_or_default();
+    let complaints: Vec<ComplaintRowView> = raw["complaints"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|k| {
+                    let status = k["status"].as_str().unwrap_or("open").to_owned();
+                    let due_at = k["due_at"]
+                        .as_str()
+                        .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
+                        .map(|d| d.with_timezone(&Utc));
+                    ComplaintRowView {
+                        open: status == "open",
+                        status_label: ui.code("complaint.status", &status),
+                        channel: k["channel"].as_str().unwrap_or_default().to_owned(),
+                        body: k["text"]
+                            .as_str()
+                            .or(k["body"].as_str())
+                            .unwrap_or_default()
+                            .to_owned(),
+                        due: due_at.map(iso).unwrap_or_default(),
+                        due_text: due_at.map(show_time).unwrap_or_default(),
+                        answer: k["answer"].as_str().map(str::to_owned),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let open_complaints = complaints.iter().filter(|k| k.open).count();
+    // The timers' escalation level, when the view carries it.
+    let escalated = raw["escalation_level"].as_i64().unwrap_or(0) > 0
+        || raw["escalated"].as_bool().unwrap_or(false);
+    let department = case_state.and_then(|s| s.department());
+    let (back, back_label) = match department {
+        Some(d) if session.has_any(queue_roles(d)) && d != case_domain::Department::Subscriber => (
+            format!("/console/queue?department={}", department_code(d)),
+            ui.t("case.back_queue"),
+        ),
+        _ if session.has(Role::Supervisor) => {
+            ("/console/dashboard".to_owned(), ui.t("case.back_dashboard"))
+        }
+        _ => ("/console".to_owned(), ui.t("case.back_queue")),
+    };
+    let title = format!("{} {}", ui.t("case.title"), head.short_id);
+    Ok(CasePage {
+        layout: ctx.layout(title, Some(session)),
+        self_href: format!("/console/cases/{}", view.case_id),
+        notice,
+        can_unmask: session.has_any(agent::UNMASKERS),
+        unmasked,
+        proofs,
+        risk,
+        explanations: explanations
+            .into_iter()
+            .map(|e| {
+                let (at, at_text) = stamp(e.created_at);
+                ExplanationView {
+                    at,
+                    at_text,
+                    statement: e.statement,
+                    counterparties: e
+                        .counterparties
+                        .into_iter()
+                        .map(|c| CounterpartyRow {
+                            msisdn: mask_number(&c.msisdn),
+                            relation: c.relation,
+                            purpose: c.purpose,
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+        evidence: evidence
+            .into_iter()
+            .map(|e| {
+                let (at, at_text) = stamp(e.created_at);
+                EvidenceView {
+                    url: format!("/console/cases/{}/evidence/{}", view.case_id, e.id),
+                    is_pdf: e.media_type == "application/pdf",
+                    media_type: e.media_type,
+                    size_text: size_text(e.size_bytes),
+                    at,
+                    at_text,
+                }
+            })
+            .collect(),
+        complaints,
+        open_complaints,
+        escalated,
+        orders: view
+            .orders
+            .iter()
+            .map(|o| {
+                let (at, at_text) = stamp(o.created_at);
+                OrderRowView {
+                    restoration: ui.code("restoration", &o.restoration),
+                    state: o.state.clone(),
+                    failures: o.failures,
+                    at,
+                    at_text,
+                }
+            })
+            .collect(),
+        notes: view
+            .notes
+            .iter()
+            .map(|n| {
+                let (at, at_text) = stamp(n.at);
+                NoteRowView {
+                    author: n.author.clone(),
+                    body: n.body.clone(),
+                    at,
+                    at_text,
+                }
+            })
+            .collect(),
+        timeline: view
+            .timeline
+            .iter()
+            .map(|e| {
+                let (at, at_text) = stamp(e.at);
+                let role = ui.code("role", &e.actor_role);
+                let actor = match e.actor_role.as_str() {
+                    "customer" => role,
+                    "system" => format!("{role} ({})", e.actor_id.trim_start_matches("system:")),
+                    _ => format!("{} ({role})", name_of(&e.actor_id)),
+                };
+                TimelineRow {
+                    at,
+                    at_text,
+                    event_label: ui.code("event", &e.event),
+                    from_label: e.from.as_deref().map(|f| ui.code("state", f)),
+                    to_label: ui.code("state", &e.to),
+                    actor,
+                    reason: e.reason.clone(),
+                }
+            })
+            .collect(),
+        actions,
+        rejection_codes: RejectionCode::ALL
+            .into_iter()
+            .map(|c| CodeLabel {
+                code: c.as_str(),
+                label: ui.code("reject", c.as_str()),
+            })
+            .collect(),
+        back,
+        back_label,
+        c: head,
+    })
+}
+
+fn json_body(value: serde_json::Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+}
+
+fn done(case_id: &str, what: &str) -> Response {
+    Redirect::to(&format!("/console/cases/{case_id}?done={what}")).into_response()
+}
+
+/// The claim form.
+#[derive(Debug, Deserialize)]
+pub(super) struct ClaimForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    expected_version: Option<String>,
+}
+
+/// `POST /console/cases/{id}/claim`: the agent API's claim.
+pub(super) async fn claim(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    session: Result<AgentSession, ApiError>,
+    Path(case_id): Path<String>,
+    form: Result<Form<ClaimForm>, FormRejection>,
+) -> Result<Response, ConsoleError> {
+    let Ok(Form(form)) = form else {
+        return Err(ctx.refuse(Failure::BadForm));
+    };
+    let session = ctx.require_post(session, &form.csrf)?;
+    let version = match form.expected_version.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<i32>().map_err(|_| ctx.refuse(Failure::BadForm))?),
+    };
+    let _claimed = agent::claim(
+        State(state),
+        session,
+        Path(case_id.clone()),
+        json_body(serde_json::json!({ "expected_version": version })),
+    )
+    .await
+    .map_err(|e| ctx.fail(e))?;
+    Ok(done(&case_id, "claim"))
+}
+
+/// The release form.
+#[derive(Debug, Deserialize)]
+pub(super) struct ReleaseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `POST /console/cases/{id}/release`: the agent API's release.
+pub(super) async fn release(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    session: Result<AgentSession, ApiError>,
+    Path(case_id): Path<String>,
+    form: Result<Form<ReleaseForm>, FormRejection>,
+) -> Result<Response, ConsoleError> {
+    let Ok(Form(form)) = form else {
+        return Err(ctx.refuse(Failure::BadForm));
+    };
+    let session = ctx.require_post(session, &form.csrf)?;
+    agent::release(State(state), session, Path(case_id.clone()))
+        .await
+        .map_err(|e| ctx.fail(e))?;
+    match safe_next(form.next.as_deref()) {
+        Some(next) if !next.starts_with(&format!("/console/cases/{case_id}")) => {
+            Ok(Redirect::to(&next).into_response())
+        }
+        _ => Ok(done(&case_id, "release")),
+    }
+}
+
+/// A decision form.
+#[derive(Debug, Deserialize)]
+pub(super) struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    expected_version: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    reason_code: Option<String>,
+}
+
+/// `POST /console/cases/{id}/actions`: the agent API's decision (role, claim and
+/// version checks included); an action the role may not take answers 403.
+pub(super) async fn act(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    session: Result<AgentSession, ApiError>,
+    Path(case_id): Path<String>,
+    form: Result<Form<ActionForm>, FormRejection>,
+) -> Result<Response, ConsoleError> {
+    let Ok(Form(form)) = form else {
+        return Err(ctx.refuse(Failure::BadForm));
+    };
+    let session = ctx.require_post(session, &form.csrf)?;
+    let version: i32 = form.expected_version.trim().parse().map_err(|_| {
+        ctx.fail(ApiError::Invalid(vec![crate::error::FieldError {
+            field: "expected_version".into(),
+            message: "expected_version must be a whole number".into(),
+        }]))
+    })?;
+    let mut body = serde_json::json!({
+        "action": form.action,
+        "expected_version": version,
+    });
+    if let Some(reason) = form
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    {
+        body["reason"] = reason.into();
+    }
+    if let Some(code) = form
+        .reason_code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        body["reason_code"] = code.into();
+    }
+    let _decided = agent::act(
+        State(state),
+        session,
+        Path(case_id.clone()),
+        json_body(body),
+    )
+    .await
+    .map_err(|e| ctx.fail(e))?;
+    Ok(done(&case_id, "decided"))
+}
+
+/// The note form.
+#[derive(Debug, Deserialize)]
+pub(super) struct NoteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    body: String,
+}
+
+/// `POST /console/cases/{id}/notes`: the agent API's note.
+pub(super) async fn note(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    session: Result<AgentSession, ApiError>,
+    Path(case_id): Path<String>,
+    form: Result<Form<NoteForm>, FormRejection>,
+) -> Result<Response, ConsoleError> {
+    let Ok(Form(form)) = form else {
+        return Err(ctx.refuse(Failure::BadForm));
+    };
+    let session = ctx.require_post(session, &form.csrf)?;
+    agent::add_note(
+        State(state),
+        session,
+        Path(case_id.clone()),
+        json_body(serde_json::json!({ "body": form.body })),
+    )
+    .await
+    .map_err(|e| ctx.fail(e))?;
+    Ok(done(&case_id, "note"))
+}
+
+/// The unmask form.
+#[derive(Debug, Deserialize)]
+pub(super) struct UnmaskForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /console/cases/{id}/unmask`: the agent API's unmask (role check, reason,
+/// audit row); the clear values are shown in this answer only.
+pub(super) async fn unmask(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    session: Result<AgentSession, ApiError>,
+    Path(case_id): Path<String>,
+    form: Result<Form<UnmaskForm>, FormRejection>,
+) -> Result<Response, ConsoleError> {
+    let Ok(Form(form)) = form else {
+        return Err(ctx.refuse(Failure::BadForm));
+    };
+    let session = ctx.require_post(session, &form.csrf)?;
+    let Json(clear) = agent::unmask(
+        State(state.clone()),
+        session.clone(),
+        Path(case_id.clone()),
+        json_body(serde_json::json!({ "reason": form.reason })),
+    )
+    .await
+    .map_err(|e| ctx.fail(e))?;
+    show(&state, &ctx, session, case_id, None, Some(clear)).await
+}
+
+/// `GET /console/cases/{id}/evidence/{evidence_id}`: the stored file, with its
+/// recognised type, never sniffed, PDFs sandboxed; each view is audited.
+pub(super) async fn evidence(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    session: Result<AgentSession, ApiError>,
+    Path((case_id, evidence_id)): Path<(String, String)>,
+) -> Result<Response, ConsoleError> {
+    let session = ctx.require(session)?;
+    require_case_reader(&session).map_err(|e| ctx.fail(e))?;
+    let (Ok(case_id), Ok(evidence_id)) = (case_id.parse::<Uuid>(), evidence_id.parse::<Uuid>())
+    else {
+        return Err(ctx.fail(ApiError::NotFound));
+    };
+    let (media_type, content) =
+        case_store::material::load_evidence_content(&state.pool, case_id, evidence_id)
+            .await
+            .map_err(|e| ctx.fail(e.into()))?
+            .ok_or_else(|| ctx.fail(ApiError::NotFound))?;
+    let mut conn = state
+        .pool
+        .acquire()
+        .await
+        .map_err(|e| ctx.fail(ApiError::Internal(e.into())))?;
+    audit::record(
+        &mut conn,
+        &AuditEntry {
+            actor: &session.any_actor(),
+            action: "case.evidence_view",
+            case_id: Some(case_id),
+            detail: serde_json::json!({ "evidence_id": evidence_id }),
+            reason: None,
+        },
+    )
+    .await
+    .map_err(|e| ctx.fail(e.into()))?;
+    // Only the three types the upload accepts are ever served as themselves.
+    let content_type = match media_type.as_str() {
+        "image/jpeg" => "image/jpeg",
+        "image/png" => "image/png",
+        "application/pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    };
+    let mut response = Response::new(Body::from(content));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(if content_type == "application/pdf" {
+            "sandbox"
+        } else {
+            "default-src 'none'; sandbox"
+        }),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("inline"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    headers.insert(
+        header::HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("same-origin"),
+    );
+    Ok(response)
+}

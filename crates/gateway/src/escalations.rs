@@ -1,0 +1,90 @@
+//! The supervisors' escalation queue: open cases whose stage ran past its SLA
+//! (escalation is an attribute of the case, raised by the timers service).
+
+use axum::{Json, extract::State};
+use case_domain::{Msisdn, Role};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{AppState, agent_auth::AgentSession, error::ApiError};
+
+/// The most escalated cases listed.
+const LIMIT: i64 = 500;
+
+/// One escalated case.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EscalatedItem {
+    /// Case id.
+    pub case_id: Uuid,
+    /// Current state.
+    pub state: String,
+    /// Version (send back as `expected_version` when acting).
+    pub version: i32,
+    /// Department that has the case now.
+    pub department: Option<String>,
+    /// 1: the stage ran past its SLA; 2: past twice its SLA.
+    pub escalation_level: i16,
+    /// When that level was reached.
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// The stage that breached.
+    pub escalated_state: Option<String>,
+    /// When the case entered its current state.
+    pub state_entered_at: DateTime<Utc>,
+    /// The agent holding the case, if any.
+    pub claimed_by: Option<String>,
+    /// The number, masked.
+    pub msisdn: String,
+}
+
+/// The escalation queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EscalationsResponse {
+    /// Highest level first, then the oldest escalation.
+    pub cases: Vec<EscalatedItem>,
+}
+
+/// Open cases escalated to supervisors because a stage ran past its SLA.
+#[utoipa::path(
+    get, path = "/v1/agent/escalations", tag = "agent",
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "The escalated cases", body = EscalationsResponse),
+        (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Supervisors only", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn escalations(
+    State(state): State<AppState>,
+    session: AgentSession,
+) -> Result<Json<EscalationsResponse>, ApiError> {
+    session.require_any(&[Role::Supervisor])?;
+    let now = Utc::now();
+    let rows = case_store::timers::escalated_cases(&state.pool, LIMIT).await?;
+    Ok(Json(EscalationsResponse {
+        cases: rows
+            .into_iter()
+            .map(|r| {
+                let live = r.lease_expires_at.is_some_and(|t| t > now);
+                EscalatedItem {
+                    case_id: r.case_id,
+                    state: r.state.as_str().into(),
+                    version: r.version,
+                    department: r.state.department().map(|d| d.as_str().into()),
+                    escalation_level: r.level,
+                    escalated_at: r.escalated_at,
+                    escalated_state: r.escalated_state.map(|s| s.as_str().into()),
+                    state_entered_at: r.state_entered_at,
+                    claimed_by: r
+                        .lease_owner
+                        .filter(|o| live && o.starts_with("agent:"))
+                        .map(|o| o.trim_start_matches("agent:").to_owned()),
+                    msisdn: Msisdn::parse(&r.msisdn)
+                        .map(|m| m.masked())
+                        .unwrap_or_else(|_| "***".into()),
+                }
+            })
+            .collect(),
+    }))
+}
