@@ -192,7 +192,11 @@ async fn every_agent_route_answers_every_role_as_its_rule_says() {
                 let (status, answer) = if path.ends_with("/events") {
                     let response = request.send().await.expect("request sent");
                     let status = response.status().as_u16();
-                    let body = if status >= 400 { response.json().await.unwrap_or(Value::Null) } else { Value::Null };
+                    let body = if status >= 400 {
+                        response.json().await.unwrap_or(Value::Null)
+                    } else {
+                        Value::Null
+                    };
                     (status, body)
                 } else {
                     stack.call(request).await

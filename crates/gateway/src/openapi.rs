@@ -107,7 +107,10 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         .with_state(state.clone())
         .split_for_parts();
     // Every agent route's declared access rule runs before its handler (deny by default).
-    let router = router.route_layer(axum::middleware::from_fn_with_state(state, crate::access::enforce));
+    let router = router.route_layer(axum::middleware::from_fn_with_state(
+        state,
+        crate::access::enforce,
+    ));
     let served = doc.clone();
     (
         router.route("/openapi.json", get(move || async move { Json(served) })),
