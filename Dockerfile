@@ -1,4 +1,4 @@
-# One image for every service: `reactivation serve gateway|identity|risk|provisioning|carrier-sim`,
+# One image for every service: `reactivation serve gateway|identity|risk|provisioning|timers|webhooks|carrier-sim`,
 # `reactivation migrate`, `reactivation agent create ...`.
 
 FROM rust:1-bookworm AS builder

@@ -117,6 +117,9 @@ async fn carrier_webhooks_are_verified_deduplicated_rotated_and_processed_once()
     })
     .await;
     let number = "+8613900001234";
+    let subscriber = TestSubscriber::clean(1234);
+    assert_eq!(subscriber.msisdn, number);
+    stack.add_subscriber(&subscriber).await;
 
     // The same delivery ten times at once: one is new, every one is acknowledged.
     let body = suspended_body(number);
@@ -152,6 +155,26 @@ async fn carrier_webhooks_are_verified_deduplicated_rotated_and_processed_once()
     .await
     .unwrap();
     assert_eq!((notices, attempts), (1, 1), "processed exactly once");
+    // The subscriber is told why, what to do and where to start: once, at a contact on file.
+    let contact = subscriber.backup_sms.clone().unwrap();
+    let mut told = Vec::new();
+    for _ in 0..200 {
+        told = stack.sim_outbox(&contact).await;
+        if !told.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(told.len(), 1, "{told:?}");
+    let text = told[0]["body"].as_str().unwrap();
+    assert!(
+        text.contains("http"),
+        "the message links to where to start: {text}"
+    );
+    assert!(
+        !text.contains("13900001234"),
+        "the number is masked: {text}"
+    );
     // Later redeliveries are acknowledged and not processed again.
     let (status, again) = stack
         .call(signed(&stack, TEST_WEBHOOK_SECRET, "msg_concurrent", &body))

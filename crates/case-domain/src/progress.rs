@@ -1,7 +1,7 @@
 //! What the subscriber is told about progress: what is needed from them now, and
-//! when the case is expected to be done (from the stage SLAs).
+//! the default stage SLAs (the ETA itself is `crate::eta`).
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
 use crate::{
     CaseState,
@@ -21,36 +21,6 @@ pub fn default_stage_sla(state: CaseState) -> Option<Duration> {
         AwaitingIdentity | AwaitingCustomerIdentity | AwaitingCustomerSecurity | Rejected => None,
         Reactivated | Cancelled | Expired | Closed => None,
     }
-}
-
-/// The stages still ahead of a case in `state` on its way to reactivation, not
-/// counting the current one.
-fn stages_after(state: CaseState) -> &'static [CaseState] {
-    use CaseState::*;
-    match state {
-        IdentityReview => &[RiskAssessment, Provisioning],
-        RiskAssessment | SecurityReview | PartiallyReactivated | ProvisioningFailed => {
-            &[Provisioning]
-        }
-        _ => &[],
-    }
-}
-
-/// When a case in `state` since `entered_at` is expected to be reactivated, from
-/// the stage SLAs given by `sla`; `None` while it waits on the subscriber or is finished.
-pub fn eta(
-    state: CaseState,
-    entered_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-    sla: impl Fn(CaseState) -> Option<Duration>,
-) -> Option<DateTime<Utc>> {
-    let current = sla(state)?;
-    let end_of_stage = (entered_at + current).max(now);
-    Some(
-        stages_after(state)
-            .iter()
-            .fold(end_of_stage, |at, s| at + sla(*s).unwrap_or_default()),
-    )
 }
 
 /// What is needed from the subscriber (or still to happen) for a case in `state`,
@@ -87,36 +57,6 @@ pub fn needs_assessed(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn at(h: i64) -> DateTime<Utc> {
-        DateTime::<Utc>::UNIX_EPOCH + Duration::hours(h)
-    }
-
-    #[test]
-    fn eta_adds_the_stages_ahead() {
-        let e = eta(CaseState::SecurityReview, at(0), at(1), default_stage_sla).unwrap();
-        assert_eq!(e, at(24) + Duration::minutes(30));
-        let e = eta(CaseState::IdentityReview, at(0), at(0), default_stage_sla).unwrap();
-        assert_eq!(e, at(4) + Duration::minutes(31));
-    }
-
-    #[test]
-    fn an_overdue_stage_is_expected_to_end_now() {
-        let e = eta(CaseState::Provisioning, at(0), at(10), default_stage_sla).unwrap();
-        assert_eq!(e, at(10));
-    }
-
-    #[test]
-    fn no_eta_while_the_subscriber_has_the_case_or_it_is_done() {
-        for s in [
-            CaseState::AwaitingIdentity,
-            CaseState::AwaitingCustomerSecurity,
-            CaseState::Rejected,
-            CaseState::Reactivated,
-        ] {
-            assert_eq!(eta(s, at(0), at(0), default_stage_sla), None, "{s}");
-        }
-    }
 
     #[test]
     fn every_stage_a_department_owns_has_an_sla() {

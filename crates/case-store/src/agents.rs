@@ -69,15 +69,20 @@ pub async fn find_agent(
 /// Consecutive failed logins that lock an account.
 pub const MAX_FAILED_LOGINS: i32 = 5;
 
-/// Records a failed login; locks the account for `lock_secs` at the limit.
+/// Records a failed login; locks the account for `lock_secs` at the limit. A lock
+/// that has ended starts a fresh count.
 pub async fn record_failed_login(
     db: impl PgExecutor<'_>,
     agent_id: Uuid,
     lock_secs: f64,
 ) -> Result<(), StoreError> {
     sqlx::query!(
-        r#"UPDATE agents SET failed_logins = failed_logins + 1,
-               locked_until = CASE WHEN failed_logins + 1 >= $2 THEN now() + make_interval(secs => $3) ELSE locked_until END
+        r#"UPDATE agents
+           SET failed_logins = CASE WHEN locked_until <= now() THEN 1 ELSE failed_logins + 1 END,
+               locked_until = CASE
+                   WHEN locked_until <= now() THEN NULL
+                   WHEN failed_logins + 1 >= $2 THEN now() + make_interval(secs => $3)
+                   ELSE locked_until END
            WHERE id = $1"#,
         agent_id,
         MAX_FAILED_LOGINS,

@@ -751,6 +751,13 @@ pub async fn claim(
             case.state
         )));
     }
+    if case.state.is_automated() {
+        // A service worker holds such cases; an agent's claim would stall it.
+        return Err(ApiError::Conflict(format!(
+            "Cases that are {} are worked automatically and cannot be claimed.",
+            case.state
+        )));
+    }
     match agent_work::claim_for_agent(
         &state.pool,
         case.id,

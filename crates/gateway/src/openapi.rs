@@ -56,6 +56,17 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "agent_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The session token from POST /v1/agent/login (the console uses a cookie)",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 

@@ -99,7 +99,7 @@ async fn run_stack(settings: &mut Settings, database_url: String) -> anyhow::Res
     }
     let pool = db::connect(
         settings.require_database_url()?,
-        settings.db_max_connections,
+        settings.db_max_connections + crate::serve::listen_connections(Service::All) + 2,
     )
     .await?;
     db::migrate(&pool).await?;

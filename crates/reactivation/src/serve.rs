@@ -210,7 +210,7 @@ pub async fn supervise(
 pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
     let pool = db::connect(
         settings.require_database_url()?,
-        settings.db_max_connections,
+        settings.db_max_connections + listen_connections(service),
     )
     .await?;
     let wiring = Wiring {
@@ -221,4 +221,14 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
     let mut tasks = JoinSet::new();
     wiring.start(service, &mut tasks).await?;
     supervise(tasks, &wiring.shutdown).await
+}
+
+/// Pool connections held open by `LISTEN` loops (one per worker loop, plus the
+/// gateway's live-status hub), added on top of `REACTIVATION_DB_MAX_CONNECTIONS` so
+/// that requests and claims keep the configured number.
+pub fn listen_connections(service: Service) -> u32 {
+    match service {
+        Service::All => 8,
+        _ => 2,
+    }
 }

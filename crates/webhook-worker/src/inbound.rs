@@ -82,7 +82,19 @@ async fn apply(pool: &PgPool, claim: &CarrierWebhookClaim) -> anyhow::Result<Opt
                     suspended_at,
                 )
                 .await?;
-                tracing::info!(msisdn = %msisdn, reason, "suspension notice recorded");
+                // Tell the subscriber why, what to do and where to start, once per notice.
+                // The carrier does not say the subscriber's language; notices go out in Chinese.
+                case_timers::notify_suspension(
+                    &mut tx,
+                    &case_timers::SuspensionNotice {
+                        msisdn: &msisdn,
+                        reason: &reason,
+                        locale: "zh-CN",
+                        notice_id: &claim.id,
+                    },
+                )
+                .await?;
+                tracing::info!(msisdn = %msisdn, reason, "suspension notice recorded and the subscriber told");
                 None
             }
             CarrierEventKind::Signals {
