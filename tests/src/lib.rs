@@ -52,11 +52,15 @@ pub fn binary() -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// `n` distinct free ports: every listener is held until all are picked.
+fn distinct_free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local address").port())
+        .collect()
 }
 
 /// `url` with its database name replaced by `name`.
@@ -111,6 +115,8 @@ pub struct Stack {
     admin_url: String,
     database: String,
     logs: PathBuf,
+    /// Whether dropping the stack drops its database (not for a failed start attempt).
+    drop_database: bool,
 }
 
 impl Stack {
@@ -149,107 +155,142 @@ impl Stack {
             String::from_utf8_lossy(&status.stderr)
         );
 
-        let ports: HashMap<&str, u16> = ALL_SERVICES.iter().map(|s| (*s, free_port())).collect();
-        let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
-        let mut env: Vec<(String, String)> = vec![
-            ("DATABASE_URL".into(), database_url.clone()),
-            (
-                "REACTIVATION_GATEWAY_ADDR".into(),
-                format!("127.0.0.1:{}", ports["gateway"]),
-            ),
-            (
-                "REACTIVATION_IDENTITY_ADDR".into(),
-                format!("127.0.0.1:{}", ports["identity"]),
-            ),
-            (
-                "REACTIVATION_RISK_ADDR".into(),
-                format!("127.0.0.1:{}", ports["risk"]),
-            ),
-            (
-                "REACTIVATION_PROVISIONING_ADDR".into(),
-                format!("127.0.0.1:{}", ports["provisioning"]),
-            ),
-            (
-                "REACTIVATION_CARRIER_SIM_ADDR".into(),
-                format!("127.0.0.1:{}", ports["carrier-sim"]),
-            ),
-            (
-                "REACTIVATION_TIMERS_ADDR".into(),
-                format!("127.0.0.1:{}", ports["timers"]),
-            ),
-            (
-                "REACTIVATION_WEBHOOKS_ADDR".into(),
-                format!("127.0.0.1:{}", ports["webhooks"]),
-            ),
-            (
-                "REACTIVATION_CARRIER_WEBHOOK_SECRETS".into(),
-                TEST_WEBHOOK_SECRET.into(),
-            ),
-            (
-                "REACTIVATION_SIM_WEBHOOK_URL".into(),
-                format!("{}/v1/webhooks/carrier", url("gateway")),
-            ),
-            (
-                "REACTIVATION_SIM_WEBHOOK_SECRET".into(),
-                TEST_WEBHOOK_SECRET.into(),
-            ),
-            ("REACTIVATION_CARRIER_URL".into(), url("carrier-sim")),
-            ("REACTIVATION_IDENTITY_URL".into(), url("identity")),
-            ("REACTIVATION_SECRET_KEY".into(), TEST_SECRET_KEY.into()),
-            (
-                "REACTIVATION_WORKER_POLL_SECS".into(),
-                options.poll_secs.to_string(),
-            ),
-            ("REACTIVATION_DB_MAX_CONNECTIONS".into(), "5".into()),
-            (
-                "REACTIVATION_LOG".into(),
-                "info,sqlx::postgres::notice=warn".into(),
-            ),
-        ];
-        env.extend(options.env.iter().cloned());
+        // A service whose port was taken by another process between our pick and its
+        // bind exits at once; then the whole set starts again on new ports.
+        for attempt in 1..=3 {
+            let picked = distinct_free_ports(ALL_SERVICES.len());
+            let ports: HashMap<&str, u16> = ALL_SERVICES.iter().copied().zip(picked).collect();
+            let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
+            let mut env: Vec<(String, String)> = vec![
+                ("DATABASE_URL".into(), database_url.clone()),
+                (
+                    "REACTIVATION_GATEWAY_ADDR".into(),
+                    format!("127.0.0.1:{}", ports["gateway"]),
+                ),
+                (
+                    "REACTIVATION_IDENTITY_ADDR".into(),
+                    format!("127.0.0.1:{}", ports["identity"]),
+                ),
+                (
+                    "REACTIVATION_RISK_ADDR".into(),
+                    format!("127.0.0.1:{}", ports["risk"]),
+                ),
+                (
+                    "REACTIVATION_PROVISIONING_ADDR".into(),
+                    format!("127.0.0.1:{}", ports["provisioning"]),
+                ),
+                (
+                    "REACTIVATION_CARRIER_SIM_ADDR".into(),
+                    format!("127.0.0.1:{}", ports["carrier-sim"]),
+                ),
+                (
+                    "REACTIVATION_TIMERS_ADDR".into(),
+                    format!("127.0.0.1:{}", ports["timers"]),
+                ),
+                (
+                    "REACTIVATION_WEBHOOKS_ADDR".into(),
+                    format!("127.0.0.1:{}", ports["webhooks"]),
+                ),
+                (
+                    "REACTIVATION_CARRIER_WEBHOOK_SECRETS".into(),
+                    TEST_WEBHOOK_SECRET.into(),
+                ),
+                (
+                    "REACTIVATION_SIM_WEBHOOK_URL".into(),
+                    format!("{}/v1/webhooks/carrier", url("gateway")),
+                ),
+                (
+                    "REACTIVATION_SIM_WEBHOOK_SECRET".into(),
+                    TEST_WEBHOOK_SECRET.into(),
+                ),
+                ("REACTIVATION_CARRIER_URL".into(), url("carrier-sim")),
+                ("REACTIVATION_IDENTITY_URL".into(), url("identity")),
+                ("REACTIVATION_SECRET_KEY".into(), TEST_SECRET_KEY.into()),
+                (
+                    "REACTIVATION_WORKER_POLL_SECS".into(),
+                    options.poll_secs.to_string(),
+                ),
+                ("REACTIVATION_DB_MAX_CONNECTIONS".into(), "5".into()),
+                (
+                    "REACTIVATION_LOG".into(),
+                    "info,sqlx::postgres::notice=warn".into(),
+                ),
+            ];
+            env.extend(options.env.iter().cloned());
 
-        let mut children = Vec::new();
-        for service in &options.services {
-            let log = std::fs::File::create(logs.join(format!("{service}.log"))).expect("log file");
-            let child = Command::new(binary())
-                .args(["serve", service])
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log file"))
-                .stderr(log)
-                .spawn()
-                .expect("spawn a service");
-            children.push((*service, child));
+            let mut children = Vec::new();
+            for service in &options.services {
+                let log =
+                    std::fs::File::create(logs.join(format!("{service}.log"))).expect("log file");
+                let child = Command::new(binary())
+                    .args(["serve", service])
+                    .env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .stdin(Stdio::null())
+                    .stdout(log.try_clone().expect("log file"))
+                    .stderr(log)
+                    .spawn()
+                    .expect("spawn a service");
+                children.push((*service, child));
+            }
+            let urls: HashMap<&'static str, String> =
+                ALL_SERVICES.iter().map(|s| (*s, url(s))).collect();
+            let pool = PgPool::connect(&database_url)
+                .await
+                .expect("connect to the test database");
+            let mut stack = Self {
+                pool,
+                database_url: database_url.clone(),
+                urls,
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("client"),
+                children,
+                admin_url: admin_url.clone(),
+                database: database.clone(),
+                logs: logs.clone(),
+                drop_database: true,
+            };
+            let mut all_up = true;
+            for service in &options.services {
+                all_up &= stack.wait_healthy(service).await;
+            }
+            // A process that lost its port may still be exiting while another server on
+            // that port answered: look once more after a moment.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            all_up &= stack
+                .children
+                .iter_mut()
+                .all(|(_, child)| matches!(child.try_wait(), Ok(None)));
+            if all_up {
+                return stack;
+            }
+            assert!(
+                attempt < 3,
+                "services kept failing to start; see {}",
+                stack.logs.display()
+            );
+            // Keep the database for the next attempt; stop this attempt's processes.
+            stack.drop_database = false;
+            drop(stack);
         }
-        let urls: HashMap<&'static str, String> =
-            ALL_SERVICES.iter().map(|s| (*s, url(s))).collect();
-        let pool = PgPool::connect(&database_url)
-            .await
-            .expect("connect to the test database");
-        let stack = Self {
-            pool,
-            database_url,
-            urls,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-            children,
-            admin_url,
-            database,
-            logs,
-        };
-        for service in &options.services {
-            stack.wait_healthy(service).await;
-        }
-        stack
+        unreachable!("the loop returns or panics")
     }
 
-    async fn wait_healthy(&self, service: &str) {
+    /// Waits until `service` answers `/readyz`; false if its process exited first.
+    async fn wait_healthy(&mut self, service: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            let exited = self
+                .children
+                .iter_mut()
+                .find(|(name, _)| *name == service)
+                .is_some_and(|(_, child)| matches!(child.try_wait(), Ok(Some(_))));
+            if exited {
+                return false;
+            }
             if let Ok(r) = self
                 .http
                 .get(format!("{}/readyz", self.urls[service]))
@@ -257,7 +298,7 @@ impl Stack {
                 .await
                 && r.status().is_success()
             {
-                return;
+                return true;
             }
             assert!(
                 Instant::now() < deadline,
@@ -498,6 +539,9 @@ impl Drop for Stack {
         for (_, child) in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if !self.drop_database {
+            return;
         }
         let (admin_url, database) = (self.admin_url.clone(), self.database.clone());
         // Dropping the database needs async I/O; Drop is sync, so use a private runtime on a thread.
