@@ -22,6 +22,8 @@ pub mod material;
 mod outbox;
 pub mod risk;
 pub mod stage_stats;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod timers;
 pub mod webhooks;
 

@@ -1,37 +1,19 @@
 //! Complaints against a real Postgres: a fresh database per test.
 
 use case_domain::{
-    Actor, CaseState, Msisdn, Role,
+    CaseState, Role,
     complaint::{self, ComplaintChannel, ComplaintStatus},
 };
+use case_store::testing::open_case;
 use case_store::{
-    MIGRATOR, NewCase, agent_work, agents,
+    MIGRATOR, agent_work, agents,
     complaints::{
         AnswerRefusal, OpenRefusal, answer_complaint, list_by_status, list_for_case, open_complaint,
     },
-    create_case,
 };
 use chrono::Duration;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
-    let mut tx = pool.begin().await.unwrap();
-    let id = Uuid::now_v7();
-    let new = NewCase {
-        id,
-        msisdn: Msisdn::parse(msisdn).unwrap(),
-        channel: "web".into(),
-        locale: "en".into(),
-        token_hash: *Sha256::digest(id.as_bytes()).as_ref(),
-    };
-    create_case(&mut tx, &new, &Actor::customer())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    id
-}
 
 async fn agent(pool: &PgPool, name: &str) -> Uuid {
     agents::create_agent(pool, name, "$argon2id$not-used", &[Role::Cs])

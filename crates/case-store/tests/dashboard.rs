@@ -1,31 +1,11 @@
 //! The console's read models against a real Postgres (a fresh database per test).
 
-use case_domain::{Actor, CaseEvent, CaseState, Msisdn, Role};
-use case_store::{MIGRATOR, NewCase, TransitionRequest, create_case, dashboard, transition};
+use case_domain::{Actor, CaseEvent, CaseState, Role};
+use case_store::testing::open_case;
+use case_store::{MIGRATOR, TransitionRequest, dashboard, transition};
 use chrono::{Duration, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
-    let mut tx = pool.begin().await.unwrap();
-    let id = Uuid::now_v7();
-    let new = NewCase {
-        id,
-        msisdn: Msisdn::parse(msisdn).unwrap(),
-        channel: "app".into(),
-        locale: "en".into(),
-        token_hash: *Uuid::new_v4()
-            .as_bytes()
-            .repeat(2)
-            .first_chunk::<32>()
-            .unwrap(),
-    };
-    create_case(&mut tx, &new, &Actor::customer())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    id
-}
 
 async fn moved(pool: &PgPool, case_id: Uuid, version: i32, event: CaseEvent) {
     let system = Actor::system("test");

@@ -1,8 +1,9 @@
 //! The subscriber's material against a real Postgres: a fresh database per test.
 
-use case_domain::{Actor, Msisdn, risk::RiskTier};
+use case_domain::risk::RiskTier;
+use case_store::testing::open_case;
 use case_store::{
-    MIGRATOR, NewCase, StoreError, create_case,
+    MIGRATOR, StoreError,
     material::{
         self, Counterparty, EvidenceStored, MaterialCounts, count_material, explained_contacts,
         insert_evidence, insert_explanation, list_evidence, list_explanations,
@@ -14,23 +15,6 @@ use chrono::{Duration, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
-
-async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
-    let mut tx = pool.begin().await.unwrap();
-    let id = Uuid::now_v7();
-    let new = NewCase {
-        id,
-        msisdn: Msisdn::parse(msisdn).unwrap(),
-        channel: "web".into(),
-        locale: "en".into(),
-        token_hash: *Sha256::digest(id.as_bytes()).as_ref(),
-    };
-    create_case(&mut tx, &new, &Actor::customer())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    id
-}
 
 fn counterparty(msisdn: &str) -> Counterparty {
     Counterparty {

@@ -1,5 +1,6 @@
 //! The store against a real Postgres: a fresh database per test (`#[sqlx::test]`).
 
+use case_store::testing::open_case;
 use std::time::Duration;
 
 use case_domain::{Actor, CaseEvent, CaseState, Msisdn, Role, TransitionError, risk::RiskTier};
@@ -12,27 +13,6 @@ use sqlx::{PgPool, postgres::PgListener};
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
-
-async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
-    let mut tx = pool.begin().await.unwrap();
-    let id = Uuid::now_v7();
-    let new = NewCase {
-        id,
-        msisdn: Msisdn::parse(msisdn).unwrap(),
-        channel: "web".into(),
-        locale: "en".into(),
-        token_hash: *Uuid::new_v4()
-            .as_bytes()
-            .repeat(2)
-            .first_chunk::<32>()
-            .unwrap(),
-    };
-    create_case(&mut tx, &new, &Actor::customer())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    id
-}
 
 fn request<'a>(
     case_id: Uuid,

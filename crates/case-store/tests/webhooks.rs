@@ -1,11 +1,12 @@
 //! The webhook tables against a real Postgres: replay dedupe, fenced claims, the
 //! case-event feed the trigger fills, deliveries once per endpoint and event.
 
+use case_store::testing::open_case;
 use std::time::Duration;
 
-use case_domain::{Actor, CaseEvent, Msisdn};
+use case_domain::{Actor, CaseEvent};
 use case_store::{
-    MIGRATOR, NewCase, StoreError, TransitionRequest, create_case, transition,
+    MIGRATOR, StoreError, TransitionRequest, transition,
     webhooks::{self as store, AttemptOutcome, Disposition},
 };
 use serde_json::json;
@@ -13,27 +14,6 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
-
-async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
-    let mut tx = pool.begin().await.unwrap();
-    let id = Uuid::now_v7();
-    let new = NewCase {
-        id,
-        msisdn: Msisdn::parse(msisdn).unwrap(),
-        channel: "web".into(),
-        locale: "en".into(),
-        token_hash: *Uuid::new_v4()
-            .as_bytes()
-            .repeat(2)
-            .first_chunk::<32>()
-            .unwrap(),
-    };
-    create_case(&mut tx, &new, &Actor::customer())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    id
-}
 
 async fn cancel(pool: &PgPool, case_id: Uuid) {
     let customer = Actor::customer();

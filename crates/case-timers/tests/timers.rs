@@ -2,11 +2,12 @@
 //! (a fresh database per test) and the real carrier simulator over HTTP. The clock
 //! is injected: no test sleeps.
 
+use case_store::testing::open_case_in as open_case;
 use std::{sync::Arc, time::Duration as StdDuration};
 
 use carrier_adapter::HttpCarrier;
 use case_domain::{Actor, CaseEvent, CaseState, Msisdn, Role, sla::SlaConfig};
-use case_store::{NewCase, TransitionRequest, create_case, load_case, timers as store, transition};
+use case_store::{TransitionRequest, load_case, timers as store, transition};
 use case_timers::{
     NOTIFICATION_TOPIC, NotificationHandler, TimersConfig, deliver::SuspensionNotice, fire_due,
     follow, notify_suspension,
@@ -19,27 +20,6 @@ use uuid::Uuid;
 
 fn config() -> TimersConfig {
     TimersConfig::from_lookup(|_| None).unwrap()
-}
-
-async fn open_case(pool: &PgPool, msisdn: &str, locale: &str) -> Uuid {
-    let mut tx = pool.begin().await.unwrap();
-    let id = Uuid::now_v7();
-    let new = NewCase {
-        id,
-        msisdn: Msisdn::parse(msisdn).unwrap(),
-        channel: "app".into(),
-        locale: locale.into(),
-        token_hash: *Uuid::new_v4()
-            .as_bytes()
-            .repeat(2)
-            .first_chunk::<32>()
-            .unwrap(),
-    };
-    create_case(&mut tx, &new, &Actor::customer())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    id
 }
 
 async fn step(pool: &PgPool, case_id: Uuid, event: CaseEvent, actor: &Actor, reason: Option<&str>) {

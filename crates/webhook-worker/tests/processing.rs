@@ -2,39 +2,18 @@
 //! carrier event applied once, orders confirmed exactly as the provisioning worker
 //! finishes them, re-scores only under security review, fan-out by subscription.
 
+use case_store::testing::open_case;
 use std::time::Duration;
 
-use case_domain::{Actor, CaseEvent, CaseState, Msisdn, risk::RiskTier};
+use case_domain::{Actor, CaseEvent, CaseState, risk::RiskTier};
 use case_store::{
-    MIGRATOR, NewCase, TransitionRequest, create_case, load_case, risk, timeline, transition,
-    webhooks as store,
+    MIGRATOR, TransitionRequest, load_case, risk, timeline, transition, webhooks as store,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
-
-async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
-    let mut tx = pool.begin().await.unwrap();
-    let id = Uuid::now_v7();
-    let new = NewCase {
-        id,
-        msisdn: Msisdn::parse(msisdn).unwrap(),
-        channel: "app".into(),
-        locale: "en".into(),
-        token_hash: *Uuid::new_v4()
-            .as_bytes()
-            .repeat(2)
-            .first_chunk::<32>()
-            .unwrap(),
-    };
-    create_case(&mut tx, &new, &Actor::customer())
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    id
-}
 
 fn request<'a>(
     case_id: Uuid,

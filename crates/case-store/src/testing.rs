@@ -1,0 +1,35 @@
+//! Fixtures for tests of this crate and of the crates built on it (feature
+//! `test-support`): opening a case straight in the store, without the gateway.
+//! Not for production code: it panics on any failure.
+
+use case_domain::{Actor, Msisdn};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{NewCase, create_case};
+
+/// Opens a case for `msisdn` (English) and returns its id.
+pub async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
+    open_case_in(pool, msisdn, "en").await
+}
+
+/// Opens a case for `msisdn` in `locale` and returns its id. Its token hash is random.
+pub async fn open_case_in(pool: &PgPool, msisdn: &str, locale: &str) -> Uuid {
+    let id = Uuid::now_v7();
+    let mut token_hash = [0u8; 32];
+    token_hash[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    token_hash[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    let new = NewCase {
+        id,
+        msisdn: Msisdn::parse(msisdn).expect("a valid test number"),
+        channel: "app".into(),
+        locale: locale.into(),
+        token_hash,
+    };
+    let mut tx = pool.begin().await.expect("a transaction");
+    create_case(&mut tx, &new, &Actor::customer())
+        .await
+        .expect("the case opens");
+    tx.commit().await.expect("commit");
+    id
+}
