@@ -178,6 +178,19 @@ pub struct CaseCreated {
 pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus, ApiError> {
     let timeline = case_store::timeline(&state.pool, case.id).await?;
     let assessment = case_store::risk::latest_assessment(&state.pool, case.id).await?;
+    let material = case_store::material::count_material(&state.pool, case.id).await?;
+    let eta = case_timers::eta::case_eta(&state.pool, case, &timeline, Utc::now()).await;
+    Ok(status_view(case, timeline, assessment, material, eta))
+}
+
+/// The subscriber's view of a case from what was read about it (no I/O).
+fn status_view(
+    case: &CaseRow,
+    timeline: Vec<case_store::EventRow>,
+    assessment: Option<case_store::risk::AssessmentRow>,
+    material: case_store::material::MaterialCounts,
+    eta: Option<DateTime<Utc>>,
+) -> CaseStatus {
     let tier: Option<RiskTier> = assessment.as_ref().map(|a| a.tier);
     // Re-scored as material arrives: the stored needs win over the tier's.
     let stored_needs = assessment
@@ -187,7 +200,6 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
         .as_ref()
         .map(|a| crate::material::masked_flagged_contacts(&a.signals))
         .unwrap_or_default();
-    let material = case_store::material::count_material(&state.pool, case.id).await?;
     let risk = assessment.map(|a| RiskView {
         tier: a.tier.as_str().into(),
         reasons: a
@@ -208,7 +220,7 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
     let msisdn = Msisdn::parse(&case.msisdn)
         .map(|m| m.masked())
         .unwrap_or_default();
-    Ok(CaseStatus {
+    CaseStatus {
         case_id: case.id,
         state: case.state.as_str().into(),
         version: case.version,
@@ -217,7 +229,7 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
             .into_iter()
             .map(|n| n.as_str().into())
             .collect(),
-        eta: case_timers::eta::case_eta(&state.pool, case, &timeline, Utc::now()).await,
+        eta,
         msisdn,
         risk,
         flagged_contacts,
@@ -235,7 +247,7 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
             })
             .collect(),
         created_at: case.created_at,
-    })
+    }
 }
 
 const CREATE_SCOPE: &str = "POST /v1/cases";
@@ -344,7 +356,9 @@ async fn open_case(
     let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
     let case = case_store::create_case(&mut tx, &new, &Actor::customer()).await?;
     case_store::identity::save_identity(&mut *tx, case_id, &identity).await?;
-    let status = case_status_in_tx(&case);
+    // Read inside the transaction, so the answer shows the opening row it wrote.
+    let timeline = case_store::timeline(&mut *tx, case_id).await?;
+    let status = status_view(&case, timeline, None, Default::default(), None);
     let body = serde_json::to_value(CaseCreated {
         case_id,
         case_token: token.token.clone(),
@@ -401,37 +415,6 @@ fn reveal_token(
         map.insert("case_token".into(), serde_json::Value::String(token));
     }
     Ok(body)
-}
-
-/// The status of a just-opened case (its only event is the opening).
-fn case_status_in_tx(case: &CaseRow) -> CaseStatus {
-    CaseStatus {
-        case_id: case.id,
-        state: case.state.as_str().into(),
-        version: case.version,
-        department: case.state.department().map(|d| d.as_str().into()),
-        needs: progress::needs(case.state, None)
-            .into_iter()
-            .map(|n| n.as_str().into())
-            .collect(),
-        eta: None,
-        msisdn: Msisdn::parse(&case.msisdn)
-            .map(|m| m.masked())
-            .unwrap_or_default(),
-        risk: None,
-        flagged_contacts: vec![],
-        explanations: 0,
-        evidence: 0,
-        timeline: vec![TimelineEntry {
-            at: case.created_at,
-            from: None,
-            to: case.state.as_str().into(),
-            event: CaseEvent::Opened.as_str().into(),
-            actor: "customer".into(),
-            reason: None,
-        }],
-        created_at: case.created_at,
-    }
 }
 
 /// Where the case stands: state, department, needs, ETA and the whole timeline.
