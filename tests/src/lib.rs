@@ -736,6 +736,18 @@ impl Stack {
         (out.status.success(), text)
     }
 
+    /// Registers `s` at the carrier, opens a case, proves identity with the service
+    /// password and waits until the risk service has sent it to security review (so
+    /// `s` must be flagged). Returns the case id, its token and its status there.
+    pub async fn case_in_security_review(&self, s: &TestSubscriber) -> (String, String, Value) {
+        self.add_subscriber(s).await;
+        let (case, token) = self.open_verified_case(s).await;
+        let status = self
+            .wait_for_state(&case, &token, "security_review", Duration::from_secs(30))
+            .await;
+        (case, token, status)
+    }
+
     /// Opens a case for `s` and proves identity with the service password.
     pub async fn open_verified_case(&self, s: &TestSubscriber) -> (String, String) {
         let (case, token) = self.open_case(s).await;

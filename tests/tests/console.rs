@@ -4,12 +4,8 @@
 //! served with its type and sandboxed, languages, logout, and no console route in
 //! the OpenAPI document.
 
-use std::time::Duration;
-
 use reqwest::{StatusCode, header};
 use system_tests::{AGENT_PASSWORD, Stack, TestSubscriber};
-
-const SETTLE: Duration = Duration::from_secs(60);
 
 /// A browser-like client that does not follow redirects and keeps no cookies.
 fn client() -> reqwest::Client {
@@ -215,11 +211,7 @@ async fn the_console_enforces_sessions_csrf_and_the_api_rules() {
 
     // A flagged case in security review, with a PDF document.
     let s = TestSubscriber::flagged(700);
-    stack.add_subscriber(&s).await;
-    let (case, token) = stack.open_verified_case(&s).await;
-    let review = stack
-        .wait_for_state(&case, &token, "security_review", SETTLE)
-        .await;
+    let (case, token, review) = stack.case_in_security_review(&s).await;
     let pdf: &[u8] =
         b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
     let part = reqwest::multipart::Part::bytes(pdf.to_vec())

@@ -40,11 +40,7 @@ async fn every_customer_relevant_transition_sends_one_message_in_the_subscribers
         ..TestSubscriber::flagged(300)
     };
     let backup = s.backup_sms.clone().unwrap();
-    stack.add_subscriber(&s).await;
-    let (case, token) = stack.open_verified_case(&s).await;
-    let review = stack
-        .wait_for_state(&case, &token, "security_review", SETTLE)
-        .await;
+    let (case, token, review) = stack.case_in_security_review(&s).await;
     let analyst = stack.login("analyst.one").await;
     let (status, view) = stack
         .act(

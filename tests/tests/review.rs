@@ -20,11 +20,7 @@ async fn review_stack() -> Stack {
 async fn partial_then_full_approval_sends_two_orders_with_the_right_restoration() {
     let stack = review_stack().await;
     let s = TestSubscriber::flagged(100);
-    stack.add_subscriber(&s).await;
-    let (case, token) = stack.open_verified_case(&s).await;
-    let review = stack
-        .wait_for_state(&case, &token, "security_review", SETTLE)
-        .await;
+    let (case, token, review) = stack.case_in_security_review(&s).await;
     let analyst = stack.login("analyst.one").await;
 
     let (status, view) = stack
@@ -112,11 +108,7 @@ async fn partial_then_full_approval_sends_two_orders_with_the_right_restoration(
 async fn a_hundred_concurrent_approvals_let_exactly_one_through() {
     let stack = review_stack().await;
     let s = TestSubscriber::flagged(110);
-    stack.add_subscriber(&s).await;
-    let (case, token) = stack.open_verified_case(&s).await;
-    let review = stack
-        .wait_for_state(&case, &token, "security_review", SETTLE)
-        .await;
+    let (case, token, review) = stack.case_in_security_review(&s).await;
     let version = review["version"].as_i64().unwrap();
     let tokens = [
         stack.login("analyst.one").await,
@@ -168,11 +160,7 @@ async fn a_hundred_concurrent_approvals_let_exactly_one_through() {
 async fn decisions_follow_the_table_and_the_claim() {
     let stack = review_stack().await;
     let s = TestSubscriber::flagged(120);
-    stack.add_subscriber(&s).await;
-    let (case, token) = stack.open_verified_case(&s).await;
-    let review = stack
-        .wait_for_state(&case, &token, "security_review", SETTLE)
-        .await;
+    let (case, token, review) = stack.case_in_security_review(&s).await;
     let v = review["version"].as_i64().unwrap();
     let (one, two, tech) = (
         stack.login("analyst.one").await,
@@ -292,11 +280,7 @@ async fn decisions_follow_the_table_and_the_claim() {
 async fn the_audit_chain_verifies_and_a_changed_row_is_named() {
     let stack = review_stack().await;
     let s = TestSubscriber::flagged(130);
-    stack.add_subscriber(&s).await;
-    let (case, token) = stack.open_verified_case(&s).await;
-    let review = stack
-        .wait_for_state(&case, &token, "security_review", SETTLE)
-        .await;
+    let (case, token, review) = stack.case_in_security_review(&s).await;
     let analyst = stack.login("analyst.one").await;
     stack.agent_case(&analyst, &case).await;
     let (status, _) = stack
@@ -470,11 +454,7 @@ async fn a_medium_tier_subscriber_explains_sends_one_more_document_and_gets_the_
 async fn an_appeal_goes_to_a_different_analyst() {
     let stack = review_stack().await;
     let s = TestSubscriber::flagged(150);
-    stack.add_subscriber(&s).await;
-    let (case, token) = stack.open_verified_case(&s).await;
-    let review = stack
-        .wait_for_state(&case, &token, "security_review", SETTLE)
-        .await;
+    let (case, token, review) = stack.case_in_security_review(&s).await;
     let (one, two) = (
         stack.login("analyst.one").await,
         stack.login("analyst.two").await,

@@ -2,10 +2,11 @@
 //! every role × {owner, not owner, anonymous} gives the status its declared access
 //! rule says. A route without a declared rule fails the test.
 
-use std::time::Duration;
-
 use case_domain::{CaseState, Department, Role, may_act};
-use gateway::access::{Access, department_queue_roles, rule_for};
+use gateway::{
+    access::{Access, rule_for},
+    agent::queue_roles,
+};
 use serde_json::{Value, json};
 use system_tests::{AGENT_PASSWORD, Stack, TestSubscriber};
 
@@ -45,9 +46,7 @@ fn expected(
         (_, None) => return Some(401),
         (Access::AnyAgent, Some(_)) => true,
         (Access::Roles(roles), Some(r)) => roles.contains(&r),
-        (Access::DepartmentQueue, Some(r)) => {
-            department_queue_roles(Department::Security).contains(&r)
-        }
+        (Access::DepartmentQueue, Some(r)) => queue_roles(Department::Security).contains(&r),
         (Access::CaseWork, Some(r)) => {
             if !may_act(CaseState::SecurityReview, r) {
                 return Some(403);
@@ -232,11 +231,7 @@ async fn every_agent_route_answers_every_role_as_its_rule_says() {
 /// A new case in security_review: (id, version).
 async fn fresh_case(stack: &Stack, n: u32) -> (String, i64) {
     let s = TestSubscriber::flagged(n);
-    stack.add_subscriber(&s).await;
-    let (case, token) = stack.open_verified_case(&s).await;
-    let status = stack
-        .wait_for_state(&case, &token, "security_review", Duration::from_secs(30))
-        .await;
+    let (case, _token, status) = stack.case_in_security_review(&s).await;
     (case, status["version"].as_i64().unwrap())
 }
 

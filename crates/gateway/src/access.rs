@@ -7,11 +7,11 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use case_domain::{Department, Role};
+use case_domain::Role;
 
 use crate::{
     AppState,
-    agent::{CASE_READERS, UNMASKERS, queue_roles},
+    agent::{CASE_READERS, UNMASKERS},
     agent_auth::AgentSession,
     error::ApiError,
 };
@@ -121,11 +121,6 @@ pub fn rule_for(method: &str, path: &str) -> Option<Access> {
         .iter()
         .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && *p == path)
         .map(|(_, _, a)| *a)
-}
-
-/// The roles a department queue admits (for the matrix test and the console).
-pub fn department_queue_roles(department: Department) -> &'static [Role] {
-    queue_roles(department)
 }
 
 /// Enforces the declared rule of `/v1/agent/…` routes before their handlers.

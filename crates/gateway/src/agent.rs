@@ -14,7 +14,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use case_domain::{
-    Actor, CaseEvent, CaseState, Department, Msisdn, Role,
+    CaseEvent, CaseState, Department, Msisdn, Role,
     decision::{RejectionCode, acting_role, agent_may_act},
     events_for,
 };
@@ -975,9 +975,4 @@ pub async fn false_positives(
             })
             .collect(),
     }))
-}
-
-/// The system actor used when the gateway acts on its own (not used for agents).
-pub fn gateway_actor() -> Actor {
-    Actor::system("gateway")
 }
