@@ -5,17 +5,13 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use case_store::StoreError;
-use serde::Serialize;
+use case_workflows::WorkflowError;
 use service_runtime::Problem;
 
-/// One invalid field: its name and why (never its value).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct FieldError {
-    /// The field (JSON name).
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
+pub use case_workflows::FieldError;
+
+/// Seconds a client is asked to wait before retrying a 503.
+const RETRY_AFTER_SECONDS: u32 = 2;
 
 /// Everything a gateway handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +51,14 @@ pub enum ApiError {
     /// The request conflicts with the resource's current state.
     #[error("{0}")]
     Conflict(String),
+    /// A conflict of a known kind: `slug` is its stable problem type.
+    #[error("{detail}")]
+    ConflictOf {
+        /// The problem type's last path segment, e.g. `stale-version`.
+        slug: &'static str,
+        /// What the caller is told.
+        detail: String,
+    },
     /// The Idempotency-Key was used with another body.
     #[error("idempotency key reused with another body")]
     IdempotencyMismatch,
@@ -71,19 +75,37 @@ pub enum ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        WorkflowError::from(e).into()
+    }
+}
+
+impl From<WorkflowError> for ApiError {
+    fn from(e: WorkflowError) -> Self {
         match e {
-            StoreError::NotFound(_) => Self::NotFound,
-            StoreError::StaleVersion { .. } => Self::Conflict("The case changed meanwhile; read it again and retry.".into()),
-            StoreError::Refused(case_domain::TransitionError::Forbidden { from, .. }) => {
-                Self::Forbidden(format!("Your role may not act on a case that is {from}."))
-            }
-            StoreError::Refused(refusal) => Self::Conflict(format!("Not possible now: {refusal}.")),
-            StoreError::LeaseLost { .. } => Self::Conflict("Another agent holds this case.".into()),
-            StoreError::OpenCaseExists => Self::Conflict(
-                "This number already has an open reactivation case. Follow it with its case token, or cancel it first.".into(),
-            ),
-            StoreError::Conflict(what) => Self::Conflict(what),
-            other => Self::Internal(other.into()),
+            WorkflowError::NotFound => Self::NotFound,
+            WorkflowError::Invalid(errors) => Self::Invalid(errors),
+            WorkflowError::Forbidden(detail) => Self::Forbidden(detail),
+            WorkflowError::StaleVersion => Self::ConflictOf {
+                slug: "stale-version",
+                detail: "The case changed meanwhile; read it again and retry.".into(),
+            },
+            WorkflowError::ClaimedByOther => Self::ConflictOf {
+                slug: "claimed-by-another",
+                detail: "Another agent holds this case.".into(),
+            },
+            WorkflowError::IllegalTransition(refusal) => Self::ConflictOf {
+                slug: "illegal-transition",
+                detail: format!("Not possible now: {refusal}."),
+            },
+            WorkflowError::OpenCaseExists => Self::ConflictOf {
+                slug: "open-case-exists",
+                detail: "This number already has an open reactivation case. Follow it with its case token, or cancel it first.".into(),
+            },
+            WorkflowError::Refused { code, detail } => Self::Refused { code, detail },
+            WorkflowError::TooLarge(detail) => Self::TooLarge(detail),
+            WorkflowError::UnsupportedMedia(detail) => Self::UnsupportedMedia(detail),
+            WorkflowError::Unavailable(what) => Self::Unavailable(what),
+            WorkflowError::Internal(cause) => Self::Internal(cause),
         }
     }
 }
@@ -128,10 +150,13 @@ impl ApiError {
                 "Unsupported media type",
                 detail.clone(),
             ),
-            Self::Refused { code, detail } => {
-                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
-                    .with("code", *code)
-            }
+            Self::Refused { code, detail } => Problem::new(
+                StatusCode::CONFLICT,
+                &code.replace('_', "-"),
+                "Conflict",
+                detail.clone(),
+            )
+            .with("code", *code),
             Self::Unauthenticated => crate::agent_auth::unauthenticated(),
             Self::Forbidden(detail) => Problem::new(
                 StatusCode::FORBIDDEN,
@@ -141,6 +166,9 @@ impl ApiError {
             ),
             Self::Conflict(detail) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
+            }
+            Self::ConflictOf { slug, detail } => {
+                Problem::new(StatusCode::CONFLICT, slug, "Conflict", detail.clone())
             }
             Self::IdempotencyMismatch => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -170,6 +198,13 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(error.message = %cause, error.cause_chain = ?cause, "request failed");
         }
-        self.problem().into_response()
+        let mut response = self.problem().into_response();
+        if matches!(self, Self::Unavailable(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }

@@ -1,0 +1,1 @@
+//! The regulator's dossier of a case, assembled from the store.

@@ -1,0 +1,133 @@
+//! The one error type of every use case: one variant per fact the caller can act on.
+
+use case_store::StoreError;
+
+/// One invalid field: its name and why (never its value).
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field (JSON name at the edge).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl FieldError {
+    /// An invalid `field` because of `message`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a use case did not do what was asked. Every variant except
+/// [`WorkflowError::Internal`] and [`WorkflowError::Unavailable`] means nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// No such case (or other resource), or the caller may not know it exists.
+    #[error("not found")]
+    NotFound,
+    /// Input fields are invalid.
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    /// The actor's role (or identity) may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The case moved on since the caller read it.
+    #[error("the case changed meanwhile")]
+    StaleVersion,
+    /// Another agent (or worker) holds the case.
+    #[error("another agent holds this case")]
+    ClaimedByOther,
+    /// The transition table does not allow this event in the case's current state.
+    #[error("not possible now: {0}")]
+    IllegalTransition(String),
+    /// The number already has an open case.
+    #[error("the number already has an open case")]
+    OpenCaseExists,
+    /// A rule refuses the request in the resource's current state; `code` says which.
+    #[error("{detail}")]
+    Refused {
+        /// Stable machine-readable reason, e.g. `already_appealed`.
+        code: &'static str,
+        /// What the caller is told.
+        detail: String,
+    },
+    /// The content is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The content is of a type that is not accepted.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// A dependency (the database, the identity service, the carrier) cannot be reached now.
+    #[error("{0} unavailable")]
+    Unavailable(&'static str),
+    /// A bug or a broken invariant; logged once by the edge, answered opaquely.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl WorkflowError {
+    /// One invalid field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+/// True when a database error means "cannot reach the database now" (pool timeout,
+/// connection refused or dropped) rather than a bug: the caller may retry.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03"))
+}
+
+impl From<StoreError> for WorkflowError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => Self::NotFound,
+            StoreError::StaleVersion { .. } => Self::StaleVersion,
+            StoreError::Refused(case_domain::TransitionError::Forbidden { from, .. }) => {
+                Self::Forbidden(format!("Your role may not act on a case that is {from}."))
+            }
+            StoreError::Refused(refusal) => Self::IllegalTransition(refusal.to_string()),
+            StoreError::LeaseLost { .. } => Self::ClaimedByOther,
+            StoreError::OpenCaseExists => Self::OpenCaseExists,
+            StoreError::Conflict(what) => Self::Refused {
+                code: "conflict",
+                detail: what,
+            },
+            StoreError::Db(db) if is_unavailable(&db) => Self::Unavailable("database"),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for WorkflowError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_timeout_is_unavailable_not_internal() {
+        let e: WorkflowError = sqlx::Error::PoolTimedOut.into();
+        assert!(matches!(e, WorkflowError::Unavailable("database")));
+    }
+
+    #[test]
+    fn a_lost_lease_is_a_claim_by_another() {
+        let e: WorkflowError = StoreError::LeaseLost {
+            case_id: uuid::Uuid::nil(),
+            attempt: 1,
+        }
+        .into();
+        assert!(matches!(e, WorkflowError::ClaimedByOther));
+    }
+}
