@@ -165,7 +165,7 @@ pub async fn arm_unarmed(
     let mut written = 0;
     for case in store::unarmed_cases(pool, now - settle, 500).await? {
         let timeline = case_store::timeline(pool, case.case_id).await?;
-        let history = crate::eta::entries(&timeline, case.version);
+        let history = case_workflows::eta::entries(&timeline, case.version);
         let used = stage_elapsed(&history, case.state_entered_at);
         let plan = plan_timers(case.state, case.state_entered_at, used, &config.sla);
         let mut tx = pool.begin().await?;

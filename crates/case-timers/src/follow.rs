@@ -20,11 +20,9 @@ use case_store::{
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use crate::{
-    NOTIFICATION_TOPIC, TimersConfig,
-    deliver::message,
-    eta::{entries, eta_with, live_stats},
-};
+use case_workflows::eta::{entries, eta_with, live_stats};
+
+use crate::{NOTIFICATION_TOPIC, TimersConfig, deliver::message};
 
 /// The follower's name in `event_cursors`.
 pub const CONSUMER: &str = "case-timers";

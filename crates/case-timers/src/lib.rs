@@ -11,7 +11,7 @@
 //!   is a parameter, so tests never sleep;
 //! - **delivery** ([`deliver::NotificationHandler`]): sends the messages through the
 //!   carrier to a contact on file, with a stable idempotency key;
-//! - **the ETA** ([`eta::case_eta`]) from the stage SLAs and cached live statistics;
+//! - **the ETA** (`case_workflows::eta::case_eta`) from the stage SLAs and cached live statistics;
 //! - the carrier's **suspension notice** ([`notify_suspension`]).
 //!
 //! Must not: move a case other than through `case_store::transition_in`, keep timers
@@ -21,7 +21,6 @@
 
 pub mod config;
 pub mod deliver;
-pub mod eta;
 pub mod fire;
 pub mod follow;
 pub mod service;

@@ -603,7 +603,7 @@ async fn the_eta_uses_the_slas_and_the_live_queue(pool: PgPool) {
     let timeline = case_store::timeline(&pool, id).await.unwrap();
     let now = case.state_entered_at + Duration::hours(1);
     // No history worth a median: 24 h of review, 30 min of provisioning.
-    let eta = case_timers::eta::case_eta(&pool, &case, &timeline, now)
+    let eta = case_workflows::eta::case_eta(&pool, &config().sla, &case, &timeline, now)
         .await
         .unwrap();
     assert_eq!(
@@ -611,7 +611,7 @@ async fn the_eta_uses_the_slas_and_the_live_queue(pool: PgPool) {
         case.state_entered_at + Duration::hours(24) + Duration::minutes(30)
     );
     // The live figures see the queue.
-    let stats = case_timers::eta::read_live_stats(&pool, Utc::now())
+    let stats = case_workflows::eta::read_live_stats(&pool, Utc::now())
         .await
         .unwrap();
     assert_eq!(stats.stages[&CaseState::SecurityReview].depth, 1);
@@ -621,7 +621,7 @@ async fn the_eta_uses_the_slas_and_the_live_queue(pool: PgPool) {
     let case = load_case(&pool, waiting).await.unwrap().unwrap();
     let timeline = case_store::timeline(&pool, waiting).await.unwrap();
     assert_eq!(
-        case_timers::eta::case_eta(&pool, &case, &timeline, Utc::now()).await,
+        case_workflows::eta::case_eta(&pool, &config().sla, &case, &timeline, Utc::now()).await,
         None
     );
 }

@@ -20,6 +20,7 @@ pub mod agent;
 pub mod customer;
 pub mod dossier;
 mod error;
+pub mod eta;
 pub mod orders;
 
 pub use error::{FieldError, WorkflowError};

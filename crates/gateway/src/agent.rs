@@ -65,15 +65,6 @@ fn mask(msisdn: &str) -> String {
         .unwrap_or_else(|_| "***".into())
 }
 
-/// When a case's stage is due, from the stage SLA.
-pub fn sla_due_at(state: CaseState, entered: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    // The configured SLAs (REACTIVATION_SLA_<STATE>_MINUTES), as the timers use them.
-    case_timers::TimersConfig::global()
-        .sla
-        .stage_sla(state)
-        .map(|sla| entered + sla)
-}
-
 fn holder(case: &CaseRow) -> Option<String> {
     let live = case.lease_expires_at.is_some_and(|t| t > Utc::now());
     case.lease_owner
@@ -166,7 +157,7 @@ pub async fn queue(
     let mut cases: Vec<QueueItem> = rows
         .into_iter()
         .map(|r| {
-            let due = sla_due_at(r.state, r.state_entered_at);
+            let due = case_workflows::eta::sla_due_at(&state.sla, r.state, r.state_entered_at);
             let live = r.lease_expires_at.is_some_and(|t| t > now);
             QueueItem {
                 case_id: r.id,
@@ -362,7 +353,7 @@ pub async fn case_view(
         channel: case.channel.clone(),
         locale: case.locale.clone(),
         created_at: case.created_at,
-        sla_due_at: sla_due_at(case.state, case.state_entered_at),
+        sla_due_at: case_workflows::eta::sla_due_at(&state.sla, case.state, case.state_entered_at),
         claimed_until: holder.as_ref().and(case.lease_expires_at),
         claimed_by: holder,
         appealed,

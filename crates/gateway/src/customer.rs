@@ -179,7 +179,8 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
     let timeline = case_store::timeline(&state.pool, case.id).await?;
     let assessment = case_store::risk::latest_assessment(&state.pool, case.id).await?;
     let material = case_store::material::count_material(&state.pool, case.id).await?;
-    let eta = case_timers::eta::case_eta(&state.pool, case, &timeline, Utc::now()).await;
+    let eta =
+        case_workflows::eta::case_eta(&state.pool, &state.sla, case, &timeline, Utc::now()).await;
     Ok(status_view(case, timeline, assessment, material, eta))
 }
 

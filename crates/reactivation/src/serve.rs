@@ -47,14 +47,16 @@ impl Wiring {
         let workers = WorkerSettings::from(&settings);
         match service {
             Service::Gateway => {
-                // The ETA reads the stage SLAs: refuse a malformed configuration at start.
-                case_timers::TimersConfig::from_env()?;
+                // The ETA and queue due times read the stage SLAs: refuse a malformed
+                // configuration at start.
+                let sla = Arc::new(case_timers::TimersConfig::from_env()?.sla);
                 let identity =
                     identity_verification::client::IdentityClient::new(&settings.identity_url)?;
                 let state = gateway::AppState {
                     pool,
                     keys: self.keys()?,
                     identity,
+                    sla,
                     live: gateway::live::LiveHub::default(),
                     webhooks: gateway::webhooks::WebhookConfig {
                         carrier_secrets: Arc::new(settings.carrier_webhook_secrets.clone()),

@@ -18,8 +18,6 @@ use case_store::{CaseRow, EventRow, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::PgPool;
 
-use crate::TimersConfig;
-
 /// How long live statistics are reused.
 pub const STATS_TTL: StdDuration = StdDuration::from_secs(5);
 /// The window of the time-in-stage medians.
@@ -124,12 +122,22 @@ pub fn eta_with(
 /// statistics, so it follows every transition.
 pub async fn case_eta(
     pool: &PgPool,
+    sla: &SlaConfig,
     case: &CaseRow,
     timeline: &[EventRow],
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    let sla = &TimersConfig::global().sla;
     sla.stage_sla(case.state)?;
     let stats = live_stats(pool, now).await;
     eta_with(case.state, case.version, timeline, now, sla, &stats)
+}
+
+/// When a case's stage is due under the stage SLAs, from when the stage was entered
+/// (`None` for stages without an SLA).
+pub fn sla_due_at(
+    sla: &SlaConfig,
+    state: CaseState,
+    entered: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    sla.stage_sla(state).map(|limit| entered + limit)
 }
