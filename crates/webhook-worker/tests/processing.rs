@@ -69,7 +69,10 @@ async fn receive(pool: &PgPool, id: &str, body: Value) {
 
 async fn process_all(pool: &PgPool) -> usize {
     let mut n = 0;
-    while webhook_worker::inbound::process_one(pool, "test-worker", LEASE)
+    let settings = webhook_worker::InboundSettings {
+        start_url: "https://reactivation.example.com/start".into(),
+    };
+    while webhook_worker::inbound::process_one(pool, &settings, "test-worker", LEASE)
         .await
         .unwrap()
     {
@@ -116,9 +119,9 @@ async fn a_completion_finishes_the_order_as_the_provisioning_worker_would(pool: 
 
     // The worker then records its own (identical) outcome: nothing moves twice.
     let mut tx = pool.begin().await.unwrap();
-    let moved = provisioning::finish_order(
+    let moved = case_workflows::orders::finish_order(
         &mut tx,
-        &provisioning::OrderOutcome {
+        &case_workflows::orders::OrderOutcome {
             order_id,
             case_id,
             state: "completed",
@@ -126,7 +129,7 @@ async fn a_completion_finishes_the_order_as_the_provisioning_worker_would(pool: 
             event: CaseEvent::Restored,
             reason: "the carrier restored full service",
         },
-        provisioning::OutboxSettlement::Claimed(&claim),
+        case_workflows::orders::OutboxSettlement::Claimed(&claim),
     )
     .await
     .unwrap();
