@@ -453,3 +453,119 @@ where
     tracing::info!(service, "worker stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// One scripted case and what the loop did with it.
+    #[derive(Debug, Default)]
+    struct Script {
+        claimable: Mutex<Vec<u32>>,
+        released: Mutex<Vec<(u32, Duration)>>,
+    }
+
+    #[derive(Debug)]
+    struct Superseded;
+
+    impl std::fmt::Display for Superseded {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("lease lost")
+        }
+    }
+
+    impl std::error::Error for Superseded {}
+
+    impl ClaimSource for Script {
+        type Claim = u32;
+
+        fn channels(&self) -> Vec<String> {
+            vec!["work".into()]
+        }
+
+        async fn claim(&self, _: &PgPool, _: &str, _: Duration) -> anyhow::Result<Option<u32>> {
+            Ok(self.claimable.lock().unwrap().pop())
+        }
+
+        async fn renew(&self, _: &PgPool, _: &u32, _: Duration) -> anyhow::Result<()> {
+            Ok(())
+        }
+
+        async fn release(&self, _: &PgPool, claim: &u32, after: Duration) -> anyhow::Result<()> {
+            self.released.lock().unwrap().push((*claim, after));
+            Ok(())
+        }
+
+        async fn next_due(&self, _: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
+            Ok(None)
+        }
+
+        fn info(&self, claim: &u32) -> ClaimInfo {
+            ClaimInfo {
+                id: Uuid::nil(),
+                label: "scripted".into(),
+                attempt: i32::try_from(*claim).unwrap(),
+                handoff_wait: None,
+            }
+        }
+
+        fn superseded(&self, error: &anyhow::Error) -> bool {
+            error.downcast_ref::<Superseded>().is_some()
+        }
+    }
+
+    /// Case 1 moves, 2 asks to retry in 7 s, 3 lost its lease, 4 fails.
+    #[derive(Debug, Default)]
+    struct Step {
+        script: Script,
+    }
+
+    impl CaseStep for Step {
+        type Source = Script;
+
+        fn service(&self) -> &'static str {
+            "test"
+        }
+
+        fn source(&self) -> &Script {
+            &self.script
+        }
+
+        async fn process(&self, _: &PgPool, claim: &u32) -> anyhow::Result<StepOutcome> {
+            match claim {
+                1 => Ok(StepOutcome::Transitioned),
+                2 => Ok(StepOutcome::RetryAfter(Duration::from_secs(7))),
+                3 => Err(Superseded.into()),
+                _ => Err(anyhow::anyhow!("boom")),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn each_outcome_releases_or_leaves_the_case_as_its_source_says() {
+        // Never connected: the loop itself touches no table.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let step = Step::default();
+        *step.script.claimable.lock().unwrap() = vec![4, 3, 2, 1];
+        let mut processed = 0;
+        while process_one_case(&pool, &step, "w", Duration::from_secs(30))
+            .await
+            .unwrap()
+        {
+            processed += 1;
+        }
+        assert_eq!(processed, 4);
+        assert_eq!(
+            *step.script.released.lock().unwrap(),
+            [
+                (2, Duration::from_secs(7)),
+                // A failure backs off 5 s per attempt.
+                (4, Duration::from_secs(20)),
+            ]
+        );
+    }
+}
