@@ -107,8 +107,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "carrier-sim",
         &["case-domain", "service-runtime", "webhooks"],
     ),
-    // The bench drives HTTP and seeds history with SQL.
-    ("bench", &["case-domain", "case-store"]),
+    // The bench drives HTTP and seeds history with SQL; `--start-stack` starts the
+    // product as separate processes through the system tests' harness (wiring).
+    ("bench", &["case-domain", "case-store", "system-tests"]),
 ];
 
 /// Crates that may depend on anything in the workspace: the binary that wires every

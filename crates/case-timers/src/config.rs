@@ -1,6 +1,6 @@
 //! The timers service's settings, from `REACTIVATION_*` environment variables.
 
-use std::{net::SocketAddr, sync::OnceLock};
+use std::net::SocketAddr;
 
 use case_domain::sla::{SlaConfig, SlaConfigError};
 
@@ -53,19 +53,6 @@ impl TimersConfig {
             addr,
             sla: SlaConfig::from_lookup(&lookup)?,
             start_url,
-        })
-    }
-
-    /// The process-wide configuration, read once from the environment. A malformed
-    /// environment is logged and the defaults are used: services that own timers
-    /// refuse to start on it instead (they call [`TimersConfig::from_env`] at start).
-    pub fn global() -> &'static TimersConfig {
-        static GLOBAL: OnceLock<TimersConfig> = OnceLock::new();
-        GLOBAL.get_or_init(|| {
-            Self::from_env().unwrap_or_else(|e| {
-                tracing::error!(error.message = %e, "timer configuration invalid; using the defaults");
-                Self::from_lookup(|_| None).expect("the defaults are valid")
-            })
         })
     }
 }

@@ -6,87 +6,115 @@
 use std::{sync::Arc, time::Duration};
 
 use carrier_adapter::{Carrier, CarrierError, MessageChannel};
-use case_domain::{Msisdn, notice};
-use case_store::{
-    OutboxClaim, StoreError,
-    timers::{NewMessage, enqueue_message},
-};
+use case_domain::Msisdn;
+use case_store::OutboxClaim;
+use chrono::{DateTime, Utc};
 use rand::Rng;
-use serde_json::json;
-use service_runtime::worker::{Delivery, OutboxHandler};
-use sqlx::{PgConnection, PgPool};
-use uuid::Uuid;
+use service_runtime::worker::{ClaimInfo, Delivery, OutboxHandler, OutboxSource};
+use sqlx::PgPool;
 
-/// The outbox topic of messages to subscribers.
-pub const NOTIFICATION_TOPIC: &str = "notification.subscriber";
+// The suspension notice is a use case (`case_workflows::notices`); kept here for
+// callers of the old paths.
+pub use case_workflows::notices::{
+    NOTIFICATION_TOPIC, SuspensionNotice, notify_suspension, subscriber_message as message,
+};
 
 /// Delivery attempts before a message is given up.
 pub const MAX_ATTEMPTS: i32 = 15;
 
-/// The outbox row of one subscriber message.
-pub(crate) fn message<'a>(
-    case_id: Option<Uuid>,
-    event_id: Option<Uuid>,
-    dedupe_key: &'a str,
-    msisdn: &Msisdn,
-    kind: &str,
-    body: &str,
-) -> NewMessage<'a> {
-    NewMessage {
-        topic: NOTIFICATION_TOPIC,
-        case_id,
-        event_id,
-        dedupe_key,
-        payload: json!({
-            "msisdn": msisdn.e164(),
-            "body": body,
-            "kind": kind,
-            "idempotency_key": dedupe_key,
-        }),
+/// Outbox messages of some topics, claimed from the outbox with a lease (the
+/// claim's attempts are its fence).
+#[derive(Debug, Clone)]
+pub struct OutboxTopics {
+    topics: Vec<String>,
+}
+
+impl OutboxTopics {
+    /// Messages of `topics`.
+    pub fn new(topics: Vec<String>) -> Self {
+        Self { topics }
     }
 }
 
-/// A carrier's suspension notice, to tell the subscriber why, what to do and where
-/// to start.
-#[derive(Debug, Clone)]
-pub struct SuspensionNotice<'a> {
-    /// The suspended number.
-    pub msisdn: &'a Msisdn,
-    /// The carrier's reason code (e.g. `fraud_linked_contacts`, `real_name_reverification`).
-    pub reason: &'a str,
-    /// zh-CN or en (anything else: English).
-    pub locale: &'a str,
-    /// What makes this notice unique (the webhook id): the same id again enqueues nothing.
-    pub notice_id: &'a str,
-}
+impl OutboxSource for OutboxTopics {
+    type Message = OutboxClaim;
 
-/// Enqueues the message for a carrier's suspension notice, in the caller's
-/// transaction (the webhook handler commits it with its own records). Returns the
-/// outbox id, or `None` when this notice was already enqueued.
-pub async fn notify_suspension(
-    conn: &mut PgConnection,
-    notice: &SuspensionNotice<'_>,
-) -> Result<Option<Uuid>, StoreError> {
-    let start_url = &crate::TimersConfig::global().start_url;
-    let body = notice::suspension_message(notice.msisdn, notice.reason, start_url, notice.locale);
-    let dedupe_key = format!("suspension:{}:{NOTIFICATION_TOPIC}", notice.notice_id);
-    enqueue_message(
-        conn,
-        &message(None, None, &dedupe_key, notice.msisdn, "suspension", &body),
-    )
-    .await
+    fn channels(&self) -> Vec<String> {
+        self.topics
+            .iter()
+            .map(|t| case_store::outbox_channel(t))
+            .collect()
+    }
+
+    async fn claim(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+    ) -> anyhow::Result<Option<OutboxClaim>> {
+        Ok(case_store::claim_outbox(pool, &self.topics, worker, lease).await?)
+    }
+
+    async fn renew(
+        &self,
+        pool: &PgPool,
+        message: &OutboxClaim,
+        lease: Duration,
+    ) -> anyhow::Result<()> {
+        Ok(case_store::renew_outbox_lease(pool, message, lease).await?)
+    }
+
+    async fn delivered(&self, pool: &PgPool, message: &OutboxClaim) -> anyhow::Result<()> {
+        Ok(case_store::mark_delivered(pool, message).await?)
+    }
+
+    async fn retry_later(
+        &self,
+        pool: &PgPool,
+        message: &OutboxClaim,
+        after: Duration,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        Ok(case_store::retry_later(pool, message, after, error).await?)
+    }
+
+    async fn failed(
+        &self,
+        pool: &PgPool,
+        message: &OutboxClaim,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        Ok(case_store::mark_failed(pool, message, error).await?)
+    }
+
+    async fn next_due(&self, pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(case_store::next_outbox_due(pool, &self.topics).await?)
+    }
+
+    fn info(&self, message: &OutboxClaim) -> ClaimInfo {
+        ClaimInfo {
+            id: message.id,
+            label: message.topic.clone(),
+            attempt: message.attempts,
+            handoff_wait: (message.attempts == 1).then_some(message.waited),
+        }
+    }
 }
 
 /// Delivers `notification.subscriber` messages through the carrier.
 #[derive(Debug, Clone)]
 pub struct NotificationHandler {
     carrier: Arc<dyn Carrier>,
+    source: OutboxTopics,
 }
 
 impl NotificationHandler {
     /// A handler sending through `carrier`.
     pub fn new(carrier: Arc<dyn Carrier>) -> Self {
-        Self { carrier }
+        Self {
+            carrier,
+            source: OutboxTopics::new(vec![NOTIFICATION_TOPIC.to_owned()]),
+        }
     }
 
     /// The back-off after `attempts` failed deliveries: 5 s doubling to 10 min, ±50 %.
@@ -99,12 +127,14 @@ impl NotificationHandler {
 }
 
 impl OutboxHandler for NotificationHandler {
+    type Source = OutboxTopics;
+
     fn service(&self) -> &'static str {
         crate::SERVICE
     }
 
-    fn topics(&self) -> Vec<String> {
-        vec![NOTIFICATION_TOPIC.to_owned()]
+    fn source(&self) -> &OutboxTopics {
+        &self.source
     }
 
     async fn deliver(&self, _pool: &PgPool, message: &OutboxClaim) -> anyhow::Result<Delivery> {

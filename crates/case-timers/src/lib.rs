@@ -12,7 +12,12 @@
 //! - **delivery** ([`deliver::NotificationHandler`]): sends the messages through the
 //!   carrier to a contact on file, with a stable idempotency key;
 //! - **the ETA** (`case_workflows::eta::case_eta`) from the stage SLAs and cached live statistics;
-//! - the carrier's **suspension notice** ([`notify_suspension`]).
+//! - delivering the carrier's **suspension notice**, which the webhooks worker enqueues
+//!   through the use case `case_workflows::notices` (re-exported here as
+//!   [`notify_suspension`] for old callers).
+//!
+//! Configuration ([`TimersConfig`]) is read once at start by the binary and passed
+//! down; nothing here reads the environment at first use.
 //!
 //! Must not: move a case other than through `case_store::transition_in`, keep timers
 //! in memory (a restart loses none: they are rows), read the wall clock inside the

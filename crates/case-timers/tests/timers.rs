@@ -566,6 +566,7 @@ async fn a_suspension_notice_tells_why_what_to_do_and_where_once(pool: PgPool) {
         reason: "fraud_linked_contacts",
         locale: "zh-CN",
         notice_id: "msg_2fQ1",
+        start_url: &config().start_url,
     };
     let mut conn = pool.acquire().await.unwrap();
     assert!(

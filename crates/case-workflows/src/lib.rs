@@ -21,6 +21,9 @@ pub mod customer;
 pub mod dossier;
 mod error;
 pub mod eta;
+pub mod gauges;
+pub mod notices;
 pub mod orders;
+pub mod risk;
 
 pub use error::{FieldError, WorkflowError};

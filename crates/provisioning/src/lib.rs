@@ -9,22 +9,25 @@
 //! leaves the outbox row undelivered, and the retry reuses the same idempotency key,
 //! so no order is lost and none is applied twice.
 //!
-//! Must not: send an order without its idempotency key, or move a case any other way
-//! than through `case_store`'s transition.
+//! Must not: send an order without its idempotency key, or write the order or move
+//! its case other than through the use cases of `case_workflows::orders`.
 
 use std::{sync::Arc, time::Duration};
 
-use carrier_adapter::{
-    Carrier, CarrierError, OrderState, Restoration, ServiceOrder, ServiceOrderRequest,
-};
-use case_domain::{Actor, CaseEvent, CaseState, Msisdn};
-use case_store::{OutboxClaim, TransitionRequest, risk as store};
+use carrier_adapter::{Carrier, CarrierError, OrderState, ServiceOrder, ServiceOrderRequest};
+use case_domain::CaseEvent;
+use case_store::OutboxClaim;
+use case_workflows::orders::{self, PendingOrder};
+use chrono::{DateTime, Utc};
 use rand::Rng;
-use service_runtime::worker::{Delivery, OutboxHandler};
+use service_runtime::worker::{ClaimInfo, Delivery, OutboxHandler, OutboxSource};
 use sqlx::PgPool;
 
+// The order use cases moved to `case_workflows::orders`; kept here for callers of the old paths.
+pub use case_workflows::orders::{OrderOutcome, OutboxSettlement, completion, finish_order};
+
 /// The actor id this service writes in case events.
-pub const SERVICE: &str = "provisioning";
+pub const SERVICE: &str = orders::ACTOR;
 
 /// Retry policy of order delivery.
 #[derive(Debug, Clone)]
@@ -62,95 +65,83 @@ impl RetryPolicy {
     }
 }
 
-/// The case event and customer-safe reason of a completed order.
-pub fn completion(restoration: Restoration) -> (CaseEvent, &'static str) {
-    match restoration {
-        Restoration::Full => (CaseEvent::Restored, "the carrier restored full service"),
-        Restoration::InboundOnly => (
-            CaseEvent::PartlyRestored,
-            "the carrier restored inbound service",
-        ),
+/// Outbox messages of some topics, claimed from the outbox with a lease (the
+/// claim's attempts are its fence).
+#[derive(Debug, Clone)]
+pub struct OutboxTopics {
+    topics: Vec<String>,
+}
+
+impl OutboxTopics {
+    /// Messages of `topics`.
+    pub fn new(topics: Vec<String>) -> Self {
+        Self { topics }
     }
 }
 
-/// How an order's outbox row is settled together with its outcome.
-#[derive(Debug, Clone, Copy)]
-pub enum OutboxSettlement<'a> {
-    /// This service delivered the order and holds the row's lease: the row is marked
-    /// delivered (or failed, for a failed order), fenced by the claim's attempts.
-    Claimed(&'a OutboxClaim),
-    /// The carrier confirmed the order on its own (a `provisioning.completed`
-    /// webhook): the row is marked delivered if it is still pending, unfenced, so a
-    /// deliverer that holds it can still record its identical outcome.
-    Confirmed,
-}
+impl OutboxSource for OutboxTopics {
+    type Message = OutboxClaim;
 
-/// The final outcome of one order.
-#[derive(Debug, Clone, Copy)]
-pub struct OrderOutcome<'a> {
-    /// The order (= outbox id).
-    pub order_id: uuid::Uuid,
-    /// Its case.
-    pub case_id: uuid::Uuid,
-    /// The order state to record (`completed` or `failed`).
-    pub state: &'a str,
-    /// The carrier's reference, if known.
-    pub carrier_ref: Option<&'a str>,
-    /// The case event: `restored`, `partly_restored` or `provisioning_failed`.
-    pub event: CaseEvent,
-    /// The customer-safe reason recorded with it.
-    pub reason: &'a str,
-}
+    fn channels(&self) -> Vec<String> {
+        self.topics
+            .iter()
+            .map(|t| case_store::outbox_channel(t))
+            .collect()
+    }
 
-/// Finishes an order inside the caller's transaction: records its state, settles its
-/// outbox row, and moves the case out of `provisioning` (if it is still there) with
-/// the provisioning service as actor. The provisioning worker and the carrier's
-/// `provisioning.completed` webhook both finish orders through here. Returns the
-/// transition, if the case moved.
-pub async fn finish_order(
-    conn: &mut sqlx::PgConnection,
-    outcome: &OrderOutcome<'_>,
-    settlement: OutboxSettlement<'_>,
-) -> anyhow::Result<Option<case_store::Transitioned>> {
-    store::update_order(
-        &mut *conn,
-        outcome.order_id,
-        outcome.state,
-        outcome.carrier_ref,
-    )
-    .await?;
-    match settlement {
-        OutboxSettlement::Claimed(message) if outcome.event == CaseEvent::ProvisioningFailed => {
-            case_store::mark_failed(&mut *conn, message, outcome.reason).await?;
-        }
-        OutboxSettlement::Claimed(message) => {
-            case_store::mark_delivered(&mut *conn, message).await?;
-        }
-        OutboxSettlement::Confirmed => {
-            case_store::webhooks::confirm_order_outbox(&mut *conn, outcome.order_id).await?;
+    async fn claim(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+    ) -> anyhow::Result<Option<OutboxClaim>> {
+        Ok(case_store::claim_outbox(pool, &self.topics, worker, lease).await?)
+    }
+
+    async fn renew(
+        &self,
+        pool: &PgPool,
+        message: &OutboxClaim,
+        lease: Duration,
+    ) -> anyhow::Result<()> {
+        Ok(case_store::renew_outbox_lease(pool, message, lease).await?)
+    }
+
+    async fn delivered(&self, pool: &PgPool, message: &OutboxClaim) -> anyhow::Result<()> {
+        Ok(case_store::mark_delivered(pool, message).await?)
+    }
+
+    async fn retry_later(
+        &self,
+        pool: &PgPool,
+        message: &OutboxClaim,
+        after: Duration,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        Ok(case_store::retry_later(pool, message, after, error).await?)
+    }
+
+    async fn failed(
+        &self,
+        pool: &PgPool,
+        message: &OutboxClaim,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        Ok(case_store::mark_failed(pool, message, error).await?)
+    }
+
+    async fn next_due(&self, pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(case_store::next_outbox_due(pool, &self.topics).await?)
+    }
+
+    fn info(&self, message: &OutboxClaim) -> ClaimInfo {
+        ClaimInfo {
+            id: message.id,
+            label: message.topic.clone(),
+            attempt: message.attempts,
+            handoff_wait: (message.attempts == 1).then_some(message.waited),
         }
     }
-    let case = case_store::load_case(&mut *conn, outcome.case_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("order's case vanished"))?;
-    if case.state != CaseState::Provisioning {
-        return Ok(None);
-    }
-    let system = Actor::system(SERVICE);
-    let moved = case_store::transition_in(
-        conn,
-        TransitionRequest {
-            case_id: outcome.case_id,
-            expected_version: case.version,
-            event: outcome.event,
-            actor: &system,
-            reason: Some(outcome.reason),
-            fence: None,
-            outbox: vec![],
-        },
-    )
-    .await?;
-    Ok(Some(moved))
 }
 
 /// The outbox handler for provisioning orders.
@@ -158,12 +149,17 @@ pub async fn finish_order(
 pub struct ProvisioningHandler {
     carrier: Arc<dyn Carrier>,
     policy: RetryPolicy,
+    source: OutboxTopics,
 }
 
 impl ProvisioningHandler {
     /// A handler sending orders to `carrier`.
     pub fn new(carrier: Arc<dyn Carrier>, policy: RetryPolicy) -> Self {
-        Self { carrier, policy }
+        Self {
+            carrier,
+            policy,
+            source: OutboxTopics::new(vec![orders::TOPIC.to_owned()]),
+        }
     }
 
     async fn follow(
@@ -191,10 +187,10 @@ impl ProvisioningHandler {
         event: CaseEvent,
         reason: &str,
     ) -> anyhow::Result<Delivery> {
-        let mut tx = pool.begin().await?;
         let state = order.map_or("failed", |o| o.state.as_str());
-        finish_order(
-            &mut tx,
+        orders::finish_claimed_order(
+            pool,
+            message,
             &OrderOutcome {
                 order_id: message.id,
                 case_id,
@@ -203,10 +199,8 @@ impl ProvisioningHandler {
                 event,
                 reason,
             },
-            OutboxSettlement::Claimed(message),
         )
         .await?;
-        tx.commit().await?;
         tracing::info!(%case_id, order_id = %message.id, order_state = state, "provisioning order finished");
         Ok(Delivery::Recorded)
     }
@@ -218,7 +212,7 @@ impl ProvisioningHandler {
         case_id: uuid::Uuid,
         why: String,
     ) -> anyhow::Result<Delivery> {
-        let failures = store::count_order_failure(pool, message.id).await?;
+        let failures = orders::count_failure(pool, message.id).await?;
         if failures >= self.policy.max_failures {
             return self
                 .finish(
@@ -236,29 +230,29 @@ impl ProvisioningHandler {
 }
 
 impl OutboxHandler for ProvisioningHandler {
+    type Source = OutboxTopics;
+
     fn service(&self) -> &'static str {
         SERVICE
     }
 
-    fn topics(&self) -> Vec<String> {
-        vec![store::PROVISIONING_TOPIC.to_owned()]
+    fn source(&self) -> &OutboxTopics {
+        &self.source
     }
 
     async fn deliver(&self, pool: &PgPool, message: &OutboxClaim) -> anyhow::Result<Delivery> {
-        let Some(order_row) = store::load_order(pool, message.id).await? else {
+        let Some(PendingOrder {
+            order_id,
+            case_id,
+            msisdn,
+            restoration,
+        }) = orders::pending_order(pool, message.id).await?
+        else {
             return Ok(Delivery::GiveUp("no order row for this message".into()));
         };
-        let case_id = order_row.case_id;
-        let case = case_store::load_case(pool, case_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("order's case vanished"))?;
-        let restoration = match order_row.restoration.as_str() {
-            "inbound_only" => Restoration::InboundOnly,
-            _ => Restoration::Full,
-        };
         let request = ServiceOrderRequest {
-            order_id: message.id,
-            msisdn: Msisdn::parse(&case.msisdn)?,
+            order_id,
+            msisdn,
             restoration,
         };
         let order = match self.carrier.submit_order(&request).await {
@@ -283,7 +277,7 @@ impl OutboxHandler for ProvisioningHandler {
                 .await
             }
             Ok(order) => {
-                store::update_order(
+                orders::record_progress(
                     pool,
                     message.id,
                     order.state.as_str(),

@@ -102,7 +102,7 @@ async fn run_stack(settings: &mut Settings, database_url: String) -> anyhow::Res
         settings.db_max_connections + crate::serve::listen_connections(Service::All) + 2,
     )
     .await?;
-    db::migrate(&pool).await?;
+    db::migrate(&pool, &case_store::MIGRATOR).await?;
     carrier_sim::prepare(&pool).await?;
     demo::seed(&pool)
         .await
@@ -125,6 +125,7 @@ async fn run_stack(settings: &mut Settings, database_url: String) -> anyhow::Res
     let mut tasks = JoinSet::new();
     wiring.start(Service::CarrierSim, &mut tasks).await?;
     wiring.start(Service::All, &mut tasks).await?;
+    wiring.start_case_gauges(&mut tasks);
     print_banner(settings);
     supervise(tasks, &shutdown).await
 }

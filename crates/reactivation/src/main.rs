@@ -126,7 +126,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let pool = service_runtime::db::connect(settings.require_database_url()?, 2).await?;
-    service_runtime::db::migrate(&pool).await?;
+    service_runtime::db::migrate(&pool, &case_store::MIGRATOR).await?;
     println!("migrations applied");
     Ok(())
 }

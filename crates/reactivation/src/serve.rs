@@ -33,6 +33,21 @@ impl Wiring {
         Ok(Arc::new(Keys::from_master_base64(secret)?))
     }
 
+    /// Keeps the `reactivation_cases` gauges of this process's `/metrics` fresh (the
+    /// runtime knows no tables: the binary hands it the store's counts).
+    pub fn start_case_gauges(&self, tasks: &mut JoinSet<anyhow::Result<()>>) {
+        let (pool, shutdown) = (self.pool.clone(), self.shutdown.clone());
+        tasks.spawn(async move {
+            case_workflows::gauges::refresh_every(
+                pool,
+                case_workflows::gauges::REFRESH_EVERY,
+                shutdown.wait(),
+            )
+            .await;
+            Ok(())
+        });
+    }
+
     /// Starts `service` on `tasks`.
     pub async fn start(
         &self,
@@ -118,6 +133,7 @@ impl Wiring {
                 tasks.spawn(run_outbox_worker(pool, handler, workers, shutdown));
             }
             Service::Timers => {
+                // Read and checked once at start; handed down (no global).
                 let config = Arc::new(case_timers::TimersConfig::from_env()?);
                 let handler = Arc::new(case_timers::NotificationHandler::new(self.carrier()?));
                 let listener = http::bind(config.addr).await?;
@@ -138,6 +154,10 @@ impl Wiring {
                 tasks.spawn(run_outbox_worker(pool, handler, workers, shutdown));
             }
             Service::Webhooks => {
+                // The link in suspension notices, from the same configuration as the timers'.
+                let inbound = webhook_worker::InboundSettings {
+                    start_url: case_timers::TimersConfig::from_env()?.start_url,
+                };
                 let delivery = webhook_worker::DeliverySettings {
                     policy: webhooks::DestinationPolicy {
                         allow_private: settings.webhooks_allow_private,
@@ -157,7 +177,9 @@ impl Wiring {
                     ),
                     shutdown.clone(),
                 ));
-                tasks.spawn(webhook_worker::run(pool, delivery, workers, shutdown));
+                tasks.spawn(webhook_worker::run(
+                    pool, inbound, delivery, workers, shutdown,
+                ));
             }
             Service::CarrierSim => {
                 carrier_sim::prepare(&pool).await?;
@@ -222,6 +244,9 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
     };
     let mut tasks = JoinSet::new();
     wiring.start(service, &mut tasks).await?;
+    if service != Service::CarrierSim {
+        wiring.start_case_gauges(&mut tasks);
+    }
     supervise(tasks, &wiring.shutdown).await
 }
 

@@ -12,57 +12,111 @@
 use std::{sync::Arc, time::Duration};
 
 use carrier_adapter::{Carrier, CarrierError};
-use case_domain::{
-    Actor, CaseEvent, CaseState, Msisdn,
-    risk::{self, RiskSignals, RiskTier},
-};
-use case_store::{Claim, TransitionRequest, risk as store};
-use service_runtime::worker::{CaseStep, StepOutcome};
+use case_domain::CaseState;
+use case_store::{Claim, StoreError};
+use case_workflows::{WorkflowError, risk};
+use chrono::{DateTime, Utc};
+use service_runtime::worker::{CaseStep, ClaimInfo, ClaimSource, StepOutcome};
 use sqlx::PgPool;
 
 /// The actor id this service writes in case events.
-pub const SERVICE: &str = "risk-assessment";
+pub const SERVICE: &str = risk::ACTOR;
 
 /// How long a case may wait for the carrier's signals before a person decides.
-pub const MAX_WAIT_FOR_SIGNALS: Duration = Duration::from_secs(15 * 60);
+pub const MAX_WAIT_FOR_SIGNALS: Duration = risk::MAX_WAIT_FOR_SIGNALS;
+
+/// Cases in some states, claimed from the case table with a lease and a fencing token.
+#[derive(Debug, Clone)]
+pub struct CaseClaims {
+    states: Vec<CaseState>,
+}
+
+impl CaseClaims {
+    /// Claims cases in `states`.
+    pub fn new(states: Vec<CaseState>) -> Self {
+        Self { states }
+    }
+}
+
+impl ClaimSource for CaseClaims {
+    type Claim = Claim;
+
+    fn channels(&self) -> Vec<String> {
+        self.states.iter().map(|s| s.work_channel()).collect()
+    }
+
+    async fn claim(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+    ) -> anyhow::Result<Option<Claim>> {
+        Ok(case_store::claim_next(pool, &self.states, worker, lease).await?)
+    }
+
+    async fn renew(&self, pool: &PgPool, claim: &Claim, lease: Duration) -> anyhow::Result<()> {
+        case_store::renew_lease(pool, claim.case_id, &claim.fence, lease).await?;
+        Ok(())
+    }
+
+    async fn release(&self, pool: &PgPool, claim: &Claim, after: Duration) -> anyhow::Result<()> {
+        Ok(case_store::release(pool, claim.case_id, &claim.fence, after).await?)
+    }
+
+    async fn next_due(&self, pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(case_store::next_case_due(pool, &self.states).await?)
+    }
+
+    fn info(&self, claim: &Claim) -> ClaimInfo {
+        ClaimInfo {
+            id: claim.case_id,
+            label: claim.state.as_str().to_owned(),
+            attempt: claim.fence.attempt,
+            handoff_wait: claim.first_in_state.then_some(claim.waited),
+        }
+    }
+
+    fn superseded(&self, error: &anyhow::Error) -> bool {
+        matches!(
+            error.downcast_ref::<WorkflowError>(),
+            Some(WorkflowError::ClaimedByOther | WorkflowError::StaleVersion)
+        ) || matches!(
+            error.downcast_ref::<StoreError>(),
+            Some(StoreError::LeaseLost { .. } | StoreError::StaleVersion { .. })
+        )
+    }
+}
 
 /// The risk step of the worker loop.
 #[derive(Debug, Clone)]
 pub struct RiskStep {
     carrier: Arc<dyn Carrier>,
+    claims: CaseClaims,
 }
 
 impl RiskStep {
     /// A step asking `carrier` for signals.
     pub fn new(carrier: Arc<dyn Carrier>) -> Self {
-        Self { carrier }
-    }
-}
-
-/// The customer-safe summary of an assessment written as the event's reason.
-fn reason_text(tier: RiskTier, reasons: &[risk::ReasonCode]) -> String {
-    let codes: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
-    if codes.is_empty() {
-        format!("risk tier {}", tier.as_str())
-    } else {
-        format!("risk tier {}: {}", tier.as_str(), codes.join(", "))
+        Self {
+            carrier,
+            claims: CaseClaims::new(vec![CaseState::RiskAssessment]),
+        }
     }
 }
 
 impl CaseStep for RiskStep {
+    type Source = CaseClaims;
+
     fn service(&self) -> &'static str {
         SERVICE
     }
 
-    fn states(&self) -> Vec<CaseState> {
-        vec![CaseState::RiskAssessment]
+    fn source(&self) -> &CaseClaims {
+        &self.claims
     }
 
     async fn process(&self, pool: &PgPool, claim: &Claim) -> anyhow::Result<StepOutcome> {
-        let case = case_store::load_case(pool, claim.case_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("claimed case vanished"))?;
-        let msisdn = Msisdn::parse(&case.msisdn)?;
+        let msisdn = risk::claimed_number(pool, claim).await?;
         let carrier_signals = match self.carrier.risk_signals(&msisdn).await {
             Ok(s) => s,
             Err(CarrierError::Unavailable(why)) if claim.waited < MAX_WAIT_FOR_SIGNALS => {
@@ -72,89 +126,12 @@ impl CaseStep for RiskStep {
             Err(CarrierError::Unavailable(why)) => {
                 // Fail safe: without signals, a security analyst decides instead of waiting forever.
                 tracing::warn!(case_id = %claim.case_id, error.message = %why, "no risk signals for too long; case goes to a security analyst");
-                let system = Actor::system(SERVICE);
-                case_store::transition(
-                    pool,
-                    TransitionRequest {
-                        case_id: claim.case_id,
-                        expected_version: claim.version,
-                        event: CaseEvent::RiskFlagged,
-                        actor: &system,
-                        reason: Some("the carrier's risk signals are unavailable; a security analyst reviews the case"),
-                        fence: Some(&claim.fence),
-                        outbox: vec![],
-                    },
-                )
-                .await?;
+                risk::refer_without_signals(pool, claim).await?;
                 return Ok(StepOutcome::Transitioned);
             }
             Err(other) => return Err(anyhow::anyhow!("risk signals: {other}")),
         };
-        let signals = RiskSignals {
-            fraud_linked_contacts: carrier_signals.fraud_linked_contacts,
-            sms_peak_per_hour: carrier_signals.sms_peak_per_hour,
-            intl_calls_24h: carrier_signals.intl_calls_24h,
-            suspension_reason: carrier_signals.suspension_reason.clone(),
-        };
-        let assessment = risk::assess(&signals);
-        let codes: Vec<String> = assessment
-            .reasons
-            .iter()
-            .map(|r| r.as_str().to_owned())
-            .collect();
-        let needs: Vec<String> = assessment
-            .needs()
-            .iter()
-            .map(|n| n.as_str().to_owned())
-            .collect();
-        let recorded = serde_json::json!({
-            "fraud_linked_contacts": signals.fraud_linked_contacts,
-            "sms_peak_per_hour": signals.sms_peak_per_hour,
-            "intl_calls_24h": signals.intl_calls_24h,
-            "suspension_reason": signals.suspension_reason,
-            // The numbers themselves: the subscriber is asked to explain each one.
-            "flagged_contacts": carrier_signals.flagged_contacts,
-        });
-        let reason = reason_text(assessment.tier, &assessment.reasons);
-        let system = Actor::system(SERVICE);
-        let request = |event| TransitionRequest {
-            case_id: claim.case_id,
-            expected_version: claim.version,
-            event,
-            actor: &system,
-            reason: Some(reason.as_str()),
-            fence: Some(&claim.fence),
-            outbox: vec![],
-        };
-
-        let mut tx = pool.begin().await?;
-        store::save_assessment(
-            &mut *tx,
-            claim.case_id,
-            assessment.tier,
-            &codes,
-            &needs,
-            &recorded,
-        )
-        .await?;
-        match assessment.tier {
-            RiskTier::Low => {
-                store::transition_into_provisioning(
-                    &mut tx,
-                    request(CaseEvent::RiskCleared),
-                    "full",
-                )
-                .await?;
-            }
-            RiskTier::Medium | RiskTier::High => {
-                case_store::transition_in(&mut tx, request(CaseEvent::RiskFlagged)).await?;
-            }
-            RiskTier::Extreme => {
-                case_store::transition_in(&mut tx, request(CaseEvent::RiskRefused)).await?;
-            }
-        }
-        tx.commit().await?;
-        tracing::info!(case_id = %claim.case_id, tier = assessment.tier.as_str(), reasons = ?codes, "risk assessed");
+        risk::grade_claimed_case(pool, claim, &carrier_signals).await?;
         Ok(StepOutcome::Transitioned)
     }
 }

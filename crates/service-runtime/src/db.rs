@@ -17,10 +17,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
         .context("cannot connect to the database named by DATABASE_URL")
 }
 
-/// Applies every pending migration.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    case_store::MIGRATOR
-        .run(pool)
-        .await
-        .context("migrations failed")
+/// Applies every pending migration of `migrator` (the binary passes the store's).
+pub async fn migrate(pool: &PgPool, migrator: &sqlx::migrate::Migrator) -> anyhow::Result<()> {
+    migrator.run(pool).await.context("migrations failed")
 }

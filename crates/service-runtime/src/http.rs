@@ -49,10 +49,7 @@ async fn readyz(State(pool): State<PgPool>) -> Response {
     }
 }
 
-async fn prometheus(State(pool): State<PgPool>) -> Response {
-    if let Err(e) = metrics::refresh_case_gauges(&pool).await {
-        tracing::warn!(error.message = %e, "cannot refresh case gauges");
-    }
+async fn prometheus() -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(),

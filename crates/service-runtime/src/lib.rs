@@ -6,10 +6,11 @@
 //! HTTP routes every service serves (`/healthz`, `/readyz`, `/metrics`), the
 //! common HTTP middleware stack, RFC 9457 problem responses, and the generic worker
 //! loop (claim → process → transition, woken by `LISTEN/NOTIFY`, with a slow
-//! fallback poll and lease renewal).
+//! fallback poll and lease renewal) over claim sources the workers implement.
 //!
-//! Must not: contain business rules (they live in `case-domain`) or SQL beyond
-//! what the loop and health checks need (the rest lives in `case-store`).
+//! Must not: contain business rules (they live in `case-domain`), know any table
+//! (it does not depend on `case-store`: migrations, claim sources and case gauges
+//! are handed in by the caller), or run SQL beyond the health check.
 
 pub mod config;
 pub mod db;

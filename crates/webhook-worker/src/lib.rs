@@ -12,7 +12,8 @@
 //!
 //! Must not: verify signatures of inbound webhooks (the gateway does, before anything
 //! is stored), put personal data in outbound payloads or logs, or move a case other
-//! than through `case_store`'s transition (via `provisioning::finish_order`).
+//! than through the use cases of `case_workflows` (an order is finished by
+//! `case_workflows::orders`, the same function the provisioning worker uses).
 
 pub mod inbound;
 pub mod outbound;
@@ -25,6 +26,7 @@ use service_runtime::{
 };
 use sqlx::PgPool;
 
+pub use inbound::InboundSettings;
 pub use outbound::DeliverySettings;
 
 /// The service's name (worker ids, metrics, logs).
@@ -38,6 +40,7 @@ pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// delays the carrier's webhooks).
 pub async fn run(
     pool: PgPool,
+    inbound: InboundSettings,
     delivery: DeliverySettings,
     settings: WorkerSettings,
     shutdown: Shutdown,
@@ -46,6 +49,7 @@ pub async fn run(
     let lease = settings.lease;
     // A delivery's lease must outlast its attempt.
     let delivery_lease = lease.max(delivery.timeout * 2 + Duration::from_secs(5));
+    let inbound_settings = Arc::new(inbound);
     let inbound = {
         let (pool, worker) = (pool.clone(), worker_id("webhooks-in"));
         let due = pool.clone();
@@ -63,9 +67,11 @@ pub async fn run(
                 settings.poll,
                 shutdown,
                 || {
-                    let (pool, worker) = (pool.clone(), worker.clone());
+                    let (pool, worker, config) =
+                        (pool.clone(), worker.clone(), inbound_settings.clone());
                     async move {
-                        let processed = inbound::process_one(&pool, &worker, lease).await?;
+                        let processed =
+                            inbound::process_one(&pool, &config, &worker, lease).await?;
                         let fanned = outbound::fan_out_once(&pool).await?;
                         Ok(processed || fanned)
                     }

@@ -69,7 +69,10 @@ async fn receive(pool: &PgPool, id: &str, body: Value) {
 
 async fn process_all(pool: &PgPool) -> usize {
     let mut n = 0;
-    while webhook_worker::inbound::process_one(pool, "test-worker", LEASE)
+    let settings = webhook_worker::InboundSettings {
+        start_url: "https://10086.example.cn/fuji".into(),
+    };
+    while webhook_worker::inbound::process_one(pool, &settings, "test-worker", LEASE)
         .await
         .unwrap()
     {
@@ -116,9 +119,9 @@ async fn a_completion_finishes_the_order_as_the_provisioning_worker_would(pool: 
 
     // The worker then records its own (identical) outcome: nothing moves twice.
     let mut tx = pool.begin().await.unwrap();
-    let moved = provisioning::finish_order(
+    let moved = case_workflows::orders::finish_order(
         &mut tx,
-        &provisioning::OrderOutcome {
+        &case_workflows::orders::OrderOutcome {
             order_id,
             case_id,
             state: "completed",
@@ -126,7 +129,7 @@ async fn a_completion_finishes_the_order_as_the_provisioning_worker_would(pool: 
             event: CaseEvent::Restored,
             reason: "the carrier restored full service",
         },
-        provisioning::OutboxSettlement::Claimed(&claim),
+        case_workflows::orders::OutboxSettlement::Claimed(&claim),
     )
     .await
     .unwrap();
@@ -299,5 +302,32 @@ async fn fan_out_makes_one_delivery_per_subscribed_endpoint(pool: PgPool) {
     assert!(
         !rows[1].2.to_string().contains("13800138040"),
         "no number in payloads"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_suspension_notice_links_the_configured_start_page_once(pool: PgPool) {
+    let body = json!({"type": "subscriber.suspended", "timestamp": "2026-12-01T08:00:00Z",
+                      "data": {"msisdn": "13800138031", "reason": "fraud_linked_contacts"}});
+    receive(&pool, "msg_susp_link", body.clone()).await;
+    // The same webhook stored again under another id is a different notice; the same id is not.
+    assert!(
+        !store::receive_carrier_webhook(&pool, "msg_susp_link", "subscriber.suspended", &body)
+            .await
+            .unwrap()
+    );
+    assert_eq!(process_all(&pool).await, 1);
+    let bodies: Vec<String> = sqlx::query_scalar(
+        "SELECT payload->>'body' FROM outbox WHERE topic = $1 AND payload->>'kind' = 'suspension'",
+    )
+    .bind(case_workflows::notices::NOTIFICATION_TOPIC)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(
+        bodies[0].contains("https://10086.example.cn/fuji"),
+        "{}",
+        bodies[0]
     );
 }

@@ -1,0 +1,238 @@
+//! The security stage's automatic work on a case: grading the carrier's signals of a
+//! claimed case and moving it (the risk worker), and re-scoring a case under review
+//! when the carrier sends new signals (the webhooks worker). The rules themselves
+//! are `case_domain::risk`'s; the carrier call that fetches the signals stays in the
+//! risk worker.
+
+use std::time::Duration;
+
+use carrier_adapter::RiskSignals as CarrierSignals;
+use case_domain::{
+    Actor, CaseEvent, CaseState, Msisdn,
+    material::{Material, remaining_needs},
+    risk::{self, ReasonCode, RiskSignals, RiskTier},
+};
+use case_store::{Claim, TransitionRequest, risk as store};
+use sqlx::{PgConnection, PgPool};
+
+use crate::WorkflowError;
+
+/// The actor id written in the events of a case the risk worker moved.
+pub const ACTOR: &str = "risk-assessment";
+
+/// How long a case may wait for the carrier's signals before a person decides.
+pub const MAX_WAIT_FOR_SIGNALS: Duration = Duration::from_secs(15 * 60);
+
+/// The states whose case a `subscriber.signals` webhook re-scores.
+pub const RESCORED_STATES: [CaseState; 3] = [
+    CaseState::SecurityReview,
+    CaseState::AwaitingCustomerSecurity,
+    CaseState::PartiallyReactivated,
+];
+
+/// The customer-safe summary of an assessment written as the event's reason.
+pub fn reason_text(tier: RiskTier, reasons: &[ReasonCode]) -> String {
+    let codes: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+    if codes.is_empty() {
+        format!("risk tier {}", tier.as_str())
+    } else {
+        format!("risk tier {}: {}", tier.as_str(), codes.join(", "))
+    }
+}
+
+/// The number of a claimed case (to ask the carrier for its signals).
+pub async fn claimed_number(pool: &PgPool, claim: &Claim) -> Result<Msisdn, WorkflowError> {
+    let case = case_store::load_case(pool, claim.case_id)
+        .await?
+        .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("claimed case vanished")))?;
+    Msisdn::parse(&case.msisdn)
+        .map_err(|e| WorkflowError::Internal(anyhow::anyhow!("stored number invalid: {e}")))
+}
+
+/// Sends a claimed case to a security analyst because the carrier's signals stayed
+/// unavailable for too long (fail safe: a person decides instead of waiting forever).
+pub async fn refer_without_signals(pool: &PgPool, claim: &Claim) -> Result<(), WorkflowError> {
+    let system = Actor::system(ACTOR);
+    case_store::transition(
+        pool,
+        TransitionRequest {
+            case_id: claim.case_id,
+            expected_version: claim.version,
+            event: CaseEvent::RiskFlagged,
+            actor: &system,
+            reason: Some(
+                "the carrier's risk signals are unavailable; a security analyst reviews the case",
+            ),
+            fence: Some(&claim.fence),
+            outbox: vec![],
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Grades the carrier's signals of a claimed case, stores the assessment and moves the
+/// case in one transaction, fenced by the claim: the lowest tier straight to
+/// provisioning (with its order), higher tiers to a security analyst, the extreme
+/// tier to `rejected`. Returns the tier.
+pub async fn grade_claimed_case(
+    pool: &PgPool,
+    claim: &Claim,
+    carrier_signals: &CarrierSignals,
+) -> Result<RiskTier, WorkflowError> {
+    let signals = RiskSignals {
+        fraud_linked_contacts: carrier_signals.fraud_linked_contacts,
+        sms_peak_per_hour: carrier_signals.sms_peak_per_hour,
+        intl_calls_24h: carrier_signals.intl_calls_24h,
+        suspension_reason: carrier_signals.suspension_reason.clone(),
+    };
+    let assessment = risk::assess(&signals);
+    let codes: Vec<String> = assessment
+        .reasons
+        .iter()
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    let needs: Vec<String> = assessment
+        .needs()
+        .iter()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    let recorded = serde_json::json!({
+        "fraud_linked_contacts": signals.fraud_linked_contacts,
+        "sms_peak_per_hour": signals.sms_peak_per_hour,
+        "intl_calls_24h": signals.intl_calls_24h,
+        "suspension_reason": signals.suspension_reason,
+        // The numbers themselves: the subscriber is asked to explain each one.
+        "flagged_contacts": carrier_signals.flagged_contacts,
+    });
+    let reason = reason_text(assessment.tier, &assessment.reasons);
+    let system = Actor::system(ACTOR);
+    let request = |event| TransitionRequest {
+        case_id: claim.case_id,
+        expected_version: claim.version,
+        event,
+        actor: &system,
+        reason: Some(reason.as_str()),
+        fence: Some(&claim.fence),
+        outbox: vec![],
+    };
+
+    let mut tx = pool.begin().await?;
+    store::save_assessment(
+        &mut *tx,
+        claim.case_id,
+        assessment.tier,
+        &codes,
+        &needs,
+        &recorded,
+    )
+    .await?;
+    match assessment.tier {
+        RiskTier::Low => {
+            store::transition_into_provisioning(&mut tx, request(CaseEvent::RiskCleared), "full")
+                .await?;
+        }
+        RiskTier::Medium | RiskTier::High => {
+            case_store::transition_in(&mut tx, request(CaseEvent::RiskFlagged)).await?;
+        }
+        RiskTier::Extreme => {
+            case_store::transition_in(&mut tx, request(CaseEvent::RiskRefused)).await?;
+        }
+    }
+    tx.commit().await?;
+    tracing::info!(case_id = %claim.case_id, tier = assessment.tier.as_str(), reasons = ?codes, "risk assessed");
+    Ok(assessment.tier)
+}
+
+/// New signals the carrier sent for a number (a `subscriber.signals` webhook).
+#[derive(Debug, Clone)]
+pub struct NewSignals {
+    /// The number.
+    pub msisdn: Msisdn,
+    /// The signals; a missing suspension reason keeps the latest assessment's.
+    pub signals: RiskSignals,
+    /// The flagged contacts the subscriber is asked to explain.
+    pub flagged_contacts: Vec<String>,
+}
+
+/// Re-scores the number's open case from new signals when it is under security
+/// review (or waits for the subscriber's answer to security, or is partly restored),
+/// in the caller's transaction: a new assessment whose needs are the tier's, minus
+/// what the subscriber's material already satisfies — the rule the material
+/// endpoints use. Returns why nothing was done, if so.
+pub async fn rescore(
+    conn: &mut PgConnection,
+    new: NewSignals,
+) -> Result<Option<String>, WorkflowError> {
+    let NewSignals {
+        msisdn,
+        mut signals,
+        flagged_contacts,
+    } = new;
+    let Some(case) = case_store::webhooks::lock_open_case_for_msisdn(conn, msisdn.e164()).await?
+    else {
+        return Ok(Some("the number has no open case".into()));
+    };
+    if !RESCORED_STATES.contains(&case.state) {
+        return Ok(Some(format!(
+            "the case is {}, not under security review",
+            case.state
+        )));
+    }
+    let latest = store::latest_assessment(&mut *conn, case.id).await?;
+    if signals.suspension_reason.is_none() {
+        signals.suspension_reason = latest
+            .as_ref()
+            .and_then(|a| a.signals["suspension_reason"].as_str())
+            .map(str::to_owned);
+    }
+    let assessment = risk::assess(&signals);
+    let explained = case_store::material::explained_contacts(&mut *conn, case.id).await?;
+    let counts = case_store::material::count_material(&mut *conn, case.id).await?;
+    let needs = remaining_needs(
+        assessment.tier,
+        &flagged_contacts,
+        &Material {
+            explanations: usize::try_from(counts.explanations).unwrap_or(usize::MAX),
+            explained_contacts: &explained,
+            evidence: usize::try_from(counts.evidence).unwrap_or(usize::MAX),
+        },
+    );
+    let codes: Vec<String> = assessment
+        .reasons
+        .iter()
+        .map(|r| r.as_str().to_owned())
+        .collect();
+    let needs: Vec<String> = needs.iter().map(|n| n.as_str().to_owned()).collect();
+    let recorded = serde_json::json!({
+        "fraud_linked_contacts": signals.fraud_linked_contacts,
+        "sms_peak_per_hour": signals.sms_peak_per_hour,
+        "intl_calls_24h": signals.intl_calls_24h,
+        "suspension_reason": signals.suspension_reason,
+        "flagged_contacts": flagged_contacts,
+        "source": "carrier_webhook",
+    });
+    case_store::webhooks::save_rescored_assessment(
+        &mut *conn,
+        case.id,
+        assessment.tier,
+        &codes,
+        &needs,
+        &recorded,
+    )
+    .await?;
+    tracing::info!(case_id = %case.id, tier = assessment.tier.as_str(), reasons = ?codes, "case re-scored from the carrier's signals");
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_names_the_tier_and_its_codes() {
+        assert_eq!(reason_text(RiskTier::Low, &[]), "risk tier low");
+        let text = reason_text(RiskTier::High, &[ReasonCode::FraudLinkedContacts]);
+        assert!(text.starts_with("risk tier high: "), "{text}");
+    }
+}
