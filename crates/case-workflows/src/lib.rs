@@ -17,10 +17,13 @@
 //! read the environment (configuration is passed in by the caller).
 
 pub mod agent;
+pub mod complaints;
 pub mod customer;
 pub mod dossier;
 mod error;
 pub mod eta;
+pub mod identity;
+pub mod material;
 pub mod orders;
 
 pub use error::{FieldError, WorkflowError};
