@@ -112,6 +112,59 @@ pub enum IdentityError {
     Internal(#[from] anyhow::Error),
 }
 
+/// What the requester is told about a refusal: a stable kind (`slug`), its title,
+/// and this occurrence's words. Never which part of a proof was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wording {
+    /// Stable kind, e.g. `identity-locked`.
+    pub slug: &'static str,
+    /// Short, stable summary.
+    pub title: &'static str,
+    /// What the requester is told this time.
+    pub detail: String,
+}
+
+impl IdentityError {
+    /// The words for a refusal the requester can act on; `None` for a missing case
+    /// and for failures (unreachable, internal), which every edge words its own way.
+    pub fn wording(&self) -> Option<Wording> {
+        let (slug, title, detail) = match self {
+            Self::NotFound | Self::Unreachable(_) | Self::Internal(_) => return None,
+            Self::Invalid(detail) => ("validation", "Invalid request", detail.clone()),
+            Self::Locked => (
+                "identity-locked",
+                "Too many failed attempts",
+                "No more online attempts are possible. A customer-service agent now checks your identity and will contact you.".into(),
+            ),
+            Self::TooManyCodes => (
+                "too-many-codes",
+                "Too many codes requested",
+                "No more codes can be sent for this case. Use your service password or call records instead.".into(),
+            ),
+            Self::NoContactOnFile => (
+                "no-contact-on-file",
+                "No contact on file",
+                "The carrier has no backup phone or e-mail on file to send a code to. Use your service password or call records instead.".into(),
+            ),
+            Self::WrongState(state) => (
+                "wrong-state",
+                "Not waiting for identity proof",
+                format!("The case is {state}; identity proofs are not taken now."),
+            ),
+            Self::CarrierUnavailable => (
+                "carrier-unavailable",
+                "Carrier unavailable",
+                "The carrier cannot be reached right now. Please try again in a minute.".into(),
+            ),
+        };
+        Some(Wording {
+            slug,
+            title,
+            detail,
+        })
+    }
+}
+
 impl From<StoreError> for IdentityError {
     fn from(e: StoreError) -> Self {
         Self::Internal(e.into())
@@ -427,5 +480,36 @@ impl IdentityCases {
             accepted: false,
             remaining_attempts: identity::remaining_attempts(failed),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_worded_and_never_say_which_part_was_wrong() {
+        assert!(IdentityError::NotFound.wording().is_none());
+        assert!(
+            IdentityError::Unreachable("down".into())
+                .wording()
+                .is_none()
+        );
+        let locked = IdentityError::Locked.wording().expect("worded");
+        assert_eq!(locked.slug, "identity-locked");
+        let state = IdentityError::WrongState(CaseState::Cancelled)
+            .wording()
+            .expect("worded");
+        assert_eq!(
+            state.detail,
+            "The case is cancelled; identity proofs are not taken now."
+        );
+        assert_eq!(
+            Proof::ServicePassword {
+                password: "x".into()
+            }
+            .method(),
+            "service_password"
+        );
     }
 }

@@ -365,51 +365,26 @@ impl From<CodeSent> for OtpSent {
 
 /// The answer to an identity failure (the words the identity service has always used).
 fn identity_failure(e: IdentityError) -> Response {
-    let problem = match e {
-        IdentityError::NotFound => return ApiError::NotFound.into_response(),
+    if let Some(words) = e.wording() {
+        let status = match e {
+            IdentityError::Locked => StatusCode::LOCKED,
+            IdentityError::TooManyCodes => StatusCode::TOO_MANY_REQUESTS,
+            IdentityError::WrongState(_) => StatusCode::CONFLICT,
+            IdentityError::CarrierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // Invalid proofs, no contact on file.
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        return Problem::new(status, words.slug, words.title, words.detail).into_response();
+    }
+    match e {
         IdentityError::Unreachable(cause) => {
             tracing::error!(error.message = %cause, "identity service unreachable");
-            return ApiError::Unavailable("identity service").into_response();
+            ApiError::Unavailable("identity service")
         }
-        IdentityError::Internal(cause) => return ApiError::Internal(cause).into_response(),
-        IdentityError::Invalid(detail) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "Invalid request",
-            detail,
-        ),
-        IdentityError::Locked => Problem::new(
-            StatusCode::LOCKED,
-            "identity-locked",
-            "Too many failed attempts",
-            "No more online attempts are possible. A customer-service agent now checks your identity and will contact you.",
-        ),
-        IdentityError::TooManyCodes => Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-codes",
-            "Too many codes requested",
-            "No more codes can be sent for this case. Use your service password or call records instead.",
-        ),
-        IdentityError::NoContactOnFile => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no-contact-on-file",
-            "No contact on file",
-            "The carrier has no backup phone or e-mail on file to send a code to. Use your service password or call records instead.",
-        ),
-        IdentityError::WrongState(state) => Problem::new(
-            StatusCode::CONFLICT,
-            "wrong-state",
-            "Not waiting for identity proof",
-            format!("The case is {state}; identity proofs are not taken now."),
-        ),
-        IdentityError::CarrierUnavailable => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "carrier-unavailable",
-            "Carrier unavailable",
-            "The carrier cannot be reached right now. Please try again in a minute.",
-        ),
-    };
-    problem.into_response()
+        IdentityError::Internal(cause) => ApiError::Internal(cause),
+        _ => ApiError::NotFound,
+    }
+    .into_response()
 }
 
 /// Sends a one-time code to a contact on file with the carrier (never to one typed here).

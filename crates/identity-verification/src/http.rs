@@ -66,45 +66,79 @@ fn failure(e: IdentityError) -> Response {
 }
 
 /// The problem answer of an identity failure: the same words the gateway answers with.
-pub fn problem(e: &IdentityError) -> Problem {
-    match e {
-        IdentityError::NotFound => Problem::not_found(),
-        IdentityError::Invalid(detail) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "Invalid request",
-            detail.clone(),
-        ),
-        IdentityError::Locked => Problem::new(
-            StatusCode::LOCKED,
-            "identity-locked",
-            "Too many failed attempts",
-            "No more online attempts are possible. A customer-service agent now checks your identity and will contact you.",
-        ),
-        IdentityError::TooManyCodes => Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-codes",
-            "Too many codes requested",
-            "No more codes can be sent for this case. Use your service password or call records instead.",
-        ),
-        IdentityError::NoContactOnFile => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "no-contact-on-file",
-            "No contact on file",
-            "The carrier has no backup phone or e-mail on file to send a code to. Use your service password or call records instead.",
-        ),
-        IdentityError::WrongState(state) => Problem::new(
-            StatusCode::CONFLICT,
-            "wrong-state",
-            "Not waiting for identity proof",
-            format!("The case is {state}; identity proofs are not taken now."),
-        ),
-        IdentityError::CarrierUnavailable => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "carrier-unavailable",
-            "Carrier unavailable",
-            "The carrier cannot be reached right now. Please try again in a minute.",
-        ),
-        IdentityError::Unreachable(_) | IdentityError::Internal(_) => Problem::internal(),
+fn problem(e: &IdentityError) -> Problem {
+    let Some(words) = e.wording() else {
+        return match e {
+            IdentityError::NotFound => Problem::not_found(),
+            _ => Problem::internal(),
+        };
+    };
+    let status = match e {
+        IdentityError::Locked => StatusCode::LOCKED,
+        IdentityError::TooManyCodes => StatusCode::TOO_MANY_REQUESTS,
+        IdentityError::WrongState(_) => StatusCode::CONFLICT,
+        IdentityError::CarrierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        // Invalid proofs, no contact on file.
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    Problem::new(status, words.slug, words.title, words.detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use case_workflows::identity::IdentityError;
+
+    use super::*;
+
+    #[test]
+    fn each_refusal_keeps_its_status_and_problem_type() {
+        let cases = [
+            (
+                IdentityError::Invalid("code must be six digits".into()),
+                422,
+                "validation",
+            ),
+            (IdentityError::Locked, 423, "identity-locked"),
+            (IdentityError::TooManyCodes, 429, "too-many-codes"),
+            (IdentityError::NoContactOnFile, 422, "no-contact-on-file"),
+            (
+                IdentityError::WrongState(case_domain_state()),
+                409,
+                "wrong-state",
+            ),
+            (
+                IdentityError::CarrierUnavailable,
+                503,
+                "carrier-unavailable",
+            ),
+            (IdentityError::NotFound, 404, "not-found"),
+            (IdentityError::Internal(anyhow_error()), 500, "internal"),
+        ];
+        for (e, status, slug) in cases {
+            let p = problem(&e);
+            assert_eq!(p.status, status, "{e}");
+            assert_eq!(
+                p.kind,
+                format!("https://reactivation.example/problems/{slug}")
+            );
+        }
+        assert_eq!(
+            problem(&IdentityError::Invalid("code must be six digits".into())).detail,
+            "code must be six digits"
+        );
+    }
+
+    #[test]
+    fn a_wrong_state_answer_names_the_state_for_the_gateway() {
+        let response = failure(IdentityError::WrongState(case_domain_state()));
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+    }
+
+    fn case_domain_state() -> case_domain::CaseState {
+        case_domain::CaseState::Cancelled
+    }
+
+    fn anyhow_error() -> anyhow::Error {
+        anyhow::anyhow!("broken")
     }
 }
