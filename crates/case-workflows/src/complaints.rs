@@ -4,12 +4,12 @@
 
 use case_domain::{
     Actor,
-    complaint::{self, ComplaintChannel},
+    complaint::{self, ComplaintChannel, ComplaintStatus},
     material::check_text,
 };
 use case_store::{
     audit::{self, AuditEntry},
-    complaints::{self as store, AnswerRefusal, ComplaintRow, OpenRefusal},
+    complaints::{self as store, AnswerRefusal, ComplaintListRow, ComplaintRow, OpenRefusal},
 };
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -60,6 +60,24 @@ pub async fn complain(
 /// A case's complaints, oldest first.
 pub async fn for_case(pool: &PgPool, case_id: Uuid) -> Result<Vec<ComplaintRow>, WorkflowError> {
     Ok(store::list_for_case(pool, case_id).await?)
+}
+
+/// The most complaints one queue read returns.
+const QUEUE_LIMIT: i64 = 500;
+
+/// Complaints across cases, earliest due first: those with status `status` (`open`
+/// when not given, every complaint for `all`).
+pub async fn queue(
+    pool: &PgPool,
+    status: Option<&str>,
+) -> Result<Vec<ComplaintListRow>, WorkflowError> {
+    let status = match status.unwrap_or("open") {
+        "all" => None,
+        name => Some(ComplaintStatus::parse(name).ok_or_else(|| {
+            WorkflowError::invalid("status", "status must be open, answered or all")
+        })?),
+    };
+    Ok(store::list_by_status(pool, status, QUEUE_LIMIT).await?)
 }
 
 /// Agent `agent_id` (acting as `actor`) answers a complaint and closes it; the

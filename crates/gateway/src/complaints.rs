@@ -9,11 +9,8 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use case_domain::{
-    Msisdn, Role,
-    complaint::{self, ComplaintStatus},
-};
-use case_store::complaints::{self as store, ComplaintRow};
+use case_domain::{Msisdn, Role, complaint};
+use case_store::complaints::ComplaintRow;
 use case_workflows::complaints;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -277,15 +274,8 @@ pub async fn queue(
             "the only parameter is status: open, answered or all",
         )
     })?;
-    let status = match query.status.as_deref().unwrap_or("open") {
-        "all" => None,
-        name => Some(
-            ComplaintStatus::parse(name)
-                .ok_or_else(|| invalid("status", "status must be open, answered or all"))?,
-        ),
-    };
     let now = Utc::now();
-    let complaints = store::list_by_status(&state.pool, status, 500)
+    let complaints = complaints::queue(&state.pool, query.status.as_deref())
         .await?
         .into_iter()
         .map(|r| ComplaintListItem {

@@ -2,14 +2,8 @@
 //! contacts, evidence files, and the one appeal of a rejection. The edge: body
 //! limits, multipart reading, JSON in and out; the use cases are
 //! [`case_workflows::material`].
-//!
-//! Material is accepted while a review is open (see
-//! [`case_domain::material::accepts_material`]). In the transaction that stores it,
-//! the case row is locked; when an agent was waiting for the subscriber
-//! (`awaiting_customer_*`) the material is their answer and the case goes back to
-//! the asking state (`customer_responded`); and the latest risk assessment is
-//! re-scored (same tier and reasons, the needs still open), so the status shows what
-//! is still needed.
+//! An evidence upload is refused before its body is read when the case takes no
+//! material now or the declared size is over the limit.
 
 use axum::{
     Json,
