@@ -336,3 +336,42 @@ async fn a_cancelled_case_cannot_be_cancelled_again(pool: PgPool) {
     assert_eq!(complaint["status"], "open");
     assert!(complaint.get("answered_by").is_none());
 }
+
+#[sqlx::test(migrator = "case_store::MIGRATOR")]
+async fn material_and_appeals_are_refused_outside_their_states(pool: PgPool) {
+    let app = app(pool).await;
+    let (case_id, token) = open(&app).await;
+    let (status, problem) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/cases/{case_id}/explanations"),
+        Some(&token),
+        None,
+        Some(json!({"statement": "They are my colleagues."})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "material_not_accepted");
+    let (status, problem) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/cases/{case_id}/appeal"),
+        Some(&token),
+        None,
+        Some(json!({"statement": "I disagree."})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(problem["code"], "not_rejected");
+    let (status, problem) = call(
+        &app,
+        Method::POST,
+        &format!("/v1/cases/{case_id}/appeal"),
+        Some(&token),
+        None,
+        Some(json!({"statement": ""})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "statement");
+}
