@@ -27,3 +27,4 @@ pub mod notice;
 pub mod progress;
 pub mod risk;
 pub mod sla;
+pub mod subscriber_policy;

@@ -17,11 +17,14 @@
 //! read the environment (configuration is passed in by the caller).
 
 pub mod agent;
+pub mod complaints;
 pub mod customer;
 pub mod dossier;
 mod error;
 pub mod eta;
 pub mod gauges;
+pub mod identity;
+pub mod material;
 pub mod notices;
 pub mod orders;
 pub mod risk;

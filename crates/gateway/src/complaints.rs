@@ -9,15 +9,9 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use case_domain::{
-    Msisdn, Role,
-    complaint::{self, ComplaintChannel, ComplaintStatus},
-    material::check_text,
-};
-use case_store::{
-    audit::{self, AuditEntry},
-    complaints::{self as store, AnswerRefusal, ComplaintRow, OpenRefusal},
-};
+use case_domain::{Msisdn, Role, complaint};
+use case_store::complaints::ComplaintRow;
+use case_workflows::complaints;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -140,41 +134,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (request, _): (ComplaintRequest, _) = parse_json(&body)?;
-    let mut errors = Vec::new();
-    let channel = ComplaintChannel::parse(&request.channel);
-    if channel.is_none() {
-        errors.push(FieldError {
-            field: "channel".into(),
-            message: "channel must be one of web, app, social, regulator, hotline".into(),
-        });
-    }
-    let text = check_text(&request.text, complaint::MAX_TEXT_CHARS)
-        .map_err(|message| {
-            errors.push(FieldError {
-                field: "text".into(),
-                message,
-            })
-        })
-        .ok();
-    let (Some(channel), Some(text)) = (channel, text) else {
-        return Err(ApiError::Invalid(errors));
-    };
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let row = match store::open_complaint(&mut tx, case.id, channel, text).await? {
-        Ok(row) => row,
-        Err(OpenRefusal::NotFound) => return Err(ApiError::NotFound),
-        Err(OpenRefusal::TooManyOpen) => {
-            return Err(ApiError::Refused {
-                code: "too_many_open_complaints",
-                detail: format!(
-                    "This case already has {} unanswered complaints; please wait for the answers.",
-                    complaint::MAX_OPEN_PER_CASE
-                ),
-            });
-        }
-    };
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    tracing::info!(case_id = %case.id, complaint_id = %row.id, channel = %channel, "complaint opened");
+    let row = complaints::complain(&state.pool, case.id, &request.channel, &request.text).await?;
     Ok((
         StatusCode::CREATED,
         Json(ComplaintView::for_subscriber(row, Utc::now())),
@@ -197,7 +157,7 @@ pub async fn list_mine(
     CustomerCase(case): CustomerCase,
 ) -> Result<Json<ComplaintList>, ApiError> {
     let now = Utc::now();
-    let complaints = store::list_for_case(&state.pool, case.id)
+    let complaints = complaints::for_case(&state.pool, case.id)
         .await?
         .into_iter()
         .map(|r| ComplaintView::for_subscriber(r, now))
@@ -242,8 +202,6 @@ pub async fn answer(
     let case_id: Uuid = case_id.parse().map_err(|_| ApiError::NotFound)?;
     let complaint_id: Uuid = complaint_id.parse().map_err(|_| ApiError::NotFound)?;
     let (request, _): (AnswerRequest, _) = parse_json(&body)?;
-    let text = check_text(&request.answer, complaint::MAX_ANSWER_CHARS)
-        .map_err(|m| invalid("answer", m))?;
     let actor = session.actor(
         session
             .roles()
@@ -252,36 +210,15 @@ pub async fn answer(
             .find(|r| CASE_READERS.contains(r))
             .unwrap_or(Role::Supervisor),
     );
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let row =
-        match store::answer_complaint(&mut tx, case_id, complaint_id, session.id(), text).await? {
-            Ok(row) => row,
-            Err(AnswerRefusal::NotFound) => return Err(ApiError::NotFound),
-            Err(AnswerRefusal::AlreadyAnswered) => {
-                return Err(ApiError::Refused {
-                    code: "complaint_already_answered",
-                    detail: "This complaint was already answered.".into(),
-                });
-            }
-        };
-    audit::record(
-        &mut tx,
-        &AuditEntry {
-            actor: &actor,
-            action: "complaint.answer",
-            case_id: Some(case_id),
-            detail: serde_json::json!({
-                "complaint_id": complaint_id,
-                "channel": row.channel,
-                "due_at": row.due_at,
-                "overdue": row.answered_at.is_some_and(|at| at > row.due_at),
-            }),
-            reason: None,
-        },
+    let row = complaints::answer(
+        &state.pool,
+        &actor,
+        session.id(),
+        case_id,
+        complaint_id,
+        &request.answer,
     )
     .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    tracing::info!(case_id = %case_id, complaint_id = %complaint_id, "complaint answered");
     Ok(Json(ComplaintView::for_agents(row, Utc::now())))
 }
 
@@ -337,15 +274,8 @@ pub async fn queue(
             "the only parameter is status: open, answered or all",
         )
     })?;
-    let status = match query.status.as_deref().unwrap_or("open") {
-        "all" => None,
-        name => Some(
-            ComplaintStatus::parse(name)
-                .ok_or_else(|| invalid("status", "status must be open, answered or all"))?,
-        ),
-    };
     let now = Utc::now();
-    let complaints = store::list_by_status(&state.pool, status, 500)
+    let complaints = complaints::queue(&state.pool, query.status.as_deref())
         .await?
         .into_iter()
         .map(|r| ComplaintListItem {
@@ -360,7 +290,7 @@ pub async fn queue(
 /// A case's complaints as agents see them (for the case view and the dossier).
 pub async fn for_case(state: &AppState, case_id: Uuid) -> Result<Vec<ComplaintView>, ApiError> {
     let now = Utc::now();
-    Ok(store::list_for_case(&state.pool, case_id)
+    Ok(complaints::for_case(&state.pool, case_id)
         .await?
         .into_iter()
         .map(|r| ComplaintView::for_agents(r, now))

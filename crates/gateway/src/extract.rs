@@ -78,8 +78,7 @@ impl FromRequestParts<AppState> for CustomerCase {
             .map(str::trim)
             .filter(|t| !t.is_empty() && t.len() <= 128)
             .ok_or(ApiError::NotFound)?;
-        let hash = data_protection::hash_token(token);
-        let case = case_store::load_case_by_token(&state.pool, case_id, &hash)
+        let case = case_workflows::customer::case_for_token(&state.pool, case_id, token)
             .await?
             .ok_or(ApiError::NotFound)?;
         Ok(Self(case))

@@ -8,8 +8,8 @@
 //! Idempotency-Key handling on case creation, and the agent web console
 //! (`/console`, server-rendered; see [`console`]).
 //!
-//! Must not: decide identity or risk (it relays proofs to the identity service and
-//! reads what the workers decided), put personal data in answers beyond masked
+//! Must not: decide identity or risk (it passes proofs to the identity port,
+//! [`identity_client::HttpIdentity`] in production, and reads what the workers decided), put personal data in answers beyond masked
 //! forms, or change a case except through `case_store::transition`.
 
 pub mod access;
@@ -22,6 +22,7 @@ mod dossier;
 mod error;
 mod escalations;
 mod extract;
+pub mod identity_client;
 pub mod live;
 mod material;
 mod openapi;

@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use case_domain::sla::SlaConfig;
+use case_workflows::identity::IdentityPort;
 use data_protection::Keys;
-use identity_verification::client::IdentityClient;
 use sqlx::PgPool;
 
 /// What every handler can reach.
@@ -12,8 +12,9 @@ pub struct AppState {
     pub pool: PgPool,
     /// Keys for personal data at rest.
     pub keys: Arc<Keys>,
-    /// The identity-verification service.
-    pub identity: IdentityClient,
+    /// Sends codes and judges identity proofs: the identity service over HTTP
+    /// ([`crate::identity_client::HttpIdentity`]) or the use cases in-process.
+    pub identity: Arc<dyn IdentityPort>,
     /// Carrier webhook secrets and the outbound destination policy.
     pub webhooks: crate::webhooks::WebhookConfig,
     /// Stage SLAs (queue due times, the ETA), read once at start.

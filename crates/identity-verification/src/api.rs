@@ -1,11 +1,11 @@
-//! The request and answer bodies of identity verification, shared by the gateway
-//! (public customer API) and this service's internal API.
+//! The request and answer bodies of this service's internal API (the gateway's
+//! HTTP identity client speaks the same shapes).
 
+use case_workflows::identity::{CodeSent, Proof, Verdict};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// A proof of identity offered by the requester.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum VerificationRequest {
     /// The six-digit code sent to a contact on file with the carrier.
@@ -25,19 +25,20 @@ pub enum VerificationRequest {
     },
 }
 
-impl VerificationRequest {
-    /// The method name.
-    pub fn method(&self) -> &'static str {
-        match self {
-            Self::Otp { .. } => "otp",
-            Self::ServicePassword { .. } => "service_password",
-            Self::CallRecords { .. } => "call_records",
+impl From<VerificationRequest> for Proof {
+    fn from(r: VerificationRequest) -> Self {
+        match r {
+            VerificationRequest::Otp { code } => Self::Otp { code },
+            VerificationRequest::ServicePassword { password } => Self::ServicePassword { password },
+            VerificationRequest::CallRecords { counterparties } => {
+                Self::CallRecords { counterparties }
+            }
         }
     }
 }
 
 /// Whether a proof was accepted. Never says which part was wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerificationResponse {
     /// The proof was accepted (identity verified, or passed to a CS agent for call records).
     pub accepted: bool,
@@ -45,8 +46,17 @@ pub struct VerificationResponse {
     pub remaining_attempts: i32,
 }
 
+impl From<Verdict> for VerificationResponse {
+    fn from(v: Verdict) -> Self {
+        Self {
+            accepted: v.accepted,
+            remaining_attempts: v.remaining_attempts,
+        }
+    }
+}
+
 /// A one-time code was sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OtpSent {
     /// Always `sent`.
     pub status: String,
@@ -56,4 +66,15 @@ pub struct OtpSent {
     pub channel: String,
     /// Codes that may still be requested for this case.
     pub remaining_sends: i32,
+}
+
+impl From<CodeSent> for OtpSent {
+    fn from(s: CodeSent) -> Self {
+        Self {
+            status: "sent".into(),
+            sent_to: s.sent_to,
+            channel: s.channel,
+            remaining_sends: s.remaining_sends,
+        }
+    }
 }

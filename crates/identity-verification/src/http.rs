@@ -1,4 +1,5 @@
-//! The service's internal HTTP API (called by the gateway only; not exposed publicly).
+//! The service's internal HTTP API (called by the gateway only; not exposed publicly):
+//! parse, call the identity use case, render.
 
 use axum::{
     Json, Router,
@@ -8,28 +9,29 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
+use case_workflows::identity::{IdentityCases, IdentityError};
 use service_runtime::Problem;
 use uuid::Uuid;
 
-use crate::{IdentityService, api::VerificationRequest};
+use crate::api::{OtpSent, VerificationRequest, VerificationResponse};
 
 /// `POST /internal/v1/cases/{id}/otp` and `POST /internal/v1/cases/{id}/verifications`.
-pub fn router(service: IdentityService) -> Router {
+pub fn router(service: IdentityCases) -> Router {
     Router::new()
         .route("/internal/v1/cases/{case_id}/otp", post(send_code))
         .route("/internal/v1/cases/{case_id}/verifications", post(verify))
         .with_state(service)
 }
 
-async fn send_code(State(service): State<IdentityService>, Path(case_id): Path<Uuid>) -> Response {
+async fn send_code(State(service): State<IdentityCases>, Path(case_id): Path<Uuid>) -> Response {
     match service.send_code(case_id).await {
-        Ok(sent) => (StatusCode::ACCEPTED, Json(sent)).into_response(),
+        Ok(sent) => (StatusCode::ACCEPTED, Json(OtpSent::from(sent))).into_response(),
         Err(e) => failure(e),
     }
 }
 
 async fn verify(
-    State(service): State<IdentityService>,
+    State(service): State<IdentityCases>,
     Path(case_id): Path<Uuid>,
     body: Bytes,
 ) -> Response {
@@ -45,15 +47,98 @@ async fn verify(
             .into_response();
         }
     };
-    match service.verify(case_id, request).await {
-        Ok(answer) => Json(answer).into_response(),
+    match service.verify(case_id, request.into()).await {
+        Ok(verdict) => Json(VerificationResponse::from(verdict)).into_response(),
         Err(e) => failure(e),
     }
 }
 
-fn failure(e: crate::VerifyError) -> Response {
-    if let crate::VerifyError::Internal(cause) = &e {
+fn failure(e: IdentityError) -> Response {
+    if let IdentityError::Internal(cause) = &e {
         tracing::error!(error.message = %cause, error.cause_chain = ?cause, "identity verification failed");
     }
-    e.problem().into_response()
+    let mut problem = problem(&e);
+    if let IdentityError::WrongState(state) = e {
+        // For the gateway's client, which renders its own answer from the typed error.
+        problem = problem.with("state", state.as_str());
+    }
+    problem.into_response()
+}
+
+/// The problem answer of an identity failure: the same words the gateway answers with.
+fn problem(e: &IdentityError) -> Problem {
+    let Some(words) = e.wording() else {
+        return match e {
+            IdentityError::NotFound => Problem::not_found(),
+            _ => Problem::internal(),
+        };
+    };
+    let status = match e {
+        IdentityError::Locked => StatusCode::LOCKED,
+        IdentityError::TooManyCodes => StatusCode::TOO_MANY_REQUESTS,
+        IdentityError::WrongState(_) => StatusCode::CONFLICT,
+        IdentityError::CarrierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        // Invalid proofs, no contact on file.
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    Problem::new(status, words.slug, words.title, words.detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use case_workflows::identity::IdentityError;
+
+    use super::*;
+
+    #[test]
+    fn each_refusal_keeps_its_status_and_problem_type() {
+        let cases = [
+            (
+                IdentityError::Invalid("code must be six digits".into()),
+                422,
+                "validation",
+            ),
+            (IdentityError::Locked, 423, "identity-locked"),
+            (IdentityError::TooManyCodes, 429, "too-many-codes"),
+            (IdentityError::NoContactOnFile, 422, "no-contact-on-file"),
+            (
+                IdentityError::WrongState(case_domain_state()),
+                409,
+                "wrong-state",
+            ),
+            (
+                IdentityError::CarrierUnavailable,
+                503,
+                "carrier-unavailable",
+            ),
+            (IdentityError::NotFound, 404, "not-found"),
+            (IdentityError::Internal(anyhow_error()), 500, "internal"),
+        ];
+        for (e, status, slug) in cases {
+            let p = problem(&e);
+            assert_eq!(p.status, status, "{e}");
+            assert_eq!(
+                p.kind,
+                format!("https://reactivation.example/problems/{slug}")
+            );
+        }
+        assert_eq!(
+            problem(&IdentityError::Invalid("code must be six digits".into())).detail,
+            "code must be six digits"
+        );
+    }
+
+    #[test]
+    fn a_wrong_state_answer_names_the_state_for_the_gateway() {
+        let response = failure(IdentityError::WrongState(case_domain_state()));
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+    }
+
+    fn case_domain_state() -> case_domain::CaseState {
+        case_domain::CaseState::Cancelled
+    }
+
+    fn anyhow_error() -> anyhow::Error {
+        anyhow::anyhow!("broken")
+    }
 }

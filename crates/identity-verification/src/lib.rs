@@ -1,22 +1,18 @@
-//! The identity-verification service: the customer-service stage of a case.
+//! The identity-verification service: the customer-service stage of a case, as a
+//! process of its own.
 //!
-//! Owns: sending one-time codes through the carrier to a contact **on file** (never
-//! to one the requester typed), checking codes, service passwords (asked of the
-//! carrier, never stored) and call records, asking the carrier whether the name and
-//! ID number match the number's subscriber, counting attempts, and moving the case
-//! on (`proofs_accepted` → risk assessment, `identity_escalated` → a CS agent). Its
-//! internal HTTP API is called by the gateway; [`client::IdentityClient`] is that caller.
+//! Owns: its internal HTTP API (`/internal/v1/cases/{id}/otp`,
+//! `/internal/v1/cases/{id}/verifications`), called by the gateway's HTTP
+//! implementation of `case_workflows::identity::IdentityPort`. The logic (sending
+//! one-time codes to a contact on file, checking codes, service passwords and call
+//! records, counting attempts, moving the case on) is the use cases in
+//! [`case_workflows::identity`]; this crate parses, calls them and renders.
 //!
 //! Must not: tell the requester which part of a proof was wrong or whether the
-//! number/ID pair exists; keep a code or password in clear; log personal data.
+//! number/ID pair exists; log personal data.
 
 pub mod api;
-pub mod client;
 mod http;
-mod service;
 
+pub use case_workflows::identity::{IdentityCases as IdentityService, IdentityError, SERVICE};
 pub use http::router;
-pub use service::{IdentityService, VerifyError};
-
-/// The actor id this service writes in case events.
-pub const SERVICE: &str = "identity-verification";

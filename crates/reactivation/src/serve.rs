@@ -65,8 +65,9 @@ impl Wiring {
                 // The ETA and queue due times read the stage SLAs: refuse a malformed
                 // configuration at start.
                 let sla = Arc::new(case_timers::TimersConfig::from_env()?.sla);
-                let identity =
-                    identity_verification::client::IdentityClient::new(&settings.identity_url)?;
+                let identity = Arc::new(gateway::identity_client::HttpIdentity::new(
+                    &settings.identity_url,
+                )?);
                 let state = gateway::AppState {
                     pool,
                     keys: self.keys()?,

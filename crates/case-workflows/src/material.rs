@@ -1,0 +1,482 @@
+//! The subscriber's material for a risk-graded review: explanations of flagged
+//! contacts, evidence files, and the one appeal of a rejection.
+//!
+//! Material is accepted while a review is open (see
+//! [`case_domain::material::accepts_material`]). In the transaction that stores it,
+//! the case row is locked; when an agent was waiting for the subscriber
+//! (`awaiting_customer_*`) the material is their answer and the case goes back to
+//! the asking state (`customer_responded`); and the latest risk assessment is
+//! re-scored (same tier and reasons, the needs still open), so the status shows what
+//! is still needed.
+
+use case_domain::{
+    Actor, CaseEvent, CaseState, Msisdn,
+    material::{self, ContentRefusal},
+    progress,
+    risk::Need,
+    subscriber_policy,
+};
+use case_store::{
+    CaseRow, TransitionRequest,
+    material::{Counterparty, EvidenceStored},
+    risk::AssessmentRow,
+};
+use chrono::Utc;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{FieldError, WorkflowError, customer::StatusView};
+
+/// A counterparty's number as shown: masked.
+pub fn mask_number(number: &str) -> String {
+    Msisdn::parse(number).map_or_else(
+        |_| {
+            let chars: Vec<char> = number.trim().chars().collect();
+            let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+            format!("*******{tail}")
+        },
+        |m| m.masked(),
+    )
+}
+
+/// The flagged contacts recorded in an assessment (older rows hold only a count).
+pub fn flagged_contacts(assessment: &AssessmentRow) -> Vec<String> {
+    assessment.signals["flagged_contacts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The flagged contacts of an assessment, masked for the subscriber.
+pub fn masked_flagged_contacts(assessment: &AssessmentRow) -> Vec<String> {
+    flagged_contacts(assessment)
+        .iter()
+        .map(|n| mask_number(n))
+        .collect()
+}
+
+/// The needs stored with an assessment.
+pub fn stored_needs(needs: &[String]) -> Vec<Need> {
+    needs.iter().filter_map(|n| Need::parse(n)).collect()
+}
+
+fn names(needs: &[Need]) -> Vec<String> {
+    needs.iter().map(|n| n.as_str().to_owned()).collect()
+}
+
+fn not_accepting(state: CaseState) -> WorkflowError {
+    WorkflowError::Refused {
+        code: "material_not_accepted",
+        detail: format!(
+            "The case is {state}: explanations and evidence are accepted only while it is under review or waiting for your answer."
+        ),
+    }
+}
+
+/// Whether `case` takes material now (checked again, locked, when it is stored).
+pub fn check_accepts_material(case: &CaseRow) -> Result<(), WorkflowError> {
+    if material::accepts_material(case.state) {
+        Ok(())
+    } else {
+        Err(not_accepting(case.state))
+    }
+}
+
+/// One counterparty the subscriber explains, as typed.
+#[derive(Debug, Clone)]
+pub struct CounterpartyInput {
+    /// The counterparty's number.
+    pub msisdn: String,
+    /// Who it is to the subscriber.
+    pub relation: String,
+    /// Why they were in touch.
+    pub purpose: String,
+}
+
+/// An explanation of the flagged traffic, as typed.
+#[derive(Debug, Clone)]
+pub struct ExplanationInput {
+    /// What the subscriber says.
+    pub statement: String,
+    /// The counterparties explained.
+    pub counterparties: Vec<CounterpartyInput>,
+}
+
+/// A checked explanation: the statement trimmed, the numbers in E.164.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidExplanation {
+    /// The statement.
+    pub statement: String,
+    /// The counterparties.
+    pub counterparties: Vec<Counterparty>,
+}
+
+/// Checks an explanation; every invalid field is named (never with its value).
+pub fn validate_explanation(req: ExplanationInput) -> Result<ValidExplanation, WorkflowError> {
+    let mut errors = Vec::new();
+    let mut err = |field: String, message: String| errors.push(FieldError { field, message });
+    let statement = material::check_text(&req.statement, material::MAX_STATEMENT_CHARS)
+        .map_err(|m| err("statement".into(), m))
+        .ok()
+        .map(str::to_owned);
+    if req.counterparties.len() > material::MAX_COUNTERPARTIES {
+        err(
+            "counterparties".into(),
+            format!("at most {} counterparties", material::MAX_COUNTERPARTIES),
+        );
+    }
+    let mut counterparties = Vec::new();
+    for (i, c) in req
+        .counterparties
+        .iter()
+        .take(material::MAX_COUNTERPARTIES)
+        .enumerate()
+    {
+        let msisdn = Msisdn::parse(&c.msisdn)
+            .map_err(|e| err(format!("counterparties[{i}].msisdn"), e.to_string()))
+            .ok();
+        let relation = material::check_text(&c.relation, material::MAX_LABEL_CHARS)
+            .map_err(|m| err(format!("counterparties[{i}].relation"), m))
+            .ok();
+        let purpose = material::check_text(&c.purpose, material::MAX_LABEL_CHARS)
+            .map_err(|m| err(format!("counterparties[{i}].purpose"), m))
+            .ok();
+        if let (Some(msisdn), Some(relation), Some(purpose)) = (msisdn, relation, purpose) {
+            counterparties.push(Counterparty {
+                msisdn: msisdn.e164().to_owned(),
+                relation: relation.to_owned(),
+                purpose: purpose.to_owned(),
+            });
+        }
+    }
+    match statement {
+        Some(statement) if errors.is_empty() => Ok(ValidExplanation {
+            statement,
+            counterparties,
+        }),
+        _ => Err(WorkflowError::Invalid(errors)),
+    }
+}
+
+/// Locks the case for new material and checks that it takes material now.
+async fn lock_for_material(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+) -> Result<CaseRow, WorkflowError> {
+    let case = case_store::material::lock_case(conn, case_id).await?;
+    check_accepts_material(&case)?;
+    Ok(case)
+}
+
+/// What follows new material, in its transaction: the answer to an information
+/// request moves the case back to the asking state, and the latest assessment is
+/// re-scored. Returns the case's state and what it still needs.
+async fn after_material(
+    conn: &mut PgConnection,
+    case: &CaseRow,
+) -> Result<(CaseState, Vec<Need>), WorkflowError> {
+    let mut state = case.state;
+    if material::material_answers_request(case.state) {
+        let customer = Actor::customer();
+        let moved = case_store::transition_in(
+            conn,
+            TransitionRequest {
+                case_id: case.id,
+                expected_version: case.version,
+                event: CaseEvent::CustomerResponded,
+                actor: &customer,
+                reason: Some("the subscriber sent the requested material"),
+                fence: None,
+                outbox: vec![],
+            },
+        )
+        .await?;
+        state = moved.case.state;
+    }
+    let Some(latest) = case_store::risk::latest_assessment(&mut *conn, case.id).await? else {
+        // Not graded yet (identity review): nothing to re-score.
+        return Ok((state, progress::needs(state, None)));
+    };
+    let flagged = flagged_contacts(&latest);
+    let explained = case_store::material::explained_contacts(&mut *conn, case.id).await?;
+    let counts = case_store::material::count_material(&mut *conn, case.id).await?;
+    let remaining = material::remaining_needs(
+        latest.tier,
+        &flagged,
+        &material::Material {
+            explanations: usize::try_from(counts.explanations).unwrap_or(usize::MAX),
+            explained_contacts: &explained,
+            evidence: usize::try_from(counts.evidence).unwrap_or(usize::MAX),
+        },
+    );
+    case_store::material::rescore_assessment(&mut *conn, latest.id, &names(&remaining)).await?;
+    Ok((
+        state,
+        progress::needs_assessed(state, Some(latest.tier), Some(&remaining)),
+    ))
+}
+
+/// An explanation was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplanationStored {
+    /// Explanation id.
+    pub explanation_id: Uuid,
+    /// The counterparties it names, masked.
+    pub counterparties: Vec<String>,
+    /// The case's state afterwards.
+    pub state: CaseState,
+    /// What the case still needs.
+    pub needs: Vec<Need>,
+}
+
+/// Explains the flagged traffic. While the case waits for the subscriber's answer,
+/// this is the answer: the case goes back to the department that asked.
+pub async fn explain(
+    pool: &PgPool,
+    case_id: Uuid,
+    input: ExplanationInput,
+) -> Result<ExplanationStored, WorkflowError> {
+    let valid = validate_explanation(input)?;
+    let mut tx = pool.begin().await?;
+    let locked = lock_for_material(&mut tx, case_id).await?;
+    let explanation_id = case_store::material::insert_explanation(
+        &mut *tx,
+        case_id,
+        &valid.statement,
+        &valid.counterparties,
+    )
+    .await?;
+    let (state, needs) = after_material(&mut tx, &locked).await?;
+    tx.commit().await?;
+    tracing::info!(case_id = %case_id, %explanation_id, counterparties = valid.counterparties.len(), "explanation stored");
+    Ok(ExplanationStored {
+        explanation_id,
+        counterparties: valid
+            .counterparties
+            .iter()
+            .map(|c| mask_number(&c.msisdn))
+            .collect(),
+        state,
+        needs,
+    })
+}
+
+/// The refusal of content that is too large (nothing is kept).
+pub fn too_large() -> WorkflowError {
+    WorkflowError::TooLarge(ContentRefusal::TooLarge { size: 0 }.to_string())
+}
+
+/// An evidence file was stored, or the case already had it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceAdded {
+    /// Evidence id (the first one's, for a duplicate).
+    pub evidence_id: Uuid,
+    /// image/jpeg, image/png or application/pdf, as recognised by content.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size_bytes: i32,
+    /// SHA-256 of the content, lower-case hex.
+    pub sha256: String,
+    /// The case already had this exact file: nothing new was stored.
+    pub duplicate: bool,
+    /// The case's state afterwards.
+    pub state: CaseState,
+    /// What the case still needs.
+    pub needs: Vec<Need>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Adds one evidence file. Its type is recognised from the content; programs,
+/// archives and active PDFs are refused. The same file twice is stored once.
+pub async fn add_evidence(
+    pool: &PgPool,
+    case_id: Uuid,
+    content: &[u8],
+) -> Result<EvidenceAdded, WorkflowError> {
+    let kind = material::sniff(content).map_err(|refusal| match refusal {
+        ContentRefusal::TooLarge { .. } => too_large(),
+        ContentRefusal::Empty => WorkflowError::invalid("file", "the file is empty"),
+        other => WorkflowError::UnsupportedMedia(other.to_string()),
+    })?;
+    let mut tx = pool.begin().await?;
+    let locked = lock_for_material(&mut tx, case_id).await?;
+    let stored =
+        case_store::material::insert_evidence(&mut tx, case_id, kind.media_type(), content).await?;
+    let (state, needs) = match &stored {
+        EvidenceStored::New(_) => after_material(&mut tx, &locked).await?,
+        // Nothing new: the case does not move and is not re-scored.
+        EvidenceStored::Duplicate(_) => {
+            let latest = case_store::risk::latest_assessment(&mut *tx, case_id).await?;
+            let needs = progress::needs_assessed(
+                locked.state,
+                latest.as_ref().map(|a| a.tier),
+                latest.as_ref().map(|a| stored_needs(&a.needs)).as_deref(),
+            );
+            (locked.state, needs)
+        }
+    };
+    tx.commit().await?;
+    let meta = stored.meta();
+    let duplicate = matches!(stored, EvidenceStored::Duplicate(_));
+    tracing::info!(case_id = %case_id, evidence_id = %meta.id, media_type = %meta.media_type, size = meta.size_bytes, duplicate, "evidence stored");
+    Ok(EvidenceAdded {
+        evidence_id: meta.id,
+        media_type: meta.media_type.clone(),
+        size_bytes: meta.size_bytes,
+        sha256: hex(&meta.sha256),
+        duplicate,
+        state,
+        needs,
+    })
+}
+
+/// Appeals a rejection: once per case, within 15 days of the rejection, not when the
+/// remedy is a store visit (extreme tier). The case goes back to security review.
+pub async fn appeal(
+    pool: &PgPool,
+    sla: &case_domain::sla::SlaConfig,
+    case_id: Uuid,
+    statement: &str,
+) -> Result<StatusView, WorkflowError> {
+    let statement = material::check_text(statement, material::MAX_STATEMENT_CHARS)
+        .map_err(|message| WorkflowError::invalid("statement", message))?
+        .to_owned();
+    let refused = |r: material::AppealRefusal| WorkflowError::Refused {
+        code: subscriber_policy::appeal_refusal_code(&r),
+        detail: r.to_string(),
+    };
+    let mut tx = pool.begin().await?;
+    let locked = case_store::material::lock_case(&mut tx, case_id).await?;
+    let already_appealed = case_store::material::load_appeal(&mut *tx, case_id)
+        .await?
+        .is_some();
+    if already_appealed {
+        return Err(refused(material::AppealRefusal::AlreadyAppealed));
+    }
+    if locked.state != CaseState::Rejected {
+        return Err(refused(material::AppealRefusal::NotRejected(locked.state)));
+    }
+    let tier = case_store::risk::latest_assessment(&mut *tx, case_id)
+        .await?
+        .map(|a| a.tier);
+    // The rejection took effect when the case entered `rejected`.
+    let rejected_at = locked.state_entered_at;
+    material::may_appeal(rejected_at, Utc::now(), already_appealed, tier).map_err(refused)?;
+    case_store::material::record_appeal(&mut *tx, case_id, &statement, rejected_at).await?;
+    let customer = Actor::customer();
+    let moved = case_store::transition_in(
+        &mut tx,
+        TransitionRequest {
+            case_id,
+            expected_version: locked.version,
+            event: CaseEvent::Appealed,
+            actor: &customer,
+            reason: Some("appealed by the subscriber"),
+            fence: None,
+            outbox: vec![],
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(case_id = %case_id, "rejection appealed");
+    crate::customer::read_status(pool, sla, &moved.case).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(statement: &str, counterparties: &[(&str, &str, &str)]) -> ExplanationInput {
+        ExplanationInput {
+            statement: statement.into(),
+            counterparties: counterparties
+                .iter()
+                .map(|(m, r, p)| CounterpartyInput {
+                    msisdn: (*m).into(),
+                    relation: (*r).into(),
+                    purpose: (*p).into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn fields(e: WorkflowError) -> Vec<String> {
+        match e {
+            WorkflowError::Invalid(errors) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("not a field error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_explanation_is_normalised() {
+        let valid = validate_explanation(input(
+            "  They are my colleagues. ",
+            &[("137 0013 7001", "colleague", "work")],
+        ))
+        .unwrap();
+        assert_eq!(valid.statement, "They are my colleagues.");
+        assert_eq!(valid.counterparties[0].msisdn, "+8613700137001");
+    }
+
+    #[test]
+    fn invalid_explanations_name_the_fields_and_never_echo_values() {
+        let long = "x".repeat(201);
+        let e = validate_explanation(input("", &[("110105194912310021", "", &long)])).unwrap_err();
+        if let WorkflowError::Invalid(errors) = &e {
+            assert!(errors.iter().all(|f| !f.message.contains("110105")));
+        }
+        assert_eq!(
+            fields(e),
+            [
+                "statement",
+                "counterparties[0].msisdn",
+                "counterparties[0].relation",
+                "counterparties[0].purpose"
+            ]
+        );
+        let many: Vec<String> = (0..21).map(|i| format!("+86137001370{i:02}")).collect();
+        let too_many: Vec<(&str, &str, &str)> =
+            many.iter().map(|m| (m.as_str(), "r", "p")).collect();
+        assert_eq!(
+            fields(validate_explanation(input("s", &too_many)).unwrap_err()),
+            ["counterparties"]
+        );
+        assert_eq!(
+            fields(validate_explanation(input(&"字".repeat(4001), &[])).unwrap_err()),
+            ["statement"]
+        );
+        assert!(validate_explanation(input(&"字".repeat(4000), &[])).is_ok());
+    }
+
+    #[test]
+    fn numbers_are_masked() {
+        assert_eq!(mask_number("+8613700137001"), "+86*******7001");
+        assert_eq!(mask_number("12345"), "*******2345");
+        assert_eq!(mask_number("1"), "*******1");
+        let row = |signals| AssessmentRow {
+            id: Uuid::nil(),
+            case_id: Uuid::nil(),
+            tier: case_domain::risk::RiskTier::Medium,
+            reason_codes: vec![],
+            needs: vec![],
+            signals,
+            assessed_at: Utc::now(),
+        };
+        let signals = serde_json::json!({"flagged_contacts": ["+8613700137001", "+8613700137002"]});
+        assert_eq!(
+            masked_flagged_contacts(&row(signals)),
+            ["+86*******7001", "+86*******7002"]
+        );
+        // Assessments from before the numbers were kept hold a count.
+        assert!(
+            masked_flagged_contacts(&row(serde_json::json!({"flagged_contacts": 2}))).is_empty()
+        );
+    }
+}
