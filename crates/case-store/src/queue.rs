@@ -536,3 +536,14 @@ pub async fn requeue(
         .fetch_optional(db)
         .await?)
 }
+
+/// Sets the `queue_dead_items{queue}` gauge from [`dead_counts`] and returns the counts.
+pub async fn publish_dead_gauges(
+    db: impl PgExecutor<'_>,
+) -> Result<Vec<(&'static str, i64)>, StoreError> {
+    let counts = dead_counts(db).await?;
+    for (queue, n) in &counts {
+        metrics::gauge!("queue_dead_items", "queue" => *queue).set(*n as f64);
+    }
+    Ok(counts)
+}

@@ -155,6 +155,7 @@ impl Wiring {
                     ),
                     shutdown.clone(),
                 ));
+                tasks.spawn(publish_dead_letters(pool.clone(), shutdown.clone()));
                 tasks.spawn(webhook_worker::run(pool, delivery, workers, shutdown));
             }
             Service::CarrierSim => {
@@ -230,5 +231,21 @@ pub fn listen_connections(service: Service) -> u32 {
     match service {
         Service::All => 8,
         _ => 2,
+    }
+}
+
+/// Keeps the `queue_dead_items{queue}` gauge of this process current (every 10 s)
+/// until shutdown; the webhooks service serves it on its /metrics.
+async fn publish_dead_letters(pool: PgPool, shutdown: Shutdown) -> anyhow::Result<()> {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Err(e) = case_store::queue::publish_dead_gauges(&pool).await {
+                    tracing::warn!(error.message = %e, "cannot refresh the dead-letter gauges");
+                }
+            }
+            () = shutdown.wait() => return Ok(()),
+        }
     }
 }
