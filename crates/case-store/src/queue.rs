@@ -57,6 +57,8 @@ pub struct Queue {
     pub set_cancelled: Option<&'static str>,
     /// SET list that puts a dead item back to pending.
     pub set_pending: &'static str,
+    /// The `NOTIFY` channel that wakes the queue's workers, as an expression over the row `t`.
+    pub wake: &'static str,
     /// Extra expressions a claim returns beside the id and attempt (over the row `q`).
     pub claim_returning: &'static str,
     /// Attempts at most; the attempt that reaches it is the last.
@@ -89,6 +91,7 @@ pub const OUTBOX: Queue = Queue {
     set_dead: "failed_at = now()",
     set_cancelled: None,
     set_pending: "failed_at = NULL",
+    wake: "'outbox_' || replace(t.topic, '.', '_')",
     claim_returning: "q.id, q.case_id, q.event_id, q.topic, q.payload, \
                       extract(epoch FROM now() - q.created_at)::float8 AS waited",
     max_attempts: 20,
@@ -111,6 +114,7 @@ pub const CARRIER_WEBHOOKS: Queue = Queue {
     set_dead: "failed_at = now()",
     set_cancelled: None,
     set_pending: "failed_at = NULL",
+    wake: "'carrier_webhook_received'",
     claim_returning: "q.type, q.payload",
     max_attempts: 10,
 };
@@ -133,6 +137,7 @@ pub const WEBHOOK_DELIVERIES: Queue = Queue {
     set_dead: "status = 'failed', finished_at = now()",
     set_cancelled: Some("status = 'cancelled', finished_at = now()"),
     set_pending: "status = 'pending', finished_at = NULL",
+    wake: "'webhook_delivery'",
     claim_returning: "q.id, q.endpoint_id, q.event_type, q.payload, \
         (SELECT e.url FROM webhook_endpoints e WHERE e.id = q.endpoint_id) AS url, \
         (SELECT e.secret_sealed FROM webhook_endpoints e WHERE e.id = q.endpoint_id) AS secret_sealed, \
@@ -500,7 +505,7 @@ pub async fn list_dead(
 }
 
 /// Puts a dead item back (admin retry): pending, due now, attempts from zero, no
-/// lease. Returns the item as it was when dead, or `None` if no dead item has that id.
+/// lease, and wakes the queue's workers. Returns the item as it was when dead, or `None` if no dead item has that id.
 pub async fn requeue(
     db: impl PgExecutor<'_>,
     queue: &Queue,
@@ -514,12 +519,14 @@ pub async fn requeue(
              SELECT {id}, {kind} AS kind, attempts, {error} AS last_error, {died_at} AS died_at
              FROM {table} WHERE {id} = $1::{id_type} AND {dead}
              FOR UPDATE
+         ), requeued AS (
+             UPDATE {table} t SET {set_pending}, {due} = now(), attempts = 0,
+                    lease_owner = NULL, lease_expires_at = NULL
+             FROM old WHERE t.{id} = old.{id}
+             RETURNING $2::text AS queue, t.{id}::text AS id, old.kind, old.attempts,
+                       old.last_error, old.died_at, {wake} AS channel
          )
-         UPDATE {table} t SET {set_pending}, {due} = now(), attempts = 0,
-                lease_owner = NULL, lease_expires_at = NULL
-         FROM old WHERE t.{id} = old.{id}
-         RETURNING $2::text AS queue, t.{id}::text AS id, old.kind, old.attempts,
-                   old.last_error, old.died_at",
+         SELECT r.*, pg_notify(r.channel, r.id)::text AS notified FROM requeued r",
         id = queue.id,
         kind = queue.kind,
         error = queue.error,
@@ -529,6 +536,7 @@ pub async fn requeue(
         set_pending = queue.set_pending,
         due = queue.due,
         id_type = queue.id_type,
+        wake = queue.wake,
     );
     Ok(sqlx::query_as(&sql)
         .bind(id)

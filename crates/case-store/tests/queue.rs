@@ -234,10 +234,23 @@ async fn an_admin_requeue_makes_a_dead_item_claimable_again(pool: PgPool) {
             .unwrap(),
         None
     );
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen(store::CARRIER_WEBHOOK_CHANNEL)
+        .await
+        .unwrap();
     let was = queue::requeue(&pool, &CARRIER_WEBHOOKS, "msg_1")
         .await
         .unwrap()
         .unwrap();
+    // The processor is woken, not left to its fallback poll.
+    let woken = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(woken.payload(), "msg_1");
     assert_eq!(
         (was.attempts, was.last_error.as_deref()),
         (1, Some("gave up"))
@@ -260,6 +273,68 @@ async fn an_admin_requeue_makes_a_dead_item_claimable_again(pool: PgPool) {
         .unwrap()
         .unwrap();
     assert!(row.processed_at.is_some() && row.failed_at.is_none());
+}
+
+#[test]
+fn each_queue_wakes_its_workers_on_their_channel() {
+    assert_eq!(
+        CARRIER_WEBHOOKS.wake,
+        format!("'{}'", store::CARRIER_WEBHOOK_CHANNEL)
+    );
+    assert_eq!(
+        WEBHOOK_DELIVERIES.wake,
+        format!("'{}'", store::DELIVERY_CHANNEL)
+    );
+    assert_eq!(
+        case_store::outbox_channel("provisioning.order"),
+        "outbox_provisioning_order"
+    );
+    assert_eq!(
+        queue::OUTBOX.wake,
+        "'outbox_' || replace(t.topic, '.', '_')"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_requeued_outbox_message_wakes_the_deliverers_of_its_topic(pool: PgPool) {
+    let case_id = case_store::testing::open_case(&pool, "+8613800138009").await;
+    sqlx::query(
+        "INSERT INTO outbox (id, case_id, topic, dedupe_key, payload, attempts, failed_at, last_error)
+         VALUES ($1, $2, 'provisioning.order', 'k1', '{}', 20, now(), 'the carrier was away')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(case_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let dead = queue::list_dead(&pool, &queue::OUTBOX, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].kind, "provisioning.order");
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen(&case_store::outbox_channel("provisioning.order"))
+        .await
+        .unwrap();
+    queue::requeue(&pool, &queue::OUTBOX, &dead[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(woken.payload(), dead[0].id);
+    let topics = vec!["provisioning.order".to_owned()];
+    let claim = case_store::claim_outbox(&pool, &topics, "w1", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (claim.id.to_string(), claim.attempts),
+        (dead[0].id.clone(), 1)
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
