@@ -1,5 +1,5 @@
 //! Read models for the agent console: the supervisor dashboard's figures per stage
-//! (load, breaches, throughput and time spent) and agent names for timelines.
+//! (load, breaches, throughput and time spent, dead letters) and agent names for timelines.
 //! Nothing here writes.
 
 use std::collections::HashMap;
@@ -84,6 +84,12 @@ pub async fn stage_throughput(
     )
     .fetch_all(db)
     .await?)
+}
+
+/// Dead letters per queue (outbox, carrier webhooks, outbound deliveries): items given
+/// up after their last attempt, waiting for an admin (see [`crate::queue`]).
+pub async fn dead_letters(db: impl PgExecutor<'_>) -> Result<Vec<(&'static str, i64)>, StoreError> {
+    crate::queue::dead_counts(db).await
 }
 
 /// The usernames of the agents among `ids` (unknown ids are left out).

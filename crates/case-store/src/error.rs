@@ -29,6 +29,17 @@ pub enum StoreError {
         /// The attempt the stale worker presented.
         attempt: i32,
     },
+    /// A worker wrote to a queue item (outbox message, carrier webhook, delivery) with a
+    /// lease it no longer holds (expired and claimed again, or the item was settled).
+    #[error("lease on {queue} item (attempt {attempt}) is no longer held")]
+    QueueLeaseLost {
+        /// The queue's name.
+        queue: &'static str,
+        /// The item's id.
+        item: String,
+        /// The attempt the stale worker presented.
+        attempt: i32,
+    },
     /// The number already has an open case.
     #[error("the number already has an open case")]
     OpenCaseExists,

@@ -20,6 +20,7 @@ mod idempotency;
 pub mod identity;
 pub mod material;
 mod outbox;
+pub mod queue;
 pub mod risk;
 pub mod stage_stats;
 #[cfg(feature = "test-support")]

@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, Row};
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::{
+    StoreError,
+    queue::{self, Lease, OUTBOX},
+};
 
 /// An outbox row claimed for delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,52 +37,51 @@ pub fn outbox_channel(topic: &str) -> String {
     format!("outbox_{}", topic.replace('.', "_"))
 }
 
-/// Claims the oldest due, undelivered message of one of `topics`.
+impl OutboxClaim {
+    /// The queue lease this claim holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            queue: OUTBOX.name,
+            item: self.id.to_string(),
+            owner: self.owner.clone(),
+            attempt: self.attempts,
+        }
+    }
+
+    /// The outbox's lease-lost error names the case (or the message when it has none).
+    fn lost(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::QueueLeaseLost { .. } => StoreError::LeaseLost {
+                case_id: self.case_id.unwrap_or(self.id),
+                attempt: self.attempts,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Claims the oldest due, undelivered message of one of `topics` (see [`queue::claim`]).
 pub async fn claim_outbox(
     db: impl PgExecutor<'_>,
     topics: &[String],
     worker: &str,
     lease: Duration,
 ) -> Result<Option<OutboxClaim>, StoreError> {
-    let row = sqlx::query!(
-        r#"WITH next AS (
-               SELECT id FROM outbox
-               WHERE topic = ANY($1) AND delivered_at IS NULL AND failed_at IS NULL
-                 AND available_at <= now()
-                 AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-               ORDER BY available_at
-               LIMIT 1
-               FOR UPDATE SKIP LOCKED
-           )
-           UPDATE outbox o
-           SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
-               attempts = o.attempts + 1
-           FROM next WHERE o.id = next.id
-           RETURNING o.id, o.case_id, o.event_id, o.topic, o.payload, o.attempts,
-                     extract(epoch FROM now() - o.created_at)::float8 AS "waited!""#,
-        topics,
-        worker,
-        lease.as_secs_f64(),
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| OutboxClaim {
-        id: r.id,
-        case_id: r.case_id,
-        event_id: r.event_id,
-        topic: r.topic,
-        payload: r.payload,
-        attempts: r.attempts,
-        owner: worker.to_owned(),
-        waited: std::time::Duration::from_secs_f64(r.waited.max(0.0)),
+    let Some(claimed) = queue::claim(db, &OUTBOX, topics, worker, lease).await? else {
+        return Ok(None);
+    };
+    let row = &claimed.row;
+    let waited: f64 = row.try_get("waited")?;
+    Ok(Some(OutboxClaim {
+        id: row.try_get("id")?,
+        case_id: row.try_get("case_id")?,
+        event_id: row.try_get("event_id")?,
+        topic: row.try_get("topic")?,
+        payload: row.try_get("payload")?,
+        attempts: claimed.lease.attempt,
+        owner: claimed.lease.owner,
+        waited: std::time::Duration::from_secs_f64(waited.max(0.0)),
     }))
-}
-
-fn lease_lost(claim: &OutboxClaim) -> StoreError {
-    StoreError::LeaseLost {
-        case_id: claim.case_id.unwrap_or(claim.id),
-        attempt: claim.attempts,
-    }
 }
 
 /// Records that the receiver confirmed the message.
@@ -87,69 +89,34 @@ pub async fn mark_delivered(
     db: impl PgExecutor<'_>,
     claim: &OutboxClaim,
 ) -> Result<(), StoreError> {
-    let done = sqlx::query!(
-        r#"UPDATE outbox SET delivered_at = now(), lease_owner = NULL, lease_expires_at = NULL, last_error = NULL
-           WHERE id = $1 AND lease_owner = $2 AND attempts = $3"#,
-        claim.id,
-        claim.owner,
-        claim.attempts,
-    )
-    .execute(db)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(lease_lost(claim))
-    }
+    queue::done(db, &OUTBOX, &claim.lease(), None)
+        .await
+        .map_err(|e| claim.lost(e))
 }
 
-/// Puts the message back to be tried again after `delay`, noting the error.
+/// Puts the message back to be tried again after `delay`, noting the error; the
+/// attempt that reaches the outbox's ceiling makes it dead instead.
 pub async fn retry_later(
     db: impl PgExecutor<'_>,
     claim: &OutboxClaim,
     delay: Duration,
     error: &str,
 ) -> Result<(), StoreError> {
-    let done = sqlx::query!(
-        r#"UPDATE outbox SET available_at = now() + make_interval(secs => $4), lease_owner = NULL,
-                             lease_expires_at = NULL, last_error = left($5, 500)
-           WHERE id = $1 AND lease_owner = $2 AND attempts = $3"#,
-        claim.id,
-        claim.owner,
-        claim.attempts,
-        delay.as_secs_f64(),
-        error,
-    )
-    .execute(db)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(lease_lost(claim))
-    }
+    queue::retry(db, &OUTBOX, &claim.lease(), delay, error)
+        .await
+        .map(|_| ())
+        .map_err(|e| claim.lost(e))
 }
 
-/// Gives up on the message after its last attempt.
+/// Gives up on the message after its last attempt (it is dead: an admin may retry it).
 pub async fn mark_failed(
     db: impl PgExecutor<'_>,
     claim: &OutboxClaim,
     error: &str,
 ) -> Result<(), StoreError> {
-    let done = sqlx::query!(
-        r#"UPDATE outbox SET failed_at = now(), lease_owner = NULL, lease_expires_at = NULL, last_error = left($4, 500)
-           WHERE id = $1 AND lease_owner = $2 AND attempts = $3"#,
-        claim.id,
-        claim.owner,
-        claim.attempts,
-        error,
-    )
-    .execute(db)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(lease_lost(claim))
-    }
+    queue::fail(db, &OUTBOX, &claim.lease(), error)
+        .await
+        .map_err(|e| claim.lost(e))
 }
 
 /// When the next pending message of `topics` becomes due (retry back-off or an
@@ -158,13 +125,7 @@ pub async fn next_outbox_due(
     db: impl PgExecutor<'_>,
     topics: &[String],
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"SELECT min(greatest(available_at, coalesce(lease_expires_at, available_at))) FROM outbox
-           WHERE topic = ANY($1) AND delivered_at IS NULL AND failed_at IS NULL"#,
-        topics,
-    )
-    .fetch_one(db)
-    .await?)
+    queue::next_due(db, &OUTBOX, topics).await
 }
 
 /// Extends the lease on a message being delivered; `LeaseLost` if it is no longer held.
@@ -173,19 +134,7 @@ pub async fn renew_outbox_lease(
     claim: &OutboxClaim,
     lease: Duration,
 ) -> Result<(), StoreError> {
-    let done = sqlx::query!(
-        "UPDATE outbox SET lease_expires_at = now() + make_interval(secs => $4)
-         WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND delivered_at IS NULL",
-        claim.id,
-        claim.owner,
-        claim.attempts,
-        lease.as_secs_f64(),
-    )
-    .execute(db)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(lease_lost(claim))
-    }
+    queue::renew(db, &OUTBOX, &claim.lease(), lease)
+        .await
+        .map_err(|e| claim.lost(e))
 }

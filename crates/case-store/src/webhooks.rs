@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use case_domain::{CaseEvent, CaseState, risk::RiskTier};
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
 
-use crate::{CaseRow, StoreError, risk::OrderRow};
+use crate::{
+    CaseRow, StoreError,
+    queue::{self, CARRIER_WEBHOOKS, Lease, WEBHOOK_DELIVERIES},
+    risk::OrderRow,
+};
 
 /// The channel that wakes the processor of inbound carrier webhooks.
 pub const CARRIER_WEBHOOK_CHANNEL: &str = "carrier_webhook_received";
@@ -82,45 +86,45 @@ pub struct CarrierWebhookClaim {
     pub owner: String,
 }
 
-/// Claims the oldest queued carrier webhook whose back-off and lease are over.
+impl CarrierWebhookClaim {
+    /// The queue lease this claim holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            queue: CARRIER_WEBHOOKS.name,
+            item: self.id.clone(),
+            owner: self.owner.clone(),
+            attempt: self.attempts,
+        }
+    }
+}
+
+/// Carrier webhook writes with a lost lease have always answered `Conflict`.
+fn lease_conflict(what: &str) -> impl Fn(StoreError) -> StoreError + '_ {
+    move |e| match e {
+        StoreError::QueueLeaseLost { attempt, .. } => StoreError::Conflict(format!(
+            "{what} lease (attempt {attempt}) is no longer held"
+        )),
+        other => other,
+    }
+}
+
+/// Claims the oldest queued carrier webhook whose back-off and lease are over (see
+/// [`queue::claim`]).
 pub async fn claim_carrier_webhook(
     db: impl PgExecutor<'_>,
     worker: &str,
     lease: Duration,
 ) -> Result<Option<CarrierWebhookClaim>, StoreError> {
-    let row = sqlx::query!(
-        r#"WITH next AS (
-               SELECT id FROM carrier_webhooks
-               WHERE processed_at IS NULL AND failed_at IS NULL AND available_at <= now()
-                 AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-               ORDER BY available_at
-               LIMIT 1
-               FOR UPDATE SKIP LOCKED
-           )
-           UPDATE carrier_webhooks w
-           SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
-               attempts = w.attempts + 1
-           FROM next WHERE w.id = next.id
-           RETURNING w.id, w.type, w.payload, w.attempts"#,
-        worker,
-        lease.as_secs_f64(),
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| CarrierWebhookClaim {
-        id: r.id,
-        kind: r.r#type,
-        payload: r.payload,
-        attempts: r.attempts,
-        owner: worker.to_owned(),
+    let Some(claimed) = queue::claim(db, &CARRIER_WEBHOOKS, &[], worker, lease).await? else {
+        return Ok(None);
+    };
+    Ok(Some(CarrierWebhookClaim {
+        kind: claimed.row.try_get("type")?,
+        payload: claimed.row.try_get("payload")?,
+        id: claimed.lease.item,
+        attempts: claimed.lease.attempt,
+        owner: claimed.lease.owner,
     }))
-}
-
-fn carrier_lease_lost(claim: &CarrierWebhookClaim) -> StoreError {
-    StoreError::Conflict(format!(
-        "carrier webhook lease (attempt {}) is no longer held",
-        claim.attempts
-    ))
 }
 
 /// Marks a claimed webhook processed; `note` says why it was ignored, if it was.
@@ -129,85 +133,41 @@ pub async fn mark_carrier_webhook_processed(
     claim: &CarrierWebhookClaim,
     note: Option<&str>,
 ) -> Result<(), StoreError> {
-    let done = sqlx::query!(
-        r#"UPDATE carrier_webhooks
-           SET processed_at = now(), error = left($4, 500), lease_owner = NULL, lease_expires_at = NULL
-           WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND processed_at IS NULL"#,
-        claim.id,
-        claim.owner,
-        claim.attempts,
-        note,
-    )
-    .execute(db)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(carrier_lease_lost(claim))
-    }
+    queue::done(db, &CARRIER_WEBHOOKS, &claim.lease(), note)
+        .await
+        .map_err(lease_conflict("carrier webhook"))
 }
 
-/// Puts a claimed webhook back to be processed again after `delay`.
+/// Puts a claimed webhook back to be processed again after `delay`; the attempt that
+/// reaches the queue's ceiling makes it dead instead.
 pub async fn retry_carrier_webhook(
     db: impl PgExecutor<'_>,
     claim: &CarrierWebhookClaim,
     delay: Duration,
     error: &str,
 ) -> Result<(), StoreError> {
-    let done = sqlx::query!(
-        r#"UPDATE carrier_webhooks
-           SET available_at = now() + make_interval(secs => $4), error = left($5, 500),
-               lease_owner = NULL, lease_expires_at = NULL
-           WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND processed_at IS NULL"#,
-        claim.id,
-        claim.owner,
-        claim.attempts,
-        delay.as_secs_f64(),
-        error,
-    )
-    .execute(db)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(carrier_lease_lost(claim))
-    }
+    queue::retry(db, &CARRIER_WEBHOOKS, &claim.lease(), delay, error)
+        .await
+        .map(|_| ())
+        .map_err(lease_conflict("carrier webhook"))
 }
 
-/// Gives up on a claimed webhook.
+/// Gives up on a claimed webhook (it is dead: an admin may retry it).
 pub async fn fail_carrier_webhook(
     db: impl PgExecutor<'_>,
     claim: &CarrierWebhookClaim,
     error: &str,
 ) -> Result<(), StoreError> {
-    let done = sqlx::query!(
-        r#"UPDATE carrier_webhooks
-           SET failed_at = now(), error = left($4, 500), lease_owner = NULL, lease_expires_at = NULL
-           WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND processed_at IS NULL"#,
-        claim.id,
-        claim.owner,
-        claim.attempts,
-        error,
-    )
-    .execute(db)
-    .await?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(carrier_lease_lost(claim))
-    }
+    queue::fail(db, &CARRIER_WEBHOOKS, &claim.lease(), error)
+        .await
+        .map_err(lease_conflict("carrier webhook"))
 }
 
 /// When the next queued webhook becomes claimable (back-off or lease end), if any.
 pub async fn next_carrier_webhook_due(
     db: impl PgExecutor<'_>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"SELECT min(greatest(available_at, coalesce(lease_expires_at, available_at)))
-           FROM carrier_webhooks WHERE processed_at IS NULL AND failed_at IS NULL"#
-    )
-    .fetch_one(db)
-    .await?)
+    queue::next_due(db, &CARRIER_WEBHOOKS, &[]).await
 }
 
 /// One stored carrier webhook (for checks and operations).
@@ -571,45 +531,38 @@ pub struct DeliveryClaim {
     pub owner: String,
 }
 
-/// Claims the delivery that has been due longest.
+impl DeliveryClaim {
+    /// The queue lease this claim holds.
+    pub fn lease(&self) -> Lease {
+        Lease {
+            queue: WEBHOOK_DELIVERIES.name,
+            item: self.id.to_string(),
+            owner: self.owner.clone(),
+            attempt: self.attempts,
+        }
+    }
+}
+
+/// Claims the delivery that has been due longest (see [`queue::claim`]).
 pub async fn claim_delivery(
     db: impl PgExecutor<'_>,
     worker: &str,
     lease: Duration,
 ) -> Result<Option<DeliveryClaim>, StoreError> {
-    let row = sqlx::query!(
-        r#"WITH next AS (
-               SELECT id FROM webhook_deliveries
-               WHERE status = 'pending' AND next_attempt_at <= now()
-                 AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-               ORDER BY next_attempt_at
-               LIMIT 1
-               FOR UPDATE SKIP LOCKED
-           ), claimed AS (
-               UPDATE webhook_deliveries d
-               SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
-                   attempts = d.attempts + 1
-               FROM next WHERE d.id = next.id
-               RETURNING d.id, d.endpoint_id, d.event_type, d.payload, d.attempts
-           )
-           SELECT c.id, c.endpoint_id, c.event_type, c.payload, c.attempts, e.url, e.secret_sealed,
-                  (e.disabled_at IS NULL AND e.deleted_at IS NULL) AS "endpoint_active!"
-           FROM claimed c JOIN webhook_endpoints e ON e.id = c.endpoint_id"#,
-        worker,
-        lease.as_secs_f64(),
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map(|r| DeliveryClaim {
-        id: r.id,
-        endpoint_id: r.endpoint_id,
-        url: r.url,
-        secret_sealed: r.secret_sealed,
-        endpoint_active: r.endpoint_active,
-        event_type: r.event_type,
-        payload: r.payload,
-        attempts: r.attempts,
-        owner: worker.to_owned(),
+    let Some(claimed) = queue::claim(db, &WEBHOOK_DELIVERIES, &[], worker, lease).await? else {
+        return Ok(None);
+    };
+    let row = &claimed.row;
+    Ok(Some(DeliveryClaim {
+        id: row.try_get("id")?,
+        endpoint_id: row.try_get("endpoint_id")?,
+        url: row.try_get("url")?,
+        secret_sealed: row.try_get("secret_sealed")?,
+        endpoint_active: row.try_get("endpoint_active")?,
+        event_type: row.try_get("event_type")?,
+        payload: row.try_get("payload")?,
+        attempts: claimed.lease.attempt,
+        owner: claimed.lease.owner,
     }))
 }
 
@@ -617,12 +570,7 @@ pub async fn claim_delivery(
 pub async fn next_delivery_due(
     db: impl PgExecutor<'_>,
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"SELECT min(greatest(next_attempt_at, coalesce(lease_expires_at, next_attempt_at)))
-           FROM webhook_deliveries WHERE status = 'pending'"#
-    )
-    .fetch_one(db)
-    .await?)
+    queue::next_due(db, &WEBHOOK_DELIVERIES, &[]).await
 }
 
 /// What became of a delivery after an attempt.
@@ -657,37 +605,32 @@ pub async fn record_attempt(
     claim: &DeliveryClaim,
     outcome: &AttemptOutcome<'_>,
 ) -> Result<(), StoreError> {
-    let (status, delay) = match outcome.disposition {
-        Disposition::Delivered => ("delivered", None),
-        Disposition::RetryAfter(after) => ("pending", Some(after.as_secs_f64())),
-        Disposition::Failed => ("failed", None),
-        Disposition::Cancelled => ("cancelled", None),
+    let lease = claim.lease();
+    let error = outcome.error.unwrap_or_default();
+    let settled = match outcome.disposition {
+        Disposition::Delivered => {
+            queue::done(&mut *conn, &WEBHOOK_DELIVERIES, &lease, outcome.error).await
+        }
+        Disposition::RetryAfter(after) => {
+            queue::retry(&mut *conn, &WEBHOOK_DELIVERIES, &lease, after, error)
+                .await
+                .map(|_| ())
+        }
+        Disposition::Failed => queue::fail(&mut *conn, &WEBHOOK_DELIVERIES, &lease, error).await,
+        Disposition::Cancelled => {
+            queue::cancel(&mut *conn, &WEBHOOK_DELIVERIES, &lease, error).await
+        }
     };
+    settled.map_err(lease_conflict("delivery"))?;
     let status_code = outcome.status_code.map(i32::from);
-    let done = sqlx::query!(
-        r#"UPDATE webhook_deliveries
-           SET status = $4,
-               next_attempt_at = CASE WHEN $5::float8 IS NULL THEN next_attempt_at
-                                      ELSE now() + make_interval(secs => $5::float8) END,
-               finished_at = CASE WHEN $4 = 'pending' THEN NULL ELSE now() END,
-               last_status = coalesce($6, last_status), last_error = left($7, 500),
-               lease_owner = NULL, lease_expires_at = NULL
-           WHERE id = $1 AND lease_owner = $2 AND attempts = $3 AND status = 'pending'"#,
-        claim.id,
-        claim.owner,
-        claim.attempts,
-        status,
-        delay,
-        status_code,
-        outcome.error,
-    )
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() != 1 {
-        return Err(StoreError::Conflict(format!(
-            "delivery lease (attempt {}) is no longer held",
-            claim.attempts
-        )));
+    if status_code.is_some() {
+        sqlx::query!(
+            "UPDATE webhook_deliveries SET last_status = $2 WHERE id = $1",
+            claim.id,
+            status_code,
+        )
+        .execute(&mut *conn)
+        .await?;
     }
     if outcome.disposition != Disposition::Cancelled {
         sqlx::query!(

@@ -1,6 +1,7 @@
-//! The per-state case gauges (`reactivation_cases`), read from the store. The
-//! runtime knows no tables: the binary schedules [`refresh_every`] in each process
-//! that serves `/metrics` for the case services.
+//! The gauges read from the store: cases per state (`reactivation_cases`) and dead
+//! items per queue (`queue_dead_items`). The runtime knows no tables: the binary
+//! schedules [`refresh_every`] in each process that serves `/metrics` for the case
+//! services.
 
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub async fn refresh_every(pool: PgPool, every: Duration, stop: impl Future<Outp
             _ = tick.tick() => {
                 if let Err(e) = refresh_case_gauges(&pool).await {
                     tracing::warn!(error.message = %e, "cannot refresh case gauges");
+                }
+                if let Err(e) = case_store::queue::publish_dead_gauges(&pool).await {
+                    tracing::warn!(error.message = %e, "cannot refresh the dead-letter gauges");
                 }
             }
         }

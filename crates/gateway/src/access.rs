@@ -113,6 +113,16 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
         "/v1/agent/webhook-endpoints/{endpoint_id}/deliveries",
         Access::Roles(crate::webhooks::ENDPOINT_ADMINS),
     ),
+    (
+        "get",
+        "/v1/agent/admin/dead-letters",
+        Access::Roles(crate::dead_letters::DEAD_LETTER_ADMINS),
+    ),
+    (
+        "post",
+        "/v1/agent/admin/dead-letters/{queue}/{id}/retry",
+        Access::Roles(crate::dead_letters::DEAD_LETTER_ADMINS),
+    ),
 ];
 
 /// The rule for a route, if declared.

@@ -18,6 +18,7 @@ pub mod agent_auth;
 mod complaints;
 pub mod console;
 mod customer;
+mod dead_letters;
 mod dossier;
 mod error;
 mod escalations;

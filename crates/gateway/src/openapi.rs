@@ -13,7 +13,8 @@ use utoipa_axum::{
 };
 
 use crate::{
-    AppState, agent, agent_auth, complaints, customer, dossier, escalations, live, material,
+    AppState, agent, agent_auth, complaints, customer, dead_letters, dossier, escalations, live,
+    material,
 };
 
 /// RFC 9457 problem details, the body of every error answer.
@@ -109,6 +110,8 @@ fn documented() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(crate::webhooks::delete_endpoint))
         .routes(routes!(crate::webhooks::deliveries))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::retry))
 }
 
 /// The documented routes, and the document.

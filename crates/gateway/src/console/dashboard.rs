@@ -1,6 +1,7 @@
 //! The supervisor dashboard: load and oldest case per stage, SLA breaches,
 //! throughput and median time per stage over the last day, open complaints by due
-//! date, and the false-positive rate per reason code (the API's report), with
+//! date, the false-positive rate per reason code (the API's report) and the dead
+//! letters per queue, with
 //! server-rendered SVG bar charts and the same figures in tables.
 
 use askama::Template;
@@ -133,6 +134,12 @@ pub(super) struct ComplaintRow {
     overdue: bool,
 }
 
+#[derive(Debug)]
+pub(super) struct DeadLetterRow {
+    queue: &'static str,
+    dead: i64,
+}
+
 #[derive(Template)]
 #[template(path = "console/dashboard.html")]
 struct DashboardPage {
@@ -145,6 +152,7 @@ struct DashboardPage {
     false_positives: Vec<FalsePositiveRow>,
     complaints: Vec<ComplaintRow>,
     complaints_overdue: usize,
+    dead_letters: Vec<DeadLetterRow>,
     load_chart: Chart,
     breach_chart: Chart,
     throughput_chart: Chart,
@@ -188,6 +196,12 @@ pub(super) async fn page(
     let complaints = case_store::complaints::list_by_status(pool, Some(ComplaintStatus::Open), 100)
         .await
         .map_err(|e| ctx.fail(e.into()))?;
+    let dead_letters = case_store::dashboard::dead_letters(pool)
+        .await
+        .map_err(|e| ctx.fail(e.into()))?
+        .into_iter()
+        .map(|(queue, dead)| DeadLetterRow { queue, dead })
+        .collect();
 
     let stages: Vec<StageRow> = load
         .iter()
@@ -332,6 +346,7 @@ pub(super) async fn page(
             .collect(),
         complaints_overdue: complaint_rows.iter().filter(|k| k.overdue).count(),
         complaints: complaint_rows,
+        dead_letters,
         load_chart,
         breach_chart,
         throughput_chart,

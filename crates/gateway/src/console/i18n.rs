@@ -453,6 +453,14 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "No open complaints.",
         "没有未结投诉。",
     ),
+    ("dash.dead_letters", "Dead letters", "死信"),
+    ("dash.dead.queue", "Queue", "队列"),
+    ("dash.dead.count", "Items given up", "已放弃的条目"),
+    (
+        "dash.dead.hint",
+        "Items given up after their last attempt. Admins list and retry them with GET /v1/agent/admin/dead-letters and POST /v1/agent/admin/dead-letters/{queue}/{id}/retry.",
+        "最后一次尝试后被放弃的条目。管理员可通过 GET /v1/agent/admin/dead-letters 查看，并通过 POST /v1/agent/admin/dead-letters/{queue}/{id}/retry 重试。",
+    ),
     (
         "dash.window_note",
         "Throughput and times count the stage moves of the last 24 hours",

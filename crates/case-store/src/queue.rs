@@ -1,0 +1,557 @@
+//! The one leased-queue mechanism behind the outbox, the inbound carrier webhooks
+//! and the outbound webhook deliveries.
+//!
+//! A worker claims the item that has been due longest (`FOR UPDATE SKIP LOCKED`, so
+//! concurrent claimers get distinct items) with a lease that expires; the item's
+//! attempt counter, raised by every claim, is the fencing token: every later write
+//! (renew, done, retry, dead) names the owner and the attempt it claimed, and is
+//! refused with [`StoreError::QueueLeaseLost`] once another claim took over.
+//!
+//! Each queue has an attempt ceiling ([`Queue::max_attempts`]): a retry asked for by
+//! the attempt that reached it, or a claim of an item whose last lease expired at it
+//! (its worker crashed mid-work every time), puts the item in its dead state instead.
+//! Dead items are counted ([`dead_counts`], the `queue_dead_items` gauge), listed
+//! ([`list_dead`]) and can be put back by an admin ([`requeue`]).
+//!
+//! The three tables differ in names and columns, so each queue is described as data
+//! ([`Queue`]) and the SQL is built from it. Table and column names come only from the
+//! constants in this module, never from input; every value is a bind.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgExecutor, Row, postgres::PgRow};
+
+use crate::StoreError;
+
+/// How one queue's table spells the queue's concepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queue {
+    /// The queue's name (metrics label, admin API path segment).
+    pub name: &'static str,
+    /// Its table.
+    pub table: &'static str,
+    /// The id column.
+    pub id: &'static str,
+    /// The id's SQL type (`uuid` or `text`); ids travel as text and are cast.
+    pub id_type: &'static str,
+    /// The column holding when the item is (next) due.
+    pub due: &'static str,
+    /// The column holding what kind of item it is (topic or event type).
+    pub kind: &'static str,
+    /// The column claims may filter on (`topic = ANY(..)`), if the queue has topics.
+    pub topic: Option<&'static str>,
+    /// The column holding the last error or note.
+    pub error: &'static str,
+    /// Predicate: the item is still to be worked on (neither done nor dead).
+    pub pending: &'static str,
+    /// Predicate: the item is dead (given up).
+    pub dead: &'static str,
+    /// The column (or expression) saying when it died.
+    pub died_at: &'static str,
+    /// SET list that marks the item done.
+    pub set_done: &'static str,
+    /// SET list that marks the item dead.
+    pub set_dead: &'static str,
+    /// SET list that marks the item cancelled (not worked on, not failed), if the queue knows it.
+    pub set_cancelled: Option<&'static str>,
+    /// SET list that puts a dead item back to pending.
+    pub set_pending: &'static str,
+    /// The `NOTIFY` channel that wakes the queue's workers, as an expression over the row `t`.
+    pub wake: &'static str,
+    /// Extra expressions a claim returns beside the id and attempt (over the row `q`).
+    pub claim_returning: &'static str,
+    /// Attempts at most; the attempt that reaches it is the last.
+    pub max_attempts: i32,
+}
+
+impl Queue {
+    /// The same queue with another attempt ceiling (at least 1).
+    pub const fn with_max_attempts(mut self, max_attempts: i32) -> Self {
+        self.max_attempts = if max_attempts < 1 { 1 } else { max_attempts };
+        self
+    }
+}
+
+/// The outbox: side effects committed with a state change. Its ceiling is above
+/// the notification deliverer's 15 attempts and provisioning's 12 order failures.
+pub const OUTBOX: Queue = Queue {
+    name: "outbox",
+    table: "outbox",
+    id: "id",
+    id_type: "uuid",
+    due: "available_at",
+    kind: "topic",
+    topic: Some("topic"),
+    error: "last_error",
+    pending: "delivered_at IS NULL AND failed_at IS NULL",
+    dead: "failed_at IS NOT NULL",
+    died_at: "failed_at",
+    set_done: "delivered_at = now()",
+    set_dead: "failed_at = now()",
+    set_cancelled: None,
+    set_pending: "failed_at = NULL",
+    wake: "'outbox_' || replace(t.topic, '.', '_')",
+    claim_returning: "q.id, q.case_id, q.event_id, q.topic, q.payload, \
+                      extract(epoch FROM now() - q.created_at)::float8 AS waited",
+    max_attempts: 20,
+};
+
+/// Inbound carrier webhooks. Ten attempts, as the processor has always made.
+pub const CARRIER_WEBHOOKS: Queue = Queue {
+    name: "carrier_webhooks",
+    table: "carrier_webhooks",
+    id: "id",
+    id_type: "text",
+    due: "available_at",
+    kind: "type",
+    topic: None,
+    error: "error",
+    pending: "processed_at IS NULL AND failed_at IS NULL",
+    dead: "failed_at IS NOT NULL",
+    died_at: "failed_at",
+    set_done: "processed_at = now()",
+    set_dead: "failed_at = now()",
+    set_cancelled: None,
+    set_pending: "failed_at = NULL",
+    wake: "'carrier_webhook_received'",
+    claim_returning: "q.type, q.payload",
+    max_attempts: 10,
+};
+
+/// Outbound webhook deliveries. Eight attempts: the first and the seven retries of
+/// the standard schedule (`webhooks::RetrySchedule::standard().max_attempts()`).
+pub const WEBHOOK_DELIVERIES: Queue = Queue {
+    name: "webhook_deliveries",
+    table: "webhook_deliveries",
+    id: "id",
+    id_type: "uuid",
+    due: "next_attempt_at",
+    kind: "event_type",
+    topic: None,
+    error: "last_error",
+    pending: "status = 'pending'",
+    dead: "status = 'failed'",
+    died_at: "finished_at",
+    set_done: "status = 'delivered', finished_at = now()",
+    set_dead: "status = 'failed', finished_at = now()",
+    set_cancelled: Some("status = 'cancelled', finished_at = now()"),
+    set_pending: "status = 'pending', finished_at = NULL",
+    wake: "'webhook_delivery'",
+    claim_returning: "q.id, q.endpoint_id, q.event_type, q.payload, \
+        (SELECT e.url FROM webhook_endpoints e WHERE e.id = q.endpoint_id) AS url, \
+        (SELECT e.secret_sealed FROM webhook_endpoints e WHERE e.id = q.endpoint_id) AS secret_sealed, \
+        (SELECT e.disabled_at IS NULL AND e.deleted_at IS NULL FROM webhook_endpoints e \
+         WHERE e.id = q.endpoint_id) AS endpoint_active",
+    max_attempts: 8,
+};
+
+/// Every queue, in the order they are shown.
+pub const ALL: [Queue; 3] = [OUTBOX, CARRIER_WEBHOOKS, WEBHOOK_DELIVERIES];
+
+/// The queue of this name.
+pub fn by_name(name: &str) -> Option<Queue> {
+    ALL.into_iter().find(|q| q.name == name)
+}
+
+/// A claimed item: which, by whom, and the fencing attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The queue's name.
+    pub queue: &'static str,
+    /// The item's id, as text.
+    pub item: String,
+    /// The worker holding it.
+    pub owner: String,
+    /// The attempt number, counting this one; the fencing token.
+    pub attempt: i32,
+}
+
+impl Lease {
+    /// The error of a write with this lease after it was lost.
+    pub fn lost(&self) -> StoreError {
+        StoreError::QueueLeaseLost {
+            queue: self.queue,
+            item: self.item.clone(),
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// What a claim found: the lease and the queue's `claim_returning` columns.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The lease.
+    pub lease: Lease,
+    /// The row (decode the queue's `claim_returning` columns from it).
+    pub row: PgRow,
+}
+
+/// Counts an item's death in `queue_items_dead_total`.
+fn count_deaths(queue: &Queue, n: u64) {
+    if n > 0 {
+        metrics::counter!("queue_items_dead_total", "queue" => queue.name).increment(n);
+    }
+}
+
+fn claimable(q: &Queue) -> String {
+    let topic = q
+        .topic
+        .map(|t| format!(" AND {t} = ANY($4)"))
+        .unwrap_or_default();
+    format!(
+        "{pending} AND {due} <= now() AND (lease_expires_at IS NULL OR lease_expires_at <= now()){topic}",
+        pending = q.pending,
+        due = q.due,
+    )
+}
+
+/// Claims the item of `queue` that has been due longest (of `topics`, if the queue has
+/// topics), leasing it to `worker` for `lease`. Items whose attempts already reached
+/// the ceiling and whose lease expired (their worker died) are moved to the dead state
+/// on the way, never handed out again.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    topics: &[String],
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<Claimed>, StoreError> {
+    let q = queue;
+    let sql = format!(
+        r#"WITH doomed AS (
+               SELECT {id} FROM {table} WHERE {claimable} AND attempts >= $3
+               FOR UPDATE SKIP LOCKED
+           ), buried AS (
+               UPDATE {table} d SET {set_dead}, lease_owner = NULL, lease_expires_at = NULL,
+                      {error} = left('given up: attempt ' || d.attempts || ' of ' || $3
+                                     || ' did not finish (lease expired); last error: '
+                                     || coalesce(d.{error}, 'none'), 500)
+               FROM doomed WHERE d.{id} = doomed.{id}
+               RETURNING d.{id}
+           ), next AS (
+               SELECT {id} FROM {table} WHERE {claimable} AND attempts < $3
+               ORDER BY {due}
+               LIMIT 1
+               FOR UPDATE SKIP LOCKED
+           ), claimed AS (
+               UPDATE {table} q
+               SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
+                   attempts = q.attempts + 1
+               FROM next WHERE q.{id} = next.{id}
+               RETURNING q.{id}::text AS queue_item, q.attempts AS queue_attempt, {returning}
+           )
+           SELECT b.buried, c.* FROM (SELECT count(*) AS buried FROM buried) b
+           LEFT JOIN claimed c ON true"#,
+        id = q.id,
+        table = q.table,
+        claimable = claimable(q),
+        set_dead = q.set_dead,
+        error = q.error,
+        due = q.due,
+        returning = q.claim_returning,
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(worker)
+        .bind(lease.as_secs_f64())
+        .bind(q.max_attempts);
+    if q.topic.is_some() {
+        query = query.bind(topics);
+    }
+    let row = query.fetch_one(db).await?;
+    let buried: i64 = row.try_get("buried")?;
+    count_deaths(q, u64::try_from(buried).unwrap_or(0));
+    let Some(item) = row.try_get::<Option<String>, _>("queue_item")? else {
+        return Ok(None);
+    };
+    let attempt: i32 = row.try_get("queue_attempt")?;
+    Ok(Some(Claimed {
+        lease: Lease {
+            queue: q.name,
+            item,
+            owner: worker.to_owned(),
+            attempt,
+        },
+        row,
+    }))
+}
+
+type PgQuery<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Runs a write fenced by `lease`: `set` after `SET`, extra binds from `$4`.
+async fn fenced(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    lease: &Lease,
+    set: &str,
+    guard: &str,
+    bind: impl for<'a> FnOnce(PgQuery<'a>) -> PgQuery<'a>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE {table} SET {set} WHERE {id} = $1::{id_type} AND lease_owner = $2 AND attempts = $3{guard}",
+        table = queue.table,
+        id = queue.id,
+        id_type = queue.id_type,
+    );
+    let query = sqlx::query(&sql)
+        .bind(lease.item.clone())
+        .bind(lease.owner.clone())
+        .bind(lease.attempt);
+    let done = bind(query).execute(db).await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(lease.lost())
+    }
+}
+
+/// Extends the lease on a pending item; [`StoreError::QueueLeaseLost`] if it is no longer held.
+pub async fn renew(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    lease: &Lease,
+    extend: Duration,
+) -> Result<(), StoreError> {
+    let guard = format!(" AND {}", queue.pending);
+    fenced(
+        db,
+        queue,
+        lease,
+        "lease_expires_at = now() + make_interval(secs => $4)",
+        &guard,
+        |q| q.bind(extend.as_secs_f64()),
+    )
+    .await
+}
+
+/// Marks the item done, with a note (why it was ignored, say) or none.
+pub async fn done(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    lease: &Lease,
+    note: Option<&str>,
+) -> Result<(), StoreError> {
+    let set = format!(
+        "{}, {} = left($4, 500), lease_owner = NULL, lease_expires_at = NULL",
+        queue.set_done, queue.error
+    );
+    let note = note.map(str::to_owned);
+    fenced(db, queue, lease, &set, "", |q| q.bind(note)).await
+}
+
+/// Marks the item cancelled (the queue must know that state).
+pub async fn cancel(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    lease: &Lease,
+    why: &str,
+) -> Result<(), StoreError> {
+    let Some(cancelled) = queue.set_cancelled else {
+        return Err(StoreError::Conflict(format!(
+            "the {} queue has no cancelled state",
+            queue.name
+        )));
+    };
+    let set = format!(
+        "{cancelled}, {} = left($4, 500), lease_owner = NULL, lease_expires_at = NULL",
+        queue.error
+    );
+    let why = why.to_owned();
+    fenced(db, queue, lease, &set, "", |q| q.bind(why)).await
+}
+
+/// What became of an item that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// It will be tried again.
+    Retried,
+    /// That was its last attempt: it is dead.
+    Dead,
+}
+
+/// Puts the item back to be tried again after `delay` (the database's clock), noting
+/// the error; if this attempt reached the queue's ceiling the item dies instead.
+pub async fn retry(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    lease: &Lease,
+    delay: Duration,
+    error: &str,
+) -> Result<Failed, StoreError> {
+    if lease.attempt >= queue.max_attempts {
+        fail(db, queue, lease, error).await?;
+        return Ok(Failed::Dead);
+    }
+    let set = format!(
+        "{} = now() + make_interval(secs => $4), {} = left($5, 500), lease_owner = NULL, lease_expires_at = NULL",
+        queue.due, queue.error
+    );
+    let error = error.to_owned();
+    fenced(db, queue, lease, &set, "", |q| {
+        q.bind(delay.as_secs_f64()).bind(error)
+    })
+    .await?;
+    Ok(Failed::Retried)
+}
+
+/// Gives the item up: it is dead until an admin puts it back.
+pub async fn fail(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    lease: &Lease,
+    error: &str,
+) -> Result<(), StoreError> {
+    let set = format!(
+        "{}, {} = left($4, 500), lease_owner = NULL, lease_expires_at = NULL",
+        queue.set_dead, queue.error
+    );
+    let error = error.to_owned();
+    fenced(db, queue, lease, &set, "", |q| q.bind(error)).await?;
+    count_deaths(queue, 1);
+    Ok(())
+}
+
+/// When the next pending item (of `topics`, if the queue has topics) becomes claimable
+/// (its back-off or its lease ends); `None` if none is pending. Workers sleep until then at most.
+pub async fn next_due(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    topics: &[String],
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let topic = queue
+        .topic
+        .map(|t| format!(" AND {t} = ANY($1)"))
+        .unwrap_or_default();
+    let sql = format!(
+        "SELECT min(greatest({due}, coalesce(lease_expires_at, {due}))) FROM {table} WHERE {pending}{topic}",
+        due = queue.due,
+        table = queue.table,
+        pending = queue.pending,
+    );
+    let mut query = sqlx::query_scalar(&sql);
+    if queue.topic.is_some() {
+        query = query.bind(topics);
+    }
+    Ok(query.fetch_one(db).await?)
+}
+
+/// How many items each queue holds dead, in the order of [`ALL`].
+pub async fn dead_counts(db: impl PgExecutor<'_>) -> Result<Vec<(&'static str, i64)>, StoreError> {
+    let sql = ALL
+        .iter()
+        .map(|q| {
+            format!(
+                "SELECT '{name}'::text AS queue, count(*) AS dead FROM {table} WHERE {dead}",
+                name = q.name,
+                table = q.table,
+                dead = q.dead,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let rows: Vec<(String, i64)> = sqlx::query_as(&sql).fetch_all(db).await?;
+    Ok(ALL
+        .iter()
+        .map(|q| {
+            let n = rows
+                .iter()
+                .find(|(name, _)| name == q.name)
+                .map_or(0, |(_, n)| *n);
+            (q.name, n)
+        })
+        .collect())
+}
+
+/// A dead item as an operator sees it: no payload, no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeadItem {
+    /// The queue's name.
+    pub queue: String,
+    /// The item's id.
+    pub id: String,
+    /// Its topic or event type.
+    pub kind: String,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last error (without personal data).
+    pub last_error: Option<String>,
+    /// When it died.
+    pub died_at: Option<DateTime<Utc>>,
+}
+
+/// The newest dead items of `queue` (at most `limit`), newest first.
+pub async fn list_dead(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    limit: i64,
+) -> Result<Vec<DeadItem>, StoreError> {
+    let sql = format!(
+        "SELECT $1::text AS queue, {id}::text AS id, {kind} AS kind, attempts, {error} AS last_error,
+                {died_at} AS died_at
+         FROM {table} WHERE {dead}
+         ORDER BY {died_at} DESC NULLS LAST, {id} DESC LIMIT $2",
+        id = queue.id,
+        kind = queue.kind,
+        error = queue.error,
+        died_at = queue.died_at,
+        table = queue.table,
+        dead = queue.dead,
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(queue.name)
+        .bind(limit)
+        .fetch_all(db)
+        .await?)
+}
+
+/// Puts a dead item back (admin retry): pending, due now, attempts from zero, no
+/// lease, and wakes the queue's workers. Returns the item as it was when dead, or `None` if no dead item has that id.
+pub async fn requeue(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    id: &str,
+) -> Result<Option<DeadItem>, StoreError> {
+    if queue.id_type == "uuid" && uuid::Uuid::parse_str(id).is_err() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "WITH old AS (
+             SELECT {id}, {kind} AS kind, attempts, {error} AS last_error, {died_at} AS died_at
+             FROM {table} WHERE {id} = $1::{id_type} AND {dead}
+             FOR UPDATE
+         ), requeued AS (
+             UPDATE {table} t SET {set_pending}, {due} = now(), attempts = 0,
+                    lease_owner = NULL, lease_expires_at = NULL
+             FROM old WHERE t.{id} = old.{id}
+             RETURNING $2::text AS queue, t.{id}::text AS id, old.kind, old.attempts,
+                       old.last_error, old.died_at, {wake} AS channel
+         )
+         SELECT r.*, pg_notify(r.channel, r.id)::text AS notified FROM requeued r",
+        id = queue.id,
+        kind = queue.kind,
+        error = queue.error,
+        died_at = queue.died_at,
+        table = queue.table,
+        dead = queue.dead,
+        set_pending = queue.set_pending,
+        due = queue.due,
+        id_type = queue.id_type,
+        wake = queue.wake,
+    );
+    Ok(sqlx::query_as(&sql)
+        .bind(id)
+        .bind(queue.name)
+        .fetch_optional(db)
+        .await?)
+}
+
+/// Sets the `queue_dead_items{queue}` gauge from [`dead_counts`] and returns the counts.
+pub async fn publish_dead_gauges(
+    db: impl PgExecutor<'_>,
+) -> Result<Vec<(&'static str, i64)>, StoreError> {
+    let counts = dead_counts(db).await?;
+    for (queue, n) in &counts {
+        metrics::gauge!("queue_dead_items", "queue" => *queue).set(*n as f64);
+    }
+    Ok(counts)
+}

@@ -1,0 +1,380 @@
+//! The one leased-queue mechanism against a real Postgres: SKIP LOCKED claims, lease
+//! expiry and fencing, back-off, the attempt ceiling and the dead state (by failure
+//! and by crashed workers), the admin requeue, and the dead-letter metrics.
+
+use std::time::Duration;
+
+use case_store::{
+    MIGRATOR, StoreError,
+    queue::{self, CARRIER_WEBHOOKS, Failed, Queue, WEBHOOK_DELIVERIES},
+    webhooks as store,
+};
+use serde_json::json;
+use sqlx::PgPool;
+
+const LEASE: Duration = Duration::from_secs(30);
+/// A small ceiling so tests reach it quickly.
+const THREE: Queue = CARRIER_WEBHOOKS.with_max_attempts(3);
+
+async fn receive(pool: &PgPool, id: &str) {
+    let body = json!({"type": "subscriber.signals", "timestamp": "2026-12-01T00:00:00Z",
+                      "data": {"msisdn": "+8613800138000"}});
+    assert!(
+        store::receive_carrier_webhook(pool, id, "subscriber.signals", &body)
+            .await
+            .unwrap()
+    );
+}
+
+async fn claim(pool: &PgPool, q: &Queue, worker: &str, lease: Duration) -> Option<queue::Lease> {
+    queue::claim(pool, q, &[], worker, lease)
+        .await
+        .unwrap()
+        .map(|c| c.lease)
+}
+
+async fn dead_of(pool: &PgPool, q: &Queue) -> i64 {
+    queue::dead_counts(pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|(name, _)| *name == q.name)
+        .unwrap()
+        .1
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn concurrent_claimers_get_distinct_items(pool: PgPool) {
+    for i in 0..6 {
+        receive(&pool, &format!("msg_{i}")).await;
+    }
+    // A claim in an open transaction keeps its row locked: a second claimer skips it.
+    let mut tx = pool.begin().await.unwrap();
+    let held = queue::claim(&mut *tx, &CARRIER_WEBHOOKS, &[], "a", LEASE)
+        .await
+        .unwrap()
+        .unwrap()
+        .lease;
+    let other = claim(&pool, &CARRIER_WEBHOOKS, "b", LEASE).await.unwrap();
+    assert_ne!(held.item, other.item);
+    tx.commit().await.unwrap();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..6 {
+        let pool = pool.clone();
+        tasks.spawn(async move { claim(&pool, &CARRIER_WEBHOOKS, &format!("w{w}"), LEASE).await });
+    }
+    let mut items = vec![held.item, other.item];
+    while let Some(done) = tasks.join_next().await {
+        if let Some(lease) = done.unwrap() {
+            items.push(lease.item);
+        }
+    }
+    let all = items.len();
+    items.sort();
+    items.dedup();
+    assert_eq!((all, items.len()), (6, 6), "every item once: {items:?}");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_expired_lease_passes_on_and_the_late_write_is_refused(pool: PgPool) {
+    receive(&pool, "msg_1").await;
+    let first = claim(&pool, &CARRIER_WEBHOOKS, "w1", Duration::ZERO)
+        .await
+        .unwrap();
+    let second = claim(&pool, &CARRIER_WEBHOOKS, "w2", LEASE).await.unwrap();
+    assert_eq!((second.item.as_str(), second.attempt), ("msg_1", 2));
+    for late in [
+        queue::done(&pool, &CARRIER_WEBHOOKS, &first, None).await,
+        queue::renew(&pool, &CARRIER_WEBHOOKS, &first, LEASE).await,
+        queue::fail(&pool, &CARRIER_WEBHOOKS, &first, "late").await,
+        queue::retry(&pool, &CARRIER_WEBHOOKS, &first, LEASE, "late")
+            .await
+            .map(|_| ()),
+    ] {
+        assert!(
+            matches!(
+                late,
+                Err(StoreError::QueueLeaseLost {
+                    queue: "carrier_webhooks",
+                    attempt: 1,
+                    ..
+                })
+            ),
+            "{late:?}"
+        );
+    }
+    queue::renew(&pool, &CARRIER_WEBHOOKS, &second, LEASE)
+        .await
+        .unwrap();
+    queue::done(&pool, &CARRIER_WEBHOOKS, &second, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        queue::next_due(&pool, &CARRIER_WEBHOOKS, &[])
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_retry_waits_for_its_back_off(pool: PgPool) {
+    receive(&pool, "msg_1").await;
+    let lease = claim(&pool, &CARRIER_WEBHOOKS, "w1", LEASE).await.unwrap();
+    let before = chrono::Utc::now();
+    let outcome = queue::retry(
+        &pool,
+        &CARRIER_WEBHOOKS,
+        &lease,
+        Duration::from_secs(120),
+        "db hiccup",
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome, Failed::Retried);
+    assert!(claim(&pool, &CARRIER_WEBHOOKS, "w2", LEASE).await.is_none());
+    let due = queue::next_due(&pool, &CARRIER_WEBHOOKS, &[])
+        .await
+        .unwrap()
+        .unwrap();
+    let wait = (due - before).num_seconds();
+    assert!((115..=125).contains(&wait), "due in {wait} s");
+    let row = store::load_carrier_webhook(&pool, "msg_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.error.as_deref(), Some("db hiccup"));
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_item_failing_at_the_ceiling_is_dead_and_no_longer_claimed(pool: PgPool) {
+    receive(&pool, "msg_1").await;
+    for attempt in 1..=3 {
+        let lease = claim(&pool, &THREE, "w1", LEASE).await.unwrap();
+        assert_eq!(lease.attempt, attempt);
+        let outcome = queue::retry(&pool, &THREE, &lease, Duration::ZERO, "still broken")
+            .await
+            .unwrap();
+        let expected = if attempt < 3 {
+            Failed::Retried
+        } else {
+            Failed::Dead
+        };
+        assert_eq!(outcome, expected, "attempt {attempt}");
+    }
+    assert!(claim(&pool, &THREE, "w1", LEASE).await.is_none());
+    assert_eq!(queue::next_due(&pool, &THREE, &[]).await.unwrap(), None);
+    assert_eq!(dead_of(&pool, &THREE).await, 1);
+    let dead = queue::list_dead(&pool, &THREE, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (
+            dead[0].queue.as_str(),
+            dead[0].id.as_str(),
+            dead[0].kind.as_str(),
+            dead[0].attempts,
+            dead[0].last_error.as_deref()
+        ),
+        (
+            "carrier_webhooks",
+            "msg_1",
+            "subscriber.signals",
+            3,
+            Some("still broken")
+        )
+    );
+    assert!(dead[0].died_at.is_some());
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_worker_crashing_every_time_leaves_the_item_dead(pool: PgPool) {
+    receive(&pool, "msg_1").await;
+    // Three claims whose leases end at once and are never settled (the worker died).
+    for attempt in 1..=3 {
+        let lease = claim(&pool, &THREE, &format!("w{attempt}"), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(lease.attempt, attempt);
+    }
+    assert!(claim(&pool, &THREE, "w4", LEASE).await.is_none());
+    let row = store::load_carrier_webhook(&pool, "msg_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.attempts, 3);
+    assert!(row.failed_at.is_some());
+    assert!(
+        row.error.as_deref().unwrap().contains("lease expired"),
+        "{:?}",
+        row.error
+    );
+    assert_eq!(dead_of(&pool, &THREE).await, 1);
+    assert_eq!(queue::next_due(&pool, &THREE, &[]).await.unwrap(), None);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_admin_requeue_makes_a_dead_item_claimable_again(pool: PgPool) {
+    receive(&pool, "msg_1").await;
+    let lease = claim(&pool, &CARRIER_WEBHOOKS, "w1", LEASE).await.unwrap();
+    queue::fail(&pool, &CARRIER_WEBHOOKS, &lease, "gave up")
+        .await
+        .unwrap();
+    assert!(claim(&pool, &CARRIER_WEBHOOKS, "w1", LEASE).await.is_none());
+    // Only dead items are requeued; a uuid queue refuses an id that is no uuid.
+    assert_eq!(
+        queue::requeue(&pool, &CARRIER_WEBHOOKS, "msg_2")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        queue::requeue(&pool, &WEBHOOK_DELIVERIES, "not-a-uuid")
+            .await
+            .unwrap(),
+        None
+    );
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen(store::CARRIER_WEBHOOK_CHANNEL)
+        .await
+        .unwrap();
+    let was = queue::requeue(&pool, &CARRIER_WEBHOOKS, "msg_1")
+        .await
+        .unwrap()
+        .unwrap();
+    // The processor is woken, not left to its fallback poll.
+    let woken = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(woken.payload(), "msg_1");
+    assert_eq!(
+        (was.attempts, was.last_error.as_deref()),
+        (1, Some("gave up"))
+    );
+    assert_eq!(dead_of(&pool, &CARRIER_WEBHOOKS).await, 0);
+    assert_eq!(
+        queue::requeue(&pool, &CARRIER_WEBHOOKS, "msg_1")
+            .await
+            .unwrap(),
+        None,
+        "no longer dead"
+    );
+    let again = claim(&pool, &CARRIER_WEBHOOKS, "w2", LEASE).await.unwrap();
+    assert_eq!((again.item.as_str(), again.attempt), ("msg_1", 1));
+    queue::done(&pool, &CARRIER_WEBHOOKS, &again, None)
+        .await
+        .unwrap();
+    let row = store::load_carrier_webhook(&pool, "msg_1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.processed_at.is_some() && row.failed_at.is_none());
+}
+
+#[test]
+fn each_queue_wakes_its_workers_on_their_channel() {
+    assert_eq!(
+        CARRIER_WEBHOOKS.wake,
+        format!("'{}'", store::CARRIER_WEBHOOK_CHANNEL)
+    );
+    assert_eq!(
+        WEBHOOK_DELIVERIES.wake,
+        format!("'{}'", store::DELIVERY_CHANNEL)
+    );
+    assert_eq!(
+        case_store::outbox_channel("provisioning.order"),
+        "outbox_provisioning_order"
+    );
+    assert_eq!(
+        queue::OUTBOX.wake,
+        "'outbox_' || replace(t.topic, '.', '_')"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_requeued_outbox_message_wakes_the_deliverers_of_its_topic(pool: PgPool) {
+    let case_id = case_store::testing::open_case(&pool, "+8613800138009").await;
+    sqlx::query(
+        "INSERT INTO outbox (id, case_id, topic, dedupe_key, payload, attempts, failed_at, last_error)
+         VALUES ($1, $2, 'provisioning.order', 'k1', '{}', 20, now(), 'the carrier was away')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(case_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let dead = queue::list_dead(&pool, &queue::OUTBOX, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].kind, "provisioning.order");
+    let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+        .await
+        .unwrap();
+    listener
+        .listen(&case_store::outbox_channel("provisioning.order"))
+        .await
+        .unwrap();
+    queue::requeue(&pool, &queue::OUTBOX, &dead[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    let woken = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(woken.payload(), dead[0].id);
+    let topics = vec!["provisioning.order".to_owned()];
+    let claim = case_store::claim_outbox(&pool, &topics, "w1", LEASE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (claim.id.to_string(), claim.attempts),
+        (dead[0].id.clone(), 1)
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn dead_items_show_in_the_prometheus_metrics(pool: PgPool) {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    // The test runtime is single-threaded: the local recorder sees every await below.
+    let _guard = metrics::set_default_local_recorder(&recorder);
+    receive(&pool, "msg_1").await;
+    for _ in 1..=3 {
+        let lease = claim(&pool, &THREE, "w1", LEASE).await.unwrap();
+        queue::retry(&pool, &THREE, &lease, Duration::ZERO, "still broken")
+            .await
+            .unwrap();
+    }
+    // msg_2's worker crashes at every attempt: the claim after the last buries it.
+    receive(&pool, "msg_2").await;
+    for _ in 1..=3 {
+        claim(&pool, &THREE, "w1", Duration::ZERO).await.unwrap();
+    }
+    assert!(claim(&pool, &THREE, "w1", LEASE).await.is_none());
+    let counts = queue::publish_dead_gauges(&pool).await.unwrap();
+    assert_eq!(
+        counts,
+        vec![
+            ("outbox", 0),
+            ("carrier_webhooks", 2),
+            ("webhook_deliveries", 0)
+        ]
+    );
+    let text = handle.render();
+    for line in [
+        r#"queue_dead_items{queue="carrier_webhooks"} 2"#,
+        r#"queue_dead_items{queue="outbox"} 0"#,
+        r#"queue_dead_items{queue="webhook_deliveries"} 0"#,
+        r#"queue_items_dead_total{queue="carrier_webhooks"} 2"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing in:\n{text}"
+        );
+    }
+}
