@@ -41,13 +41,7 @@ pub async fn create_agent(
     )
     .execute(db)
     .await
-    .map_err(|e| {
-        StoreError::on_unique(
-            e,
-            "agents_username_key",
-            StoreError::Conflict("username is taken".into()),
-        )
-    })?;
+    .map_err(|e| StoreError::on_unique(e, "agents_username_key", StoreError::UsernameTaken))?;
     Ok(id)
 }
 

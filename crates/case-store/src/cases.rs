@@ -270,8 +270,8 @@ pub async fn transition_in(
             .any(|m| m.topic == crate::risk::PROVISIONING_TOPIC)
     {
         // Every way into provisioning goes through risk::transition_into_provisioning.
-        return Err(StoreError::Conflict(
-            "a move into provisioning must carry its service order".into(),
+        return Err(StoreError::Invariant(
+            "a move into provisioning must carry its service order",
         ));
     }
     let (fence_owner, fence_attempt) = match req.fence {

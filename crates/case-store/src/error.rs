@@ -43,9 +43,24 @@ pub enum StoreError {
     /// The number already has an open case.
     #[error("the number already has an open case")]
     OpenCaseExists,
-    /// A unique value is taken (the message says which, without personal data).
+    /// A carrier-webhook or delivery write with a lease that is no longer held (the
+    /// message says which); kept apart from [`StoreError::QueueLeaseLost`] for the
+    /// callers that match on it.
     #[error("{0}")]
     Conflict(String),
+    /// The case was already appealed: a refusal can be appealed only once.
+    #[error("the case was already appealed")]
+    AlreadyAppealed,
+    /// An agent with this username exists.
+    #[error("username is taken")]
+    UsernameTaken,
+    /// The same file is being stored by a concurrent request; a retry finds it.
+    #[error("the same file is being uploaded concurrently")]
+    ConcurrentUpload,
+    /// A broken internal invariant (a bug in the caller, never the user's doing):
+    /// nothing was written, and the edge answers 500.
+    #[error("invariant broken: {0}")]
+    Invariant(&'static str),
     /// A state the database holds but the caller did not expect.
     #[error("case {case_id} is {state}")]
     UnexpectedState {

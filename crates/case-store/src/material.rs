@@ -195,7 +195,7 @@ pub async fn insert_evidence(
 ) -> Result<EvidenceStored, StoreError> {
     let hash = Sha256::digest(content).to_vec();
     let size = i32::try_from(content.len())
-        .map_err(|_| StoreError::Conflict("The file is too large.".into()))?;
+        .map_err(|_| StoreError::Invariant("evidence larger than 2 GiB reached the store"))?;
     // A concurrent upload of the same file can win between the two statements; the
     // second attempt then finds it.
     for _ in 0..2 {
@@ -230,9 +230,7 @@ pub async fn insert_evidence(
             return Ok(EvidenceStored::Duplicate(meta));
         }
     }
-    Err(StoreError::Conflict(
-        "The same file is being uploaded concurrently; retry.".into(),
-    ))
+    Err(StoreError::ConcurrentUpload)
 }
 
 /// The case's evidence files (metadata only), oldest first.
@@ -299,7 +297,7 @@ pub async fn load_appeal(
 }
 
 /// Records the case's appeal. A second appeal of the same case is refused
-/// ([`StoreError::Conflict`]): a case is appealed at most once.
+/// ([`StoreError::AlreadyAppealed`]): a case is appealed at most once.
 pub async fn record_appeal(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
@@ -316,15 +314,7 @@ pub async fn record_appeal(
     )
     .fetch_one(db)
     .await
-    .map_err(|e| {
-        StoreError::on_unique(
-            e,
-            "case_appeals_pkey",
-            StoreError::Conflict(
-                "This case was already appealed; a refusal can be appealed only once.".into(),
-            ),
-        )
-    })
+    .map_err(|e| StoreError::on_unique(e, "case_appeals_pkey", StoreError::AlreadyAppealed))
 }
 
 /// Re-scores a case after new material: a new assessment row with the tier, reasons
@@ -348,7 +338,7 @@ pub async fn rescore_assessment(
     .execute(db)
     .await?;
     if written.rows_affected() == 0 {
-        return Err(StoreError::Conflict("no assessment to re-score".into()));
+        return Err(StoreError::Invariant("no assessment to re-score"));
     }
     Ok(id)
 }

@@ -347,10 +347,7 @@ pub async fn cancel(
     why: &str,
 ) -> Result<(), StoreError> {
     let Some(cancelled) = queue.set_cancelled else {
-        return Err(StoreError::Conflict(format!(
-            "the {} queue has no cancelled state",
-            queue.name
-        )));
+        return Err(StoreError::Invariant("this queue has no cancelled state"));
     };
     let set = format!(
         "{cancelled}, {} = left($4, 500), lease_owner = NULL, lease_expires_at = NULL",

@@ -156,7 +156,10 @@ async fn a_case_is_appealed_at_most_once(pool: PgPool) {
     assert_eq!(appeal.statement, "I disagree.");
     assert!(appeal.appealed_at >= appeal.rejected_at);
     let second = material::record_appeal(&pool, case, "Again.", rejected_at).await;
-    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+    assert!(
+        matches!(second, Err(StoreError::AlreadyAppealed)),
+        "{second:?}"
+    );
     assert_eq!(
         material::load_appeal(&pool, case).await.unwrap(),
         Some(appeal)
@@ -206,7 +209,7 @@ async fn a_rescore_keeps_tier_reasons_and_signals_and_becomes_the_latest(pool: P
     );
     assert!(matches!(
         material::rescore_assessment(&pool, Uuid::now_v7(), &[]).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Invariant(_))
     ));
 }
 

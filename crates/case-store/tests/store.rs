@@ -285,7 +285,7 @@ async fn a_move_into_provisioning_without_its_order_is_refused(pool: PgPool) {
     let system = Actor::system("risk-assessment");
     let refused = transition(&pool, request(id, version, CaseEvent::RiskCleared, &system)).await;
     assert!(
-        matches!(refused, Err(StoreError::Conflict(_))),
+        matches!(refused, Err(StoreError::Invariant(_))),
         "{refused:?}"
     );
     assert_eq!(

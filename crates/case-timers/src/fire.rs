@@ -142,7 +142,7 @@ async fn act(
                 Ok(_) if event == CaseEvent::Closed => Ok("closed"),
                 Ok(_) => Ok("expired"),
                 Err(StoreError::StaleVersion { .. } | StoreError::NotFound(_)) => Ok("stale"),
-                Err(e @ (StoreError::Refused(_) | StoreError::Conflict(_))) => {
+                Err(e @ (StoreError::Refused(_) | StoreError::Invariant(_))) => {
                     // The table refuses it: retrying would not help.
                     tracing::error!(case_id = %case.id, error.message = %e, "deadline refused; timer skipped");
                     Ok("skipped")

@@ -95,6 +95,19 @@ impl From<StoreError> for WorkflowError {
             StoreError::Refused(refusal) => Self::IllegalTransition(refusal.to_string()),
             StoreError::LeaseLost { .. } => Self::ClaimedByOther,
             StoreError::OpenCaseExists => Self::OpenCaseExists,
+            StoreError::AlreadyAppealed => Self::Refused {
+                code: "already_appealed",
+                detail: "This case was already appealed; a refusal can be appealed only once."
+                    .into(),
+            },
+            StoreError::UsernameTaken => Self::Refused {
+                code: "username_taken",
+                detail: "An agent with this username exists.".into(),
+            },
+            StoreError::ConcurrentUpload => Self::Refused {
+                code: "concurrent_upload",
+                detail: "The same file is being uploaded concurrently; retry.".into(),
+            },
             StoreError::Conflict(what) => Self::Refused {
                 code: "conflict",
                 detail: what,
