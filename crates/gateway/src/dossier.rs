@@ -16,7 +16,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use case_domain::{Msisdn, Role, risk::ReasonCode};
+use case_domain::{Msisdn, risk::ReasonCode};
 use case_store::{
     CaseRow, EventRow,
     audit::{self, AuditEntry},
@@ -34,8 +34,7 @@ use crate::{
     error::FieldError,
 };
 
-/// Who may export a dossier.
-pub const DOSSIER_READERS: &[Role] = &[Role::Supervisor, Role::Security, Role::Cs];
+pub use case_domain::agent_policy::DOSSIER_READERS;
 
 /// The subscriber, as the dossier shows them: masked.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -1032,7 +1031,7 @@ pub async fn export(
 
 #[cfg(test)]
 mod tests {
-    use case_domain::{CaseEvent, CaseState, ResidentId, risk::RiskTier};
+    use case_domain::{CaseEvent, CaseState, ResidentId, Role, risk::RiskTier};
 
     use super::*;
 
