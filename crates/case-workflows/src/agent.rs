@@ -648,6 +648,43 @@ pub async fn unmask(
     })
 }
 
+/// An evidence file as stored: its recognised media type and content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceFile {
+    /// The media type recognised at upload.
+    pub media_type: String,
+    /// The content.
+    pub content: Vec<u8>,
+}
+
+/// One evidence file of a case, for an agent who may read cases; each view is
+/// audited (`case.evidence_view`).
+pub async fn evidence_file(
+    pool: &PgPool,
+    agent: &Agent,
+    case_id: Uuid,
+    evidence_id: Uuid,
+) -> Result<EvidenceFile, WorkflowError> {
+    agent.require_any(CASE_READERS)?;
+    let (media_type, content) =
+        case_store::material::load_evidence_content(pool, case_id, evidence_id)
+            .await?
+            .ok_or(WorkflowError::NotFound)?;
+    audit_read(
+        pool,
+        agent,
+        case_id,
+        "case.evidence_view",
+        serde_json::json!({ "evidence_id": evidence_id }),
+        None,
+    )
+    .await?;
+    Ok(EvidenceFile {
+        media_type,
+        content,
+    })
+}
+
 /// One reason code's feedback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FalsePositiveLine {

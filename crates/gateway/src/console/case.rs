@@ -18,7 +18,6 @@ use case_domain::{
     decision::{RejectionCode, agent_may_act},
     risk::ReasonCode,
 };
-use case_store::audit::{self, AuditEntry};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -738,28 +737,12 @@ pub(super) async fn evidence(
     else {
         return Err(ctx.fail(ApiError::NotFound));
     };
-    let (media_type, content) =
-        case_store::material::load_evidence_content(&state.pool, case_id, evidence_id)
-            .await
-            .map_err(|e| ctx.fail(e.into()))?
-            .ok_or_else(|| ctx.fail(ApiError::NotFound))?;
-    let mut conn = state
-        .pool
-        .acquire()
+    let wf::EvidenceFile {
+        media_type,
+        content,
+    } = wf::evidence_file(&state.pool, &session.as_agent(), case_id, evidence_id)
         .await
-        .map_err(|e| ctx.fail(ApiError::Internal(e.into())))?;
-    audit::record(
-        &mut conn,
-        &AuditEntry {
-            actor: &session.any_actor(),
-            action: "case.evidence_view",
-            case_id: Some(case_id),
-            detail: serde_json::json!({ "evidence_id": evidence_id }),
-            reason: None,
-        },
-    )
-    .await
-    .map_err(|e| ctx.fail(e.into()))?;
+        .map_err(|e| ctx.fail(e.into()))?;
     // Only the three types the upload accepts are ever served as themselves.
     let content_type = match media_type.as_str() {
         "image/jpeg" => "image/jpeg",
