@@ -357,3 +357,57 @@ async fn claims_hold_one_agent_at_a_time_and_notes_and_unmasking_follow_the_role
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_dossier_and_the_supervisors_views_follow_their_rules(pool: PgPool) {
+    let (case_id, version) = in_security_review(&pool, "+8613800138103").await;
+    let (_, analyst) = agent(&pool, "analyst", &[Role::Security]).await;
+    let (_, tech) = agent(&pool, "tech", &[Role::Technical]).await;
+    let (_, boss) = agent(&pool, "boss", &[Role::Supervisor]).await;
+    let (status, _) = act(
+        &pool,
+        &analyst,
+        case_id,
+        json!({ "action": "approve", "expected_version": version }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let dossier = format!("/v1/agent/cases/{case_id}/dossier?format=json");
+    let (status, _) = call(&pool, "GET", &dossier, Some(&tech), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, d) = call(&pool, "GET", &dossier, Some(&boss), None).await;
+    assert_eq!(status, StatusCode::OK, "{d}");
+    assert_eq!(d["case_id"], case_id.to_string());
+    assert_eq!(d["generated_by"], "boss");
+    let timeline = d["timeline"].as_array().unwrap();
+    assert_eq!(timeline.last().unwrap()["event"], "approved");
+    assert_eq!(timeline.last().unwrap()["actor_name"], "analyst");
+    assert!(!d.to_string().contains("13800138103"));
+    let (status, _) = call(
+        &pool,
+        "GET",
+        &format!("/v1/agent/cases/{}/dossier", Uuid::now_v7()),
+        Some(&boss),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let exports: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_log WHERE case_id = $1 AND action = 'case.dossier'",
+    )
+    .bind(case_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(exports, 1);
+
+    for path in ["/v1/agent/reports/false-positives", "/v1/agent/escalations"] {
+        let (status, _) = call(&pool, "GET", path, Some(&analyst), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{path}");
+        let (status, body) = call(&pool, "GET", path, Some(&boss), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (_, escalated) = call(&pool, "GET", "/v1/agent/escalations", Some(&boss), None).await;
+    assert_eq!(escalated["cases"], json!([]));
+}
