@@ -144,7 +144,7 @@ pub struct QueueItem {
     pub breached: bool,
     /// The agent holding the case (id), if any.
     pub claimed_by: Option<String>,
-    /// Until when.
+    /// Until when the case is held (by an agent or a worker), if it is.
     pub claimed_until: Option<DateTime<Utc>>,
     /// The number, masked.
     pub msisdn: String,
@@ -178,7 +178,7 @@ pub async fn queue(
                 version: r.version,
                 sla_due_at: due,
                 breached: due.is_some_and(|d| d < now),
-                claimed_until: r.lease_expires_at.filter(|_| holder.is_some()),
+                claimed_until: r.lease_expires_at.filter(|t| *t > now),
                 claimed_by: holder,
                 msisdn: mask(&r.msisdn),
                 tier: r.tier,
