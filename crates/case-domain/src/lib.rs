@@ -18,6 +18,7 @@ pub use lifecycle::{
 };
 pub use personal::{InvalidInput, Msisdn, PersonName, ResidentId};
 
+pub mod agent_policy;
 pub mod complaint;
 pub mod decision;
 pub mod eta;

@@ -7,14 +7,12 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use case_domain::Role;
-
-use crate::{
-    AppState,
-    agent::{CASE_READERS, UNMASKERS},
-    agent_auth::AgentSession,
-    error::ApiError,
+use case_domain::{
+    Role,
+    agent_policy::{CASE_READERS, DOSSIER_READERS, SUPERVISORS, UNMASKERS},
 };
+
+use crate::{AppState, agent_auth::AgentSession, error::ApiError};
 
 /// An access rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,13 +64,9 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
     (
         "get",
         "/v1/agent/reports/false-positives",
-        Access::Roles(&[Role::Supervisor]),
+        Access::Roles(SUPERVISORS),
     ),
-    (
-        "get",
-        "/v1/agent/escalations",
-        Access::Roles(&[Role::Supervisor]),
-    ),
+    ("get", "/v1/agent/escalations", Access::Roles(SUPERVISORS)),
     (
         "post",
         "/v1/agent/cases/{case_id}/complaints/{complaint_id}/answer",
@@ -86,7 +80,7 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
     (
         "get",
         "/v1/agent/cases/{case_id}/dossier",
-        Access::Roles(crate::dossier::DOSSIER_READERS),
+        Access::Roles(DOSSIER_READERS),
     ),
     (
         "get",

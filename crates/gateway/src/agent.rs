@@ -1,10 +1,7 @@
 //! The agent API (`/v1/agent/…`): queues, the shared case view, claims, decisions,
-//! notes, unmasking and reports. Every decision is checked against the domain's
-//! transition table (deny by default), claims the case for the acting agent, uses
-//! optimistic concurrency (`expected_version`), and is audited in the same
-//! transaction as the transition.
-
-use std::time::Duration;
+//! notes, unmasking and reports. Each handler parses its input, calls one use case
+//! of `case_workflows::agent` (where the role checks, the four-eyes rule on
+//! appeals, claims, optimistic concurrency and audit live) and renders the answer.
 
 use axum::{
     Json,
@@ -13,64 +10,38 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use case_domain::{
-    CaseEvent, CaseState, Department, Msisdn, Role,
-    decision::{RejectionCode, acting_role, agent_may_act},
-    events_for,
-};
-use case_store::{
-    CaseRow, StoreError, TransitionRequest,
-    agent_work::{self, ClaimRefusal},
-    audit::{self, AuditEntry},
-    risk as risk_store,
-};
+use case_domain::{CaseEvent, decision::RejectionCode};
+use case_store::CaseRow;
+use case_workflows::agent::{self as wf, Decision};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::{AppState, agent_auth::AgentSession, error::ApiError, extract::parse_json};
+use crate::{
+    AppState,
+    agent_auth::AgentSession,
+    error::{ApiError, FieldError},
+    extract::parse_json,
+};
 
-/// How long an agent's claim on a case lasts.
-pub const CLAIM_TTL: Duration = Duration::from_secs(30 * 60);
+pub use case_domain::agent_policy::{
+    CASE_READERS, CLAIM_TTL, UNMASKERS, queue_roles, queue_states,
+};
 
-/// The human states each department's queue holds.
-pub fn queue_states(department: Department) -> &'static [CaseState] {
-    match department {
-        Department::CustomerService => &[CaseState::IdentityReview],
-        Department::Security => &[CaseState::SecurityReview, CaseState::PartiallyReactivated],
-        Department::Technical => &[CaseState::ProvisioningFailed],
-        Department::Subscriber => &[],
-    }
+/// A case id from the path; a malformed one is no case at all.
+pub(crate) fn case_id(raw: &str) -> Result<Uuid, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound)
 }
 
-/// The agents who may see a department's queue.
-pub fn queue_roles(department: Department) -> &'static [Role] {
-    match department {
-        Department::CustomerService => &[Role::Cs, Role::Supervisor],
-        Department::Security => &[Role::Security, Role::Supervisor],
-        Department::Technical => &[Role::Technical, Role::Supervisor],
-        Department::Subscriber => &[Role::Supervisor],
-    }
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::Invalid(vec![FieldError::new(field, message)])
 }
 
-/// Agents who work cases (everyone but admins) may read the shared case view.
-pub const CASE_READERS: &[Role] = &[Role::Cs, Role::Security, Role::Technical, Role::Supervisor];
-/// Agents who may see personal data unmasked (always with a recorded reason).
-pub const UNMASKERS: &[Role] = &[Role::Security, Role::Supervisor];
-
-fn mask(msisdn: &str) -> String {
-    Msisdn::parse(msisdn)
-        .map(|m| m.masked())
-        .unwrap_or_else(|_| "***".into())
-}
-
-fn holder(case: &CaseRow) -> Option<String> {
-    let live = case.lease_expires_at.is_some_and(|t| t > Utc::now());
-    case.lease_owner
-        .as_deref()
-        .filter(|o| live && o.starts_with("agent:"))
-        .map(|o| o.trim_start_matches("agent:").to_owned())
+/// The department named by a queue request.
+pub(crate) fn department(code: &str) -> Result<case_domain::Department, ApiError> {
+    case_domain::agent_policy::parse_department(code)
+        .ok_or_else(|| invalid("department", "department must be cs, security or technical"))
 }
 
 /// Which queue.
@@ -113,75 +84,6 @@ pub struct QueueItem {
 pub struct QueueResponse {
     /// Cases with an unanswered complaint first, then earliest SLA due first.
     pub cases: Vec<QueueItem>,
-}
-
-fn parse_department(name: &str) -> Result<Department, ApiError> {
-    match name {
-        "cs" | "customer_service" => Ok(Department::CustomerService),
-        "security" => Ok(Department::Security),
-        "technical" => Ok(Department::Technical),
-        _ => Err(ApiError::Invalid(vec![crate::error::FieldError {
-            field: "department".into(),
-            message: "department must be cs, security or technical".into(),
-        }])),
-    }
-}
-
-/// A department's queue: cases with an unanswered complaint first, then earliest SLA due first.
-#[utoipa::path(
-    get, path = "/v1/agent/queue", tag = "agent",
-    params(QueueQuery),
-    security(("agent_token" = [])),
-    responses(
-        (status = 200, description = "The queue", body = QueueResponse),
-        (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "Not this agent's department", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown department", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-    )
-)]
-pub async fn queue(
-    State(state): State<AppState>,
-    session: AgentSession,
-    query: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<QueueResponse>, ApiError> {
-    let Query(query) = query.map_err(|_| {
-        ApiError::Invalid(vec![crate::error::FieldError {
-            field: "department".into(),
-            message: "department is required".into(),
-        }])
-    })?;
-    let department = parse_department(&query.department)?;
-    session.require_any(queue_roles(department))?;
-    let rows = agent_work::queue(&state.pool, queue_states(department), 500).await?;
-    let now = Utc::now();
-    let mut cases: Vec<QueueItem> = rows
-        .into_iter()
-        .map(|r| {
-            let due = case_workflows::eta::sla_due_at(&state.sla, r.state, r.state_entered_at);
-            let live = r.lease_expires_at.is_some_and(|t| t > now);
-            QueueItem {
-                case_id: r.id,
-                state: r.state.as_str().into(),
-                version: r.version,
-                sla_due_at: due,
-                breached: due.is_some_and(|d| d < now),
-                claimed_by: r
-                    .lease_owner
-                    .filter(|o| live && o.starts_with("agent:"))
-                    .map(|o| o.trim_start_matches("agent:").to_owned()),
-                claimed_until: r.lease_expires_at.filter(|_| live),
-                msisdn: mask(&r.msisdn),
-                tier: r.tier,
-                priority: case_domain::complaint::Priority::of(i64::from(r.complaint))
-                    .as_str()
-                    .into(),
-                complaint: r.complaint,
-            }
-        })
-        .collect();
-    // Cases with an unanswered complaint first, then by SLA due.
-    cases.sort_by_key(|c| (!c.complaint, c.sla_due_at));
-    Ok(Json(QueueResponse { cases }))
 }
 
 /// One event of the timeline, as agents see it (with actor ids).
@@ -309,133 +211,139 @@ pub struct AgentCaseView {
     pub allowed_actions: Vec<String>,
 }
 
-/// The actions `session` may take on a case in `state` (the same table the server enforces).
-pub fn allowed_actions(session: &AgentSession, state: CaseState) -> Vec<String> {
-    let mut actions: Vec<String> = Vec::new();
-    for role in session.roles() {
-        for event in events_for(state, *role) {
-            if let Some(name) = event.agent_action()
-                && !actions.iter().any(|a| a == name)
-            {
-                actions.push(name.to_owned());
-            }
+impl From<wf::QueueItem> for QueueItem {
+    fn from(i: wf::QueueItem) -> Self {
+        Self {
+            case_id: i.case_id,
+            state: i.state.as_str().into(),
+            version: i.version,
+            sla_due_at: i.sla_due_at,
+            breached: i.breached,
+            claimed_by: i.claimed_by,
+            claimed_until: i.claimed_until,
+            msisdn: i.msisdn,
+            tier: i.tier,
+            complaint: i.complaint,
+            priority: i.priority.as_str().into(),
         }
     }
-    actions
 }
 
-/// Builds the agent view of a case.
-pub async fn case_view(
+impl From<wf::Note> for NoteView {
+    fn from(n: wf::Note) -> Self {
+        Self {
+            id: n.id,
+            author: n.author,
+            body: n.body,
+            at: n.at,
+        }
+    }
+}
+
+impl AgentCaseView {
+    /// The shared view as the API shows it, with the subscriber's complaints.
+    pub fn render(v: wf::CaseView, complaints: Vec<crate::complaints::ComplaintView>) -> Self {
+        Self {
+            case_id: v.case_id,
+            state: v.state.as_str().into(),
+            version: v.version,
+            department: v.state.department().map(|d| d.as_str().into()),
+            msisdn: v.msisdn,
+            channel: v.channel,
+            locale: v.locale,
+            created_at: v.created_at,
+            sla_due_at: v.sla_due_at,
+            claimed_by: v.claimed_by,
+            claimed_until: v.claimed_until,
+            appealed: v.appealed,
+            rejected_by: v.rejected_by,
+            proofs: v.proofs.map(|p| ProofsView {
+                full_name: p.full_name,
+                id_number: p.id_number,
+                otp_sends: p.otp_sends,
+                failed_attempts: p.failed_attempts,
+                verified_method: p.verified_method,
+                verified_at: p.verified_at,
+            }),
+            risk: v.risk.map(|a| AgentRiskView {
+                tier: a.tier.as_str().into(),
+                reason_codes: a.reason_codes,
+                needs: a.needs,
+                signals: a.signals,
+                assessed_at: a.assessed_at,
+            }),
+            orders: v
+                .orders
+                .into_iter()
+                .map(|o| OrderView {
+                    id: o.id,
+                    restoration: o.restoration,
+                    state: o.state,
+                    failures: o.failures,
+                    created_at: o.created_at,
+                })
+                .collect(),
+            notes: v.notes.into_iter().map(NoteView::from).collect(),
+            timeline: v
+                .timeline
+                .into_iter()
+                .map(|e| AgentTimelineEntry {
+                    at: e.at,
+                    from: e.from_state.map(|s| s.as_str().into()),
+                    to: e.to_state.as_str().into(),
+                    event: e.event.as_str().into(),
+                    actor_role: e.actor_role.as_str().into(),
+                    actor_id: e.actor_id,
+                    reason: e.reason,
+                })
+                .collect(),
+            complaints,
+            allowed_actions: v.allowed_actions.into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
+
+/// The view of `case` after a change, with its complaints (no audit: the change was audited).
+async fn view_after(
     state: &AppState,
     session: &AgentSession,
     case: &CaseRow,
 ) -> Result<AgentCaseView, ApiError> {
-    let pool = &state.pool;
-    let identity = case_store::identity::load_identity(pool, case.id).await?;
-    let assessment = risk_store::latest_assessment(pool, case.id).await?;
-    let orders = risk_store::orders_for_case(pool, case.id).await?;
-    let notes = agent_work::notes(pool, case.id).await?;
-    let timeline = case_store::timeline(pool, case.id).await?;
+    let view = wf::case_view(&state.pool, &state.sla, &session.as_agent(), case).await?;
     let complaints = crate::complaints::for_case(state, case.id).await?;
-    let appealed = timeline.iter().any(|e| e.event == CaseEvent::Appealed);
-    let rejected_by = timeline
-        .iter()
-        .rev()
-        .find(|e| e.event == CaseEvent::Rejected)
-        .map(|e| e.actor_id.clone());
-    let holder = holder(case);
-    Ok(AgentCaseView {
-        case_id: case.id,
-        state: case.state.as_str().into(),
-        version: case.version,
-        department: case.state.department().map(|d| d.as_str().into()),
-        msisdn: mask(&case.msisdn),
-        channel: case.channel.clone(),
-        locale: case.locale.clone(),
-        created_at: case.created_at,
-        sla_due_at: case_workflows::eta::sla_due_at(&state.sla, case.state, case.state_entered_at),
-        claimed_until: holder.as_ref().and(case.lease_expires_at),
-        claimed_by: holder,
-        appealed,
-        rejected_by,
-        proofs: identity.map(|i| ProofsView {
-            full_name: i.full_name_masked,
-            id_number: format!("**************{}", i.id_number_last4),
-            otp_sends: i.otp_sends,
-            failed_attempts: i.failed_attempts,
-            verified_method: i.verified_method,
-            verified_at: i.verified_at,
-        }),
-        risk: assessment.map(|a| AgentRiskView {
-            tier: a.tier.as_str().into(),
-            reason_codes: a.reason_codes,
-            needs: a.needs,
-            signals: a.signals,
-            assessed_at: a.assessed_at,
-        }),
-        orders: orders
-            .into_iter()
-            .map(|o| OrderView {
-                id: o.id,
-                restoration: o.restoration,
-                state: o.state,
-                failures: o.failures,
-                created_at: o.created_at,
-            })
-            .collect(),
-        notes: notes
-            .into_iter()
-            .map(|n| NoteView {
-                id: n.id,
-                author: n.username,
-                body: n.body,
-                at: n.created_at,
-            })
-            .collect(),
-        timeline: timeline
-            .into_iter()
-            .map(|e| AgentTimelineEntry {
-                at: e.at,
-                from: e.from_state.map(|s| s.as_str().into()),
-                to: e.to_state.as_str().into(),
-                event: e.event.as_str().into(),
-                actor_role: e.actor_role.as_str().into(),
-                actor_id: e.actor_id,
-                reason: e.reason,
-            })
-            .collect(),
-        complaints,
-        allowed_actions: allowed_actions(session, case.state),
-    })
+    Ok(AgentCaseView::render(view, complaints))
 }
 
-async fn load(state: &AppState, case_id: &str) -> Result<CaseRow, ApiError> {
-    let id: Uuid = case_id.parse().map_err(|_| ApiError::NotFound)?;
-    case_store::load_case(&state.pool, id)
-        .await?
-        .ok_or(ApiError::NotFound)
-}
-
-async fn audit_read(
-    state: &AppState,
-    session: &AgentSession,
-    case_id: Uuid,
-    action: &str,
-    reason: Option<&str>,
-) -> Result<(), ApiError> {
-    let mut conn = state.pool.acquire().await.map_err(anyhow::Error::from)?;
-    audit::record(
-        &mut conn,
-        &AuditEntry {
-            actor: &session.any_actor(),
-            action,
-            case_id: Some(case_id),
-            detail: serde_json::json!({}),
-            reason,
-        },
+/// A department's queue: cases with an unanswered complaint first, then earliest SLA due first.
+#[utoipa::path(
+    get, path = "/v1/agent/queue", tag = "agent",
+    params(QueueQuery),
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "The queue", body = QueueResponse),
+        (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not this agent's department", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown department", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn queue(
+    State(state): State<AppState>,
+    session: AgentSession,
+    query: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<QueueResponse>, ApiError> {
+    let Query(query) = query.map_err(|_| invalid("department", "department is required"))?;
+    let department = department(&query.department)?;
+    let cases = wf::queue(
+        &state.pool,
+        &state.sla,
+        &session.as_agent(),
+        department,
+        Utc::now(),
     )
     .await?;
-    Ok(())
+    Ok(Json(QueueResponse {
+        cases: cases.into_iter().map(QueueItem::from).collect(),
+    }))
 }
 
 /// The shared view of a case: timeline, proofs, risk, orders, notes and the actions this agent may take.
@@ -455,10 +363,15 @@ pub async fn get_case(
     session: AgentSession,
     Path(case_id): Path<String>,
 ) -> Result<Json<AgentCaseView>, ApiError> {
-    session.require_any(CASE_READERS)?;
-    let case = load(&state, &case_id).await?;
-    audit_read(&state, &session, case.id, "case.view", None).await?;
-    Ok(Json(case_view(&state, &session, &case).await?))
+    let view = wf::view_case(
+        &state.pool,
+        &state.sla,
+        &session.as_agent(),
+        self::case_id(&case_id)?,
+    )
+    .await?;
+    let complaints = crate::complaints::for_case(&state, view.case_id).await?;
+    Ok(Json(AgentCaseView::render(view, complaints)))
 }
 
 /// An agent's decision on a case.
@@ -477,11 +390,84 @@ pub struct ActionRequest {
     pub expected_version: i32,
 }
 
-fn invalid(field: &str, message: &str) -> ApiError {
-    ApiError::Invalid(vec![crate::error::FieldError {
-        field: field.into(),
-        message: message.into(),
-    }])
+impl ActionRequest {
+    /// The typed decision (an unknown action is invalid).
+    pub fn decision(&self) -> Result<Decision, ApiError> {
+        Ok(Decision {
+            event: CaseEvent::from_agent_action(&self.action)
+                .ok_or_else(|| invalid("action", "unknown action"))?,
+            reason: self.reason.clone(),
+            rejection: self.reason_code.as_deref().and_then(RejectionCode::parse),
+            expected_version: self.expected_version,
+        })
+    }
+}
+
+/// Optional version for a claim.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    /// Claim only if the case is still at this version.
+    #[serde(default)]
+    pub expected_version: Option<i32>,
+}
+
+/// A claim.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimResponse {
+    /// Case id.
+    pub case_id: Uuid,
+    /// The agent holding it.
+    pub claimed_by: Uuid,
+    /// Until when (renewed by every action).
+    pub claimed_until: DateTime<Utc>,
+}
+
+/// A note to add.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    /// 1 to 4000 characters.
+    pub body: String,
+}
+
+/// Why personal data is unmasked.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnmaskRequest {
+    /// 5 to 500 characters; recorded in the audit log.
+    pub reason: String,
+}
+
+/// Personal data in clear.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UnmaskedView {
+    /// The number.
+    pub msisdn: String,
+    /// Full name.
+    pub full_name: String,
+    /// Resident ID number.
+    pub id_number: String,
+}
+
+/// One reason code's feedback.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FalsePositiveLine {
+    /// Reason code.
+    pub reason_code: String,
+    /// Cases it flagged.
+    pub flagged: i64,
+    /// Of those, approved after review (false positives).
+    pub approved: i64,
+    /// approved ÷ flagged.
+    pub false_positive_rate: f64,
+}
+
+/// The false-positive report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FalsePositiveReport {
+    /// Per reason code.
+    pub reasons: Vec<FalsePositiveLine>,
 }
 
 /// Decides on a case. The role check comes first (403), then the claim (409 while
@@ -506,208 +492,11 @@ pub async fn act(
     Path(case_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<AgentCaseView>, ApiError> {
-    let case = load(&state, &case_id).await?;
+    let case_id = self::case_id(&case_id)?;
     let (request, _): (ActionRequest, _) = parse_json(&body)?;
-    let event = CaseEvent::from_agent_action(&request.action)
-        .ok_or_else(|| invalid("action", "unknown action"))?;
-    let done = decide_case(&state, &session, &case, event, &request).await?;
-    Ok(Json(case_view(&state, &session, &done).await?))
-}
-
-/// Applies an agent decision (shared by the API and the console).
-pub async fn decide_case(
-    state: &AppState,
-    session: &AgentSession,
-    case: &CaseRow,
-    event: CaseEvent,
-    request: &ActionRequest,
-) -> Result<CaseRow, ApiError> {
-    // 1. Role (deny by default), judged on the state the agent saw (the state at
-    // their expected_version), so a stale decision answers 409, not 403.
-    let seen_state = if request.expected_version == case.version {
-        case.state
-    } else {
-        agent_work::state_at_version(&state.pool, case.id, request.expected_version)
-            .await?
-            .unwrap_or(case.state)
-    };
-    let role = acting_role(session.roles(), seen_state, event).map_err(|e| match e {
-        case_domain::TransitionError::Forbidden { from, .. } => {
-            ApiError::Forbidden(format!("Your role may not act on a case that is {from}."))
-        }
-        illegal => ApiError::Conflict(format!("Not possible now: {illegal}.")),
-    })?;
-    // An appeal is decided by someone other than the analyst who rejected.
-    let decisions = [
-        CaseEvent::Approved,
-        CaseEvent::PartlyApproved,
-        CaseEvent::Rejected,
-        CaseEvent::InfoRequested,
-    ];
-    if case.state == CaseState::SecurityReview
-        && decisions.contains(&event)
-        && agent_work::was_appealed(&state.pool, case.id).await?
-    {
-        let rejected_by = agent_work::last_rejected_by(&state.pool, case.id).await?;
-        if rejected_by.as_deref() == Some(session.id().to_string().as_str()) {
-            return Err(ApiError::Forbidden("An appeal must be decided by a different analyst than the one who rejected the case.".into()));
-        }
-    }
-    // 2. Body rules.
-    let reason = request
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty());
-    if reason.is_some_and(|r| r.chars().count() > 2000) {
-        return Err(invalid("reason", "reason must be at most 2000 characters"));
-    }
-    let rejection = match event {
-        CaseEvent::Rejected => Some(
-            request
-                .reason_code
-                .as_deref()
-                .and_then(RejectionCode::parse)
-                .ok_or_else(|| invalid("reason_code", "reject needs a reason_code: insufficient_explanation, evidence_not_verifiable, identity_not_confirmed or fraud_confirmed"))?,
-        ),
-        _ => None,
-    };
-    if event == CaseEvent::InfoRequested && reason.is_none() {
-        return Err(invalid(
-            "reason",
-            "request_info needs a reason: what the subscriber must provide",
-        ));
-    }
-    // 3. Claim for this agent (409 while another holds it), at the expected version.
-    let fence = match agent_work::claim_for_agent(
-        &state.pool,
-        case.id,
-        session.id(),
-        Some(request.expected_version),
-        CLAIM_TTL,
-    )
-    .await?
-    {
-        Ok((fence, _)) => fence,
-        Err(ClaimRefusal::NotFound) => return Err(ApiError::NotFound),
-        Err(ClaimRefusal::Stale { actual }) => {
-            return Err(ApiError::Conflict(format!(
-                "The case is at version {actual}, not {}; reload it.",
-                request.expected_version
-            )));
-        }
-        Err(ClaimRefusal::HeldByOther { until }) => {
-            return Err(ApiError::Conflict(format!(
-                "Another agent holds this case until {until}."
-            )));
-        }
-    };
-    // 4. The transition, its side effects and the audit row, in one transaction.
-    let actor = session.actor(role);
-    let customer_reason = rejection
-        .map(|c| c.text(&case.locale).to_owned())
-        .or(reason.map(str::to_owned));
-    let transition = TransitionRequest {
-        case_id: case.id,
-        expected_version: request.expected_version,
-        event,
-        actor: &actor,
-        reason: customer_reason.as_deref(),
-        fence: Some(&fence),
-        outbox: vec![],
-    };
-    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
-    let moved = match event {
-        CaseEvent::Approved | CaseEvent::PartlyApproved | CaseEvent::ProvisioningRetried => {
-            let restoration = match event {
-                CaseEvent::PartlyApproved => "inbound_only",
-                CaseEvent::ProvisioningRetried => {
-                    let orders = risk_store::orders_for_case(&mut *tx, case.id).await?;
-                    if orders
-                        .last()
-                        .is_some_and(|o| o.restoration == "inbound_only")
-                    {
-                        "inbound_only"
-                    } else {
-                        "full"
-                    }
-                }
-                _ => "full",
-            };
-            risk_store::transition_into_provisioning(&mut tx, transition, restoration).await
-        }
-        _ => case_store::transition_in(&mut tx, transition).await,
-    };
-    let moved = match moved {
-        Ok(done) => done,
-        Err(StoreError::StaleVersion { actual, .. }) => {
-            return Err(ApiError::Conflict(format!(
-                "The case is at version {actual}, not {}; reload it.",
-                request.expected_version
-            )));
-        }
-        Err(StoreError::LeaseLost { .. }) => {
-            return Err(ApiError::Conflict(
-                "Another agent took this case meanwhile.".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if matches!(event, CaseEvent::Approved | CaseEvent::PartlyApproved)
-        && case.state == CaseState::SecurityReview
-        && let Some(assessment) = risk_store::latest_assessment(&mut *tx, case.id).await?
-    {
-        agent_work::label_false_positives(
-            &mut *tx,
-            case.id,
-            &assessment.reason_codes,
-            session.id(),
-        )
-        .await?;
-    }
-    if event == CaseEvent::IdentityVerified {
-        case_store::identity::mark_identity_verified(&mut *tx, case.id, "agent").await?;
-    }
-    audit::record(
-        &mut tx,
-        &AuditEntry {
-            actor: &actor,
-            action: "case.decision",
-            case_id: Some(case.id),
-            detail: serde_json::json!({
-                "action": request.action,
-                "from": case.state,
-                "to": moved.case.state,
-                "version": moved.case.version,
-                "reason_code": rejection.map(|c| c.as_str()),
-            }),
-            reason,
-        },
-    )
-    .await?;
-    tx.commit().await.map_err(anyhow::Error::from)?;
-    tracing::info!(case_id = %case.id, action = request.action, role = %role, "agent decision");
-    Ok(moved.case)
-}
-
-/// Optional version for a claim.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimRequest {
-    /// Claim only if the case is still at this version.
-    #[serde(default)]
-    pub expected_version: Option<i32>,
-}
-
-/// A claim.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ClaimResponse {
-    /// Case id.
-    pub case_id: Uuid,
-    /// The agent holding it.
-    pub claimed_by: Uuid,
-    /// Until when (renewed by every action).
-    pub claimed_until: DateTime<Utc>,
+    let decision = request.decision()?;
+    let done = wf::decide(&state.pool, &session.as_agent(), case_id, &decision).await?;
+    Ok(Json(view_after(&state, &session, &done).await?))
 }
 
 /// Claims a case (one agent at a time, with a timeout).
@@ -730,47 +519,24 @@ pub async fn claim(
     Path(case_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<ClaimResponse>, ApiError> {
-    let case = load(&state, &case_id).await?;
+    let case_id = self::case_id(&case_id)?;
     let request: ClaimRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ClaimRequest::default()
     } else {
         parse_json(&body)?.0
     };
-    if !agent_may_act(session.roles(), case.state) {
-        return Err(ApiError::Forbidden(format!(
-            "Your role may not work cases that are {}.",
-            case.state
-        )));
-    }
-    if case.state.is_automated() {
-        // A service worker holds such cases; an agent's claim would stall it.
-        return Err(ApiError::Conflict(format!(
-            "Cases that are {} are worked automatically and cannot be claimed.",
-            case.state
-        )));
-    }
-    match agent_work::claim_for_agent(
+    let claim = wf::claim(
         &state.pool,
-        case.id,
-        session.id(),
+        &session.as_agent(),
+        case_id,
         request.expected_version,
-        CLAIM_TTL,
     )
-    .await?
-    {
-        Ok((_, until)) => Ok(Json(ClaimResponse {
-            case_id: case.id,
-            claimed_by: session.id(),
-            claimed_until: until,
-        })),
-        Err(ClaimRefusal::NotFound) => Err(ApiError::NotFound),
-        Err(ClaimRefusal::Stale { actual }) => Err(ApiError::Conflict(format!(
-            "The case is at version {actual}; reload it."
-        ))),
-        Err(ClaimRefusal::HeldByOther { until }) => Err(ApiError::Conflict(format!(
-            "Another agent holds this case until {until}."
-        ))),
-    }
+    .await?;
+    Ok(Json(ClaimResponse {
+        case_id: claim.case_id,
+        claimed_by: claim.claimed_by,
+        claimed_until: claim.claimed_until,
+    }))
 }
 
 /// Releases the agent's claim.
@@ -791,26 +557,8 @@ pub async fn release(
     session: AgentSession,
     Path(case_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let case = load(&state, &case_id).await?;
-    if !agent_may_act(session.roles(), case.state) {
-        return Err(ApiError::Forbidden(format!(
-            "Your role may not work cases that are {}.",
-            case.state
-        )));
-    }
-    if agent_work::release_for_agent(&state.pool, case.id, session.id()).await? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(ApiError::Conflict("You do not hold this case.".into()))
-    }
-}
-
-/// A note to add.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NoteRequest {
-    /// 1 to 4000 characters.
-    pub body: String,
+    wf::release(&state.pool, &session.as_agent(), self::case_id(&case_id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// Adds an internal note (never shown to the subscriber).
@@ -833,40 +581,10 @@ pub async fn add_note(
     Path(case_id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    session.require_any(CASE_READERS)?;
-    let case = load(&state, &case_id).await?;
+    let case_id = self::case_id(&case_id)?;
     let (request, _): (NoteRequest, _) = parse_json(&body)?;
-    let text = request.body.trim();
-    if text.is_empty() || text.chars().count() > 4000 {
-        return Err(invalid("body", "a note has 1 to 4000 characters"));
-    }
-    let id = agent_work::add_note(&state.pool, case.id, session.id(), text).await?;
-    let view = NoteView {
-        id,
-        author: session.agent.username.clone(),
-        body: text.to_owned(),
-        at: Utc::now(),
-    };
-    Ok((StatusCode::CREATED, Json(view)).into_response())
-}
-
-/// Why personal data is unmasked.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UnmaskRequest {
-    /// 5 to 500 characters; recorded in the audit log.
-    pub reason: String,
-}
-
-/// Personal data in clear.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct UnmaskedView {
-    /// The number.
-    pub msisdn: String,
-    /// Full name.
-    pub full_name: String,
-    /// Resident ID number.
-    pub id_number: String,
+    let note = wf::add_note(&state.pool, &session.as_agent(), case_id, &request.body).await?;
+    Ok((StatusCode::CREATED, Json(NoteView::from(note))).into_response())
 }
 
 /// Shows the subscriber's personal data unmasked; a separate permission that records who and why.
@@ -889,50 +607,21 @@ pub async fn unmask(
     Path(case_id): Path<String>,
     body: Bytes,
 ) -> Result<Json<UnmaskedView>, ApiError> {
-    session.require_any(UNMASKERS)?;
-    let case = load(&state, &case_id).await?;
+    let case_id = self::case_id(&case_id)?;
     let (request, _): (UnmaskRequest, _) = parse_json(&body)?;
-    let reason = request.reason.trim();
-    if reason.chars().count() < 5 || reason.chars().count() > 500 {
-        return Err(invalid("reason", "say why, in 5 to 500 characters"));
-    }
-    let identity = case_store::identity::load_identity(&state.pool, case.id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let full_name = state
-        .keys
-        .decrypt(&identity.full_name_enc, &case.id)
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let id_number = state
-        .keys
-        .decrypt(&identity.id_number_enc, &case.id)
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    audit_read(&state, &session, case.id, "case.unmask", Some(reason)).await?;
+    let clear = wf::unmask(
+        &state.pool,
+        &state.keys,
+        &session.as_agent(),
+        case_id,
+        &request.reason,
+    )
+    .await?;
     Ok(Json(UnmaskedView {
-        msisdn: case.msisdn.clone(),
-        full_name,
-        id_number,
+        msisdn: clear.msisdn,
+        full_name: clear.full_name,
+        id_number: clear.id_number,
     }))
-}
-
-/// One reason code's feedback.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FalsePositiveLine {
-    /// Reason code.
-    pub reason_code: String,
-    /// Cases it flagged.
-    pub flagged: i64,
-    /// Of those, approved after review (false positives).
-    pub approved: i64,
-    /// approved ÷ flagged.
-    pub false_positive_rate: f64,
-}
-
-/// The false-positive report.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FalsePositiveReport {
-    /// Per reason code.
-    pub reasons: Vec<FalsePositiveLine>,
 }
 
 /// Per reason code, how many flagged cases were later approved: feedback for tuning the carrier's rules.
@@ -949,20 +638,15 @@ pub async fn false_positives(
     State(state): State<AppState>,
     session: AgentSession,
 ) -> Result<Json<FalsePositiveReport>, ApiError> {
-    session.require_any(&[Role::Supervisor])?;
-    let rows = agent_work::false_positive_report(&state.pool).await?;
+    let lines = wf::false_positive_report(&state.pool, &session.as_agent()).await?;
     Ok(Json(FalsePositiveReport {
-        reasons: rows
+        reasons: lines
             .into_iter()
             .map(|r| FalsePositiveLine {
-                false_positive_rate: if r.flagged > 0 {
-                    r.approved as f64 / r.flagged as f64
-                } else {
-                    0.0
-                },
                 reason_code: r.reason_code,
                 flagged: r.flagged,
                 approved: r.approved,
+                false_positive_rate: r.false_positive_rate,
             })
             .collect(),
     }))

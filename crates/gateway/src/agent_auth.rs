@@ -64,6 +64,15 @@ impl AgentSession {
         }
     }
 
+    /// The agent as the use cases know them: id, username and roles.
+    pub fn as_agent(&self) -> case_workflows::agent::Agent {
+        case_workflows::agent::Agent {
+            id: self.agent.id,
+            username: self.agent.username.clone(),
+            roles: self.agent.roles.clone(),
+        }
+    }
+
     /// The agent as an actor in a role.
     pub fn actor(&self, role: Role) -> Actor {
         Actor::agent(role, self.agent.id.to_string())

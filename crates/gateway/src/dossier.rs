@@ -5,8 +5,9 @@
 //!
 //! Two forms of the same [`Dossier`]: JSON, and a printable HTML page in the case's
 //! language (zh-CN or en). Every text in the page goes through [`escape_html`], so
-//! nothing the subscriber wrote can become markup. Each export is audited
-//! (`case.dossier`).
+//! nothing the subscriber wrote can become markup. The facts are gathered, and
+//! each export audited (`case.dossier`), by the use case
+//! `case_workflows::dossier::export`; this module lays them out.
 
 use std::fmt::Write as _;
 
@@ -16,14 +17,14 @@ use axum::{
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use case_domain::{Msisdn, Role, risk::ReasonCode};
+use case_domain::{Msisdn, risk::ReasonCode};
 use case_store::{
     CaseRow, EventRow,
-    audit::{self, AuditEntry},
     identity::IdentityRow,
     material::EvidenceMeta,
     risk::{AssessmentRow, OrderRow},
 };
+use case_workflows::dossier::DossierForm;
 use chrono::{DateTime, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -33,9 +34,6 @@ use crate::{
     AppState, agent_auth::AgentSession, complaints::ComplaintView, error::ApiError,
     error::FieldError,
 };
-
-/// Who may export a dossier.
-pub const DOSSIER_READERS: &[Role] = &[Role::Supervisor, Role::Security, Role::Cs];
 
 /// The subscriber, as the dossier shows them: masked.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -938,7 +936,6 @@ pub async fn export(
     headers: HeaderMap,
     query: Result<Query<DossierQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    session.require_any(DOSSIER_READERS)?;
     let Query(query) = query.map_err(|_| {
         ApiError::Invalid(vec![FieldError {
             field: "format".into(),
@@ -949,57 +946,35 @@ pub async fn export(
         query.format.as_deref(),
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
     )?;
-    let case_id: Uuid = case_id.parse().map_err(|_| ApiError::NotFound)?;
-    let pool = &state.pool;
-    let case = case_store::load_case(pool, case_id)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let identity = case_store::identity::load_identity(pool, case.id).await?;
-    let assessment = case_store::risk::latest_assessment(pool, case.id).await?;
-    let orders = case_store::risk::orders_for_case(pool, case.id).await?;
-    let timeline = case_store::timeline(pool, case.id).await?;
-    let evidence = case_store::material::list_evidence(pool, case.id).await?;
-    let complaints = crate::complaints::for_case(&state, case.id).await?;
-    let agent_ids: Vec<Uuid> = timeline
-        .iter()
-        .filter(|e| e.actor_role.is_agent_role())
-        .filter_map(|e| e.actor_id.parse().ok())
-        .collect();
-    let agent_names = case_store::agents::usernames(pool, &agent_ids).await?;
-    let dossier = assemble(DossierInput {
-        case: &case,
-        identity: identity.as_ref(),
-        assessment: assessment.as_ref(),
-        orders: &orders,
-        timeline: &timeline,
-        agent_names: &agent_names,
-        evidence: &evidence,
-        complaints,
-        generated_at: Utc::now(),
-        generated_by: &session.agent.username,
-    });
     let form = match format {
-        Format::Json => "json",
-        Format::Html => "html",
+        Format::Json => DossierForm::Json,
+        Format::Html => DossierForm::Html,
     };
-    let mut conn = pool.acquire().await.map_err(anyhow::Error::from)?;
-    audit::record(
-        &mut conn,
-        &AuditEntry {
-            actor: &session.any_actor(),
-            action: "case.dossier",
-            case_id: Some(case.id),
-            detail: serde_json::json!({
-                "format": form,
-                "transitions": dossier.timeline.len(),
-                "complaints": dossier.complaints.len(),
-                "evidence": dossier.evidence.len(),
-            }),
-            reason: None,
-        },
+    let now = Utc::now();
+    let facts = case_workflows::dossier::export(
+        &state.pool,
+        &session.as_agent(),
+        crate::agent::case_id(&case_id)?,
+        form,
+        now,
     )
     .await?;
-    tracing::info!(case_id = %case.id, format = form, "dossier exported");
+    let dossier = assemble(DossierInput {
+        case: &facts.case,
+        identity: facts.identity.as_ref(),
+        assessment: facts.assessment.as_ref(),
+        orders: &facts.orders,
+        timeline: &facts.timeline,
+        agent_names: &facts.agent_names,
+        evidence: &facts.evidence,
+        complaints: facts
+            .complaints
+            .into_iter()
+            .map(|r| ComplaintView::for_agents(r, now))
+            .collect(),
+        generated_at: facts.generated_at,
+        generated_by: &facts.generated_by,
+    });
     let mut response = match format {
         Format::Json => Json(&dossier).into_response(),
         Format::Html => (
@@ -1032,7 +1007,7 @@ pub async fn export(
 
 #[cfg(test)]
 mod tests {
-    use case_domain::{CaseEvent, CaseState, ResidentId, risk::RiskTier};
+    use case_domain::{CaseEvent, CaseState, ResidentId, Role, risk::RiskTier};
 
     use super::*;
 

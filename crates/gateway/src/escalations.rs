@@ -2,16 +2,12 @@
 //! (escalation is an attribute of the case, raised by the timers service).
 
 use axum::{Json, extract::State};
-use case_domain::{Msisdn, Role};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{AppState, agent_auth::AgentSession, error::ApiError};
-
-/// The most escalated cases listed.
-const LIMIT: i64 = 500;
 
 /// One escalated case.
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,31 +55,22 @@ pub async fn escalations(
     State(state): State<AppState>,
     session: AgentSession,
 ) -> Result<Json<EscalationsResponse>, ApiError> {
-    session.require_any(&[Role::Supervisor])?;
-    let now = Utc::now();
-    let rows = case_store::timers::escalated_cases(&state.pool, LIMIT).await?;
+    let rows =
+        case_workflows::agent::escalations(&state.pool, &session.as_agent(), Utc::now()).await?;
     Ok(Json(EscalationsResponse {
         cases: rows
             .into_iter()
-            .map(|r| {
-                let live = r.lease_expires_at.is_some_and(|t| t > now);
-                EscalatedItem {
-                    case_id: r.case_id,
-                    state: r.state.as_str().into(),
-                    version: r.version,
-                    department: r.state.department().map(|d| d.as_str().into()),
-                    escalation_level: r.level,
-                    escalated_at: r.escalated_at,
-                    escalated_state: r.escalated_state.map(|s| s.as_str().into()),
-                    state_entered_at: r.state_entered_at,
-                    claimed_by: r
-                        .lease_owner
-                        .filter(|o| live && o.starts_with("agent:"))
-                        .map(|o| o.trim_start_matches("agent:").to_owned()),
-                    msisdn: Msisdn::parse(&r.msisdn)
-                        .map(|m| m.masked())
-                        .unwrap_or_else(|_| "***".into()),
-                }
+            .map(|r| EscalatedItem {
+                case_id: r.case_id,
+                state: r.state.as_str().into(),
+                version: r.version,
+                department: r.state.department().map(|d| d.as_str().into()),
+                escalation_level: r.escalation_level,
+                escalated_at: r.escalated_at,
+                escalated_state: r.escalated_state.map(|s| s.as_str().into()),
+                state_entered_at: r.state_entered_at,
+                claimed_by: r.claimed_by,
+                msisdn: r.msisdn,
             })
             .collect(),
     }))

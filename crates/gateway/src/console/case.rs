@@ -1,23 +1,23 @@
-//! The case page and its forms. The page is the agent API's case view (same role
-//! check, same audit record, same `allowed_actions`) plus the subscriber's material;
-//! each form calls the agent API's own handler for that action (claim, release,
-//! decision, note, unmask), so a tampered form is refused exactly as the API refuses
-//! it. Evidence files are streamed with their stored type, sandboxed.
+//! The case page and its forms. The page is the use case behind the agent API's case
+//! view (`case_workflows::agent::view_case`: same role check, same audit record,
+//! same `allowed_actions`) plus the subscriber's material; each form calls the same
+//! use case as the API for that action (claim, release, decision, note, unmask), so
+//! a tampered form is refused exactly as the API refuses it. Evidence files are
+//! streamed with their stored type, sandboxed.
 
 use askama::Template;
 use axum::{
-    Json,
-    body::{Body, Bytes},
+    body::Body,
     extract::{Form, Path, State, rejection::FormRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
 use case_domain::{
-    CaseState, Msisdn, Role,
+    CaseEvent, Msisdn, Role,
+    agent_policy::{UNMASKERS, queue_roles},
     decision::{RejectionCode, agent_may_act},
     risk::ReasonCode,
 };
-use case_store::audit::{self, AuditEntry};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -26,10 +26,10 @@ use super::{
     ConsoleError, Ctx, Failure, Layout, department_code, iso, render, require_case_reader,
     safe_next, short_id, show_time,
 };
+use case_workflows::agent::{self as wf, CaseView, Unmasked};
+
 use crate::{
-    AppState,
-    agent::{self, AgentCaseView, UnmaskedView, queue_roles},
-    agent_auth::AgentSession,
+    AppState, agent::case_id as parse_case_id, agent_auth::AgentSession, complaints::ComplaintView,
     error::ApiError,
 };
 
@@ -185,7 +185,7 @@ struct CasePage {
     layout: Layout,
     c: Head,
     notice: Option<Notice>,
-    unmasked: Option<UnmaskedView>,
+    unmasked: Option<Unmasked>,
     can_unmask: bool,
     proofs: Option<ProofsRow>,
     risk: Option<RiskView>,
@@ -254,21 +254,28 @@ pub(super) async fn page(
     show(&state, &ctx, session, case_id, notice, None).await
 }
 
-/// Reads the case through the agent API's handler (role check and audit) and renders it.
+/// Reads the case through the API's use case (role check and audit) and renders it.
 async fn show(
     state: &AppState,
     ctx: &Ctx,
     session: AgentSession,
     case_id: String,
     notice: Option<Notice>,
-    unmasked: Option<UnmaskedView>,
+    unmasked: Option<Unmasked>,
 ) -> Result<Response, ConsoleError> {
-    let Json(view) = agent::get_case(State(state.clone()), session.clone(), Path(case_id))
-        .await
-        .map_err(|e| ctx.fail(e))?;
-    let page = build(state, ctx, &session, view, notice, unmasked)
-        .await
-        .map_err(|e| ctx.fail(e))?;
+    let page = async {
+        let view = wf::view_case(
+            &state.pool,
+            &state.sla,
+            &session.as_agent(),
+            parse_case_id(&case_id)?,
+        )
+        .await?;
+        let complaints = crate::complaints::for_case(state, view.case_id).await?;
+        build(state, ctx, &session, view, complaints, notice, unmasked).await
+    }
+    .await
+    .map_err(|e| ctx.fail(e))?;
     Ok(render(&page, StatusCode::OK))
 }
 
@@ -276,9 +283,10 @@ async fn build(
     state: &AppState,
     ctx: &Ctx,
     session: &AgentSession,
-    view: AgentCaseView,
+    view: CaseView,
+    complaints: Vec<ComplaintView>,
     notice: Option<Notice>,
-    unmasked: Option<UnmaskedView>,
+    unmasked: Option<Unmasked>,
 ) -> Result<CasePage, ApiError> {
     let ui = ctx.ui;
     let now = Utc::now();
@@ -298,7 +306,7 @@ async fn build(
             .and_then(|u| names.get(&u).cloned())
             .unwrap_or_else(|| id.to_owned())
     };
-    let case_state = CaseState::parse(&view.state);
+    let case_state = view.state;
     let held_by_me = view
         .claimed_by
         .as_deref()
@@ -307,9 +315,9 @@ async fn build(
     let head = Head {
         id: view.case_id.to_string(),
         short_id: short_id(view.case_id),
-        state_label: ui.code("state", &view.state),
-        state: view.state.clone(),
-        department_label: view.department.as_deref().map(|d| ui.code("dept", d)),
+        state_label: ui.code("state", view.state.as_str()),
+        state: view.state.as_str().into(),
+        department_label: view.state.department().map(|d| ui.code("dept", d.as_str())),
         version: view.version,
         msisdn: view.msisdn.clone(),
         channel: view.channel.clone(),
@@ -328,7 +336,7 @@ async fn build(
         claimed_until: view.claimed_until.map(iso),
         claimed_until_text: view.claimed_until.map(show_time).unwrap_or_default(),
         appealed: view.appealed,
-        may_act: case_state.is_some_and(|s| agent_may_act(session.roles(), s)),
+        may_act: agent_may_act(session.roles(), case_state),
     };
     let actions = view
         .allowed_actions
@@ -336,10 +344,10 @@ async fn build(
         .map(|name| ActionView {
             label: ui.code("action", name),
             help: ui.t(&format!("action.{name}.help")),
-            reason_required: name == "request_info",
-            is_reject: name == "reject",
-            danger: name == "reject",
-            name: name.clone(),
+            reason_required: CaseEvent::from_agent_action(name) == Some(CaseEvent::InfoRequested),
+            is_reject: CaseEvent::from_agent_action(name) == Some(CaseEvent::Rejected),
+            danger: CaseEvent::from_agent_action(name) == Some(CaseEvent::Rejected),
+            name: (*name).to_owned(),
         })
         .collect();
     let risk = view.risk.as_ref().map(|r| {
@@ -365,8 +373,8 @@ async fn build(
         .collect();
         let (assessed_at, assessed_at_text) = stamp(r.assessed_at);
         RiskView {
-            tier: r.tier.clone(),
-            tier_label: ui.code("tier", &r.tier),
+            tier: r.tier.as_str().into(),
+            tier_label: ui.code("tier", r.tier.as_str()),
             reasons: r
                 .reason_codes
                 .iter()
@@ -399,40 +407,22 @@ async fn build(
             verified_at_text: verified_at_text.unwrap_or_default(),
         }
     });
-    // Complaints come with the API's view (when that feature is present).
-    let raw = serde_json::to_value(&view).unwrap_or_default();
-    let complaints: Vec<ComplaintRowView> = raw["complaints"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|k| {
-                    let status = k["status"].as_str().unwrap_or("open").to_owned();
-                    let due_at = k["due_at"]
-                        .as_str()
-                        .and_then(|d| DateTime::parse_from_rfc3339(d).ok())
-                        .map(|d| d.with_timezone(&Utc));
-                    ComplaintRowView {
-                        open: status == "open",
-                        status_label: ui.code("complaint.status", &status),
-                        channel: k["channel"].as_str().unwrap_or_default().to_owned(),
-                        body: k["text"]
-                            .as_str()
-                            .or(k["body"].as_str())
-                            .unwrap_or_default()
-                            .to_owned(),
-                        due: due_at.map(iso).unwrap_or_default(),
-                        due_text: due_at.map(show_time).unwrap_or_default(),
-                        answer: k["answer"].as_str().map(str::to_owned),
-                    }
-                })
-                .collect()
+    let complaints: Vec<ComplaintRowView> = complaints
+        .into_iter()
+        .map(|k| ComplaintRowView {
+            open: k.status == "open",
+            status_label: ui.code("complaint.status", &k.status),
+            channel: k.channel,
+            body: k.text,
+            due: iso(k.due_at),
+            due_text: show_time(k.due_at),
+            answer: k.answer,
         })
-        .unwrap_or_default();
+        .collect();
     let open_complaints = complaints.iter().filter(|k| k.open).count();
-    // The timers' escalation level, when the view carries it.
-    let escalated = raw["escalation_level"].as_i64().unwrap_or(0) > 0
-        || raw["escalated"].as_bool().unwrap_or(false);
-    let department = case_state.and_then(|s| s.department());
+    // The shared view carries no escalation level: the case page shows none.
+    let escalated = false;
+    let department = case_state.department();
     let (back, back_label) = match department {
         Some(d) if session.has_any(queue_roles(d)) && d != case_domain::Department::Subscriber => (
             format!("/console/queue?department={}", department_code(d)),
@@ -448,7 +438,7 @@ async fn build(
         layout: ctx.layout(title, Some(session)),
         self_href: format!("/console/cases/{}", view.case_id),
         notice,
-        can_unmask: session.has_any(agent::UNMASKERS),
+        can_unmask: session.has_any(UNMASKERS),
         unmasked,
         proofs,
         risk,
@@ -521,7 +511,7 @@ async fn build(
             .iter()
             .map(|e| {
                 let (at, at_text) = stamp(e.at);
-                let role = ui.code("role", &e.actor_role);
+                let role = ui.code("role", e.actor_role.as_str());
                 let actor = match e.actor_role.as_str() {
                     "customer" => role,
                     "system" => format!("{role} ({})", e.actor_id.trim_start_matches("system:")),
@@ -530,9 +520,9 @@ async fn build(
                 TimelineRow {
                     at,
                     at_text,
-                    event_label: ui.code("event", &e.event),
-                    from_label: e.from.as_deref().map(|f| ui.code("state", f)),
-                    to_label: ui.code("state", &e.to),
+                    event_label: ui.code("event", e.event.as_str()),
+                    from_label: e.from_state.map(|f| ui.code("state", f.as_str())),
+                    to_label: ui.code("state", e.to_state.as_str()),
                     actor,
                     reason: e.reason.clone(),
                 }
@@ -552,10 +542,6 @@ async fn build(
     })
 }
 
-fn json_body(value: serde_json::Value) -> Bytes {
-    Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
-}
-
 fn done(case_id: &str, what: &str) -> Response {
     Redirect::to(&format!("/console/cases/{case_id}?done={what}")).into_response()
 }
@@ -569,7 +555,7 @@ pub(super) struct ClaimForm {
     expected_version: Option<String>,
 }
 
-/// `POST /console/cases/{id}/claim`: the agent API's claim.
+/// `POST /console/cases/{id}/claim`: the API's claim use case.
 pub(super) async fn claim(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -585,14 +571,10 @@ pub(super) async fn claim(
         None | Some("") => None,
         Some(v) => Some(v.parse::<i32>().map_err(|_| ctx.refuse(Failure::BadForm))?),
     };
-    let _claimed = agent::claim(
-        State(state),
-        session,
-        Path(case_id.clone()),
-        json_body(serde_json::json!({ "expected_version": version })),
-    )
-    .await
-    .map_err(|e| ctx.fail(e))?;
+    let id = parse_case_id(&case_id).map_err(|e| ctx.fail(e))?;
+    wf::claim(&state.pool, &session.as_agent(), id, version)
+        .await
+        .map_err(|e| ctx.fail(e.into()))?;
     Ok(done(&case_id, "claim"))
 }
 
@@ -605,7 +587,7 @@ pub(super) struct ReleaseForm {
     next: Option<String>,
 }
 
-/// `POST /console/cases/{id}/release`: the agent API's release.
+/// `POST /console/cases/{id}/release`: the API's release use case.
 pub(super) async fn release(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -617,9 +599,10 @@ pub(super) async fn release(
         return Err(ctx.refuse(Failure::BadForm));
     };
     let session = ctx.require_post(session, &form.csrf)?;
-    agent::release(State(state), session, Path(case_id.clone()))
+    let id = parse_case_id(&case_id).map_err(|e| ctx.fail(e))?;
+    wf::release(&state.pool, &session.as_agent(), id)
         .await
-        .map_err(|e| ctx.fail(e))?;
+        .map_err(|e| ctx.fail(e.into()))?;
     match safe_next(form.next.as_deref()) {
         Some(next) if !next.starts_with(&format!("/console/cases/{case_id}")) => {
             Ok(Redirect::to(&next).into_response())
@@ -643,7 +626,7 @@ pub(super) struct ActionForm {
     reason_code: Option<String>,
 }
 
-/// `POST /console/cases/{id}/actions`: the agent API's decision (role, claim and
+/// `POST /console/cases/{id}/actions`: the API's decision use case (role, claim and
 /// version checks included); an action the role may not take answers 403.
 pub(super) async fn act(
     State(state): State<AppState>,
@@ -662,34 +645,18 @@ pub(super) async fn act(
             message: "expected_version must be a whole number".into(),
         }]))
     })?;
-    let mut body = serde_json::json!({
-        "action": form.action,
-        "expected_version": version,
-    });
-    if let Some(reason) = form
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-    {
-        body["reason"] = reason.into();
+    let id = parse_case_id(&case_id).map_err(|e| ctx.fail(e))?;
+    let decision = crate::agent::ActionRequest {
+        action: form.action,
+        reason: form.reason.filter(|r| !r.trim().is_empty()),
+        reason_code: form.reason_code.map(|c| c.trim().to_owned()),
+        expected_version: version,
     }
-    if let Some(code) = form
-        .reason_code
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-    {
-        body["reason_code"] = code.into();
-    }
-    let _decided = agent::act(
-        State(state),
-        session,
-        Path(case_id.clone()),
-        json_body(body),
-    )
-    .await
+    .decision()
     .map_err(|e| ctx.fail(e))?;
+    wf::decide(&state.pool, &session.as_agent(), id, &decision)
+        .await
+        .map_err(|e| ctx.fail(e.into()))?;
     Ok(done(&case_id, "decided"))
 }
 
@@ -702,7 +669,7 @@ pub(super) struct NoteForm {
     body: String,
 }
 
-/// `POST /console/cases/{id}/notes`: the agent API's note.
+/// `POST /console/cases/{id}/notes`: the API's note use case.
 pub(super) async fn note(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -714,14 +681,10 @@ pub(super) async fn note(
         return Err(ctx.refuse(Failure::BadForm));
     };
     let session = ctx.require_post(session, &form.csrf)?;
-    agent::add_note(
-        State(state),
-        session,
-        Path(case_id.clone()),
-        json_body(serde_json::json!({ "body": form.body })),
-    )
-    .await
-    .map_err(|e| ctx.fail(e))?;
+    let id = parse_case_id(&case_id).map_err(|e| ctx.fail(e))?;
+    wf::add_note(&state.pool, &session.as_agent(), id, &form.body)
+        .await
+        .map_err(|e| ctx.fail(e.into()))?;
     Ok(done(&case_id, "note"))
 }
 
@@ -734,7 +697,7 @@ pub(super) struct UnmaskForm {
     reason: String,
 }
 
-/// `POST /console/cases/{id}/unmask`: the agent API's unmask (role check, reason,
+/// `POST /console/cases/{id}/unmask`: the API's unmask use case (role check, reason,
 /// audit row); the clear values are shown in this answer only.
 pub(super) async fn unmask(
     State(state): State<AppState>,
@@ -747,14 +710,16 @@ pub(super) async fn unmask(
         return Err(ctx.refuse(Failure::BadForm));
     };
     let session = ctx.require_post(session, &form.csrf)?;
-    let Json(clear) = agent::unmask(
-        State(state.clone()),
-        session.clone(),
-        Path(case_id.clone()),
-        json_body(serde_json::json!({ "reason": form.reason })),
+    let id = parse_case_id(&case_id).map_err(|e| ctx.fail(e))?;
+    let clear = wf::unmask(
+        &state.pool,
+        &state.keys,
+        &session.as_agent(),
+        id,
+        &form.reason,
     )
     .await
-    .map_err(|e| ctx.fail(e))?;
+    .map_err(|e| ctx.fail(e.into()))?;
     show(&state, &ctx, session, case_id, None, Some(clear)).await
 }
 
@@ -772,28 +737,12 @@ pub(super) async fn evidence(
     else {
         return Err(ctx.fail(ApiError::NotFound));
     };
-    let (media_type, content) =
-        case_store::material::load_evidence_content(&state.pool, case_id, evidence_id)
-            .await
-            .map_err(|e| ctx.fail(e.into()))?
-            .ok_or_else(|| ctx.fail(ApiError::NotFound))?;
-    let mut conn = state
-        .pool
-        .acquire()
+    let wf::EvidenceFile {
+        media_type,
+        content,
+    } = wf::evidence_file(&state.pool, &session.as_agent(), case_id, evidence_id)
         .await
-        .map_err(|e| ctx.fail(ApiError::Internal(e.into())))?;
-    audit::record(
-        &mut conn,
-        &AuditEntry {
-            actor: &session.any_actor(),
-            action: "case.evidence_view",
-            case_id: Some(case_id),
-            detail: serde_json::json!({ "evidence_id": evidence_id }),
-            reason: None,
-        },
-    )
-    .await
-    .map_err(|e| ctx.fail(e.into()))?;
+        .map_err(|e| ctx.fail(e.into()))?;
     // Only the three types the upload accepts are ever served as themselves.
     let content_type = match media_type.as_str() {
         "image/jpeg" => "image/jpeg",

@@ -5,12 +5,12 @@
 //! server-rendered SVG bar charts and the same figures in tables.
 
 use askama::Template;
-use axum::{Json, extract::State, http::StatusCode, response::Response};
+use axum::{extract::State, http::StatusCode, response::Response};
 use case_domain::{CaseState, complaint::ComplaintStatus, progress};
 use chrono::{Duration, Utc};
 
 use super::{ConsoleError, Ctx, Layout, iso, render, short_id, show_time};
-use crate::{AppState, agent, agent_auth::AgentSession, error::ApiError};
+use crate::{AppState, agent_auth::AgentSession, error::ApiError};
 
 /// One bar of a chart, laid out.
 #[derive(Debug)]
@@ -189,10 +189,10 @@ pub(super) async fn page(
     let moves = case_store::dashboard::stage_throughput(pool, now - Duration::hours(24))
         .await
         .map_err(|e| ctx.fail(e.into()))?;
-    // The API's own report (and its supervisor-only rule).
-    let Json(report) = agent::false_positives(State(state.clone()), session.clone())
+    // The API's own report use case (and its supervisor-only rule).
+    let report = case_workflows::agent::false_positive_report(pool, &session.as_agent())
         .await
-        .map_err(|e| ctx.fail(e))?;
+        .map_err(|e| ctx.fail(e.into()))?;
     let complaints = case_store::complaints::list_by_status(pool, Some(ComplaintStatus::Open), 100)
         .await
         .map_err(|e| ctx.fail(e.into()))?;
@@ -289,7 +289,6 @@ pub(super) async fn page(
         desc,
         ui.t("dash.no_data"),
         report
-            .reasons
             .iter()
             .map(|r| {
                 (
@@ -334,7 +333,6 @@ pub(super) async fn page(
             })
             .collect(),
         false_positives: report
-            .reasons
             .iter()
             .map(|r| FalsePositiveRow {
                 code: r.reason_code.clone(),

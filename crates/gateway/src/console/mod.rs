@@ -6,10 +6,11 @@
 //! Owns: the console's pages and forms, its session cookie, CSRF protection, the
 //! language choice (zh-CN / en) and the console's security headers.
 //!
-//! Must not: have rules of its own. Every page and form calls the same functions the
-//! agent API calls (`crate::agent`'s handlers, `decide_case`, `allowed_actions`,
-//! `queue_roles`, `CASE_READERS`, `UNMASKERS`, `crate::agent_auth::authenticate`), so
-//! what an agent may see and do is the same in both by construction. Console routes
+//! Must not: have rules of its own. Every page and form calls the same use cases the
+//! agent API calls (`case_workflows::agent`: queue, case view, claim, release,
+//! decide, note, unmask, the false-positive report) and reads the same policy
+//! (`case_domain::agent_policy`), so what an agent may see and do is the same in
+//! both by construction. Console routes
 //! are not JSON API routes and are not in the OpenAPI document.
 
 mod assets;
@@ -35,7 +36,9 @@ use case_domain::{Department, Role};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{AppState, agent::queue_roles, agent_auth::AgentSession, error::ApiError};
+use case_domain::agent_policy::queue_roles;
+
+use crate::{AppState, agent_auth::AgentSession, error::ApiError};
 use i18n::{LANG_COOKIE, Lang, Ui};
 
 /// Environment variable: `true` marks console cookies `Secure` even without
@@ -491,6 +494,7 @@ impl IntoResponse for ConsoleError {
                 (StatusCode::NOT_FOUND, ui.t("error.not_found"), None)
             }
             Failure::Api(ApiError::Conflict(d))
+            | Failure::Api(ApiError::ConflictOf { detail: d, .. })
             | Failure::Api(ApiError::Refused { detail: d, .. }) => {
                 (StatusCode::CONFLICT, ui.t("error.conflict"), Some(d))
             }
@@ -691,7 +695,7 @@ mod tests {
             s.agent.roles = vec![role];
             assert_eq!(
                 require_case_reader(&s).is_ok(),
-                crate::agent::CASE_READERS.contains(&role),
+                case_domain::agent_policy::CASE_READERS.contains(&role),
                 "{role:?}"
             );
             assert_eq!(

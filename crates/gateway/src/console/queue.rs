@@ -1,23 +1,13 @@
-//! A department's queue: the agent API's queue (same roles, same order), as a table
-//! with live SLA countdowns, badges and claim/release buttons.
+//! A department's queue: the agent API's queue use case (same roles, same order), as
+//! a table with live SLA countdowns, badges and claim/release buttons.
 
 use askama::Template;
-use axum::{
-    Json,
-    extract::{Query, State},
-    http::StatusCode,
-    response::Response,
-};
-use case_domain::{CaseState, Department, decision::agent_may_act};
+use axum::{extract::State, http::StatusCode, response::Response};
+use case_domain::{agent_policy::queue_states, decision::agent_may_act};
 use chrono::Utc;
 
 use super::{ConsoleError, Ctx, Layout, department_code, iso, render, short_id, show_time};
-use crate::{
-    AppState,
-    agent::{self, QueueQuery, queue_states},
-    agent_auth::AgentSession,
-    error::ApiError,
-};
+use crate::{AppState, agent_auth::AgentSession, error::ApiError};
 
 /// One row of the queue table.
 #[derive(Debug)]
@@ -58,26 +48,6 @@ struct QueuePage {
     rendered_at_text: String,
 }
 
-/// A field the API's queue item may carry (added by other features); false when absent.
-fn flag(item: &serde_json::Value, names: &[&str]) -> bool {
-    names.iter().any(|n| match &item[*n] {
-        serde_json::Value::Bool(b) => *b,
-        serde_json::Value::Number(x) => x.as_i64().unwrap_or(0) > 0,
-        serde_json::Value::String(s) => !s.is_empty() && s != "normal",
-        serde_json::Value::Array(a) => !a.is_empty(),
-        _ => false,
-    })
-}
-
-fn parse_department(code: &str) -> Option<Department> {
-    match code {
-        "cs" | "customer_service" => Some(Department::CustomerService),
-        "security" => Some(Department::Security),
-        "technical" => Some(Department::Technical),
-        _ => None,
-    }
-}
-
 /// `GET /console/queue?department=cs|security|technical`.
 pub(super) async fn page(
     State(state): State<AppState>,
@@ -86,31 +56,23 @@ pub(super) async fn page(
 ) -> Result<Response, ConsoleError> {
     let session = ctx.require(session)?;
     let code = ctx.param("department").unwrap_or_default().to_owned();
-    let department = parse_department(&code).ok_or_else(|| {
-        ctx.fail(ApiError::Invalid(vec![crate::error::FieldError {
-            field: "department".into(),
-            message: "department must be cs, security or technical".into(),
-        }]))
-    })?;
-    // The API's own queue handler: its role check and order hold here too.
-    let Json(queue) = agent::queue(
-        State(state.clone()),
-        session.clone(),
-        Ok(Query(QueueQuery {
-            department: code.clone(),
-        })),
+    let department = crate::agent::department(&code).map_err(|e| ctx.fail(e))?;
+    // The API's own queue use case: its role check and order hold here too.
+    let now = Utc::now();
+    let queue = case_workflows::agent::queue(
+        &state.pool,
+        &state.sla,
+        &session.as_agent(),
+        department,
+        now,
     )
     .await
-    .map_err(|e| ctx.fail(e))?;
-    let now = Utc::now();
+    .map_err(|e| ctx.fail(e.into()))?;
     let ui = ctx.ui;
     let me = session.agent.username.clone();
     let rows: Vec<Row> = queue
-        .cases
         .iter()
         .map(|item| {
-            let extra = serde_json::to_value(item).unwrap_or_default();
-            let state = CaseState::parse(&item.state);
             let holder = item.claimed_by.as_ref().map(|id| {
                 if *id == session.id().to_string() {
                     me.clone()
@@ -126,8 +88,8 @@ pub(super) async fn page(
                 id: item.case_id.to_string(),
                 short_id: short_id(item.case_id),
                 msisdn: item.msisdn.clone(),
-                state: item.state.clone(),
-                state_label: ui.code("state", &item.state),
+                state: item.state.as_str().into(),
+                state_label: ui.code("state", item.state.as_str()),
                 tier_label: item
                     .tier
                     .as_deref()
@@ -144,10 +106,11 @@ pub(super) async fn page(
                 holder,
                 held_by_me,
                 version: item.version,
-                may_act: state.is_some_and(|s| agent_may_act(session.roles(), s)),
-                complaint: flag(&extra, &["complaint", "open_complaints", "has_complaint"]),
-                escalated: flag(&extra, &["escalated", "escalation", "escalation_level"]),
-                appealed: flag(&extra, &["appealed"]),
+                may_act: agent_may_act(session.roles(), item.state),
+                complaint: item.complaint,
+                // The queue carries neither escalation nor appeal: no badge.
+                escalated: false,
+                appealed: false,
             }
         })
         .collect();
