@@ -21,7 +21,9 @@ fn app(pool: &PgPool) -> Router {
     gateway::app(gateway::AppState {
         pool: pool.clone(),
         keys: Arc::new(data_protection::Keys::from_master(&[7; 32])),
-        identity: identity_verification::client::IdentityClient::new("http://127.0.0.1:9").unwrap(),
+        identity: Arc::new(
+            gateway::identity_client::HttpIdentity::new("http://127.0.0.1:9").unwrap(),
+        ),
         webhooks: gateway::webhooks::WebhookConfig {
             carrier_secrets: Arc::new(vec![]),
             policy: webhooks::DestinationPolicy {
