@@ -19,6 +19,8 @@ pub struct AppState {
     pub webhooks: crate::webhooks::WebhookConfig,
     /// Stage SLAs (queue due times, the ETA), read once at start.
     pub sla: Arc<SlaConfig>,
+    /// The console's settings.
+    pub console: crate::console::ConsoleConfig,
     /// The fan-out of case changes to live status streams (started by `gateway::run`).
     pub live: crate::live::LiveHub,
 }

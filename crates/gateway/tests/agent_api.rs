@@ -31,6 +31,7 @@ fn app(pool: &PgPool) -> Router {
             },
         },
         sla: Arc::new(case_domain::sla::SlaConfig::default()),
+        console: gateway::console::ConsoleConfig::default(),
         live: gateway::live::LiveHub::default(),
     })
 }

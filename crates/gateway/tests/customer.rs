@@ -46,6 +46,7 @@ async fn app(pool: PgPool) -> Router {
             },
         },
         sla: Arc::new(SlaConfig::default()),
+        console: gateway::console::ConsoleConfig::default(),
         live: LiveHub::default(),
     })
 }

@@ -73,6 +73,9 @@ impl Wiring {
                     keys: self.keys()?,
                     identity,
                     sla,
+                    console: gateway::console::ConsoleConfig::from_lookup(|name| {
+                        std::env::var(name).ok()
+                    }),
                     live: gateway::live::LiveHub::default(),
                     webhooks: gateway::webhooks::WebhookConfig {
                         carrier_secrets: Arc::new(settings.carrier_webhook_secrets.clone()),

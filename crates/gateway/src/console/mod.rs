@@ -21,8 +21,6 @@ pub mod i18n;
 mod live;
 mod queue;
 
-use std::sync::OnceLock;
-
 use askama::Template;
 use axum::{
     Router,
@@ -44,6 +42,26 @@ use i18n::{LANG_COOKIE, Lang, Ui};
 /// Environment variable: `true` marks console cookies `Secure` even without
 /// `X-Forwarded-Proto: https` (set it when TLS ends in front of the gateway).
 pub const COOKIE_SECURE_ENV: &str = "REACTIVATION_COOKIE_SECURE";
+
+/// The console's settings, read once at start by the binary and passed in the state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// Cookies are always `Secure` ([`COOKIE_SECURE_ENV`]), not only when the proxy
+    /// says the request came over TLS.
+    pub cookie_secure: bool,
+}
+
+impl ConsoleConfig {
+    /// Reads the settings through `lookup` (the binary passes the environment).
+    /// `true`, `1` or `yes` (any case) count as true; anything else as false.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            cookie_secure: lookup(COOKIE_SECURE_ENV).is_some_and(|v| {
+                matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+            }),
+        }
+    }
+}
 
 /// The console's routes (mounted by [`crate::app`]).
 pub fn router(state: AppState) -> Router {
@@ -67,16 +85,23 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/console/static/console.js", get(assets::script))
         .route("/console/static/console.css", get(assets::stylesheet))
-        .layer(middleware::from_fn(console_headers))
+        .layer(middleware::from_fn_with_state(
+            state.console,
+            console_headers,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
 }
 
 /// The console's security headers (a response may set its own first) and the
 /// language cookie when `?lang=` chose one.
-async fn console_headers(request: Request, next: Next) -> Response {
+async fn console_headers(
+    axum::extract::State(config): axum::extract::State<ConsoleConfig>,
+    request: Request,
+    next: Next,
+) -> Response {
     let chosen = query_param(request.uri().query(), "lang").and_then(|l| Lang::parse(&l));
-    let secure = is_secure(request.headers());
+    let secure = is_secure(config, request.headers());
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let defaults: [(header::HeaderName, &str); 6] = [
@@ -132,14 +157,8 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 /// Whether the console is served over TLS: the proxy said so, or the operator did.
-fn is_secure(headers: &HeaderMap) -> bool {
-    static FROM_ENV: OnceLock<bool> = OnceLock::new();
-    let forced = *FROM_ENV.get_or_init(|| {
-        std::env::var(COOKIE_SECURE_ENV)
-            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
-            .unwrap_or(false)
-    });
-    forced
+fn is_secure(config: ConsoleConfig, headers: &HeaderMap) -> bool {
+    config.cookie_secure
         || headers
             .get("x-forwarded-proto")
             .and_then(|v| v.to_str().ok())
@@ -168,10 +187,13 @@ pub(crate) struct Ctx {
     method: Method,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+impl FromRequestParts<AppState> for Ctx {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let query: Vec<(String, String)> = parts
             .uri
             .query()
@@ -186,7 +208,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
                 .headers
                 .get("x-fragment")
                 .is_some_and(|v| v.as_bytes() == b"1"),
-            secure: is_secure(&parts.headers),
+            secure: is_secure(state.console, &parts.headers),
             path: parts.uri.path().to_owned(),
             query,
             headers: parts.headers.clone(),
@@ -709,7 +731,15 @@ mod tests {
 
     #[test]
     fn secure_cookies_follow_the_forwarded_protocol() {
-        assert!(is_secure(&headers(&[("x-forwarded-proto", "https")])));
+        let plain_config = ConsoleConfig::default();
+        assert!(is_secure(
+            plain_config,
+            &headers(&[("x-forwarded-proto", "https")])
+        ));
+        assert!(!is_secure(plain_config, &headers(&[])));
+        let forced = ConsoleConfig::from_lookup(|_| Some(" YES ".into()));
+        assert!(is_secure(forced, &headers(&[])));
+        assert!(!ConsoleConfig::from_lookup(|_| Some("on".into())).cookie_secure);
         let plain = cookie_header("n", "v", 60, false);
         assert_eq!(plain, "n=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60");
         let secure = cookie_header("n", "v", 60, true);
