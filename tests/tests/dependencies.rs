@@ -37,7 +37,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "webhooks",
         ],
     ),
-    // Edges and workers: use cases, domain, store, plumbing; never each other.
+    // The store's queues as sources for the runtime's worker loops.
+    (
+        "case-queues",
+        &["service-runtime", "case-store", "case-domain"],
+    ),
+    // Edges and workers: use cases, domain, store, plumbing, queue sources; never each other.
     (
         "gateway",
         &[
@@ -52,6 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "identity-verification",
         &[
+            "case-queues",
             "case-workflows",
             "case-domain",
             "case-store",
@@ -63,6 +69,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "risk-assessment",
         &[
+            "case-queues",
             "case-workflows",
             "case-domain",
             "case-store",
@@ -73,6 +80,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "provisioning",
         &[
+            "case-queues",
             "case-workflows",
             "case-domain",
             "case-store",
@@ -83,6 +91,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "case-timers",
         &[
+            "case-queues",
             "case-workflows",
             "case-domain",
             "case-store",
@@ -93,6 +102,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "webhook-worker",
         &[
+            "case-queues",
             "case-workflows",
             "case-domain",
             "case-store",

@@ -16,11 +16,11 @@ use std::{sync::Arc, time::Duration};
 
 use carrier_adapter::{Carrier, CarrierError, OrderState, ServiceOrder, ServiceOrderRequest};
 use case_domain::CaseEvent;
+use case_queues::OutboxTopics;
 use case_store::OutboxClaim;
 use case_workflows::orders::{self, PendingOrder};
-use chrono::{DateTime, Utc};
 use rand::Rng;
-use service_runtime::worker::{ClaimInfo, Delivery, OutboxHandler, OutboxSource};
+use service_runtime::worker::{Delivery, OutboxHandler};
 use sqlx::PgPool;
 
 // The order use cases moved to `case_workflows::orders`; kept here for callers of the old paths.
@@ -62,85 +62,6 @@ impl RetryPolicy {
             .min(self.cap);
         let jitter = rand::rng().random_range(0.5..1.5);
         exp.mul_f64(jitter)
-    }
-}
-
-/// Outbox messages of some topics, claimed from the outbox with a lease (the
-/// claim's attempts are its fence).
-#[derive(Debug, Clone)]
-pub struct OutboxTopics {
-    topics: Vec<String>,
-}
-
-impl OutboxTopics {
-    /// Messages of `topics`.
-    pub fn new(topics: Vec<String>) -> Self {
-        Self { topics }
-    }
-}
-
-impl OutboxSource for OutboxTopics {
-    type Message = OutboxClaim;
-
-    fn channels(&self) -> Vec<String> {
-        self.topics
-            .iter()
-            .map(|t| case_store::outbox_channel(t))
-            .collect()
-    }
-
-    async fn claim(
-        &self,
-        pool: &PgPool,
-        worker: &str,
-        lease: Duration,
-    ) -> anyhow::Result<Option<OutboxClaim>> {
-        Ok(case_store::claim_outbox(pool, &self.topics, worker, lease).await?)
-    }
-
-    async fn renew(
-        &self,
-        pool: &PgPool,
-        message: &OutboxClaim,
-        lease: Duration,
-    ) -> anyhow::Result<()> {
-        Ok(case_store::renew_outbox_lease(pool, message, lease).await?)
-    }
-
-    async fn delivered(&self, pool: &PgPool, message: &OutboxClaim) -> anyhow::Result<()> {
-        Ok(case_store::mark_delivered(pool, message).await?)
-    }
-
-    async fn retry_later(
-        &self,
-        pool: &PgPool,
-        message: &OutboxClaim,
-        after: Duration,
-        error: &str,
-    ) -> anyhow::Result<()> {
-        Ok(case_store::retry_later(pool, message, after, error).await?)
-    }
-
-    async fn failed(
-        &self,
-        pool: &PgPool,
-        message: &OutboxClaim,
-        error: &str,
-    ) -> anyhow::Result<()> {
-        Ok(case_store::mark_failed(pool, message, error).await?)
-    }
-
-    async fn next_due(&self, pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
-        Ok(case_store::next_outbox_due(pool, &self.topics).await?)
-    }
-
-    fn info(&self, message: &OutboxClaim) -> ClaimInfo {
-        ClaimInfo {
-            id: message.id,
-            label: message.topic.clone(),
-            attempt: message.attempts,
-            handoff_wait: (message.attempts == 1).then_some(message.waited),
-        }
     }
 }
 

@@ -13,10 +13,10 @@ use std::{sync::Arc, time::Duration};
 
 use carrier_adapter::{Carrier, CarrierError};
 use case_domain::CaseState;
-use case_store::{Claim, StoreError};
+use case_queues::CaseClaims;
+use case_store::Claim;
 use case_workflows::{WorkflowError, risk};
-use chrono::{DateTime, Utc};
-use service_runtime::worker::{CaseStep, ClaimInfo, ClaimSource, StepOutcome};
+use service_runtime::worker::{CaseStep, StepOutcome};
 use sqlx::PgPool;
 
 /// The actor id this service writes in case events.
@@ -25,66 +25,13 @@ pub const SERVICE: &str = risk::ACTOR;
 /// How long a case may wait for the carrier's signals before a person decides.
 pub const MAX_WAIT_FOR_SIGNALS: Duration = risk::MAX_WAIT_FOR_SIGNALS;
 
-/// Cases in some states, claimed from the case table with a lease and a fencing token.
-#[derive(Debug, Clone)]
-pub struct CaseClaims {
-    states: Vec<CaseState>,
-}
-
-impl CaseClaims {
-    /// Claims cases in `states`.
-    pub fn new(states: Vec<CaseState>) -> Self {
-        Self { states }
-    }
-}
-
-impl ClaimSource for CaseClaims {
-    type Claim = Claim;
-
-    fn channels(&self) -> Vec<String> {
-        self.states.iter().map(|s| s.work_channel()).collect()
-    }
-
-    async fn claim(
-        &self,
-        pool: &PgPool,
-        worker: &str,
-        lease: Duration,
-    ) -> anyhow::Result<Option<Claim>> {
-        Ok(case_store::claim_next(pool, &self.states, worker, lease).await?)
-    }
-
-    async fn renew(&self, pool: &PgPool, claim: &Claim, lease: Duration) -> anyhow::Result<()> {
-        case_store::renew_lease(pool, claim.case_id, &claim.fence, lease).await?;
-        Ok(())
-    }
-
-    async fn release(&self, pool: &PgPool, claim: &Claim, after: Duration) -> anyhow::Result<()> {
-        Ok(case_store::release(pool, claim.case_id, &claim.fence, after).await?)
-    }
-
-    async fn next_due(&self, pool: &PgPool) -> anyhow::Result<Option<DateTime<Utc>>> {
-        Ok(case_store::next_case_due(pool, &self.states).await?)
-    }
-
-    fn info(&self, claim: &Claim) -> ClaimInfo {
-        ClaimInfo {
-            id: claim.case_id,
-            label: claim.state.as_str().to_owned(),
-            attempt: claim.fence.attempt,
-            handoff_wait: claim.first_in_state.then_some(claim.waited),
-        }
-    }
-
-    fn superseded(&self, error: &anyhow::Error) -> bool {
-        matches!(
-            error.downcast_ref::<WorkflowError>(),
-            Some(WorkflowError::ClaimedByOther | WorkflowError::StaleVersion)
-        ) || matches!(
-            error.downcast_ref::<StoreError>(),
-            Some(StoreError::LeaseLost { .. } | StoreError::StaleVersion { .. })
-        )
-    }
+/// The use cases' names for "the case moved on while it was processed" (the
+/// store's own are known to [`CaseClaims`]).
+fn moved_on(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<WorkflowError>(),
+        Some(WorkflowError::ClaimedByOther | WorkflowError::StaleVersion)
+    )
 }
 
 /// The risk step of the worker loop.
@@ -99,7 +46,7 @@ impl RiskStep {
     pub fn new(carrier: Arc<dyn Carrier>) -> Self {
         Self {
             carrier,
-            claims: CaseClaims::new(vec![CaseState::RiskAssessment]),
+            claims: CaseClaims::new(vec![CaseState::RiskAssessment]).also_superseded_when(moved_on),
         }
     }
 }
