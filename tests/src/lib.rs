@@ -7,6 +7,16 @@
 //!
 //! Must not: reach into a service's internals; scenarios talk HTTP, and read the
 //! database only to check what the services wrote.
+//!
+//! How scenarios wait: never a fixed pause. A positive outcome is polled for with a
+//! deadline (`wait_for_state`, `metric`, a row's `processed_at`/`delivered_at`). A
+//! negative one ("nothing was sent", "told once", "no second order") is asserted only
+//! after proof that the work which could have produced it ran: a later marker item
+//! processed behind it (journey: a clean case restored after a flagged one), the
+//! outbox message marked delivered (webhooks), the timers' `event_cursors` position past
+//! every event (notifications). Waiting for workers to be ready means seeing their
+//! `LISTEN` in `pg_stat_activity` (handoff). Single-service behaviour is tested in the
+//! crates by calling the worker's process-one function until it reports nothing left.
 
 use std::{
     collections::HashMap,

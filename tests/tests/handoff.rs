@@ -18,8 +18,27 @@ async fn a_committed_transition_wakes_the_next_service_at_once_not_at_the_poll()
     .await;
     let subscriber = TestSubscriber::clean(1);
     stack.add_subscriber(&subscriber).await;
-    // Let the workers finish their start-up drain and go to sleep on LISTEN.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until both workers listen (each LISTENs on one connection before its start-up
+    // drain): from then on a committed transition reaches them as a notification. A
+    // fixed pause here would only guess at it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND query ILIKE 'LISTEN %'",
+        )
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+        if listening >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the risk and provisioning workers never listened ({listening} listening)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // The identity stage, played here straight on the store: open a case and accept its proofs.
     let case_id = Uuid::now_v7();

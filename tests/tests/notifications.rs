@@ -10,17 +10,30 @@ use system_tests::{Stack, StackOptions, TestSubscriber};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-/// Waits until `to` has received at least `n` messages, then returns them all.
+/// Waits until `to` has received at least `n` messages and the work that could send
+/// more is over (the timers' follower has read every event and no subscriber message
+/// waits in the outbox), then returns them all: a test may then assert there are no more.
 async fn wait_for_messages(stack: &Stack, to: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + SETTLE;
     loop {
+        let (unread, undelivered): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM case_events e, event_cursors c
+                             WHERE c.consumer = 'case-timers' AND e.tx_id IS NOT NULL
+                               AND (e.tx_id, e.seq) > (c.tx_id, c.seq)),
+                    EXISTS (SELECT 1 FROM outbox WHERE topic LIKE 'notification.%'
+                               AND delivered_at IS NULL AND failed_at IS NULL)",
+        )
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
         let messages = stack.sim_outbox(to).await;
-        if messages.len() >= n {
+        if messages.len() >= n && !unread && !undelivered {
             return messages;
         }
         assert!(
             Instant::now() < deadline,
-            "only {} of {n} messages arrived: {messages:#?}",
+            "only {} of {n} messages arrived (events unread by the timers: {unread}, \
+             messages undelivered: {undelivered}): {messages:#?}",
             messages.len()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -156,15 +156,22 @@ async fn carrier_webhooks_are_verified_deduplicated_rotated_and_processed_once()
     .unwrap();
     assert_eq!((notices, attempts), (1, 1), "processed exactly once");
     // The subscriber is told why, what to do and where to start: once, at a contact on file.
+    // "Once" is only worth asserting after the delivery is over: wait until the
+    // notice's outbox message is marked delivered (a redelivery would come before that).
     let contact = subscriber.backup_sms.clone().unwrap();
-    let mut told = Vec::new();
-    for _ in 0..200 {
-        told = stack.sim_outbox(&contact).await;
-        if !told.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until("the suspension notice to be delivered", || async {
+        let delivered: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM outbox WHERE payload->>'kind' = 'suspension'
+               AND payload->>'msisdn' = $1 AND delivered_at IS NOT NULL",
+        )
+        .bind(number)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+        delivered >= 1
+    })
+    .await;
+    let told = stack.sim_outbox(&contact).await;
     assert_eq!(told.len(), 1, "{told:?}");
     let text = told[0]["body"].as_str().unwrap();
     assert!(

@@ -487,15 +487,35 @@ async fn orders_move_through_their_states_and_apply_once(pool: PgPool) {
         (Some("suspended"), Some(0))
     );
 
-    tokio::time::sleep_until((submitted_at + latency * 6 / 10).into()).await;
-    let midway = c.get_order(request.order_id).await.unwrap();
+    // Time has to pass here (the latency is what is tested), but the simulator counts
+    // it from when it stored the order, a little after `submitted_at`: look again
+    // (bounded) rather than trusting one fixed pause to have been long enough.
+    tokio::time::sleep_until((submitted_at + latency / 2).into()).await;
+    let midway = loop {
+        let midway = c.get_order(request.order_id).await.unwrap();
+        if midway.state != OrderState::Acknowledged || submitted_at.elapsed() >= latency {
+            break midway;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     if submitted_at.elapsed() < latency {
         assert_eq!(midway.state, OrderState::InProgress);
         assert_eq!(sim.subscriber(NUMBER).await["status"], "suspended");
     }
 
-    tokio::time::sleep_until((submitted_at + latency + Duration::from_millis(100)).into()).await;
-    let done = c.get_order(request.order_id).await.unwrap();
+    tokio::time::sleep_until((submitted_at + latency).into()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let done = c.get_order(request.order_id).await.unwrap();
+        let settled = !matches!(
+            done.state,
+            OrderState::Acknowledged | OrderState::InProgress
+        );
+        if settled || Instant::now() >= deadline {
+            break done;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(done.state, OrderState::Completed);
     assert_eq!(done.carrier_ref, created.carrier_ref);
     let view = sim.subscriber(NUMBER).await;

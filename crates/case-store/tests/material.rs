@@ -174,8 +174,28 @@ async fn a_rescore_keeps_tier_reasons_and_signals_and_becomes_the_latest(pool: P
     let codes = vec!["fraud_linked_contacts".to_owned()];
     // A re-score in a transaction that began before the assessment was written is still the latest.
     let mut early = pool.begin().await.unwrap();
-    sqlx::query("SELECT 1").execute(&mut *early).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let began: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *early)
+        .await
+        .unwrap();
+    // Wait (bounded) until the server's clock has moved past that transaction's start,
+    // instead of sleeping a fixed while and hoping it did.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let moved: bool = sqlx::query_scalar("SELECT clock_timestamp() > $1")
+            .bind(began)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if moved {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the clock never moved"
+        );
+        tokio::task::yield_now().await;
+    }
     let first = risk::save_assessment(
         &pool,
         case,
@@ -186,6 +206,16 @@ async fn a_rescore_keeps_tier_reasons_and_signals_and_becomes_the_latest(pool: P
     )
     .await
     .unwrap();
+    let assessed: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT assessed_at FROM risk_assessments WHERE id = $1")
+            .bind(first)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        assessed > began,
+        "the assessment is newer than the re-scoring transaction"
+    );
     let rescored =
         material::rescore_assessment(&mut *early, first, &["security_review".to_owned()])
             .await
