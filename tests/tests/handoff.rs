@@ -46,8 +46,8 @@ async fn a_committed_transition_wakes_the_next_service_at_once_not_at_the_poll()
     let new = NewCase {
         id: case_id,
         msisdn: Msisdn::parse(&subscriber.msisdn).unwrap(),
-        channel: "web".into(),
-        locale: "en".into(),
+        channel: case_domain::Channel::Web,
+        locale: case_domain::Locale::En,
         token_hash: [3; 32],
     };
     case_store::create_case(&mut tx, &new, &Actor::customer())

@@ -127,25 +127,8 @@ fn mask_number(raw: &str) -> String {
     }
 }
 
-/// How much service a resume order restores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Restoration {
-    /// Everything.
-    Full,
-    /// Incoming calls and SMS only (半恢复); outgoing stays barred.
-    InboundOnly,
-}
-
-impl Restoration {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Full => "full",
-            Self::InboundOnly => "inbound_only",
-        }
-    }
-}
+/// How much service a resume order restores (the domain's type, re-exported here).
+pub use case_domain::Restoration;
 
 /// The state of a carrier service order (TMF641 names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -7,16 +7,19 @@
 //! before a case may move.
 //!
 //! Must not: do any I/O (no clock, no database, no network, no logging). The optional
-//! `sqlx` feature only derives `sqlx::Type` on the enums so the store can bind them.
+//! `sqlx` feature only maps the domain types to columns so the store can bind and read
+//! them (a stored value that does not parse is a decode error).
 
 mod lifecycle;
 mod personal;
+mod values;
 
 pub use lifecycle::{
     Actor, CaseEvent, CaseState, Department, Role, TRANSITIONS, Transition, TransitionError,
     decide, events_for, may_act, mermaid_state_diagram, transition_for,
 };
 pub use personal::{InvalidInput, Msisdn, PersonName, ResidentId};
+pub use values::{CaseId, Channel, Locale, Restoration, UnknownValue, hex};
 
 pub mod agent_policy;
 pub mod complaint;

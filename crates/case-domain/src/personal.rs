@@ -84,6 +84,9 @@ impl TryFrom<String> for Msisdn {
     }
 }
 
+#[cfg(feature = "sqlx")]
+crate::values::text_column!(Msisdn, |s: &str| Msisdn::parse(s), |v: &Msisdn| v.e164());
+
 impl fmt::Display for Msisdn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.masked())

@@ -260,6 +260,81 @@ pub fn assess(signals: &RiskSignals) -> Assessment {
     }
 }
 
+/// The signals an assessment was graded on, as recorded with it
+/// (`risk_assessments.signals`): the counts, the suspension reason, the flagged
+/// counterparties the subscriber is asked to explain (third-party personal data:
+/// only their number is shown by `Debug`) and, for a re-score, where the signals came from.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedSignals {
+    /// Recent counterparties linked to reported fraud.
+    pub fraud_linked_contacts: u32,
+    /// Peak SMS sent in one hour recently.
+    pub sms_peak_per_hour: u32,
+    /// International calls in the last 24 hours.
+    pub intl_calls_24h: u32,
+    /// The carrier's suspension reason code, if any.
+    pub suspension_reason: Option<String>,
+    /// The flagged counterparties, as the carrier gave them (assessments recorded
+    /// before the numbers were kept hold a count here: no numbers).
+    #[serde(default, deserialize_with = "numbers_or_count")]
+    pub flagged_contacts: Vec<String>,
+    /// `carrier_webhook` when the signals came with a `subscriber.signals` webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The flagged contacts as recorded: a list of numbers, or (in assessments recorded
+/// before the numbers were kept) their count, which names no number.
+fn numbers_or_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flagged {
+        Numbers(Vec<String>),
+        Count(#[expect(dead_code, reason = "a count names no number")] u32),
+    }
+    Ok(match Flagged::deserialize(d)? {
+        Flagged::Numbers(numbers) => numbers,
+        Flagged::Count(_) => Vec::new(),
+    })
+}
+
+impl RecordedSignals {
+    /// Records `signals` with the flagged counterparties and their source.
+    pub fn new(signals: &RiskSignals, flagged_contacts: Vec<String>, source: Option<&str>) -> Self {
+        Self {
+            fraud_linked_contacts: signals.fraud_linked_contacts,
+            sms_peak_per_hour: signals.sms_peak_per_hour,
+            intl_calls_24h: signals.intl_calls_24h,
+            suspension_reason: signals.suspension_reason.clone(),
+            flagged_contacts,
+            source: source.map(str::to_owned),
+        }
+    }
+
+    /// The graded part.
+    pub fn signals(&self) -> RiskSignals {
+        RiskSignals {
+            fraud_linked_contacts: self.fraud_linked_contacts,
+            sms_peak_per_hour: self.sms_peak_per_hour,
+            intl_calls_24h: self.intl_calls_24h,
+            suspension_reason: self.suspension_reason.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RecordedSignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordedSignals")
+            .field("fraud_linked_contacts", &self.fraud_linked_contacts)
+            .field("sms_peak_per_hour", &self.sms_peak_per_hour)
+            .field("intl_calls_24h", &self.intl_calls_24h)
+            .field("suspension_reason", &self.suspension_reason)
+            .field("flagged_contacts", &self.flagged_contacts.len())
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -351,5 +426,54 @@ mod tests {
             let a = assess(&signals(f, s, i, None));
             prop_assert_eq!(a.tier == RiskTier::Low, a.reasons.is_empty());
         }
+    }
+
+    #[test]
+    fn recorded_signals_keep_the_stored_json_shape() {
+        let stored = serde_json::json!({
+            "fraud_linked_contacts": 2, "sms_peak_per_hour": 300, "intl_calls_24h": 15,
+            "suspension_reason": null, "flagged_contacts": ["+8613900000001"],
+        });
+        let r: RecordedSignals = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(r.flagged_contacts, ["+8613900000001"]);
+        assert_eq!(r.source, None);
+        assert_eq!(serde_json::to_value(&r).unwrap(), stored);
+        assert_eq!(r.signals(), signals(2, 300, 15, None));
+        assert!(!format!("{r:?}").contains("13900000001"));
+
+        let rescored = RecordedSignals::new(
+            &signals(0, 1, 2, Some("x")),
+            vec![],
+            Some("carrier_webhook"),
+        );
+        let json = serde_json::to_value(&rescored).unwrap();
+        assert_eq!(json["source"], "carrier_webhook");
+        assert_eq!(
+            serde_json::from_value::<RecordedSignals>(json).unwrap(),
+            rescored
+        );
+
+        // Written before flagged contacts were recorded: none.
+        let old = serde_json::json!({"fraud_linked_contacts": 0, "sms_peak_per_hour": 0,
+            "intl_calls_24h": 0, "suspension_reason": "police_request"});
+        assert!(
+            serde_json::from_value::<RecordedSignals>(old)
+                .unwrap()
+                .flagged_contacts
+                .is_empty()
+        );
+        // Recorded before the numbers were kept: a count, naming no number.
+        let counted = serde_json::json!({"fraud_linked_contacts": 2, "sms_peak_per_hour": 0,
+            "intl_calls_24h": 0, "suspension_reason": null, "flagged_contacts": 2});
+        assert!(
+            serde_json::from_value::<RecordedSignals>(counted)
+                .unwrap()
+                .flagged_contacts
+                .is_empty()
+        );
+        // A count that is not a count is refused, not defaulted.
+        let bad = serde_json::json!({"fraud_linked_contacts": "many", "sms_peak_per_hour": 0,
+            "intl_calls_24h": 0, "suspension_reason": null});
+        assert!(serde_json::from_value::<RecordedSignals>(bad).is_err());
     }
 }

@@ -2,26 +2,12 @@
 //! languages are spoken, why a cancellation is refused, and the stable code of each
 //! appeal refusal.
 
-use crate::{CaseState, material::AppealRefusal};
+use crate::{CaseState, Channel, Locale, material::AppealRefusal};
 
-/// Where a request may come from.
-pub const CHANNELS: &[&str] = &["web", "app", "hotline", "store"];
 /// The channel when none is given.
-pub const DEFAULT_CHANNEL: &str = "web";
-/// The languages a case is handled in.
-pub const LOCALES: &[&str] = &["zh-CN", "en"];
+pub const DEFAULT_CHANNEL: Channel = Channel::Web;
 /// The language when none is given.
-pub const DEFAULT_LOCALE: &str = "zh-CN";
-
-/// Whether `channel` is one a case may be opened from.
-pub fn valid_channel(channel: &str) -> bool {
-    CHANNELS.contains(&channel)
-}
-
-/// Whether `locale` is one a case may be handled in.
-pub fn valid_locale(locale: &str) -> bool {
-    LOCALES.contains(&locale)
-}
+pub const DEFAULT_LOCALE: Locale = Locale::ZhCn;
 
 /// Why the subscriber may not cancel a case the transition table refused to cancel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -73,14 +59,14 @@ mod tests {
     #[test]
     fn channels_and_locales_are_a_closed_list() {
         for c in ["web", "app", "hotline", "store"] {
-            assert!(valid_channel(c), "{c}");
+            assert!(Channel::parse(c).is_ok(), "{c}");
         }
-        assert!(!valid_channel("fax"));
-        assert!(!valid_channel("Web"));
-        assert!(valid_channel(DEFAULT_CHANNEL));
-        assert!(valid_locale("zh-CN") && valid_locale("en"));
-        assert!(!valid_locale("fr"));
-        assert!(valid_locale(DEFAULT_LOCALE));
+        assert!(Channel::parse("fax").is_err());
+        assert!(Channel::parse("Web").is_err());
+        assert_eq!(DEFAULT_CHANNEL.as_str(), "web");
+        assert!(Locale::parse("zh-CN").is_ok() && Locale::parse("en").is_ok());
+        assert!(Locale::parse("fr").is_err());
+        assert_eq!(DEFAULT_LOCALE.as_str(), "zh-CN");
     }
 
     #[test]

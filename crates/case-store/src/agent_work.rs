@@ -105,8 +105,8 @@ pub struct QueueRow {
     pub state: CaseState,
     /// Version.
     pub version: i32,
-    /// The number (personal data: mask before showing).
-    pub msisdn: String,
+    /// The number (personal data: masked when printed).
+    pub msisdn: case_domain::Msisdn,
     /// When the case entered its state.
     pub state_entered_at: DateTime<Utc>,
     /// Who holds it, if anyone (lease owner).
@@ -128,7 +128,7 @@ pub async fn queue(
 ) -> Result<Vec<QueueRow>, StoreError> {
     Ok(sqlx::query_as!(
         QueueRow,
-        r#"SELECT c.id, c.state AS "state: CaseState", c.version, c.msisdn, c.state_entered_at, c.lease_owner, c.lease_expires_at,
+        r#"SELECT c.id, c.state AS "state: CaseState", c.version, c.msisdn AS "msisdn: case_domain::Msisdn", c.state_entered_at, c.lease_owner, c.lease_expires_at,
                   (SELECT r.tier::text FROM risk_assessments r WHERE r.case_id = c.id ORDER BY r.assessed_at DESC, r.id DESC LIMIT 1) AS tier,
                   EXISTS (SELECT 1 FROM case_complaints k WHERE k.case_id = c.id AND k.status = 'open') AS "complaint!"
            FROM reactivation_cases c

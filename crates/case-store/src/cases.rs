@@ -1,6 +1,8 @@
 //! Cases and their event log; the one door for state changes.
 
-use case_domain::{Actor, CaseEvent, CaseState, Msisdn, Role, TransitionError, decide, may_act};
+use case_domain::{
+    Actor, CaseEvent, CaseState, Channel, Locale, Msisdn, Role, TransitionError, decide, may_act,
+};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgConnection, PgExecutor, PgPool};
@@ -13,16 +15,16 @@ use crate::{CASE_CHANGED_CHANNEL, StoreError, claims::Fence};
 pub struct CaseRow {
     /// Case id.
     pub id: Uuid,
-    /// The suspended number (personal data: do not log).
-    pub msisdn: String,
+    /// The suspended number (personal data: masked when printed).
+    pub msisdn: Msisdn,
     /// Current state.
     pub state: CaseState,
     /// Optimistic-concurrency version.
     pub version: i32,
-    /// web, app, hotline or store.
-    pub channel: String,
-    /// zh-CN or en.
-    pub locale: String,
+    /// Where the case was opened.
+    pub channel: Channel,
+    /// The subscriber's language.
+    pub locale: Locale,
     /// When the case was opened.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -67,10 +69,10 @@ pub struct NewCase {
     pub id: Uuid,
     /// The suspended number.
     pub msisdn: Msisdn,
-    /// web, app, hotline or store.
-    pub channel: String,
-    /// zh-CN or en.
-    pub locale: String,
+    /// Where the case was opened.
+    pub channel: Channel,
+    /// The subscriber's language.
+    pub locale: Locale,
     /// SHA-256 of the case token.
     pub token_hash: [u8; 32],
 }
@@ -129,13 +131,14 @@ pub async fn create_case(
         CaseRow,
         r#"INSERT INTO reactivation_cases (id, msisdn, state, channel, locale, token_hash)
            VALUES ($1, $2, $3, $4, $5, $6)
-           RETURNING id, msisdn, state AS "state: CaseState", version, channel, locale, created_at,
+           RETURNING id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
+                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
                      updated_at, state_entered_at, lease_owner, lease_expires_at, attempt"#,
         new.id,
         new.msisdn.e164(),
         CaseState::INITIAL as CaseState,
-        new.channel,
-        new.locale,
+        new.channel.as_str(),
+        new.locale.as_str(),
         &new.token_hash[..],
     )
     .fetch_one(&mut *conn)
@@ -167,7 +170,8 @@ pub async fn create_case(
 pub async fn load_case(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<CaseRow>, StoreError> {
     Ok(sqlx::query_as!(
         CaseRow,
-        r#"SELECT id, msisdn, state AS "state: CaseState", version, channel, locale, created_at,
+        r#"SELECT id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
+                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
                   updated_at, state_entered_at, lease_owner, lease_expires_at, attempt
            FROM reactivation_cases WHERE id = $1"#,
         id
@@ -185,7 +189,8 @@ pub async fn load_case_by_token(
 ) -> Result<Option<CaseRow>, StoreError> {
     Ok(sqlx::query_as!(
         CaseRow,
-        r#"SELECT id, msisdn, state AS "state: CaseState", version, channel, locale, created_at,
+        r#"SELECT id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
+                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
                   updated_at, state_entered_at, lease_owner, lease_expires_at, attempt
            FROM reactivation_cases WHERE id = $1 AND token_hash = $2"#,
         id,
@@ -285,7 +290,8 @@ pub async fn transition_in(
                lease_owner = NULL, lease_expires_at = NULL
            WHERE id = $1 AND state = $2 AND version = $3
              AND ($5::text IS NULL OR (lease_owner = $5 AND attempt = $6))
-           RETURNING id, msisdn, state AS "state: CaseState", version, channel, locale, created_at,
+           RETURNING id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
+                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
                      updated_at, state_entered_at, lease_owner, lease_expires_at, attempt"#,
         req.case_id,
         current.state as CaseState,

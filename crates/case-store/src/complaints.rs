@@ -202,8 +202,8 @@ pub struct ComplaintListRow {
     pub complaint: ComplaintRow,
     /// The case's state now.
     pub case_state: case_domain::CaseState,
-    /// The case's number (personal data: mask before showing).
-    pub msisdn: String,
+    /// The case's number (personal data: masked when printed).
+    pub msisdn: case_domain::Msisdn,
 }
 
 /// Complaints in `status` (every complaint when `None`), earliest due first.
@@ -215,7 +215,8 @@ pub async fn list_by_status(
     let rows = sqlx::query!(
         r#"SELECT k.id, k.case_id, k.channel, k.body, k.status, k.created_at, k.due_at, k.answer,
                   k.answered_at, k.answered_by, a.username AS "answered_by_username?",
-                  c.state AS "case_state: case_domain::CaseState", c.msisdn
+                  c.state AS "case_state: case_domain::CaseState",
+                  c.msisdn AS "msisdn: case_domain::Msisdn"
            FROM case_complaints k
            JOIN reactivation_cases c ON c.id = k.case_id
            LEFT JOIN agents a ON a.id = k.answered_by

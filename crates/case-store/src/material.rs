@@ -2,7 +2,7 @@
 //! appeal. None of these move a case; callers that also move it do so with
 //! [`crate::transition_in`] in the same transaction.
 
-use case_domain::CaseState;
+use case_domain::{CaseState, Channel, Locale, Msisdn};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -114,7 +114,8 @@ pub struct AppealRow {
 pub async fn lock_case(conn: &mut PgConnection, case_id: Uuid) -> Result<CaseRow, StoreError> {
     sqlx::query_as!(
         CaseRow,
-        r#"SELECT id, msisdn, state AS "state: CaseState", version, channel, locale, created_at,
+        r#"SELECT id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
+                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
                   updated_at, state_entered_at, lease_owner, lease_expires_at, attempt
            FROM reactivation_cases WHERE id = $1 FOR NO KEY UPDATE"#,
         case_id

@@ -1,6 +1,9 @@
 //! Risk assessments and provisioning orders.
 
-use case_domain::risk::RiskTier;
+use case_domain::{
+    Restoration,
+    risk::{RecordedSignals, RiskTier},
+};
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -21,7 +24,7 @@ pub struct AssessmentRow {
     /// What the tier requires.
     pub needs: Vec<String>,
     /// The signals used.
-    pub signals: serde_json::Value,
+    pub signals: RecordedSignals,
     /// When.
     pub assessed_at: DateTime<Utc>,
 }
@@ -33,7 +36,7 @@ pub async fn save_assessment(
     tier: RiskTier,
     reason_codes: &[String],
     needs: &[String],
-    signals: &serde_json::Value,
+    signals: &RecordedSignals,
 ) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     sqlx::query!(
@@ -43,7 +46,7 @@ pub async fn save_assessment(
         tier as RiskTier,
         reason_codes,
         needs,
-        signals,
+        sqlx::types::Json(signals) as _,
     )
     .execute(db)
     .await?;
@@ -55,14 +58,23 @@ pub async fn latest_assessment(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
 ) -> Result<Option<AssessmentRow>, StoreError> {
-    Ok(sqlx::query_as!(
-        AssessmentRow,
-        r#"SELECT id, case_id, tier AS "tier: RiskTier", reason_codes, needs, signals, assessed_at
+    Ok(sqlx::query!(
+        r#"SELECT id, case_id, tier AS "tier: RiskTier", reason_codes, needs,
+                  signals AS "signals: sqlx::types::Json<RecordedSignals>", assessed_at
            FROM risk_assessments WHERE case_id = $1 ORDER BY assessed_at DESC, id DESC LIMIT 1"#,
         case_id
     )
     .fetch_optional(db)
-    .await?)
+    .await?
+    .map(|r| AssessmentRow {
+        id: r.id,
+        case_id: r.case_id,
+        tier: r.tier,
+        reason_codes: r.reason_codes,
+        needs: r.needs,
+        signals: r.signals.0,
+        assessed_at: r.assessed_at,
+    }))
 }
 
 /// A provisioning order as the product knows it.
@@ -72,8 +84,8 @@ pub struct OrderRow {
     pub id: Uuid,
     /// The case.
     pub case_id: Uuid,
-    /// full or inbound_only.
-    pub restoration: String,
+    /// How much service the order restores.
+    pub restoration: Restoration,
     /// pending, acknowledged, inProgress, completed, failed.
     pub state: String,
     /// The carrier's reference.
@@ -91,13 +103,13 @@ pub async fn create_order(
     db: impl PgExecutor<'_>,
     id: Uuid,
     case_id: Uuid,
-    restoration: &str,
+    restoration: Restoration,
 ) -> Result<(), StoreError> {
     sqlx::query!(
         "INSERT INTO provisioning_orders (id, case_id, restoration) VALUES ($1, $2, $3)",
         id,
         case_id,
-        restoration
+        restoration.as_str()
     )
     .execute(db)
     .await?;
@@ -129,8 +141,9 @@ pub async fn orders_for_case(
 ) -> Result<Vec<OrderRow>, StoreError> {
     Ok(sqlx::query_as!(
         OrderRow,
-        "SELECT id, case_id, restoration, state, carrier_ref, failures, created_at, updated_at
-         FROM provisioning_orders WHERE case_id = $1 ORDER BY created_at",
+        r#"SELECT id, case_id, restoration AS "restoration: Restoration", state, carrier_ref,
+                  failures, created_at, updated_at
+           FROM provisioning_orders WHERE case_id = $1 ORDER BY created_at"#,
         case_id
     )
     .fetch_all(db)
@@ -141,8 +154,9 @@ pub async fn orders_for_case(
 pub async fn load_order(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<OrderRow>, StoreError> {
     Ok(sqlx::query_as!(
         OrderRow,
-        "SELECT id, case_id, restoration, state, carrier_ref, failures, created_at, updated_at
-         FROM provisioning_orders WHERE id = $1",
+        r#"SELECT id, case_id, restoration AS "restoration: Restoration", state, carrier_ref,
+                  failures, created_at, updated_at
+           FROM provisioning_orders WHERE id = $1"#,
         id
     )
     .fetch_optional(db)
@@ -168,14 +182,14 @@ pub const PROVISIONING_TOPIC: &str = "provisioning.order";
 pub async fn transition_into_provisioning(
     conn: &mut sqlx::PgConnection,
     mut req: crate::TransitionRequest<'_>,
-    restoration: &str,
+    restoration: Restoration,
 ) -> Result<crate::Transitioned, StoreError> {
     let case_id = req.case_id;
     req.outbox.insert(
         0,
         crate::OutboxMessage {
             topic: PROVISIONING_TOPIC.to_owned(),
-            payload: serde_json::json!({ "case_id": case_id, "restoration": restoration }),
+            payload: serde_json::json!({ "case_id": case_id, "restoration": restoration.as_str() }),
             dedupe_suffix: "order".to_owned(),
         },
     );

@@ -22,8 +22,8 @@ pub async fn open_case_in(pool: &PgPool, msisdn: &str, locale: &str) -> Uuid {
     let new = NewCase {
         id,
         msisdn: Msisdn::parse(msisdn).expect("a valid test number"),
-        channel: "app".into(),
-        locale: locale.into(),
+        channel: case_domain::Channel::App,
+        locale: case_domain::Locale::parse(locale).expect("a valid test locale"),
         token_hash,
     };
     let mut tx = pool.begin().await.expect("a transaction");

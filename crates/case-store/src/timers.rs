@@ -88,10 +88,10 @@ pub struct FollowedEvent {
     pub reason: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
-    /// The case's number (personal data: never log).
-    pub msisdn: String,
+    /// The case's number (personal data: masked when printed).
+    pub msisdn: case_domain::Msisdn,
     /// The case's language.
-    pub locale: String,
+    pub locale: case_domain::Locale,
 }
 
 /// The next events after `cursor` whose transactions, and every older one, have
@@ -105,7 +105,7 @@ pub async fn events_after(
         r#"SELECT e.id, e.tx_id AS "tx_id!", e.seq, e.case_id, e.version,
                   e.from_state AS "from_state: CaseState", e.to_state AS "to_state: CaseState",
                   e.event AS "event: CaseEvent", e.actor_role AS "actor_role: Role", e.reason, e.at,
-                  c.msisdn, c.locale
+                  c.msisdn AS "msisdn: case_domain::Msisdn", c.locale AS "locale: case_domain::Locale"
            FROM case_events e JOIN reactivation_cases c ON c.id = e.case_id
            WHERE e.tx_id IS NOT NULL AND (e.tx_id, e.seq) > ($1, $2)
              AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
@@ -449,8 +449,8 @@ pub struct EscalatedCase {
     pub state: CaseState,
     /// Its version.
     pub version: i32,
-    /// The number (personal data: mask before showing).
-    pub msisdn: String,
+    /// The number (personal data: masked when printed).
+    pub msisdn: case_domain::Msisdn,
     /// 1 or 2.
     pub level: i16,
     /// When the level was reached.
@@ -472,8 +472,8 @@ pub async fn escalated_cases(
 ) -> Result<Vec<EscalatedCase>, StoreError> {
     Ok(sqlx::query_as!(
         EscalatedCase,
-        r#"SELECT id AS case_id, state AS "state: CaseState", version, msisdn,
-                  escalation_level AS level, escalated_at,
+        r#"SELECT id AS case_id, state AS "state: CaseState", version,
+                  msisdn AS "msisdn: case_domain::Msisdn", escalation_level AS level, escalated_at,
                   escalated_state AS "escalated_state: CaseState", state_entered_at,
                   lease_owner, lease_expires_at
            FROM reactivation_cases

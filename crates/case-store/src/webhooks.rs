@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use case_domain::{CaseEvent, CaseState, risk::RiskTier};
+use case_domain::{
+    CaseEvent, CaseState, Channel, Locale, Msisdn, Restoration,
+    risk::{RecordedSignals, RiskTier},
+};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, Row};
 use uuid::Uuid;
@@ -215,7 +218,8 @@ pub async fn lock_open_case_for_msisdn(
 ) -> Result<Option<CaseRow>, StoreError> {
     Ok(sqlx::query_as!(
         CaseRow,
-        r#"SELECT id, msisdn, state AS "state: CaseState", version, channel, locale, created_at,
+        r#"SELECT id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
+                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
                   updated_at, state_entered_at, lease_owner, lease_expires_at, attempt
            FROM reactivation_cases
            WHERE msisdn = $1 AND state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
@@ -234,8 +238,9 @@ pub async fn lock_order(
 ) -> Result<Option<OrderRow>, StoreError> {
     Ok(sqlx::query_as!(
         OrderRow,
-        "SELECT id, case_id, restoration, state, carrier_ref, failures, created_at, updated_at
-         FROM provisioning_orders WHERE id = $1 FOR UPDATE",
+        r#"SELECT id, case_id, restoration AS "restoration: Restoration", state, carrier_ref,
+         failures, created_at, updated_at
+         FROM provisioning_orders WHERE id = $1 FOR UPDATE"#,
         order_id
     )
     .fetch_optional(&mut *conn)
@@ -267,7 +272,7 @@ pub async fn save_rescored_assessment(
     tier: RiskTier,
     reason_codes: &[String],
     needs: &[String],
-    signals: &serde_json::Value,
+    signals: &RecordedSignals,
 ) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     sqlx::query!(
@@ -280,7 +285,7 @@ pub async fn save_rescored_assessment(
         tier as RiskTier,
         reason_codes,
         needs,
-        signals,
+        sqlx::types::Json(signals) as _,
     )
     .execute(db)
     .await?;

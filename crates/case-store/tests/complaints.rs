@@ -171,7 +171,7 @@ async fn complaint_cases_lead_the_queue_and_the_list_is_by_due_date(pool: PgPool
         vec![a.id, b.id]
     );
     assert_eq!(open[0].case_state, CaseState::AwaitingIdentity);
-    assert_eq!(open[0].msisdn, "+8613800138001");
+    assert_eq!(open[0].msisdn.e164(), "+8613800138001");
 
     let cs = agent(&pool, "cs.one").await;
     answer_complaint(&mut conn, upset, a.id, cs, "done")

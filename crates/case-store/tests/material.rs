@@ -169,8 +169,11 @@ async fn a_case_is_appealed_at_most_once(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_rescore_keeps_tier_reasons_and_signals_and_becomes_the_latest(pool: PgPool) {
     let case = open_case(&pool, "+8613800138000").await;
-    let signals =
-        serde_json::json!({"fraud_linked_contacts": 2, "flagged_contacts": ["+8613700137001"]});
+    let signals = case_domain::risk::RecordedSignals {
+        fraud_linked_contacts: 2,
+        flagged_contacts: vec!["+8613700137001".to_owned()],
+        ..Default::default()
+    };
     let codes = vec!["fraud_linked_contacts".to_owned()];
     // A re-score in a transaction that began before the assessment was written is still the latest.
     let mut early = pool.begin().await.unwrap();

@@ -270,7 +270,7 @@ async fn an_expired_lease_is_claimed_again_and_the_first_workers_late_write_is_r
             fence: Some(&second.fence),
             ..request(id, second.version, CaseEvent::RiskCleared, &system)
         },
-        "full",
+        case_domain::Restoration::Full,
     )
     .await
     .unwrap();
@@ -373,8 +373,8 @@ async fn the_database_refuses_unknown_states_and_a_second_open_case(pool: PgPool
     let second = NewCase {
         id: Uuid::now_v7(),
         msisdn: Msisdn::parse("+8613800138007").unwrap(),
-        channel: "app".into(),
-        locale: "zh-CN".into(),
+        channel: case_domain::Channel::App,
+        locale: case_domain::Locale::ZhCn,
         token_hash: [7; 32],
     };
     let refused = create_case(&mut tx, &second, &Actor::customer()).await;

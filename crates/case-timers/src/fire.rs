@@ -5,7 +5,7 @@
 //! passes `Utc::now()`, tests pass any instant.
 
 use case_domain::{
-    Actor, CaseEvent, Msisdn,
+    Actor, CaseEvent,
     notice::reminder_message,
     progress::needs_assessed,
     risk::Need,
@@ -72,20 +72,18 @@ async fn act(
     };
     match kind {
         TimerKind::Reminder(_) => {
-            let Ok(msisdn) = Msisdn::parse(&case.msisdn) else {
-                return Ok("skipped");
-            };
+            let msisdn = &case.msisdn;
             let assessment = case_store::risk::latest_assessment(&mut *conn, case.id).await?;
             let stored: Option<Vec<Need>> = assessment
                 .as_ref()
                 .map(|a| a.needs.iter().filter_map(|n| Need::parse(n)).collect());
             let needs = needs_assessed(case.state, assessment.map(|a| a.tier), stored.as_deref());
             let deadline = waiting_deadline(case.state, case.state_entered_at, &config.sla);
-            let body = reminder_message(&msisdn, &needs, deadline, &case.locale);
+            let body = reminder_message(msisdn, &needs, deadline, case.locale.as_str());
             let dedupe_key = format!("{}:{NOTIFICATION_TOPIC}", timer.id);
             store::enqueue_message(
                 &mut *conn,
-                &message(Some(case.id), None, &dedupe_key, &msisdn, "reminder", &body),
+                &message(Some(case.id), None, &dedupe_key, msisdn, "reminder", &body),
             )
             .await?;
             Ok("reminded")

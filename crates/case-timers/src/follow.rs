@@ -7,7 +7,7 @@
 //! could not enqueue twice; timers are unique per (case, version, kind, ordinal).
 
 use case_domain::{
-    CaseEvent, CaseState, Msisdn,
+    CaseEvent, CaseState,
     notice::{TransitionNotice, notifies_subscriber, transition_message},
     progress::needs_assessed,
     risk::{Need, ReasonCode},
@@ -113,10 +113,7 @@ async fn handle(
     if !notifies_subscriber(event.event) {
         return Ok((0, timers));
     }
-    let Ok(msisdn) = Msisdn::parse(&event.msisdn) else {
-        tracing::warn!(case_id = %event.case_id, "case number not valid; no message");
-        return Ok((0, timers));
-    };
+    let msisdn = &event.msisdn;
     let assessment = case_store::risk::latest_assessment(&mut *conn, event.case_id).await?;
     let tier = assessment.as_ref().map(|a| a.tier);
     let stored: Option<Vec<Need>> = assessment
@@ -139,7 +136,7 @@ async fn handle(
     let notice = TransitionNotice {
         event: event.event,
         state: event.to_state,
-        msisdn: &msisdn,
+        msisdn,
         needs: &needs,
         eta: eta_with(
             event.to_state,
@@ -153,7 +150,7 @@ async fn handle(
         reason: event.reason.as_deref().filter(|_| quoted),
         risk_reasons: &risk_reasons,
     };
-    let body = transition_message(&notice, &event.locale);
+    let body = transition_message(&notice, event.locale.as_str());
     let dedupe_key = format!("{}:{NOTIFICATION_TOPIC}", event.id);
     let written = store::enqueue_message(
         &mut *conn,
@@ -161,7 +158,7 @@ async fn handle(
             Some(event.case_id),
             Some(event.id),
             &dedupe_key,
-            &msisdn,
+            msisdn,
             "transition",
             &body,
         ),

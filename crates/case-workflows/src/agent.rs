@@ -10,7 +10,7 @@
 //! the version (`StaleVersion`).
 
 use case_domain::{
-    Actor, CaseEvent, CaseState, Department, Msisdn, Role,
+    Actor, CaseEvent, CaseState, Department, Restoration, Role,
     agent_policy::{
         self, CASE_READERS, CLAIM_TTL, REASON_MAX_CHARS, SUPERVISORS, UNMASKERS, decides_appeal,
         may_decide_appeal, note_ok, queue_roles, queue_states, unmask_reason_ok,
@@ -79,13 +79,6 @@ impl Agent {
             )))
         }
     }
-}
-
-/// A number as agents see it without unmasking.
-pub fn mask(msisdn: &str) -> String {
-    Msisdn::parse(msisdn)
-        .map(|m| m.masked())
-        .unwrap_or_else(|_| "***".into())
 }
 
 /// The agent holding a case now (their id), if an agent's claim is live.
@@ -180,7 +173,7 @@ pub async fn queue(
                 breached: due.is_some_and(|d| d < now),
                 claimed_until: r.lease_expires_at.filter(|t| *t > now),
                 claimed_by: holder,
-                msisdn: mask(&r.msisdn),
+                msisdn: r.msisdn.masked(),
                 tier: r.tier,
                 priority: Priority::of(i64::from(r.complaint)),
                 complaint: r.complaint,
@@ -233,9 +226,9 @@ pub struct CaseView {
     /// Masked number.
     pub msisdn: String,
     /// Channel.
-    pub channel: String,
+    pub channel: case_domain::Channel,
     /// Subscriber's language.
-    pub locale: String,
+    pub locale: case_domain::Locale,
     /// Opened at.
     pub created_at: DateTime<Utc>,
     /// When the stage is due.
@@ -311,9 +304,9 @@ pub async fn case_view(
         case_id: case.id,
         state: case.state,
         version: case.version,
-        msisdn: mask(&case.msisdn),
-        channel: case.channel.clone(),
-        locale: case.locale.clone(),
+        msisdn: case.msisdn.masked(),
+        channel: case.channel,
+        locale: case.locale,
         created_at: case.created_at,
         sla_due_at: sla_due_at(sla, case.state, case.state_entered_at),
         claimed_until: holder.as_ref().and(case.lease_expires_at),
@@ -441,7 +434,7 @@ async fn decide_on(
     // 4. The transition, its side effects and the audit row, in one transaction.
     let actor = agent.actor(role);
     let customer_reason = rejection
-        .map(|c| c.text(&case.locale).to_owned())
+        .map(|c| c.text(case.locale.as_str()).to_owned())
         .or(reason.map(str::to_owned));
     let transition = TransitionRequest {
         case_id: case.id,
@@ -456,19 +449,12 @@ async fn decide_on(
     let moved = match event {
         CaseEvent::Approved | CaseEvent::PartlyApproved | CaseEvent::ProvisioningRetried => {
             let restoration = match event {
-                CaseEvent::PartlyApproved => "inbound_only",
+                CaseEvent::PartlyApproved => Restoration::InboundOnly,
                 CaseEvent::ProvisioningRetried => {
                     let orders = risk_store::orders_for_case(&mut *tx, case.id).await?;
-                    if orders
-                        .last()
-                        .is_some_and(|o| o.restoration == "inbound_only")
-                    {
-                        "inbound_only"
-                    } else {
-                        "full"
-                    }
+                    orders.last().map_or(Restoration::Full, |o| o.restoration)
                 }
-                _ => "full",
+                _ => Restoration::Full,
             };
             risk_store::transition_into_provisioning(&mut tx, transition, restoration).await
         }
@@ -642,7 +628,7 @@ pub async fn unmask(
     )
     .await?;
     Ok(Unmasked {
-        msisdn: case.msisdn,
+        msisdn: case.msisdn.e164().to_owned(),
         full_name,
         id_number,
     })
@@ -766,7 +752,7 @@ pub async fn escalations(
             escalated_state: r.escalated_state,
             state_entered_at: r.state_entered_at,
             claimed_by: live_holder(r.lease_owner.as_deref(), r.lease_expires_at, now),
-            msisdn: mask(&r.msisdn),
+            msisdn: r.msisdn.masked(),
         })
         .collect())
 }
@@ -797,8 +783,9 @@ mod tests {
     }
 
     #[test]
-    fn numbers_are_masked_and_garbage_hidden() {
-        assert_eq!(mask("not a number"), "***");
-        assert!(!mask("+8613800138000").contains("13800138"));
+    fn numbers_are_masked() {
+        // A stored number that does not parse never reaches here: reading it is an error.
+        let number = case_domain::Msisdn::parse("+8613800138000").unwrap();
+        assert!(!number.masked().contains("13800138"));
     }
 }

@@ -4,7 +4,7 @@
 //! [`crate::identity`].
 
 use case_domain::{
-    Actor, CaseEvent, CaseState, Msisdn, PersonName, ResidentId, progress,
+    Actor, CaseEvent, CaseState, Channel, Locale, Msisdn, PersonName, ResidentId, hex, progress,
     risk::{Need, ReasonCode, RiskTier},
     subscriber_policy,
 };
@@ -39,7 +39,7 @@ pub struct StatusView {
     /// Version.
     pub version: i32,
     /// The case's language (for the reasons' words).
-    pub locale: String,
+    pub locale: Locale,
     /// What is needed now.
     pub needs: Vec<Need>,
     /// Expected completion, when a department has the case.
@@ -89,12 +89,10 @@ pub fn status_view(
         case_id: case.id,
         state: case.state,
         version: case.version,
-        locale: case.locale.clone(),
+        locale: case.locale,
         needs: progress::needs_assessed(case.state, tier, stored_needs.as_deref()),
         eta,
-        msisdn_masked: Msisdn::parse(&case.msisdn)
-            .map(|m| m.masked())
-            .unwrap_or_default(),
+        msisdn_masked: case.msisdn.masked(),
         risk,
         flagged_contacts,
         explanations: counts.explanations,
@@ -146,8 +144,8 @@ struct ValidOpen {
     msisdn: Msisdn,
     name: PersonName,
     id: ResidentId,
-    channel: String,
-    locale: String,
+    channel: Channel,
+    locale: Locale,
 }
 
 fn validate(req: OpenCaseRequest) -> Result<ValidOpen, WorkflowError> {
@@ -164,8 +162,9 @@ fn validate(req: OpenCaseRequest) -> Result<ValidOpen, WorkflowError> {
         .ok();
     let channel = req
         .channel
-        .unwrap_or_else(|| subscriber_policy::DEFAULT_CHANNEL.into());
-    if !subscriber_policy::valid_channel(&channel) {
+        .as_deref()
+        .map_or(Ok(subscriber_policy::DEFAULT_CHANNEL), Channel::parse);
+    if channel.is_err() {
         err(
             "channel",
             "channel must be one of web, app, hotline, store".into(),
@@ -173,18 +172,21 @@ fn validate(req: OpenCaseRequest) -> Result<ValidOpen, WorkflowError> {
     }
     let locale = req
         .locale
-        .unwrap_or_else(|| subscriber_policy::DEFAULT_LOCALE.into());
-    if !subscriber_policy::valid_locale(&locale) {
+        .as_deref()
+        .map_or(Ok(subscriber_policy::DEFAULT_LOCALE), Locale::parse);
+    if locale.is_err() {
         err("locale", "locale must be zh-CN or en".into());
     }
-    match (msisdn, name, id) {
-        (Some(msisdn), Some(name), Some(id)) if errors.is_empty() => Ok(ValidOpen {
-            msisdn,
-            name,
-            id,
-            channel,
-            locale,
-        }),
+    match (msisdn, name, id, channel, locale) {
+        (Some(msisdn), Some(name), Some(id), Ok(channel), Ok(locale)) if errors.is_empty() => {
+            Ok(ValidOpen {
+                msisdn,
+                name,
+                id,
+                channel,
+                locale,
+            })
+        }
         _ => Err(WorkflowError::Invalid(errors)),
     }
 }
@@ -316,10 +318,6 @@ where
     tx.commit().await?;
     tracing::info!(case_id = %case_id, "case opened");
     Ok(given)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Puts the decrypted case token back into a stored opening answer.

@@ -241,7 +241,7 @@ impl IdentityCases {
             CaseState::IdentityReview => return Err(IdentityError::Locked),
             other => return Err(IdentityError::WrongState(other)),
         }
-        let msisdn = Msisdn::parse(&case.msisdn).map_err(|e| IdentityError::Internal(e.into()))?;
+        let msisdn = case.msisdn.clone();
         Ok((case, msisdn))
     }
 
@@ -265,7 +265,7 @@ impl IdentityCases {
             .send_message(
                 &msisdn,
                 MessageChannel::Any,
-                &code_message(&case.locale, &code),
+                &code_message(case.locale.as_str(), &code),
                 &code_id.to_string(),
             )
             .await;

@@ -10,7 +10,7 @@
 //! is still needed.
 
 use case_domain::{
-    Actor, CaseEvent, CaseState, Msisdn,
+    Actor, CaseEvent, CaseState, Msisdn, hex,
     material::{self, ContentRefusal},
     progress,
     risk::Need,
@@ -41,14 +41,7 @@ pub fn mask_number(number: &str) -> String {
 
 /// The flagged contacts recorded in an assessment (older rows hold only a count).
 pub fn flagged_contacts(assessment: &AssessmentRow) -> Vec<String> {
-    assessment.signals["flagged_contacts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+    assessment.signals.flagged_contacts.clone()
 }
 
 /// The flagged contacts of an assessment, masked for the subscriber.
@@ -289,10 +282,6 @@ pub struct EvidenceAdded {
     pub needs: Vec<Need>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Adds one evidence file. Its type is recognised from the content; programs,
 /// archives and active PDFs are refused. The same file twice is stored once.
 pub async fn add_evidence(
@@ -392,6 +381,7 @@ pub async fn appeal(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use case_domain::risk::RecordedSignals;
 
     fn input(statement: &str, counterparties: &[(&str, &str, &str)]) -> ExplanationInput {
         ExplanationInput {
@@ -469,14 +459,23 @@ mod tests {
             signals,
             assessed_at: Utc::now(),
         };
-        let signals = serde_json::json!({"flagged_contacts": ["+8613700137001", "+8613700137002"]});
+        let signals = RecordedSignals {
+            flagged_contacts: vec!["+8613700137001".into(), "+8613700137002".into()],
+            ..Default::default()
+        };
         assert_eq!(
             masked_flagged_contacts(&row(signals)),
             ["+86*******7001", "+86*******7002"]
         );
         // Assessments from before the numbers were kept hold a count.
         assert!(
-            masked_flagged_contacts(&row(serde_json::json!({"flagged_contacts": 2}))).is_empty()
+            masked_flagged_contacts(&row(serde_json::from_value(
+                serde_json::json!({"fraud_linked_contacts": 2,
+                    "sms_peak_per_hour": 0, "intl_calls_24h": 0, "suspension_reason": null,
+                    "flagged_contacts": 2})
+            )
+            .unwrap()))
+            .is_empty()
         );
     }
 }

@@ -148,12 +148,8 @@ pub async fn pending_order(
     let case = case_store::load_case(pool, order.case_id)
         .await?
         .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("order's case vanished")))?;
-    let msisdn = Msisdn::parse(&case.msisdn)
-        .map_err(|e| WorkflowError::Internal(anyhow::anyhow!("stored number invalid: {e}")))?;
-    let restoration = match order.restoration.as_str() {
-        "inbound_only" => Restoration::InboundOnly,
-        _ => Restoration::Full,
-    };
+    let msisdn = case.msisdn;
+    let restoration = order.restoration;
     Ok(Some(PendingOrder {
         order_id,
         case_id: order.case_id,
@@ -205,7 +201,7 @@ pub async fn confirm_order(
     let case = case_store::load_case(&mut *conn, order.case_id)
         .await?
         .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("order's case vanished")))?;
-    if case.msisdn != confirmation.msisdn {
+    if case.msisdn.e164() != confirmation.msisdn {
         return Ok(Some("the number does not match the order".into()));
     }
     if order.state == "completed" {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use carrier_adapter::RiskSignals as CarrierSignals;
 use case_domain::{
-    Actor, CaseEvent, CaseState, Msisdn,
+    Actor, CaseEvent, CaseState, Msisdn, Restoration,
     material::{Material, remaining_needs},
-    risk::{self, ReasonCode, RiskSignals, RiskTier},
+    risk::{self, ReasonCode, RecordedSignals, RiskSignals, RiskTier},
 };
 use case_store::{Claim, TransitionRequest, risk as store};
 use sqlx::{PgConnection, PgPool};
@@ -45,8 +45,7 @@ pub async fn claimed_number(pool: &PgPool, claim: &Claim) -> Result<Msisdn, Work
     let case = case_store::load_case(pool, claim.case_id)
         .await?
         .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("claimed case vanished")))?;
-    Msisdn::parse(&case.msisdn)
-        .map_err(|e| WorkflowError::Internal(anyhow::anyhow!("stored number invalid: {e}")))
+    Ok(case.msisdn)
 }
 
 /// Sends a claimed case to a security analyst because the carrier's signals stayed
@@ -97,14 +96,8 @@ pub async fn grade_claimed_case(
         .iter()
         .map(|n| n.as_str().to_owned())
         .collect();
-    let recorded = serde_json::json!({
-        "fraud_linked_contacts": signals.fraud_linked_contacts,
-        "sms_peak_per_hour": signals.sms_peak_per_hour,
-        "intl_calls_24h": signals.intl_calls_24h,
-        "suspension_reason": signals.suspension_reason,
-        // The numbers themselves: the subscriber is asked to explain each one.
-        "flagged_contacts": carrier_signals.flagged_contacts,
-    });
+    // The numbers themselves: the subscriber is asked to explain each one.
+    let recorded = RecordedSignals::new(&signals, carrier_signals.flagged_contacts.clone(), None);
     let reason = reason_text(assessment.tier, &assessment.reasons);
     let system = Actor::system(ACTOR);
     let request = |event| TransitionRequest {
@@ -129,8 +122,12 @@ pub async fn grade_claimed_case(
     .await?;
     match assessment.tier {
         RiskTier::Low => {
-            store::transition_into_provisioning(&mut tx, request(CaseEvent::RiskCleared), "full")
-                .await?;
+            store::transition_into_provisioning(
+                &mut tx,
+                request(CaseEvent::RiskCleared),
+                Restoration::Full,
+            )
+            .await?;
         }
         RiskTier::Medium | RiskTier::High => {
             case_store::transition_in(&mut tx, request(CaseEvent::RiskFlagged)).await?;
@@ -183,8 +180,7 @@ pub async fn rescore(
     if signals.suspension_reason.is_none() {
         signals.suspension_reason = latest
             .as_ref()
-            .and_then(|a| a.signals["suspension_reason"].as_str())
-            .map(str::to_owned);
+            .and_then(|a| a.signals.suspension_reason.clone());
     }
     let assessment = risk::assess(&signals);
     let explained = case_store::material::explained_contacts(&mut *conn, case.id).await?;
@@ -204,14 +200,7 @@ pub async fn rescore(
         .map(|r| r.as_str().to_owned())
         .collect();
     let needs: Vec<String> = needs.iter().map(|n| n.as_str().to_owned()).collect();
-    let recorded = serde_json::json!({
-        "fraud_linked_contacts": signals.fraud_linked_contacts,
-        "sms_peak_per_hour": signals.sms_peak_per_hour,
-        "intl_calls_24h": signals.intl_calls_24h,
-        "suspension_reason": signals.suspension_reason,
-        "flagged_contacts": flagged_contacts,
-        "source": "carrier_webhook",
-    });
+    let recorded = RecordedSignals::new(&signals, flagged_contacts, Some("carrier_webhook"));
     case_store::webhooks::save_rescored_assessment(
         &mut *conn,
         case.id,

@@ -133,7 +133,7 @@ pub struct AgentRiskView {
     pub needs: Vec<String>,
     /// The carrier signals used.
     #[schema(value_type = Object)]
-    pub signals: serde_json::Value,
+    pub signals: case_domain::risk::RecordedSignals,
     /// When.
     pub assessed_at: DateTime<Utc>,
 }
@@ -249,8 +249,8 @@ impl AgentCaseView {
             version: v.version,
             department: v.state.department().map(|d| d.as_str().into()),
             msisdn: v.msisdn,
-            channel: v.channel,
-            locale: v.locale,
+            channel: v.channel.as_str().into(),
+            locale: v.locale.as_str().into(),
             created_at: v.created_at,
             sla_due_at: v.sla_due_at,
             claimed_by: v.claimed_by,
@@ -277,7 +277,7 @@ impl AgentCaseView {
                 .into_iter()
                 .map(|o| OrderView {
                     id: o.id,
-                    restoration: o.restoration,
+                    restoration: o.restoration.as_str().into(),
                     state: o.state,
                     failures: o.failures,
                     created_at: o.created_at,

@@ -9,7 +9,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use case_domain::{Msisdn, Role, complaint};
+use case_domain::{Role, complaint};
 use case_store::complaints::ComplaintRow;
 use case_workflows::complaints;
 use chrono::{DateTime, Utc};
@@ -281,7 +281,7 @@ pub async fn queue(
         .map(|r| ComplaintListItem {
             complaint: ComplaintView::for_agents(r.complaint, now),
             case_state: r.case_state.as_str().into(),
-            msisdn: Msisdn::parse(&r.msisdn).map_or_else(|_| "***".into(), |m| m.masked()),
+            msisdn: r.msisdn.masked(),
         })
         .collect();
     Ok(Json(ComplaintQueue { complaints }))

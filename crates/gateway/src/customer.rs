@@ -142,7 +142,7 @@ impl From<StatusView> for CaseStatus {
                     .reasons
                     .into_iter()
                     .map(|r| {
-                        let t = r.text(&locale);
+                        let t = r.text(locale.as_str());
                         RiskReason {
                             code: r.as_str().into(),
                             why: t.why.into(),

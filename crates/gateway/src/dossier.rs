@@ -17,7 +17,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
 };
-use case_domain::{Msisdn, risk::ReasonCode};
+use case_domain::{hex, risk::ReasonCode};
 use case_store::{
     CaseRow, EventRow,
     identity::IdentityRow,
@@ -225,13 +225,6 @@ fn zh(locale: &str) -> bool {
     locale == "zh-CN"
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// The resident ID number as shown: all but the last four characters hidden.
 pub fn masked_id_number(last4: &str) -> String {
     format!("**************{last4}")
@@ -241,7 +234,7 @@ pub fn masked_id_number(last4: &str) -> String {
 /// encrypted fields are never read.
 pub fn assemble(input: DossierInput<'_>) -> Dossier {
     let case = input.case;
-    let locale = if zh(&case.locale) { "zh-CN" } else { "en" };
+    let locale = case.locale.as_str();
     let name_of = |id: &str| {
         id.parse::<Uuid>().ok().and_then(|id| {
             input
@@ -258,7 +251,7 @@ pub fn assemble(input: DossierInput<'_>) -> Dossier {
         generated_by: input.generated_by.into(),
         parties: DossierParties {
             subscriber: DossierSubscriber {
-                msisdn: Msisdn::parse(&case.msisdn).map_or_else(|_| "***".into(), |m| m.masked()),
+                msisdn: case.msisdn.masked(),
                 full_name: input.identity.map(|i| i.full_name_masked.clone()),
                 id_number: input.identity.map(|i| masked_id_number(&i.id_number_last4)),
             },
@@ -279,7 +272,7 @@ pub fn assemble(input: DossierInput<'_>) -> Dossier {
                 "Restore service of the number suspended as a fraud-prevention measure"
             }
             .into(),
-            channel: case.channel.clone(),
+            channel: case.channel.as_str().into(),
             opened_at: case.created_at,
         },
         facts: DossierFacts {
@@ -312,7 +305,7 @@ pub fn assemble(input: DossierInput<'_>) -> Dossier {
                 .iter()
                 .map(|o| DossierOrder {
                     order_id: o.id,
-                    restoration: o.restoration.clone(),
+                    restoration: o.restoration.as_str().into(),
                     state: o.state.clone(),
                     failures: o.failures,
                     created_at: o.created_at,
@@ -1025,11 +1018,11 @@ mod tests {
     fn case(locale: &str) -> CaseRow {
         CaseRow {
             id: Uuid::now_v7(),
-            msisdn: "+8613800138000".into(),
+            msisdn: case_domain::Msisdn::parse("+8613800138000").unwrap(),
             state: CaseState::Reactivated,
             version: 5,
-            channel: "app".into(),
-            locale: locale.into(),
+            channel: case_domain::Channel::App,
+            locale: case_domain::Locale::parse(locale).unwrap(),
             created_at: at(0),
             updated_at: at(5),
             state_entered_at: at(5),
@@ -1165,13 +1158,16 @@ mod tests {
                 tier: RiskTier::Medium,
                 reason_codes: vec!["fraud_linked_contacts".into()],
                 needs: vec![],
-                signals: serde_json::json!({"flagged_contacts": ["+8613700137001"]}),
+                signals: case_domain::risk::RecordedSignals {
+                    flagged_contacts: vec!["+8613700137001".into()],
+                    ..Default::default()
+                },
                 assessed_at: at(4),
             },
             orders: vec![OrderRow {
                 id: Uuid::now_v7(),
                 case_id: id,
-                restoration: "full".into(),
+                restoration: case_domain::Restoration::Full,
                 state: "completed".into(),
                 carrier_ref: Some("SO-1".into()),
                 failures: 0,

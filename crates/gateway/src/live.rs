@@ -422,11 +422,11 @@ mod tests {
         let now = Utc::now();
         CaseRow {
             id,
-            msisdn: "+8613800138000".into(),
+            msisdn: case_domain::Msisdn::parse("+8613800138000").unwrap(),
             state: CaseState::AwaitingIdentity,
             version,
-            channel: "app".into(),
-            locale: "en".into(),
+            channel: case_domain::Channel::App,
+            locale: case_domain::Locale::En,
             created_at: now,
             updated_at: now,
             state_entered_at: now,

@@ -135,17 +135,6 @@ pub struct AppealRequest {
 }
 
 /// The flagged contacts recorded in an assessment's signals (older rows hold only a count).
-pub(crate) fn flagged_contacts(signals: &serde_json::Value) -> Vec<String> {
-    signals["flagged_contacts"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn names(needs: &[Need]) -> Vec<String> {
     needs.iter().map(|n| n.as_str().to_owned()).collect()
 }
@@ -384,8 +373,15 @@ mod tests {
 
     #[test]
     fn flagged_contacts_are_read_from_the_signals() {
-        let signals = serde_json::json!({"flagged_contacts": ["+8613700137001"]});
-        assert_eq!(flagged_contacts(&signals), ["+8613700137001"]);
-        assert!(flagged_contacts(&serde_json::json!({"flagged_contacts": 2})).is_empty());
+        let counts = r#""fraud_linked_contacts": 1, "sms_peak_per_hour": 0, "intl_calls_24h": 0,
+            "suspension_reason": null"#;
+        let signals: case_domain::risk::RecordedSignals = serde_json::from_str(&format!(
+            r#"{{{counts}, "flagged_contacts": ["+8613700137001"]}}"#
+        ))
+        .unwrap();
+        assert_eq!(signals.flagged_contacts, ["+8613700137001"]);
+        let counted: case_domain::risk::RecordedSignals =
+            serde_json::from_str(&format!(r#"{{{counts}, "flagged_contacts": 2}}"#)).unwrap();
+        assert!(counted.flagged_contacts.is_empty());
     }
 }

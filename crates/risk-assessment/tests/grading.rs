@@ -150,7 +150,7 @@ async fn fraud_signals_send_the_case_to_a_security_analyst(pool: PgPool) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(assessment.signals["flagged_contacts"][0], "+8613900000001");
+    assert_eq!(assessment.signals.flagged_contacts[0], "+8613900000001");
 }
 
 #[sqlx::test(migrator = "case_store::MIGRATOR")]

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use carrier_adapter::Restoration as CarrierRestoration;
 use case_domain::risk::RiskSignals;
 use case_store::webhooks::{self as store, CarrierWebhookClaim};
 use case_workflows::{
@@ -13,7 +12,7 @@ use case_workflows::{
     risk::{self, NewSignals},
 };
 use sqlx::PgPool;
-use webhooks::{CarrierEventKind, events::Restoration, parse_carrier_event};
+use webhooks::{CarrierEventKind, parse_carrier_event};
 
 /// Processing attempts before a webhook is given up.
 pub const MAX_ATTEMPTS: i32 = 10;
@@ -136,10 +135,7 @@ async fn apply(
                     &CarrierConfirmation {
                         order_id,
                         msisdn: msisdn.e164(),
-                        restoration: match restoration {
-                            Restoration::Full => CarrierRestoration::Full,
-                            Restoration::InboundOnly => CarrierRestoration::InboundOnly,
-                        },
+                        restoration,
                         carrier_ref: carrier_ref.as_deref(),
                     },
                 )

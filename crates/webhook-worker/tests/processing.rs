@@ -50,7 +50,7 @@ async fn provisioning_case(pool: &PgPool, msisdn: &str) -> (Uuid, Uuid) {
     let done = risk::transition_into_provisioning(
         &mut tx,
         request(id, 2, CaseEvent::RiskCleared, &system),
-        "full",
+        case_domain::Restoration::Full,
     )
     .await
     .unwrap();
@@ -193,7 +193,11 @@ async fn signals_rescore_a_case_under_security_review_only(pool: PgPool) {
         RiskTier::Medium,
         &["fraud_linked_contacts".into()],
         &["explanation".into(), "security_review".into()],
-        &json!({"fraud_linked_contacts": 1, "suspension_reason": "fraud_linked_contacts"}),
+        &case_domain::risk::RecordedSignals {
+            fraud_linked_contacts: 1,
+            suspension_reason: Some("fraud_linked_contacts".into()),
+            ..Default::default()
+        },
     )
     .await
     .unwrap();
@@ -217,8 +221,11 @@ async fn signals_rescore_a_case_under_security_review_only(pool: PgPool) {
         ["explanation", "evidence", "security_review"],
         "the high tier's needs, none satisfied yet"
     );
-    assert_eq!(latest.signals["suspension_reason"], "fraud_linked_contacts");
-    assert_eq!(latest.signals["flagged_contacts"][0], "+8613900000001");
+    assert_eq!(
+        latest.signals.suspension_reason.as_deref(),
+        Some("fraud_linked_contacts")
+    );
+    assert_eq!(latest.signals.flagged_contacts[0], "+8613900000001");
     assert!(
         risk::latest_assessment(&pool, waiting)
             .await

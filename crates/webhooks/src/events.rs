@@ -67,24 +67,8 @@ pub enum CarrierEventKind {
     },
 }
 
-/// How much service an order restored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restoration {
-    /// Everything.
-    Full,
-    /// Incoming calls and SMS only.
-    InboundOnly,
-}
-
-impl Restoration {
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Full => "full",
-            Self::InboundOnly => "inbound_only",
-        }
-    }
-}
+/// How much service an order restored (the domain's type, re-exported here).
+pub use case_domain::Restoration;
 
 impl CarrierEvent {
     /// The wire name of the event's type.

@@ -320,8 +320,8 @@ async fn build(
         department_label: view.state.department().map(|d| ui.code("dept", d.as_str())),
         version: view.version,
         msisdn: view.msisdn.clone(),
-        channel: view.channel.clone(),
-        locale: view.locale.clone(),
+        channel: view.channel.as_str().into(),
+        locale: view.locale.as_str().into(),
         created_at,
         created_at_text,
         due: view.sla_due_at.map(iso),
@@ -352,22 +352,21 @@ async fn build(
         .collect();
     let risk = view.risk.as_ref().map(|r| {
         let locale = ui.tag();
+        let s = &r.signals;
         let signals = [
-            "fraud_linked_contacts",
-            "sms_peak_per_hour",
-            "intl_calls_24h",
-            "suspension_reason",
+            (
+                "fraud_linked_contacts",
+                Some(s.fraud_linked_contacts.to_string()),
+            ),
+            ("sms_peak_per_hour", Some(s.sms_peak_per_hour.to_string())),
+            ("intl_calls_24h", Some(s.intl_calls_24h.to_string())),
+            ("suspension_reason", s.suspension_reason.clone()),
         ]
         .into_iter()
-        .filter_map(|key| {
-            let value = match &r.signals[key] {
-                serde_json::Value::Number(n) => n.to_string(),
-                serde_json::Value::String(s) => s.clone(),
-                _ => return None,
-            };
+        .filter_map(|(key, value)| {
             Some(Fact {
                 label: ui.t(&format!("signal.{key}")),
-                value,
+                value: value?,
             })
         })
         .collect();
@@ -387,7 +386,9 @@ async fn build(
                 .collect(),
             needs: r.needs.iter().map(|n| ui.code("need", n)).collect(),
             signals,
-            flagged: crate::material::flagged_contacts(&r.signals)
+            flagged: r
+                .signals
+                .flagged_contacts
                 .iter()
                 .map(|n| mask_number(n))
                 .collect(),
@@ -485,7 +486,7 @@ async fn build(
             .map(|o| {
                 let (at, at_text) = stamp(o.created_at);
                 OrderRowView {
-                    restoration: ui.code("restoration", &o.restoration),
+                    restoration: ui.code("restoration", o.restoration.as_str()),
                     state: o.state.clone(),
                     failures: o.failures,
                     at,

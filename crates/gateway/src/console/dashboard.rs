@@ -307,9 +307,7 @@ pub(super) async fn page(
             ComplaintRow {
                 case_id: k.complaint.case_id.to_string(),
                 short_id: short_id(k.complaint.case_id),
-                msisdn: case_domain::Msisdn::parse(&k.msisdn)
-                    .map(|m| m.masked())
-                    .unwrap_or_else(|_| "***".into()),
+                msisdn: k.msisdn.masked(),
                 state_label: ui.code("state", k.case_state.as_str()),
                 channel: k.complaint.channel.clone(),
                 due: iso(k.complaint.due_at),

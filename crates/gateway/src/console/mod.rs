@@ -389,10 +389,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use case_domain::hex;
 
 /// A timestamp as shown before the script localises it.
 pub(crate) fn show_time(t: DateTime<Utc>) -> String {
