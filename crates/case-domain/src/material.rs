@@ -390,8 +390,29 @@ pub fn may_appeal(
     Ok(())
 }
 
+/// A counterparty's number (a flagged contact, one named in an explanation) as shown
+/// to agents and in the dossier: a mainland number masked like every `Msisdn`,
+/// anything else reduced to its last four characters.
+pub fn mask_counterparty(number: &str) -> String {
+    Msisdn::parse(number).map_or_else(
+        |_| {
+            let chars: Vec<char> = number.trim().chars().collect();
+            let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
+            format!("*******{tail}")
+        },
+        |m| m.masked(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counterparties_are_masked_whatever_their_form() {
+        assert_eq!(super::mask_counterparty("+8613700137001"), "+86*******7001");
+        assert_eq!(super::mask_counterparty("12345"), "*******2345");
+        assert_eq!(super::mask_counterparty("12"), "*******12");
+    }
+
     use super::*;
 
     fn png() -> Vec<u8> {

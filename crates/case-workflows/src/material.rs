@@ -27,17 +27,7 @@ use uuid::Uuid;
 
 use crate::{FieldError, WorkflowError, customer::StatusView};
 
-/// A counterparty's number as shown: masked.
-pub fn mask_number(number: &str) -> String {
-    Msisdn::parse(number).map_or_else(
-        |_| {
-            let chars: Vec<char> = number.trim().chars().collect();
-            let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
-            format!("*******{tail}")
-        },
-        |m| m.masked(),
-    )
-}
+pub use case_domain::material::mask_counterparty as mask_number;
 
 /// The flagged contacts recorded in an assessment (older rows hold only a count).
 pub fn flagged_contacts(assessment: &AssessmentRow) -> Vec<String> {

@@ -12,8 +12,9 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Redirect, Response},
 };
+use case_domain::material::mask_counterparty as mask_number;
 use case_domain::{
-    CaseEvent, Msisdn, Role,
+    CaseEvent, Role,
     agent_policy::{UNMASKERS, queue_roles},
     decision::{RejectionCode, agent_may_act},
     risk::ReasonCode,
@@ -202,17 +203,6 @@ struct CasePage {
     back: String,
     back_label: String,
     self_href: String,
-}
-
-fn mask_number(number: &str) -> String {
-    Msisdn::parse(number).map_or_else(
-        |_| {
-            let chars: Vec<char> = number.trim().chars().collect();
-            let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
-            format!("*******{tail}")
-        },
-        |m| m.masked(),
-    )
 }
 
 fn size_text(bytes: i32) -> String {
