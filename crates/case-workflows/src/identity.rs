@@ -402,8 +402,10 @@ impl IdentityCases {
                 if let Some(id) = otp_id
                     && !store::consume_otp(&mut *tx, id).await?
                 {
-                    // Used by a concurrent request a moment ago.
-                    return self.fail(case_id, case.version).await;
+                    // Used by a concurrent request a moment ago (which committed first):
+                    // that request is the one accepted.
+                    drop(tx);
+                    return Err(self.overtaken(case_id).await);
                 }
                 let (event, reason) = if decision == IdentityDecision::Verified {
                     store::mark_identity_verified(&mut *tx, case_id, proof.method()).await?;
@@ -432,8 +434,12 @@ impl IdentityCases {
                         .commit()
                         .await
                         .map_err(|e| IdentityError::Internal(e.into()))?,
-                    // A concurrent proof moved the case first: this one was still good.
-                    Err(StoreError::StaleVersion { .. } | StoreError::Refused(_)) => {}
+                    // A concurrent proof moved the case first: only that request is
+                    // accepted; this one is told where the case is now.
+                    Err(StoreError::StaleVersion { .. } | StoreError::Refused(_)) => {
+                        drop(tx);
+                        return Err(self.overtaken(case_id).await);
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 Ok(Verdict {
@@ -442,6 +448,17 @@ impl IdentityCases {
                 })
             }
             IdentityDecision::Failed => self.fail(case_id, case.version).await,
+        }
+    }
+
+    /// The answer to a good proof that a concurrent request beat to the case: the
+    /// case's state now, as any later proof would be told (409 `wrong-state`, or 423
+    /// once it is with an agent), never a second `accepted`.
+    async fn overtaken(&self, case_id: Uuid) -> IdentityError {
+        match self.case_awaiting_identity(case_id).await {
+            Err(e) => e,
+            // Still waiting (the winner rolled back after all): the caller may try again.
+            Ok((case, _)) => IdentityError::WrongState(case.state),
         }
     }
 

@@ -376,3 +376,43 @@ async fn material_and_appeals_are_refused_outside_their_states(pool: PgPool) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(problem["errors"][0]["field"], "statement");
 }
+
+#[sqlx::test(migrator = "case_store::MIGRATOR")]
+async fn of_eight_racing_right_passwords_only_the_one_that_moved_the_case_is_accepted(
+    pool: PgPool,
+) {
+    let app = app(pool.clone()).await;
+    let (case_id, token) = open(&app).await;
+    let verifications = format!("/v1/cases/{case_id}/verifications");
+    let answers = futures_util::future::join_all((0..8).map(|_| {
+        call(
+            &app,
+            Method::POST,
+            &verifications,
+            Some(&token),
+            None,
+            Some(json!({"method": "service_password", "password": CLEAN.service_password})),
+        )
+    }))
+    .await;
+    let accepted = answers
+        .iter()
+        .filter(|(status, body)| *status == StatusCode::OK && body["accepted"] == true)
+        .count();
+    assert_eq!(accepted, 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(_, body)| body["accepted"] != true) {
+        assert_eq!(*status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(
+            body["type"], "https://reactivation.example/problems/wrong-state",
+            "{body}"
+        );
+    }
+    let moved: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM case_events WHERE case_id = $1::uuid AND event = 'proofs_accepted'",
+    )
+    .bind(&case_id)
+    .fetch_one(&pool)
+    .await
+    .expect("events");
+    assert_eq!(moved, 1);
+}
