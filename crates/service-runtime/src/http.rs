@@ -72,7 +72,7 @@ pub fn with_standard_layers(router: Router, timeout: Duration) -> Router {
                 "This resource does not accept that method.",
             )
         })
-        .layer(middleware::from_fn(problem_on_timeout))
+        .layer(middleware::from_fn(problem_for_plain_errors))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,
@@ -102,20 +102,51 @@ pub fn with_standard_layers(router: Router, timeout: Duration) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
-async fn problem_on_timeout(req: Request, next: Next) -> Response {
+/// Error answers that the framework or a layer wrote in plain text (or with no body
+/// type at all) — the time limit's 408, the body limit's 413, an extractor's own
+/// rejection — become problem+json like every other error. Answers that chose their
+/// own type (problem+json, the console's HTML pages) pass unchanged; `Retry-After` and
+/// `Allow` are kept.
+async fn problem_for_plain_errors(req: Request, next: Next) -> Response {
     let response = next.run(req).await;
-    if response.status() == StatusCode::REQUEST_TIMEOUT
-        && response.headers().get(header::CONTENT_TYPE).is_none()
-    {
-        return Problem::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "Request timeout",
-            "The request took too long.",
-        )
-        .into_response();
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
     }
-    response
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.to_str().is_ok_and(|v| v.starts_with("text/plain")));
+    if !plain {
+        return response;
+    }
+    let (slug, title, detail) = match status {
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "Request timeout", "The request took too long."),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "too-large",
+            "Payload too large",
+            "The request body is larger than this route accepts.",
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "Unsupported media type",
+            "This route does not accept that content type.",
+        ),
+        StatusCode::NOT_FOUND => return Problem::not_found().into_response(),
+        s if s.is_server_error() => return Problem::internal().into_response(),
+        _ => (
+            "malformed",
+            "Malformed request",
+            "The request could not be read.",
+        ),
+    };
+    let mut problem = Problem::new(status, slug, title, detail).into_response();
+    for name in [header::RETRY_AFTER, header::ALLOW] {
+        if let Some(value) = response.headers().get(&name) {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    problem
 }
 
 async fn track_request(req: Request, next: Next) -> Response {
@@ -194,6 +225,11 @@ mod tests {
 
     fn app() -> Router {
         let router = Router::new()
+            .route(
+                "/small",
+                axum::routing::post(|_body: axum::body::Bytes| async { "ok" })
+                    .layer(axum::extract::DefaultBodyLimit::max(16)),
+            )
             .route("/boom", get(boom))
             .route("/hello", get(|| async { "hi" }));
         with_standard_layers(router, Duration::from_secs(5))
@@ -221,6 +257,29 @@ mod tests {
             )
         );
         assert!(!body.contains("boom"), "internals leak: {body}");
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_answers_problem_json_not_plain_text() {
+        let response = app()
+            .oneshot(
+                Request::builder()
+                    .method("POST")
+                    .uri("/small")
+                    .body(Body::from(vec![b'x'; 64]))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("/problems/too-large"), "{body}");
+        assert!(body.contains("\"status\":413"), "{body}");
     }
 
     #[tokio::test]
