@@ -6,7 +6,9 @@
 //! service password is accepted. Naming enough recent call counterparties together
 //! with a matching name and ID does not verify alone: it sends the case to a CS agent.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::{CaseEvent, CaseState};
 
 /// A one-time code lives this long.
 pub fn otp_lifetime() -> Duration {
@@ -19,12 +21,61 @@ pub const MAX_OTP_SENDS: i32 = 5;
 /// Codes that may be sent to one number's contacts in 24 hours, across all its cases
 /// (so cancelling and reopening does not pump messages).
 pub const MAX_OTP_PER_NUMBER_PER_DAY: i64 = 10;
-/// Failed proofs (of any kind) before the case goes to a CS agent.
+/// Failed proofs (of any kind, across all the number's cases) judged per phone number
+/// in a rolling [`budget_window`]. A slot is reserved before the carrier is asked, so
+/// concurrent guesses cannot overshoot; once they are spent every proof on the number
+/// is refused unjudged (the right one included) and the case goes to a CS agent.
 pub const MAX_FAILED_ATTEMPTS: i32 = 5;
+/// Messages that anonymous actions (opening, cancelling, anything before identity is
+/// proven) may cause per number in a [`budget_window`], beyond the codes themselves.
+/// Past it the action still works; the message is dropped (and counted).
+pub const MAX_ANONYMOUS_MESSAGES_PER_NUMBER: i64 = 3;
 /// Recent call counterparties that must match for the call-record path.
 pub const CALL_RECORDS_REQUIRED: u32 = 3;
 /// Most counterparties a requester may name at once.
 pub const MAX_COUNTERPARTIES: usize = 10;
+
+/// The rolling window of the per-number budgets (failed proofs, codes, messages).
+pub fn budget_window() -> Duration {
+    Duration::hours(24)
+}
+
+/// A case that has not proven identity expires after this long.
+pub fn unproven_case_lifetime() -> Duration {
+    Duration::hours(24)
+}
+
+/// Whether `event` proves the requester's identity (by the policy, or by a CS agent).
+/// From then on the case is the number's one case past identity.
+pub fn proves_identity(event: CaseEvent) -> bool {
+    matches!(
+        event,
+        CaseEvent::ProofsAccepted | CaseEvent::IdentityVerified
+    )
+}
+
+/// The states an open case that has not proven identity can be in; when another
+/// case for the number proves identity, these are closed as superseded.
+pub const SUPERSEDABLE: [CaseState; 4] = [
+    CaseState::AwaitingIdentity,
+    CaseState::IdentityReview,
+    CaseState::AwaitingCustomerIdentity,
+    CaseState::Rejected,
+];
+
+/// When a spent budget frees its next slot: 24 hours after the oldest use still in the window.
+pub fn budget_frees_at(oldest_counted: DateTime<Utc>) -> DateTime<Utc> {
+    oldest_counted + budget_window()
+}
+
+/// Whether a message about a case, caused at `caused_at`, is paid from the number's
+/// anonymous-message budget: it is when the case had not proven identity by then.
+pub fn message_is_anonymous(
+    identity_proven_at: Option<DateTime<Utc>>,
+    caused_at: DateTime<Utc>,
+) -> bool {
+    identity_proven_at.is_none_or(|proven| proven > caused_at)
+}
 
 /// A proof the requester offered, as checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +157,47 @@ mod tests {
         for matched in 0..20 {
             assert_ne!(decide_proof(true, CallRecords { matched }), Verified);
         }
+    }
+
+    #[test]
+    fn only_accepted_proofs_and_an_agents_verification_prove_identity() {
+        for e in CaseEvent::ALL {
+            assert_eq!(
+                proves_identity(e),
+                matches!(e, CaseEvent::ProofsAccepted | CaseEvent::IdentityVerified),
+                "{e}"
+            );
+        }
+        // Every way a case proves identity leads out of the supersedable states, and
+        // every supersedable state can be superseded.
+        for t in crate::TRANSITIONS
+            .iter()
+            .filter(|t| proves_identity(t.event))
+        {
+            assert!(SUPERSEDABLE.contains(&t.from) && !SUPERSEDABLE.contains(&t.to));
+        }
+        for s in SUPERSEDABLE {
+            assert_eq!(
+                crate::transition_for(s, CaseEvent::Superseded).map(|t| t.to),
+                Some(CaseState::Cancelled),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn budgets_roll_over_24_hours() {
+        let t0 = DateTime::parse_from_rfc3339("2026-12-03T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(budget_frees_at(t0), t0 + Duration::hours(24));
+        assert_eq!(unproven_case_lifetime(), Duration::hours(24));
+        // Before proof, or caused before the proof: anonymous.
+        assert!(message_is_anonymous(None, t0));
+        assert!(message_is_anonymous(Some(t0 + Duration::seconds(1)), t0));
+        // Caused at or after the proof: the subscriber's own.
+        assert!(!message_is_anonymous(Some(t0), t0));
+        assert!(!message_is_anonymous(Some(t0 - Duration::hours(1)), t0));
     }
 
     #[test]

@@ -187,6 +187,9 @@ pub enum CaseEvent {
     ProvisioningRetried,
     /// Technical staff restored the number by hand in the network.
     ResolvedManually,
+    /// Another request for the same number proved identity first: this one, which had
+    /// not, is closed (its token stops working).
+    Superseded,
     /// The subscriber (or a supervisor on their behalf) withdrew the request.
     Cancelled,
     /// The subscriber did not act within the allowed time.
@@ -197,7 +200,7 @@ pub enum CaseEvent {
 
 impl CaseEvent {
     /// Every event.
-    pub const ALL: [CaseEvent; 21] = [
+    pub const ALL: [CaseEvent; 22] = [
         Self::Opened,
         Self::ProofsAccepted,
         Self::IdentityEscalated,
@@ -216,6 +219,7 @@ impl CaseEvent {
         Self::ProvisioningFailed,
         Self::ProvisioningRetried,
         Self::ResolvedManually,
+        Self::Superseded,
         Self::Cancelled,
         Self::Expired,
         Self::Closed,
@@ -242,6 +246,7 @@ impl CaseEvent {
             Self::ProvisioningFailed => "provisioning_failed",
             Self::ProvisioningRetried => "provisioning_retried",
             Self::ResolvedManually => "resolved_manually",
+            Self::Superseded => "superseded",
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
             Self::Closed => "closed",
@@ -490,6 +495,7 @@ pub const TRANSITIONS: &[Transition] = &[
         S::IdentityReview,
         SYSTEM,
     ),
+    t(S::AwaitingIdentity, E::Superseded, S::Cancelled, SYSTEM),
     t(S::AwaitingIdentity, E::Cancelled, S::Cancelled, WITHDRAW),
     t(S::AwaitingIdentity, E::Expired, S::Expired, SYSTEM),
     t(
@@ -505,6 +511,7 @@ pub const TRANSITIONS: &[Transition] = &[
         CS,
     ),
     t(S::IdentityReview, E::Rejected, S::Rejected, CS),
+    t(S::IdentityReview, E::Superseded, S::Cancelled, SYSTEM),
     t(S::IdentityReview, E::Cancelled, S::Cancelled, WITHDRAW),
     t(
         S::AwaitingCustomerIdentity,
@@ -519,6 +526,12 @@ pub const TRANSITIONS: &[Transition] = &[
         WITHDRAW,
     ),
     t(S::AwaitingCustomerIdentity, E::Expired, S::Expired, SYSTEM),
+    t(
+        S::AwaitingCustomerIdentity,
+        E::Superseded,
+        S::Cancelled,
+        SYSTEM,
+    ),
     // Security: risk.
     t(S::RiskAssessment, E::RiskCleared, S::Provisioning, SYSTEM),
     t(S::RiskAssessment, E::RiskFlagged, S::SecurityReview, SYSTEM),
@@ -562,6 +575,7 @@ pub const TRANSITIONS: &[Transition] = &[
     t(S::Rejected, E::Appealed, S::SecurityReview, CUSTOMER),
     t(S::Rejected, E::Cancelled, S::Cancelled, WITHDRAW),
     t(S::Rejected, E::Closed, S::Closed, SYSTEM),
+    t(S::Rejected, E::Superseded, S::Cancelled, SYSTEM),
     // Technical: provisioning.
     t(S::Provisioning, E::Restored, S::Reactivated, SYSTEM),
     t(
@@ -690,6 +704,7 @@ mod tests {
     const EXPECTED: &[(S, E, S)] = &[
         (S::AwaitingIdentity, E::ProofsAccepted, S::RiskAssessment),
         (S::AwaitingIdentity, E::IdentityEscalated, S::IdentityReview),
+        (S::AwaitingIdentity, E::Superseded, S::Cancelled),
         (S::AwaitingIdentity, E::Cancelled, S::Cancelled),
         (S::AwaitingIdentity, E::Expired, S::Expired),
         (S::IdentityReview, E::IdentityVerified, S::RiskAssessment),
@@ -699,6 +714,7 @@ mod tests {
             S::AwaitingCustomerIdentity,
         ),
         (S::IdentityReview, E::Rejected, S::Rejected),
+        (S::IdentityReview, E::Superseded, S::Cancelled),
         (S::IdentityReview, E::Cancelled, S::Cancelled),
         (
             S::AwaitingCustomerIdentity,
@@ -707,6 +723,7 @@ mod tests {
         ),
         (S::AwaitingCustomerIdentity, E::Cancelled, S::Cancelled),
         (S::AwaitingCustomerIdentity, E::Expired, S::Expired),
+        (S::AwaitingCustomerIdentity, E::Superseded, S::Cancelled),
         (S::RiskAssessment, E::RiskCleared, S::Provisioning),
         (S::RiskAssessment, E::RiskFlagged, S::SecurityReview),
         (S::RiskAssessment, E::RiskRefused, S::Rejected),
@@ -731,6 +748,7 @@ mod tests {
         (S::PartiallyReactivated, E::Closed, S::Closed),
         (S::Rejected, E::Appealed, S::SecurityReview),
         (S::Rejected, E::Cancelled, S::Cancelled),
+        (S::Rejected, E::Superseded, S::Cancelled),
         (S::Rejected, E::Closed, S::Closed),
         (S::Provisioning, E::Restored, S::Reactivated),
         (S::Provisioning, E::PartlyRestored, S::PartiallyReactivated),

@@ -26,7 +26,7 @@ pub fn notifies_subscriber(event: CaseEvent) -> bool {
         Opened | ProofsAccepted | IdentityEscalated | IdentityVerified | InfoRequested
         | CustomerResponded | RiskFlagged | RiskRefused | Approved | PartlyApproved | Rejected
         | Appealed | Restored | PartlyRestored | ProvisioningFailed | ResolvedManually
-        | Cancelled | Expired | Closed => true,
+        | Superseded | Cancelled | Expired | Closed => true,
         RiskCleared | ProvisioningRetried => false,
     }
 }
@@ -186,6 +186,8 @@ fn headline(n: &TransitionNotice<'_>, locale: &str) -> String {
         (PartlyRestored, true) => "已恢复来电和短信接收；呼出等服务待审核结束后恢复。".into(),
         (ProvisioningFailed, false) => "restoring the number takes longer than expected; our technical team is on it.".into(),
         (ProvisioningFailed, true) => "号码恢复耗时超出预期，技术人员正在处理。".into(),
+        (Superseded, false) => "another request for this number proved the subscriber's identity, so this one is closed. If you did not make it, nothing more is needed.".into(),
+        (Superseded, true) => "本号码的另一份复机申请已通过身份验证，本申请已关闭。如非您本人提交，无需任何操作。".into(),
         (Cancelled, false) => "your request was withdrawn.".into(),
         (Cancelled, true) => "您的复机申请已撤销。".into(),
         (Expired, false) => "your request expired because we did not hear from you in time. You can open a new request at any time.".into(),
@@ -373,6 +375,7 @@ mod tests {
             (ProvisioningFailed, true),
             (ProvisioningRetried, false),
             (ResolvedManually, true),
+            (Superseded, true),
             (Cancelled, true),
             (Expired, true),
             (Closed, true),

@@ -84,9 +84,18 @@ impl Default for SlaConfig {
                 .into_iter()
                 .filter_map(|s| default_stage_sla(s).map(|d| (s, d)))
                 .collect(),
+            // A request that has not proven identity lasts a day (it never blocks the
+            // number, but should not linger); a subscriber asked for more gets a week.
             expiry: EXPIRING_STATES
                 .into_iter()
-                .map(|s| (s, Duration::days(7)))
+                .map(|s| {
+                    let window = if s == CaseState::AwaitingIdentity {
+                        crate::identity::unproven_case_lifetime()
+                    } else {
+                        Duration::days(7)
+                    };
+                    (s, window)
+                })
                 .collect(),
             reminders: vec![Duration::hours(24), Duration::hours(48)],
         }
@@ -302,7 +311,15 @@ pub fn plan_timers(
             });
         }
     }
+    let deadline = config
+        .deadline_after(state)
+        .filter(|_| deadline_event(state).is_some());
     for (i, after) in config.reminders(state).iter().enumerate() {
+        // A reminder due when (or after) the case lapses would only precede the notice
+        // that it lapsed.
+        if deadline.is_some_and(|d| *after >= d) {
+            continue;
+        }
         plan.push(PlannedTimer {
             kind: TimerKind::Reminder(i as i16 + 1),
             due_at: entered_at + *after,
@@ -349,9 +366,10 @@ mod tests {
         for s in CaseState::ALL {
             assert_eq!(c.stage_sla(s), default_stage_sla(s), "{s}");
         }
+        // A request that has not proven identity lasts a day (issue 10).
         assert_eq!(
             c.deadline_after(CaseState::AwaitingIdentity),
-            Some(Duration::days(7))
+            Some(Duration::days(1))
         );
         assert_eq!(
             c.deadline_after(CaseState::AwaitingCustomerSecurity),
@@ -466,7 +484,9 @@ mod tests {
                 (TimerKind::Escalation(2), at(48)),
             ]
         );
-        for waiting in EXPIRING_STATES {
+        // An unproven request lapses after a day: no reminder is due before that.
+        assert_eq!(kinds(AwaitingIdentity), vec![(TimerKind::Deadline, at(24))]);
+        for waiting in [AwaitingCustomerIdentity, AwaitingCustomerSecurity] {
             assert_eq!(
                 kinds(waiting),
                 vec![

@@ -121,7 +121,8 @@ pub struct Transitioned {
 }
 
 /// Opens a case in [`CaseState::INITIAL`] and writes its `opened` event, in the
-/// caller's transaction. A second open case for the same number is refused.
+/// caller's transaction. Never refused for other open cases of the number: only a
+/// case that proves identity becomes the number's one case (see [`transition_in`]).
 pub async fn create_case(
     conn: &mut PgConnection,
     new: &NewCase,
@@ -142,14 +143,7 @@ pub async fn create_case(
         &new.token_hash[..],
     )
     .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| {
-        StoreError::on_unique(
-            e,
-            "reactivation_cases_one_open_per_msisdn",
-            StoreError::OpenCaseExists,
-        )
-    })?;
+    .await?;
 
     sqlx::query!(
         r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id)
@@ -198,6 +192,20 @@ pub async fn load_case_by_token(
     )
     .fetch_optional(db)
     .await?)
+}
+
+/// When the case proved identity (`None`: not yet, or no such case).
+pub async fn identity_proven_at(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "SELECT identity_proven_at FROM reactivation_cases WHERE id = $1",
+        case_id
+    )
+    .fetch_optional(db)
+    .await?
+    .flatten())
 }
 
 /// The case's event log, oldest first.
@@ -279,6 +287,12 @@ pub async fn transition_in(
             "a move into provisioning must carry its service order",
         ));
     }
+    // Proving identity makes this the number's one case past identity: the number's
+    // other cases are read and closed under a lock, so two proofs cannot interleave.
+    let proving = case_domain::identity::proves_identity(req.event);
+    if proving {
+        lock_number(conn, &current.msisdn).await?;
+    }
     let (fence_owner, fence_attempt) = match req.fence {
         Some(f) => (Some(f.owner.as_str()), Some(f.attempt)),
         None => (None, None),
@@ -287,7 +301,8 @@ pub async fn transition_in(
         CaseRow,
         r#"UPDATE reactivation_cases
            SET state = $4, version = version + 1, updated_at = now(), state_entered_at = now(),
-               lease_owner = NULL, lease_expires_at = NULL
+               lease_owner = NULL, lease_expires_at = NULL,
+               identity_proven_at = CASE WHEN $7 THEN now() ELSE identity_proven_at END
            WHERE id = $1 AND state = $2 AND version = $3
              AND ($5::text IS NULL OR (lease_owner = $5 AND attempt = $6))
            RETURNING id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
@@ -299,9 +314,17 @@ pub async fn transition_in(
         to as CaseState,
         fence_owner,
         fence_attempt,
+        proving,
     )
     .fetch_optional(&mut *conn)
-    .await?;
+    .await
+    .map_err(|e| {
+        StoreError::on_unique(
+            e,
+            "reactivation_cases_one_proven_open_per_msisdn",
+            StoreError::OpenCaseExists,
+        )
+    })?;
     let Some(case) = updated else {
         // Someone else won between our read and our write: say who.
         let now = load_case(&mut *conn, req.case_id)
@@ -320,22 +343,8 @@ pub async fn transition_in(
         });
     };
 
-    let event_id = Uuid::now_v7();
-    sqlx::query!(
-        r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
-        event_id,
-        case.id,
-        case.version,
-        current.state as CaseState,
-        case.state as CaseState,
-        req.event as CaseEvent,
-        req.actor.role as Role,
-        req.actor.id,
-        req.reason,
-    )
-    .execute(&mut *conn)
-    .await?;
+    let event_id =
+        insert_event(conn, &case, current.state, req.event, req.actor, req.reason).await?;
 
     let mut outbox_ids = Vec::with_capacity(req.outbox.len());
     for message in &req.outbox {
@@ -362,6 +371,9 @@ pub async fn transition_in(
         outbox_ids.push(id);
     }
     notify(conn, &case).await?;
+    if proving {
+        supersede_unproven(conn, &case).await?;
+    }
     tracing::debug!(case_id = %case.id, from = %current.state, to = %case.state, event = %req.event, actor = %req.actor, "case transition");
     Ok(Transitioned {
         case,
@@ -369,6 +381,102 @@ pub async fn transition_in(
         from: current.state,
         outbox_ids,
     })
+}
+
+/// Writes the event row of a transition that produced `case` from `from`.
+async fn insert_event(
+    conn: &mut PgConnection,
+    case: &CaseRow,
+    from: CaseState,
+    event: CaseEvent,
+    actor: &Actor,
+    reason: Option<&str>,
+) -> Result<Uuid, StoreError> {
+    let event_id = Uuid::now_v7();
+    sqlx::query!(
+        r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        event_id,
+        case.id,
+        case.version,
+        from as CaseState,
+        case.state as CaseState,
+        event as CaseEvent,
+        actor.role as Role,
+        actor.id,
+        reason,
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(event_id)
+}
+
+/// Serialises, until the transaction ends, everything that decides which of a
+/// number's cases is the one past identity.
+async fn lock_number(conn: &mut PgConnection, msisdn: &Msisdn) -> Result<(), StoreError> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('number-cases:' || $1, 0))",
+        msisdn.e164()
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The actor id written on `superseded` events.
+pub const SUPERSEDER: &str = "identity";
+
+/// Closes the number's other open cases that have not proven identity, now that
+/// `winner` has (`superseded`, in the caller's transaction). Their token hashes are
+/// replaced by random ones, so their tokens stop working.
+async fn supersede_unproven(conn: &mut PgConnection, winner: &CaseRow) -> Result<(), StoreError> {
+    let states: Vec<String> = case_domain::identity::SUPERSEDABLE
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    let others = sqlx::query!(
+        r#"SELECT id, state AS "state: CaseState" FROM reactivation_cases
+           WHERE msisdn = $1 AND id <> $2 AND identity_proven_at IS NULL
+             AND state::text = ANY($3)
+           ORDER BY id
+           FOR UPDATE"#,
+        winner.msisdn.e164(),
+        winner.id,
+        &states,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let system = Actor::system(SUPERSEDER);
+    for other in others {
+        let to = decide(other.state, CaseEvent::Superseded, system.role)?;
+        let case = sqlx::query_as!(
+            CaseRow,
+            r#"UPDATE reactivation_cases
+               SET state = $2, version = version + 1, updated_at = now(), state_entered_at = now(),
+                   lease_owner = NULL, lease_expires_at = NULL,
+                   token_hash = sha256(convert_to(gen_random_uuid()::text || id::text, 'UTF8'))
+               WHERE id = $1
+               RETURNING id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
+                         channel AS "channel: Channel", locale AS "locale: Locale", created_at,
+                         updated_at, state_entered_at, lease_owner, lease_expires_at, attempt"#,
+            other.id,
+            to as CaseState,
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        insert_event(
+            conn,
+            &case,
+            other.state,
+            CaseEvent::Superseded,
+            &system,
+            Some("another request for this number proved the subscriber's identity"),
+        )
+        .await?;
+        notify(conn, &case).await?;
+        tracing::info!(case_id = %case.id, winner = %winner.id, "unproven case superseded");
+    }
+    Ok(())
 }
 
 /// Wakes the owner of the case's new state and everyone following case changes.

@@ -40,8 +40,9 @@ pub enum StoreError {
         /// The attempt the stale worker presented.
         attempt: i32,
     },
-    /// The number already has an open case.
-    #[error("the number already has an open case")]
+    /// The number already has an open case past identity (a case proving identity
+    /// while another proven case of the number is still open).
+    #[error("the number already has an open case past identity")]
     OpenCaseExists,
     /// A carrier-webhook or delivery write with a lease that is no longer held (the
     /// message says which); kept apart from [`StoreError::QueueLeaseLost`] for the

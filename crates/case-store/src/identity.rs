@@ -18,9 +18,6 @@ pub struct NewIdentity {
     pub full_name_masked: String,
     /// Last four characters of the ID number.
     pub id_number_last4: String,
-    /// Failed proofs carried over from the number's recent cases (a reopened case
-    /// does not get a fresh set of attempts).
-    pub failed_attempts: i32,
 }
 
 /// A case's identity row.
@@ -55,14 +52,13 @@ pub async fn save_identity(
     new: &NewIdentity,
 ) -> Result<(), StoreError> {
     sqlx::query!(
-        r#"INSERT INTO case_identities (case_id, full_name_enc, id_number_enc, full_name_masked, id_number_last4, failed_attempts)
-           VALUES ($1, $2, $3, $4, $5, least($6, 5))"#,
+        r#"INSERT INTO case_identities (case_id, full_name_enc, id_number_enc, full_name_masked, id_number_last4)
+           VALUES ($1, $2, $3, $4, $5)"#,
         case_id,
         new.full_name_enc,
         new.id_number_enc,
         new.full_name_masked,
         new.id_number_last4,
-        new.failed_attempts,
     )
     .execute(db)
     .await?;
@@ -190,19 +186,18 @@ pub async fn consume_otp(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, Stor
         == 1)
 }
 
-/// Counts a failed proof; returns the new count, or `None` if the limit was already reached.
+/// Counts a failed proof on the case (for the CS agent's view; the limit is the
+/// number's budget, `crate::number_budget`); returns the case's new count.
 pub async fn record_failed_attempt(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
-    max: i32,
-) -> Result<Option<i32>, StoreError> {
+) -> Result<i32, StoreError> {
     Ok(sqlx::query_scalar!(
-        "UPDATE case_identities SET failed_attempts = failed_attempts + 1
-         WHERE case_id = $1 AND failed_attempts < $2 RETURNING failed_attempts",
+        "UPDATE case_identities SET failed_attempts = least(failed_attempts + 1, 5)
+         WHERE case_id = $1 RETURNING failed_attempts",
         case_id,
-        max
     )
-    .fetch_optional(db)
+    .fetch_one(db)
     .await?)
 }
 
@@ -220,34 +215,4 @@ pub async fn mark_identity_verified(
     .execute(db)
     .await?;
     Ok(())
-}
-
-/// What a number's cases did in the last 24 hours: codes sent and failed proofs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NumberActivity {
-    /// Codes sent to the number's contacts.
-    pub codes: i64,
-    /// Failed proofs.
-    pub failures: i64,
-}
-
-/// The last 24 hours of identity activity on a number, across its cases.
-pub async fn number_activity(
-    db: impl PgExecutor<'_>,
-    msisdn: &str,
-) -> Result<NumberActivity, StoreError> {
-    let row = sqlx::query!(
-        r#"SELECT
-             (SELECT count(*) FROM otp_codes o JOIN reactivation_cases c ON c.id = o.case_id
-               WHERE c.msisdn = $1 AND o.created_at > now() - interval '24 hours') AS "codes!",
-             (SELECT coalesce(sum(i.failed_attempts), 0) FROM case_identities i JOIN reactivation_cases c ON c.id = i.case_id
-               WHERE c.msisdn = $1 AND c.created_at > now() - interval '24 hours')::bigint AS "failures!""#,
-        msisdn
-    )
-    .fetch_one(db)
-    .await?;
-    Ok(NumberActivity {
-        codes: row.codes,
-        failures: row.failures,
-    })
 }

@@ -92,6 +92,8 @@ pub struct FollowedEvent {
     pub msisdn: case_domain::Msisdn,
     /// The case's language.
     pub locale: case_domain::Locale,
+    /// When the case proved identity, if it has (now, not at the event).
+    pub identity_proven_at: Option<DateTime<Utc>>,
 }
 
 /// The next events after `cursor` whose transactions, and every older one, have
@@ -105,7 +107,8 @@ pub async fn events_after(
         r#"SELECT e.id, e.tx_id AS "tx_id!", e.seq, e.case_id, e.version,
                   e.from_state AS "from_state: CaseState", e.to_state AS "to_state: CaseState",
                   e.event AS "event: CaseEvent", e.actor_role AS "actor_role: Role", e.reason, e.at,
-                  c.msisdn AS "msisdn: case_domain::Msisdn", c.locale AS "locale: case_domain::Locale"
+                  c.msisdn AS "msisdn: case_domain::Msisdn", c.locale AS "locale: case_domain::Locale",
+                  c.identity_proven_at
            FROM case_events e JOIN reactivation_cases c ON c.id = e.case_id
            WHERE e.tx_id IS NOT NULL AND (e.tx_id, e.seq) > ($1, $2)
              AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
@@ -135,6 +138,7 @@ pub async fn events_after(
             at: r.at,
             msisdn: r.msisdn,
             locale: r.locale,
+            identity_proven_at: r.identity_proven_at,
         })
         .collect())
 }

@@ -211,7 +211,8 @@ pub async fn record_suspension_notice(
     .await?)
 }
 
-/// The number's open (non-terminal) case, locked until the transaction ends, if any.
+/// The number's open (non-terminal) case, locked until the transaction ends, if any:
+/// the one past identity when there is one (at most one is), else the newest.
 pub async fn lock_open_case_for_msisdn(
     conn: &mut PgConnection,
     msisdn: &str,
@@ -223,6 +224,8 @@ pub async fn lock_open_case_for_msisdn(
                   updated_at, state_entered_at, lease_owner, lease_expires_at, attempt
            FROM reactivation_cases
            WHERE msisdn = $1 AND state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
+           ORDER BY identity_proven_at IS NULL, id DESC
+           LIMIT 1
            FOR UPDATE"#,
         msisdn
     )

@@ -355,7 +355,7 @@ async fn the_event_log_refuses_update_delete_and_truncate(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn the_database_refuses_unknown_states_and_a_second_open_case(pool: PgPool) {
+async fn unproven_cases_never_block_and_the_first_proof_supersedes_them(pool: PgPool) {
     let id = open_case(&pool, "+8613800138007").await;
     let err =
         sqlx::query("UPDATE reactivation_cases SET state = 'approved_by_magic' WHERE id = $1")
@@ -369,33 +369,77 @@ async fn the_database_refuses_unknown_states_and_a_second_open_case(pool: PgPool
         "{err}"
     );
 
-    let mut tx = pool.begin().await.unwrap();
-    let second = NewCase {
+    // A second request for the number, before either proved identity: allowed.
+    let open = |token: u8| NewCase {
         id: Uuid::now_v7(),
         msisdn: Msisdn::parse("+8613800138007").unwrap(),
         channel: case_domain::Channel::App,
         locale: case_domain::Locale::ZhCn,
-        token_hash: [7; 32],
+        token_hash: [token; 32],
     };
-    let refused = create_case(&mut tx, &second, &Actor::customer()).await;
-    assert!(
-        matches!(refused, Err(StoreError::OpenCaseExists)),
-        "{refused:?}"
-    );
-    drop(tx);
-
-    // Once the first case is finished, the number may open a new one.
-    transition(
-        &pool,
-        request(id, 1, CaseEvent::Cancelled, &Actor::customer()),
-    )
-    .await
-    .unwrap();
+    let second = open(7);
     let mut tx = pool.begin().await.unwrap();
     create_case(&mut tx, &second, &Actor::customer())
         .await
         .unwrap();
     tx.commit().await.unwrap();
+
+    // The first proves identity: the second is closed as superseded, its token dead.
+    let system = Actor::system("identity-verification");
+    transition(&pool, request(id, 1, CaseEvent::ProofsAccepted, &system))
+        .await
+        .unwrap();
+    let gone = load_case(&pool, second.id).await.unwrap().unwrap();
+    assert_eq!(gone.state, CaseState::Cancelled);
+    let last = timeline(&pool, second.id).await.unwrap().pop().unwrap();
+    assert_eq!(last.event, CaseEvent::Superseded);
+    assert!(
+        case_store::load_case_by_token(&pool, second.id, &[7; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        case_store::identity_proven_at(&pool, id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // A third opens, but cannot prove identity while the first is past identity.
+    let third = open(9);
+    let mut tx = pool.begin().await.unwrap();
+    create_case(&mut tx, &third, &Actor::customer())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let refused = transition(
+        &pool,
+        request(third.id, 1, CaseEvent::ProofsAccepted, &system),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(StoreError::OpenCaseExists)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        load_case(&pool, third.id).await.unwrap().unwrap().state,
+        CaseState::AwaitingIdentity
+    );
+
+    // Once the first case is finished, the third may.
+    transition(
+        &pool,
+        request(id, 2, CaseEvent::Cancelled, &Actor::customer()),
+    )
+    .await
+    .unwrap();
+    transition(
+        &pool,
+        request(third.id, 1, CaseEvent::ProofsAccepted, &system),
+    )
+    .await
+    .unwrap();
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -16,6 +16,7 @@ use case_store::{
     audit::{self, AuditEntry},
     timers::{self as store, TimerRow},
 };
+use case_workflows::notices::{CaseMessage, may_send};
 use chrono::{DateTime, Duration, Utc};
 use sqlx::{PgConnection, PgPool};
 
@@ -81,6 +82,21 @@ async fn act(
             let deadline = waiting_deadline(case.state, case.state_entered_at, &config.sla);
             let body = reminder_message(msisdn, &needs, deadline, case.locale.as_str());
             let dedupe_key = format!("{}:{NOTIFICATION_TOPIC}", timer.id);
+            let proven = case_store::identity_proven_at(&mut *conn, case.id).await?;
+            let paid = may_send(
+                &mut *conn,
+                &CaseMessage {
+                    msisdn,
+                    case_id: case.id,
+                    identity_proven_at: proven,
+                    caused_at: now,
+                    dedupe_key: &dedupe_key,
+                },
+            )
+            .await?;
+            if !paid {
+                return Ok("skipped");
+            }
             store::enqueue_message(
                 &mut *conn,
                 &message(Some(case.id), None, &dedupe_key, msisdn, "reminder", &body),

@@ -20,7 +20,10 @@ use case_store::{
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use case_workflows::eta::{entries, eta_with, live_stats};
+use case_workflows::{
+    eta::{entries, eta_with, live_stats},
+    notices::{CaseMessage, may_send},
+};
 
 use crate::{NOTIFICATION_TOPIC, TimersConfig, deliver::message};
 
@@ -152,6 +155,20 @@ async fn handle(
     };
     let body = transition_message(&notice, event.locale.as_str());
     let dedupe_key = format!("{}:{NOTIFICATION_TOPIC}", event.id);
+    let paid = may_send(
+        &mut *conn,
+        &CaseMessage {
+            msisdn,
+            case_id: event.case_id,
+            identity_proven_at: event.identity_proven_at,
+            caused_at: event.at,
+            dedupe_key: &dedupe_key,
+        },
+    )
+    .await?;
+    if !paid {
+        return Ok((0, timers));
+    }
     let written = store::enqueue_message(
         &mut *conn,
         &message(

@@ -282,13 +282,11 @@ where
 {
     let case_id = Uuid::now_v7();
     let token = data_protection::issue_token();
-    let recent = case_store::identity::number_activity(pool, valid.msisdn.e164()).await?;
     let identity = NewIdentity {
         full_name_enc: keys.encrypt(valid.name.expose(), &case_id),
         id_number_enc: keys.encrypt(valid.id.expose(), &case_id),
         full_name_masked: valid.name.masked(),
         id_number_last4: valid.id.last_four().to_owned(),
-        failed_attempts: i32::try_from(recent.failures).unwrap_or(i32::MAX),
     };
     let new = NewCase {
         id: case_id,

@@ -20,7 +20,10 @@ use case_domain::{
     Actor, CaseEvent, CaseState, Msisdn, PersonName, ResidentId,
     identity::{self, IdentityDecision, ProofCheck},
 };
-use case_store::{CaseRow, StoreError, TransitionRequest, identity as store};
+use case_store::{
+    CaseRow, StoreError, TransitionRequest, identity as store,
+    number_budget::{self, BudgetKind, ProofOutcome, Reservation, Reserve},
+};
 use data_protection::Keys;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -59,16 +62,17 @@ impl Proof {
     }
 }
 
-/// A one-time code was sent.
+/// A code-send request was taken. Says nothing about whether the number is known to
+/// the carrier or has a contact on file (the answer is the same either way: "if a
+/// contact is on file, a code was sent to it").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeSent {
-    /// The masked contact on file it went to.
-    pub sent_to: String,
-    /// sms or email.
-    pub channel: String,
     /// Codes that may still be requested for this case.
     pub remaining_sends: i32,
 }
+
+/// What the requester is told after asking for a code, whatever happened.
+pub const CODE_SENT_WORDS: &str = "If a contact is on file with the carrier for this number, a code was sent to it. It expires in 10 minutes.";
 
 /// Whether a proof was accepted. Never says which part was wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,15 +93,30 @@ pub enum IdentityError {
     /// The proof is malformed (the message names the field, never its value).
     #[error("{0}")]
     Invalid(String),
-    /// Attempts are used up; the case is with a CS agent.
+    /// The case is with a CS agent (attempts used up, or call records given).
     #[error("too many failed attempts")]
     Locked,
+    /// The number's budget of failed proofs is spent: no proof is judged until
+    /// `frees_at` (the case has gone to a CS agent).
+    #[error("the number's attempts are used up")]
+    BudgetSpent {
+        /// When the next proof may be judged.
+        frees_at: chrono::DateTime<chrono::Utc>,
+    },
     /// No more codes may be sent for this case.
     #[error("too many codes requested")]
     TooManyCodes,
     /// The carrier has no contact on file to send a code to.
     #[error("no contact on file")]
     NoContactOnFile,
+    /// Not judged: the number's remaining attempts are all being judged right now (a
+    /// racing request). Nothing changed; the proof may be offered again in a moment.
+    #[error("another proof for this number is being checked")]
+    ProofInFlight,
+    /// The proof was good, but another case for the number is past identity already
+    /// (nothing changed).
+    #[error("another case for the number is past identity")]
+    OtherCaseProven,
     /// The case is past identity verification (or otherwise not waiting for it).
     #[error("case is {0}")]
     WrongState(CaseState),
@@ -136,6 +155,14 @@ impl IdentityError {
                 "Too many failed attempts",
                 "No more online attempts are possible. A customer-service agent now checks your identity and will contact you.".into(),
             ),
+            Self::BudgetSpent { frees_at } => (
+                "identity-locked",
+                "Too many failed attempts",
+                format!(
+                    "Too many failed attempts for this number. No proof is checked before {}; a customer-service agent now checks your identity and will contact you.",
+                    frees_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ),
             Self::TooManyCodes => (
                 "too-many-codes",
                 "Too many codes requested",
@@ -145,6 +172,16 @@ impl IdentityError {
                 "no-contact-on-file",
                 "No contact on file",
                 "The carrier has no backup phone or e-mail on file to send a code to. Use your service password or call records instead.".into(),
+            ),
+            Self::ProofInFlight => (
+                "proof-in-progress",
+                "Another proof is being checked",
+                "Another proof for this number is being checked right now. Wait for its answer before trying again.".into(),
+            ),
+            Self::OtherCaseProven => (
+                "other-case-in-progress",
+                "Another request is in progress",
+                "Your identity is confirmed, but another request for this number is already past identity verification. Follow that request, or cancel it first.".into(),
             ),
             Self::WrongState(state) => (
                 "wrong-state",
@@ -245,19 +282,35 @@ impl IdentityCases {
         Ok((case, msisdn))
     }
 
-    /// Sends a one-time code to a contact on file with the carrier.
+    /// Sends a one-time code to a contact on file with the carrier. The answer is
+    /// the same whether the number is a subscriber with a contact on file, has none,
+    /// or is unknown to the carrier: every request takes a send from the case and
+    /// from the number's daily budget.
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
-        let recent = store::number_activity(&self.pool, msisdn.e164()).await?;
-        if recent.codes >= identity::MAX_OTP_PER_NUMBER_PER_DAY {
-            return Err(IdentityError::TooManyCodes);
-        }
         let Some(sends) =
             store::take_otp_send(&self.pool, case_id, identity::MAX_OTP_SENDS).await?
         else {
             return Err(IdentityError::TooManyCodes);
         };
+        let daily = number_budget::reserve(
+            &self.pool,
+            &Reserve {
+                msisdn: msisdn.e164(),
+                kind: BudgetKind::Code,
+                case_id: Some(case_id),
+                method: None,
+                cause: None,
+                limit: identity::MAX_OTP_PER_NUMBER_PER_DAY,
+                window: identity::budget_window(),
+            },
+        )
+        .await?;
+        if matches!(daily, Reservation::Spent { .. }) {
+            store::return_otp_send(&self.pool, case_id).await?;
+            return Err(IdentityError::TooManyCodes);
+        }
         let code = data_protection::one_time_code();
         let code_id = Uuid::now_v7();
         let sent = self
@@ -269,32 +322,33 @@ impl IdentityCases {
                 &code_id.to_string(),
             )
             .await;
-        let sent = match sent {
-            Ok(sent) => sent,
-            Err(e) => {
-                store::return_otp_send(&self.pool, case_id).await?;
-                return Err(match e {
-                    CarrierError::NoContactOnFile | CarrierError::NotFound => {
-                        IdentityError::NoContactOnFile
-                    }
-                    other => carrier_failure(other),
-                });
+        match sent {
+            Ok(sent) => {
+                let expires_at = chrono::Utc::now() + identity::otp_lifetime();
+                store::insert_otp(
+                    &self.pool,
+                    code_id,
+                    case_id,
+                    &self.keys.otp_hash(&case_id, &code),
+                    &sent.sent_to_masked,
+                    expires_at,
+                )
+                .await?;
+                tracing::info!(channel = sent.kind.as_str(), "one-time code sent");
             }
-        };
-        let expires_at = chrono::Utc::now() + identity::otp_lifetime();
-        store::insert_otp(
-            &self.pool,
-            code_id,
-            case_id,
-            &self.keys.otp_hash(&case_id, &code),
-            &sent.sent_to_masked,
-            expires_at,
-        )
-        .await?;
-        tracing::info!(channel = sent.kind.as_str(), "one-time code sent");
+            // Told apart in the log only: the requester hears the same as for a code sent.
+            Err(CarrierError::NoContactOnFile | CarrierError::NotFound) => {
+                ::metrics::counter!("otp_not_sent_total", "why" => "no_contact_on_file")
+                    .increment(1);
+                tracing::info!("no contact on file (or unknown number): no code sent");
+            }
+            Err(e) => {
+                // The carrier could not be reached: that says nothing about the number.
+                store::return_otp_send(&self.pool, case_id).await?;
+                return Err(carrier_failure(e));
+            }
+        }
         Ok(CodeSent {
-            sent_to: sent.sent_to_masked,
-            channel: sent.kind.as_str().into(),
             remaining_sends: identity::MAX_OTP_SENDS - sends,
         })
     }
@@ -328,68 +382,98 @@ impl IdentityCases {
     }
 
     /// Judges one proof and moves the case when the policy says so.
+    ///
+    /// A slot of the number's budget of failed proofs is reserved before anything is
+    /// asked of the carrier, so concurrent guesses cannot overshoot it; once it is
+    /// spent, no proof on the number is judged (the right one included) and the case
+    /// goes to a CS agent.
     #[tracing::instrument(skip(self, proof), fields(case_id = %case_id, method = proof.method()))]
     pub async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
+        let offered = Offered::parse(proof)?;
+        let slot = match number_budget::reserve(
+            &self.pool,
+            &Reserve {
+                msisdn: msisdn.e164(),
+                kind: BudgetKind::Proof,
+                case_id: Some(case_id),
+                method: Some(offered.method()),
+                cause: None,
+                limit: i64::from(identity::MAX_FAILED_ATTEMPTS),
+                window: identity::budget_window(),
+            },
+        )
+        .await?
+        {
+            Reservation::Granted { id, .. } => id,
+            Reservation::Spent { frees_at } => {
+                self.escalate(&case).await?;
+                ::metrics::counter!("identity_proofs_refused_total", "why" => "budget_spent")
+                    .increment(1);
+                return Err(IdentityError::BudgetSpent { frees_at });
+            }
+            // Every slot left is taken by a proof being judged right now (racing
+            // requests): this one is not judged; it may be offered again in a moment.
+            Reservation::Busy => return Err(IdentityError::ProofInFlight),
+            Reservation::AlreadyPaid => {
+                return Err(IdentityError::Internal(anyhow::anyhow!(
+                    "a proof slot was reserved without a cause but found paid"
+                )));
+            }
+        };
+        match self.judge(&case, &msisdn, offered, slot).await {
+            Ok(verdict) => Ok(verdict),
+            Err(e) => {
+                // Not judged (the carrier could not be reached, a racing request won):
+                // the slot does not count.
+                number_budget::settle_proof(&self.pool, slot, ProofOutcome::Released).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Judges a proof whose budget slot `slot` is reserved, and settles the slot.
+    async fn judge(
+        &self,
+        case: &CaseRow,
+        msisdn: &Msisdn,
+        offered: Offered,
+        slot: Uuid,
+    ) -> Result<Verdict, IdentityError> {
+        let case_id = case.id;
         let mut otp_id = None;
-        let check = match &proof {
-            Proof::Otp { code } => {
+        let check = match &offered {
+            Offered::Otp(code) => {
                 // The check is counted before anything is compared.
                 let under_check =
                     store::count_otp_check(&self.pool, case_id, identity::MAX_CHECKS_PER_CODE)
                         .await?;
-                if !(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())) {
-                    return Err(IdentityError::Invalid("code must be six digits".into()));
-                }
                 let correct = under_check.is_some_and(|c| {
                     otp_id = Some(c.id);
                     data_protection::hashes_equal(&c.code_hash, &self.keys.otp_hash(&case_id, code))
                 });
                 ProofCheck::Otp { correct }
             }
-            Proof::ServicePassword { password } => {
-                if password.is_empty() || password.chars().count() > 64 {
-                    return Err(IdentityError::Invalid(
-                        "password must be 1 to 64 characters".into(),
-                    ));
-                }
+            Offered::ServicePassword(password) => {
                 let correct = self
                     .carrier
-                    .verify_service_password(&msisdn, password)
+                    .verify_service_password(msisdn, password)
                     .await
                     .map_err(carrier_failure)?;
                 ProofCheck::ServicePassword { correct }
             }
-            Proof::CallRecords { counterparties } => {
-                if counterparties.is_empty() || counterparties.len() > identity::MAX_COUNTERPARTIES
-                {
-                    return Err(IdentityError::Invalid(format!(
-                        "counterparties must list 1 to {} numbers",
-                        identity::MAX_COUNTERPARTIES
-                    )));
-                }
-                let mut numbers: Vec<Msisdn> = Vec::with_capacity(counterparties.len());
-                for (i, raw) in counterparties.iter().enumerate() {
-                    let n = Msisdn::parse(raw)
-                        .map_err(|e| IdentityError::Invalid(format!("counterparties[{i}]: {e}")))?;
-                    if !numbers.contains(&n) {
-                        numbers.push(n);
-                    }
-                }
+            Offered::CallRecords(numbers) => {
                 let matched = self
                     .carrier
-                    .count_call_record_matches(&msisdn, &numbers)
+                    .count_call_record_matches(msisdn, numbers)
                     .await
                     .map_err(carrier_failure)?;
                 ProofCheck::CallRecords { matched }
             }
         };
         // Asked whatever the proof's outcome, so the answer's timing does not tell.
-        let name_id = self.name_id_match(case_id, &msisdn).await?;
+        let name_id = self.name_id_match(case_id, msisdn).await?;
         let decision = identity::decide_proof(name_id, check);
-        let failed_so_far = store::load_identity(&self.pool, case_id)
-            .await?
-            .map_or(0, |r| r.failed_attempts);
         let system = Actor::system(SERVICE);
 
         match decision {
@@ -408,7 +492,7 @@ impl IdentityCases {
                     return Err(self.overtaken(case_id).await);
                 }
                 let (event, reason) = if decision == IdentityDecision::Verified {
-                    store::mark_identity_verified(&mut *tx, case_id, proof.method()).await?;
+                    store::mark_identity_verified(&mut *tx, case_id, offered.method()).await?;
                     (CaseEvent::ProofsAccepted, "identity verified")
                 } else {
                     (
@@ -416,6 +500,7 @@ impl IdentityCases {
                         "call records given; a customer-service agent confirms identity",
                     )
                 };
+                number_budget::settle_proof(&mut *tx, slot, ProofOutcome::Accepted).await?;
                 let moved = case_store::transition_in(
                     &mut tx,
                     TransitionRequest {
@@ -440,15 +525,45 @@ impl IdentityCases {
                         drop(tx);
                         return Err(self.overtaken(case_id).await);
                     }
+                    // Another case for the number is past identity already.
+                    Err(StoreError::OpenCaseExists) => {
+                        drop(tx);
+                        return Err(IdentityError::OtherCaseProven);
+                    }
                     Err(e) => return Err(e.into()),
                 }
+                let spent = self.failures(msisdn).await?;
                 Ok(Verdict {
                     accepted: true,
-                    remaining_attempts: identity::remaining_attempts(failed_so_far),
+                    remaining_attempts: identity::remaining_attempts(spent),
                 })
             }
-            IdentityDecision::Failed => self.fail(case_id, case.version).await,
+            IdentityDecision::Failed => {
+                number_budget::settle_proof(&self.pool, slot, ProofOutcome::Failed).await?;
+                store::record_failed_attempt(&self.pool, case_id).await?;
+                let spent = self.failures(msisdn).await?;
+                if identity::locked_out(spent) {
+                    self.escalate(case).await?;
+                }
+                Ok(Verdict {
+                    accepted: false,
+                    remaining_attempts: identity::remaining_attempts(spent),
+                })
+            }
         }
+    }
+
+    /// Failed proofs on the number in the window (not those still being judged).
+    async fn failures(&self, msisdn: &Msisdn) -> Result<i32, IdentityError> {
+        let used = number_budget::window_use(
+            &self.pool,
+            msisdn.e164(),
+            BudgetKind::Proof,
+            identity::budget_window(),
+        )
+        .await?
+        .used;
+        Ok(i32::try_from(used).unwrap_or(i32::MAX))
     }
 
     /// The answer to a good proof that a concurrent request beat to the case: the
@@ -462,41 +577,87 @@ impl IdentityCases {
         }
     }
 
-    /// Counts a failed proof; the last allowed failure sends the case to a CS agent.
-    async fn fail(&self, case_id: Uuid, version: i32) -> Result<Verdict, IdentityError> {
-        let recorded =
-            store::record_failed_attempt(&self.pool, case_id, identity::MAX_FAILED_ATTEMPTS)
-                .await?;
-        // No attempts left (e.g. carried over from the number's recent cases): a person checks.
-        let failed = recorded.unwrap_or(identity::MAX_FAILED_ATTEMPTS);
-        if identity::locked_out(failed) {
-            let system = Actor::system(SERVICE);
-            let moved = case_store::transition(
-                &self.pool,
-                TransitionRequest {
-                    case_id,
-                    expected_version: version,
-                    event: CaseEvent::IdentityEscalated,
-                    actor: &system,
-                    reason: Some("too many failed identity attempts; a customer-service agent checks identity"),
-                    fence: None,
-                    outbox: vec![],
-                },
-            )
-            .await;
-            match moved {
-                Ok(_) | Err(StoreError::StaleVersion { .. } | StoreError::Refused(_)) => {}
-                Err(e) => return Err(e.into()),
+    /// Sends the case to a CS agent: the number's attempts are used up.
+    async fn escalate(&self, case: &CaseRow) -> Result<(), IdentityError> {
+        let system = Actor::system(SERVICE);
+        let moved = case_store::transition(
+            &self.pool,
+            TransitionRequest {
+                case_id: case.id,
+                expected_version: case.version,
+                event: CaseEvent::IdentityEscalated,
+                actor: &system,
+                reason: Some(
+                    "too many failed identity attempts; a customer-service agent checks identity",
+                ),
+                fence: None,
+                outbox: vec![],
+            },
+        )
+        .await;
+        match moved {
+            Ok(_) => {
+                tracing::info!("identity attempts used up; case sent to a CS agent");
+                Ok(())
             }
-            tracing::info!("identity attempts used up; case sent to a CS agent");
-            if recorded.is_none() {
-                return Err(IdentityError::Locked);
-            }
+            // Moved already (a concurrent request escalated it, or it was cancelled).
+            Err(StoreError::StaleVersion { .. } | StoreError::Refused(_)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(Verdict {
-            accepted: false,
-            remaining_attempts: identity::remaining_attempts(failed),
+    }
+}
+
+/// A proof, checked for form (nothing is reserved or asked for a malformed one).
+enum Offered {
+    Otp(String),
+    ServicePassword(String),
+    CallRecords(Vec<Msisdn>),
+}
+
+impl Offered {
+    fn parse(proof: Proof) -> Result<Self, IdentityError> {
+        Ok(match proof {
+            Proof::Otp { code } => {
+                if !(code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())) {
+                    return Err(IdentityError::Invalid("code must be six digits".into()));
+                }
+                Self::Otp(code)
+            }
+            Proof::ServicePassword { password } => {
+                if password.is_empty() || password.chars().count() > 64 || password.contains('\0') {
+                    return Err(IdentityError::Invalid(
+                        "password must be 1 to 64 characters".into(),
+                    ));
+                }
+                Self::ServicePassword(password)
+            }
+            Proof::CallRecords { counterparties } => {
+                if counterparties.is_empty() || counterparties.len() > identity::MAX_COUNTERPARTIES
+                {
+                    return Err(IdentityError::Invalid(format!(
+                        "counterparties must list 1 to {} numbers",
+                        identity::MAX_COUNTERPARTIES
+                    )));
+                }
+                let mut numbers: Vec<Msisdn> = Vec::with_capacity(counterparties.len());
+                for (i, raw) in counterparties.iter().enumerate() {
+                    let n = Msisdn::parse(raw)
+                        .map_err(|e| IdentityError::Invalid(format!("counterparties[{i}]: {e}")))?;
+                    if !numbers.contains(&n) {
+                        numbers.push(n);
+                    }
+                }
+                Self::CallRecords(numbers)
+            }
         })
+    }
+
+    fn method(&self) -> &'static str {
+        match self {
+            Self::Otp(_) => "otp",
+            Self::ServicePassword(_) => "service_password",
+            Self::CallRecords(_) => "call_records",
+        }
     }
 }
 

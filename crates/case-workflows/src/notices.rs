@@ -3,8 +3,12 @@
 //! to start), told once per notice. The messages go to the outbox topic that the
 //! timers service delivers through the carrier.
 
-use case_domain::{Msisdn, notice};
-use case_store::timers::{NewMessage, enqueue_message};
+use case_domain::{Msisdn, identity, notice};
+use case_store::{
+    StoreError,
+    number_budget::{self, BudgetKind, Reservation, Reserve},
+    timers::{NewMessage, enqueue_message},
+};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -36,6 +40,52 @@ pub fn subscriber_message<'a>(
             "idempotency_key": dedupe_key,
         }),
     }
+}
+
+/// A message about a case, before it is enqueued: whether the number's budget lets it go.
+#[derive(Debug, Clone, Copy)]
+pub struct CaseMessage<'a> {
+    /// The number whose contacts get it.
+    pub msisdn: &'a Msisdn,
+    /// The case it is about.
+    pub case_id: Uuid,
+    /// When the case proved identity, if it has.
+    pub identity_proven_at: Option<DateTime<Utc>>,
+    /// When what the message tells of happened.
+    pub caused_at: DateTime<Utc>,
+    /// The message's dedupe key (a message is paid for once).
+    pub dedupe_key: &'a str,
+}
+
+/// Whether a message about a case may go out, in the caller's transaction. Before
+/// the case proved identity, anyone holding a name and ID number can cause messages
+/// (opening, cancelling): those share a budget of
+/// [`identity::MAX_ANONYMOUS_MESSAGES_PER_NUMBER`] per number per 24 hours; past it
+/// the message is dropped and counted in `notifications_dropped_total`.
+pub async fn may_send(conn: &mut PgConnection, m: &CaseMessage<'_>) -> Result<bool, StoreError> {
+    if !identity::message_is_anonymous(m.identity_proven_at, m.caused_at) {
+        return Ok(true);
+    }
+    let paid = number_budget::reserve_in(
+        conn,
+        &Reserve {
+            msisdn: m.msisdn.e164(),
+            kind: BudgetKind::Notice,
+            case_id: Some(m.case_id),
+            method: None,
+            cause: Some(m.dedupe_key),
+            limit: identity::MAX_ANONYMOUS_MESSAGES_PER_NUMBER,
+            window: identity::budget_window(),
+        },
+    )
+    .await?;
+    if matches!(paid, Reservation::Spent { .. }) {
+        ::metrics::counter!("notifications_dropped_total", "reason" => "number_budget")
+            .increment(1);
+        tracing::info!(case_id = %m.case_id, "message dropped: the number's budget for messages before identity is proven is spent");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// A carrier's suspension notice, to tell the subscriber why, what to do and where

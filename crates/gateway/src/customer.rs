@@ -217,7 +217,7 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     responses(
         (status = 201, description = "Case opened", body = CaseCreated),
         (status = 400, description = "Malformed body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 409, description = "The number has an open case, or the key's first request is in flight", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The key's first request is in flight (never because other cases are open for the number)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or the key was used with another body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
@@ -339,15 +339,14 @@ impl From<Verdict> for VerificationResponse {
     }
 }
 
-/// A one-time code was sent.
+/// A code was asked for: the same answer whether or not the number has a contact on
+/// file or is known to the carrier (no oracle before identity is proven).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OtpSent {
-    /// Always `sent`.
+    /// Always `requested`.
     pub status: String,
-    /// The masked contact on file it went to.
-    pub sent_to: String,
-    /// sms or email.
-    pub channel: String,
+    /// "If a contact is on file with the carrier for this number, a code was sent to it."
+    pub detail: String,
     /// Codes that may still be requested for this case.
     pub remaining_sends: i32,
 }
@@ -355,9 +354,8 @@ pub struct OtpSent {
 impl From<CodeSent> for OtpSent {
     fn from(s: CodeSent) -> Self {
         Self {
-            status: "sent".into(),
-            sent_to: s.sent_to,
-            channel: s.channel,
+            status: "requested".into(),
+            detail: case_workflows::identity::CODE_SENT_WORDS.into(),
             remaining_sends: s.remaining_sends,
         }
     }
@@ -367,14 +365,32 @@ impl From<CodeSent> for OtpSent {
 fn identity_failure(e: IdentityError) -> Response {
     if let Some(words) = e.wording() {
         let status = match e {
-            IdentityError::Locked => StatusCode::LOCKED,
+            IdentityError::Locked | IdentityError::BudgetSpent { .. } => StatusCode::LOCKED,
             IdentityError::TooManyCodes => StatusCode::TOO_MANY_REQUESTS,
-            IdentityError::WrongState(_) => StatusCode::CONFLICT,
+            IdentityError::WrongState(_)
+            | IdentityError::OtherCaseProven
+            | IdentityError::ProofInFlight => StatusCode::CONFLICT,
             IdentityError::CarrierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             // Invalid proofs, no contact on file.
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        return Problem::new(status, words.slug, words.title, words.detail).into_response();
+        let problem = Problem::new(status, words.slug, words.title, words.detail);
+        if let IdentityError::BudgetSpent { frees_at } = e {
+            // When to come back: the moment the number's oldest failure leaves the window.
+            let wait = (frees_at - chrono::Utc::now()).num_seconds().max(1);
+            let mut response = problem
+                .with(
+                    "retry_at",
+                    frees_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                )
+                .into_response();
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(wait),
+            );
+            return response;
+        }
+        return problem.into_response();
     }
     match e {
         IdentityError::Unreachable(cause) => {
@@ -393,10 +409,9 @@ fn identity_failure(e: IdentityError) -> Response {
     params(("case_id" = Uuid, Path, description = "Case id")),
     security(("case_token" = [])),
     responses(
-        (status = 202, description = "Code sent", body = OtpSent),
+        (status = 202, description = "Taken: if a contact is on file, a code was sent (the same answer for every number)", body = OtpSent),
         (status = 404, description = "No such case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "The case is not waiting for identity proof", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 422, description = "No contact on file", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many codes requested", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
@@ -417,7 +432,8 @@ pub async fn send_otp(State(state): State<AppState>, CustomerCase(case): Custome
         (status = 200, description = "Accepted or not (never says which part was wrong)", body = VerificationResponse),
         (status = 404, description = "No such case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid proof format", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 423, description = "Attempts used up; a CS agent has the case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Not waiting for identity proof (a racing request moved the case), or another case for the number is past identity", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 423, description = "The number's failed-proof budget is spent (5 per 24 h, across its cases): not judged, the carrier is not asked; `retry_at` and Retry-After say when; a CS agent has the case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
 pub async fn verify(

@@ -43,8 +43,6 @@ impl IdentityPort for HttpIdentity {
     async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
         let sent: OtpSent = call(self.http.post(self.url(case_id, "otp"))).await?;
         Ok(CodeSent {
-            sent_to: sent.sent_to,
-            channel: sent.channel,
             remaining_sends: sent.remaining_sends,
         })
     }
@@ -73,6 +71,8 @@ struct ProblemBody {
     detail: String,
     #[serde(default)]
     state: Option<String>,
+    #[serde(default)]
+    retry_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn unreachable(e: reqwest::Error) -> IdentityError {
@@ -103,7 +103,16 @@ fn failure(status: u16, body: &[u8]) -> IdentityError {
     match (slug.as_str(), problem) {
         ("not-found", _) => IdentityError::NotFound,
         ("validation", Some(p)) => IdentityError::Invalid(p.detail),
+        (
+            "identity-locked",
+            Some(ProblemBody {
+                retry_at: Some(frees_at),
+                ..
+            }),
+        ) => IdentityError::BudgetSpent { frees_at },
         ("identity-locked", _) => IdentityError::Locked,
+        ("other-case-in-progress", _) => IdentityError::OtherCaseProven,
+        ("proof-in-progress", _) => IdentityError::ProofInFlight,
         ("too-many-codes", _) => IdentityError::TooManyCodes,
         ("no-contact-on-file", _) => IdentityError::NoContactOnFile,
         ("carrier-unavailable", _) => IdentityError::CarrierUnavailable,

@@ -55,15 +55,14 @@ impl From<Verdict> for VerificationResponse {
     }
 }
 
-/// A one-time code was sent.
+/// A code was asked for: the same answer whether or not the number has a contact on
+/// file or is known to the carrier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OtpSent {
-    /// Always `sent`.
+    /// Always `requested`.
     pub status: String,
-    /// The masked contact on file it went to.
-    pub sent_to: String,
-    /// sms or email.
-    pub channel: String,
+    /// "If a contact is on file ..., a code was sent to it."
+    pub detail: String,
     /// Codes that may still be requested for this case.
     pub remaining_sends: i32,
 }
@@ -71,9 +70,8 @@ pub struct OtpSent {
 impl From<CodeSent> for OtpSent {
     fn from(s: CodeSent) -> Self {
         Self {
-            status: "sent".into(),
-            sent_to: s.sent_to,
-            channel: s.channel,
+            status: "requested".into(),
+            detail: case_workflows::identity::CODE_SENT_WORDS.into(),
             remaining_sends: s.remaining_sends,
         }
     }

@@ -62,6 +62,9 @@ fn failure(e: IdentityError) -> Response {
         // For the gateway's client, which renders its own answer from the typed error.
         problem = problem.with("state", state.as_str());
     }
+    if let IdentityError::BudgetSpent { frees_at } = e {
+        problem = problem.with("retry_at", frees_at.to_rfc3339());
+    }
     problem.into_response()
 }
 
@@ -74,9 +77,11 @@ fn problem(e: &IdentityError) -> Problem {
         };
     };
     let status = match e {
-        IdentityError::Locked => StatusCode::LOCKED,
+        IdentityError::Locked | IdentityError::BudgetSpent { .. } => StatusCode::LOCKED,
         IdentityError::TooManyCodes => StatusCode::TOO_MANY_REQUESTS,
-        IdentityError::WrongState(_) => StatusCode::CONFLICT,
+        IdentityError::WrongState(_)
+        | IdentityError::OtherCaseProven
+        | IdentityError::ProofInFlight => StatusCode::CONFLICT,
         IdentityError::CarrierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         // Invalid proofs, no contact on file.
         _ => StatusCode::UNPROCESSABLE_ENTITY,

@@ -639,6 +639,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "Resolved manually",
         "人工处理完成",
     ),
+    (
+        "event.superseded",
+        "Superseded by a proven request",
+        "已被另一份通过验证的申请取代",
+    ),
     ("event.cancelled", "Cancelled", "已撤销"),
     ("event.expired", "Expired", "已过期"),
     ("event.closed", "Closed", "已结案"),
