@@ -221,6 +221,9 @@ impl Stack {
                     options.poll_secs.to_string(),
                 ),
                 ("REACTIVATION_DB_MAX_CONNECTIONS".into(), "5".into()),
+                // Every test's client is 127.0.0.1: per-client limits would throttle the
+                // suite. A test of the limits sets them back on through `options.env`.
+                ("REACTIVATION_RATE_LIMITS".into(), "off".into()),
                 (
                     "REACTIVATION_LOG".into(),
                     "info,sqlx::postgres::notice=warn".into(),

@@ -37,7 +37,8 @@ use system_tests::Stack;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bench", version)]
 struct Args {
-    /// Base URL of the gateway (ignored with --start-stack).
+    /// Base URL of the gateway (ignored with --start-stack). Start that gateway with
+    /// `REACTIVATION_RATE_LIMITS=off`: every bench request comes from one address.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     gateway: String,
     /// Base URL of the carrier simulator (ignored with --start-stack).

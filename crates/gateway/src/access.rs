@@ -127,6 +127,66 @@ pub fn rule_for(method: &str, path: &str) -> Option<Access> {
         .map(|(_, _, a)| *a)
 }
 
+/// What a page on another site can make a browser send is refused on the state-changing
+/// agent routes (anything but GET, HEAD and OPTIONS):
+/// - a body must be `application/json` (a form or `text/plain` post is 415);
+/// - the session must come as a bearer token: a browser attaches the console's cookie
+///   by itself, never an `Authorization` header, so a cookie alone is 403 here. (The
+///   console's own forms post to `/console/…` with their per-session CSRF token; its
+///   script only reads the agent API, the live stream.)
+///
+/// Bodiless calls (claim, release, logout, …) need no content type.
+#[allow(clippy::result_large_err)]
+fn refuse_forgeable(request: &Request, rule: Access) -> Result<(), Response> {
+    use axum::http::{Method, header};
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return Ok(());
+    }
+    let headers = request.headers();
+    let content_type = headers.get(header::CONTENT_TYPE);
+    let has_body = content_type.is_some()
+        || axum::body::HttpBody::size_hint(request.body()).exact() != Some(0)
+        || headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if has_body && !content_type.is_some_and(is_json) {
+        return Err(ApiError::UnsupportedMedia(
+            "This call takes a JSON body: send Content-Type: application/json.".into(),
+        )
+        .into_response());
+    }
+    if rule != Access::Public {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("Bearer "));
+        if !bearer && headers.contains_key(header::COOKIE) {
+            return Err(service_runtime::Problem::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "bearer-required",
+                "Bearer token required",
+                "State-changing calls of the agent API take the session as a bearer token (Authorization: Bearer …); a cookie is not accepted here.",
+            )
+            .into_response());
+        }
+    }
+    Ok(())
+}
+
+/// `application/json`, with parameters (`; charset=utf-8`) or not, in any case.
+fn is_json(value: &axum::http::HeaderValue) -> bool {
+    value.to_str().is_ok_and(|v| {
+        v.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    })
+}
+
 /// Enforces the declared rule of `/v1/agent/…` routes before their handlers.
 pub async fn enforce(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request
@@ -140,6 +200,9 @@ pub async fn enforce(State(state): State<AppState>, request: Request, next: Next
         tracing::error!(route = %path, "agent route without an access rule: denied");
         return ApiError::Forbidden("This route has no access rule.".into()).into_response();
     };
+    if let Err(refusal) = refuse_forgeable(&request, rule) {
+        return refusal;
+    }
     let (mut parts, body) = request.into_parts();
     let needed: Option<&[Role]> = match rule {
         Access::Public => None,

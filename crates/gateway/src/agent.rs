@@ -46,6 +46,7 @@ pub(crate) fn department(code: &str) -> Result<case_domain::Department, ApiError
 
 /// Which queue.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct QueueQuery {
     /// cs, security or technical.
@@ -348,7 +349,7 @@ pub async fn queue(
 
 /// The shared view of a case: timeline, proofs, risk, orders, notes and the actions this agent may take.
 #[utoipa::path(
-    get, path = "/v1/agent/cases/{case_id}", tag = "agent",
+    get, path = "/v1/agent/cases/{case_id}", tag = "agent", operation_id = "agent_get_case",
     params(("case_id" = Uuid, Path, description = "Case id")),
     security(("agent_token" = [])),
     responses(

@@ -224,6 +224,7 @@ pub async fn answer(
 
 /// Which complaints.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ComplaintQuery {
     /// open (default), answered or all.
@@ -252,7 +253,7 @@ pub struct ComplaintQueue {
 
 /// Complaints across cases, earliest due first (open ones by default): what must be answered before the subscriber may go to the regulator.
 #[utoipa::path(
-    get, path = "/v1/agent/complaints", tag = "agent",
+    get, path = "/v1/agent/complaints", tag = "agent", operation_id = "complaint_queue",
     params(ComplaintQuery),
     security(("agent_token" = [])),
     responses(

@@ -899,6 +899,7 @@ pub fn choose_format(format: Option<&str>, accept: Option<&str>) -> Result<Forma
 
 /// Which form.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DossierQuery {
     /// json or html; without it, `Accept: text/html` selects HTML.

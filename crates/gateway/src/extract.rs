@@ -1,8 +1,11 @@
 //! Edge parsing: JSON bodies with our error shape, and case-token authentication.
 
 use axum::{
-    extract::{FromRequestParts, Path},
+    body::Body,
+    extract::{FromRequestParts, Path, Request},
     http::{header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
 };
 use case_store::CaseRow;
 use serde::de::DeserializeOwned;
@@ -25,9 +28,116 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<(T, serde_json::Va
             "The body must be a JSON object.".into(),
         ));
     }
+    refuse_nul_json(&value)?;
     let parsed = serde_json::from_value(value.clone())
         .map_err(|e| ApiError::Schema(safe_serde_message(&e.to_string())))?;
     Ok((parsed, value))
+}
+
+/// The error for a text field holding a NUL character, which PostgreSQL cannot store
+/// (in `text` or in `jsonb`): refused at the edge rather than failing in the database.
+pub fn nul_error(field: impl Into<String>) -> crate::error::FieldError {
+    crate::error::FieldError::new(field, "must not contain a NUL character (U+0000)")
+}
+
+/// Refuses a JSON value holding a NUL character in any string or key (422 naming it).
+pub fn refuse_nul_json(value: &serde_json::Value) -> Result<(), ApiError> {
+    match nul_field(value, "") {
+        Some(field) => Err(ApiError::Invalid(vec![nul_error(field)])),
+        None => Ok(()),
+    }
+}
+
+/// Form bodies are read whole to look for NULs: no more than this (axum's default
+/// body limit, which the console's forms have).
+const FORM_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The text that does not come as JSON — the path, the query string, and
+/// `application/x-www-form-urlencoded` bodies (the console's forms) — must not decode
+/// to a NUL character either: 422 naming the field (`path`, or the parameter's name).
+pub async fn refuse_nul(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path.contains("%00") {
+        return ApiError::Invalid(vec![nul_error("path")]).into_response();
+    }
+    if let Some(field) = request.uri().query().and_then(nul_in_urlencoded) {
+        return ApiError::Invalid(vec![nul_error(field)]).into_response();
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, FORM_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return ApiError::TooLarge("The form is larger than this route accepts.".into())
+                .into_response();
+        }
+    };
+    let nul = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(nul_in_urlencoded)
+        .or_else(|| bytes.contains(&0).then(|| "body".to_owned()));
+    if let Some(field) = nul {
+        return ApiError::Invalid(vec![nul_error(field)]).into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// The name of the first pair of a urlencoded text whose name or value decodes to a
+/// text holding a NUL character.
+fn nul_in_urlencoded(text: &str) -> Option<String> {
+    if !text.contains("%00") && !text.contains('\0') {
+        return None;
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(text).ok()?;
+    pairs
+        .into_iter()
+        .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        .map(|(k, _)| {
+            let k = k.replace('\0', "");
+            if k.is_empty() { "query".to_owned() } else { k }
+        })
+}
+
+/// The path (`a.b[2].c`) of the first string or key holding a NUL character.
+fn nul_field(value: &serde_json::Value, at: &str) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => Some(if at.is_empty() {
+            "body".into()
+        } else {
+            at.into()
+        }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_field(v, &format!("{at}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            // A key with a NUL is named without it (the answer never echoes a NUL).
+            let key = k.replace('\0', "");
+            let path = if at.is_empty() {
+                key
+            } else {
+                format!("{at}.{key}")
+            };
+            if k.contains('\0') {
+                Some(path)
+            } else {
+                nul_field(v, &path)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// serde's messages can quote the offending value (`invalid type: string "…"`);
@@ -88,6 +198,26 @@ impl FromRequestParts<AppState> for CustomerCase {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct B {
+            a: serde_json::Value,
+        }
+        for (body, field) in [
+            (r#"{"a":"x\u0000y"}"#, "a"),
+            (r#"{"a":{"b":["ok","\u0000"]}}"#, "a.b[1]"),
+            (r#"{"a":{"k\u0000":1}}"#, "a.k"),
+        ] {
+            match parse_json::<B>(body.as_bytes()) {
+                Err(ApiError::Invalid(errors)) => assert_eq!(errors[0].field, field, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert!(parse_json::<B>(br#"{"a":"fine \\u0000 as text"}"#).is_ok());
+    }
 
     #[test]
     fn serde_messages_never_echo_values() {

@@ -27,6 +27,7 @@ pub mod identity_client;
 pub mod live;
 mod material;
 mod openapi;
+pub mod rate_limit;
 mod state;
 pub mod webhooks;
 
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use axum::Router;
 pub use openapi::api_doc;
+pub use rate_limit::{RateLimitConfig, RateLimits};
 use service_runtime::{Shutdown, http};
 pub use state::AppState;
 use tokio::net::TcpListener;
@@ -42,26 +44,67 @@ use tokio::net::TcpListener;
 pub fn app(state: AppState) -> Router {
     let (router, _) = openapi::routes(state.clone());
     // The agent console: HTML pages, not API routes (not in the OpenAPI document).
-    router.merge(console::router(state))
+    router
+        .merge(console::router(state))
+        .layer(axum::middleware::from_fn(extract::refuse_nul))
 }
 
-/// The gateway with operational routes and the standard middleware.
-pub fn service(state: AppState, timeout: Duration) -> Router {
+/// The gateway with operational routes and the standard middleware; the anonymous
+/// routes and agent login draw on the per-client budgets of `limits`.
+pub fn service(state: AppState, timeout: Duration, limits: RateLimits) -> Router {
     let ops = http::ops_routes(state.pool.clone());
-    http::with_standard_layers(app(state).merge(ops), timeout)
+    let app = app(state).route_layer(axum::middleware::from_fn_with_state(
+        limits,
+        rate_limit::enforce,
+    ));
+    http::with_standard_layers(app.merge(ops), timeout)
 }
 
-/// Serves the gateway on `listener` until `shutdown`.
+/// Serves the gateway on `listener` until `shutdown`, with the rate limits of the
+/// environment ([`RateLimitConfig::from_env`]).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
     timeout: Duration,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    let limits = RateLimitConfig::from_env()?;
+    run_with(listener, state, timeout, &limits, shutdown).await
+}
+
+/// Serves the gateway on `listener` until `shutdown`, with `limits`.
+pub async fn run_with(
+    listener: TcpListener,
+    state: AppState,
+    timeout: Duration,
+    limits: &RateLimitConfig,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        rate_limits = limits.enabled,
+        trusted_proxies = limits.trusted_proxies.len(),
+        "gateway listening"
+    );
+    let limits = RateLimits::new(limits);
     tokio::spawn(prune_idempotency_keys(state.pool.clone(), shutdown.clone()));
+    tokio::spawn(forget_idle_clients(limits.clone(), shutdown.clone()));
     state.live.start(state.pool.clone(), shutdown.clone());
-    http::serve(listener, service(state, timeout), shutdown).await
+    http::serve(listener, service(state, timeout, limits), shutdown).await
+}
+
+/// Drops the rate-limit state of clients back at a full budget, every minute.
+async fn forget_idle_clients(limits: RateLimits, shutdown: Shutdown) {
+    if !limits.enabled() {
+        return;
+    }
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = every.tick() => limits.forget_idle(),
+        }
+    }
 }
 
 /// Deletes Idempotency-Key records past their published 24-hour life, hourly.

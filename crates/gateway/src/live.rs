@@ -326,6 +326,7 @@ async fn stream_case(state: &AppState, case_id: Uuid) -> Result<Response, ApiErr
 
 /// The customer stream's optional query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// The case token, for `EventSource` clients that cannot set headers (the header wins when both are given).
     #[serde(default)]

@@ -114,12 +114,57 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters::retry))
 }
 
+/// Adds the rate limits' `429` to every operation that draws on a budget
+/// ([`crate::rate_limit::classify`]), so the document says what the middleware does.
+fn document_rate_limits(doc: &mut utoipa::openapi::OpenApi) {
+    use axum::http::Method;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    const WHY: &str = "Too many requests from this client address (`rate-limited`); `Retry-After` says when to come back";
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let operations = [
+            (Method::GET, &mut item.get),
+            (Method::POST, &mut item.post),
+            (Method::PUT, &mut item.put),
+            (Method::PATCH, &mut item.patch),
+            (Method::DELETE, &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            if crate::rate_limit::classify(&method, path).is_none() {
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            match responses.get_mut("429") {
+                Some(RefOr::T(response)) => {
+                    response.description = format!("{}; or: {WHY}.", response.description);
+                }
+                Some(RefOr::Ref(_)) => {}
+                None => {
+                    let response = ResponseBuilder::new()
+                        .description(format!("{WHY}."))
+                        .content(
+                            "application/problem+json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ProblemDoc")))
+                                .build(),
+                        )
+                        .build();
+                    responses.insert("429".into(), RefOr::T(response));
+                }
+            }
+        }
+    }
+}
+
 /// The documented routes, and the document.
 pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
-    let (router, doc) = documented()
+    let (router, mut doc) = documented()
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .with_state(state.clone())
         .split_for_parts();
+    document_rate_limits(&mut doc);
     // Every agent route's declared access rule runs before its handler (deny by default).
     let router = router.route_layer(axum::middleware::from_fn_with_state(
         state,
@@ -134,5 +179,7 @@ pub fn routes(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document (for tests and for writing it to docs/).
 pub fn api_doc() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    let mut doc = documented().split_for_parts().1;
+    document_rate_limits(&mut doc);
+    doc
 }

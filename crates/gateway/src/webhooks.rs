@@ -145,6 +145,8 @@ pub async fn receive_carrier(
         })?;
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|_| ApiError::Malformed("The body is not valid JSON.".into()).into_response())?;
+    // Stored as jsonb, which cannot hold a NUL character.
+    crate::extract::refuse_nul_json(&value).map_err(IntoResponse::into_response)?;
     let event = parse_carrier_event(&value).map_err(|e| {
         ::metrics::counter!("carrier_webhooks_received_total", "outcome" => "invalid", "type" => "unknown").increment(1);
         match e {

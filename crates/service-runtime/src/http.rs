@@ -166,11 +166,16 @@ async fn track_request(req: Request, next: Next) -> Response {
 }
 
 /// Serves `app` on `listener` until `shutdown`, then lets in-flight requests finish.
+/// Handlers and layers can read the peer address (`ConnectInfo<SocketAddr>`), which
+/// the gateway's per-client rate limits need.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> anyhow::Result<()> {
     metrics::install();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.wait().await })
+    .await?;
     Ok(())
 }
 
