@@ -1,5 +1,5 @@
 // Starts the product for the browser tests: a fresh database on DATABASE_URL's
-// server, then `target/debug/reactivation dev` (demo subscribers and agents) on free
+// server, then `target/debug/reactivation dev --demo-data` (demo subscribers and agents) on free
 // ports, and stops both again. Also launches Debian's Chromium through playwright-core.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -109,7 +109,7 @@ export class Stack {
     const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'reactivation-browser-'));
     const logFile = path.join(logDir, 'dev.log');
     const out = fs.openSync(logFile, 'a');
-    const child = spawn(binary, ['dev'], { cwd: ROOT, env, stdio: ['ignore', out, out] });
+    const child = spawn(binary, ['dev', '--demo-data'], { cwd: ROOT, env, stdio: ['ignore', out, out] });
     const stack = new Stack(child, admin, dbName, env, logFile);
     try {
       await waitReady(`${stack.gateway}/readyz`, child, logFile);

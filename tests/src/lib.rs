@@ -41,8 +41,13 @@ pub const ALL_SERVICES: &[&str] = &[
     "gateway",
 ];
 
-/// The master secret the test processes share (test only).
-const TEST_SECRET_KEY: &str = "dGVzdC1vbmx5LXNlY3JldC1rZXktZm9yLXN5c3RlbS10ZXN0cy0wMDAwMDAwMA==";
+/// A fresh random secret: base64 of 32 bytes from the OS generator. Each stack gets its
+/// own master key and internal token this way (`serve` refuses a published or typed one).
+pub fn random_secret() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
 
 /// The carrier webhook secret the gateway accepts and the simulator signs with (test only).
 pub const TEST_WEBHOOK_SECRET: &str =
@@ -98,6 +103,9 @@ pub struct StackOptions {
     pub poll_secs: u64,
     /// Extra environment for every process.
     pub env: Vec<(String, String)>,
+    /// Extra environment for one service's process: (service, name, value), applied
+    /// after `env` (e.g. a different `REACTIVATION_INTERNAL_TOKENS` per side).
+    pub service_env: Vec<(&'static str, String, String)>,
 }
 
 impl Default for StackOptions {
@@ -106,6 +114,7 @@ impl Default for StackOptions {
             services: ALL_SERVICES.to_vec(),
             poll_secs: 3600,
             env: vec![],
+            service_env: vec![],
         }
     }
 }
@@ -121,6 +130,11 @@ pub struct Stack {
     pub urls: HashMap<&'static str, String>,
     /// HTTP client.
     pub http: reqwest::Client,
+    /// The stack's `REACTIVATION_SECRET_KEY` (random per stack).
+    pub secret_key: String,
+    /// The stack's `REACTIVATION_INTERNAL_TOKENS` (one random token per stack, unless
+    /// the options set the variable).
+    pub internal_token: String,
     children: Vec<(&'static str, Child)>,
     admin_url: String,
     database: String,
@@ -165,6 +179,7 @@ impl Stack {
             String::from_utf8_lossy(&status.stderr)
         );
 
+        let (secret_key, internal_token) = (random_secret(), random_secret());
         // A service whose port was taken by another process between our pick and its
         // bind exits at once; then the whole set starts again on new ports.
         for attempt in 1..=3 {
@@ -215,7 +230,11 @@ impl Stack {
                 ),
                 ("REACTIVATION_CARRIER_URL".into(), url("carrier-sim")),
                 ("REACTIVATION_IDENTITY_URL".into(), url("identity")),
-                ("REACTIVATION_SECRET_KEY".into(), TEST_SECRET_KEY.into()),
+                ("REACTIVATION_SECRET_KEY".into(), secret_key.clone()),
+                (
+                    "REACTIVATION_INTERNAL_TOKENS".into(),
+                    internal_token.clone(),
+                ),
                 (
                     "REACTIVATION_WORKER_POLL_SECS".into(),
                     options.poll_secs.to_string(),
@@ -235,11 +254,17 @@ impl Stack {
             for service in &options.services {
                 let log =
                     std::fs::File::create(logs.join(format!("{service}.log"))).expect("log file");
+                let own_env = options
+                    .service_env
+                    .iter()
+                    .filter(|(s, _, _)| s == service)
+                    .map(|(_, k, v)| (k.as_str(), v.as_str()));
                 let child = Command::new(binary())
                     .args(["serve", service])
                     .env_clear()
                     .env("PATH", std::env::var("PATH").unwrap_or_default())
                     .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .envs(own_env)
                     .stdin(Stdio::null())
                     .stdout(log.try_clone().expect("log file"))
                     .stderr(log)
@@ -260,6 +285,8 @@ impl Stack {
                     .timeout(Duration::from_secs(30))
                     .build()
                     .expect("client"),
+                secret_key: secret_key.clone(),
+                internal_token: internal_token.clone(),
                 children,
                 admin_url: admin_url.clone(),
                 database: database.clone(),

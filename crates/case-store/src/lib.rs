@@ -15,6 +15,7 @@ mod cases;
 mod claims;
 pub mod complaints;
 pub mod dashboard;
+pub mod demo;
 mod error;
 mod idempotency;
 pub mod identity;

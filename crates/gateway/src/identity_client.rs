@@ -12,11 +12,22 @@ use uuid::Uuid;
 
 use crate::customer::{OtpSent, VerificationRequest, VerificationResponse};
 
-/// Calls the identity service at a base URL.
-#[derive(Debug, Clone)]
+/// Calls the identity service at a base URL, with the internal bearer token.
+#[derive(Clone)]
 pub struct HttpIdentity {
     base_url: String,
     http: reqwest::Client,
+    /// `Bearer <token>` (`REACTIVATION_INTERNAL_TOKENS`' current token), marked sensitive.
+    authorization: Option<reqwest::header::HeaderValue>,
+}
+
+impl std::fmt::Debug for HttpIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpIdentity")
+            .field("base_url", &self.base_url)
+            .field("authenticated", &self.authorization.is_some())
+            .finish()
+    }
 }
 
 impl HttpIdentity {
@@ -30,18 +41,36 @@ impl HttpIdentity {
         Ok(Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             http,
+            authorization: None,
         })
     }
 
-    fn url(&self, case_id: Uuid, what: &str) -> String {
-        format!("{}/internal/v1/cases/{case_id}/{what}", self.base_url)
+    /// Sends `token` as the bearer credential of every call (the identity service
+    /// refuses calls without one of its `REACTIVATION_INTERNAL_TOKENS`).
+    pub fn with_token(mut self, token: &str) -> anyhow::Result<Self> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| anyhow::anyhow!("REACTIVATION_INTERNAL_TOKENS: not a header value"))?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
+    }
+
+    fn post(&self, case_id: Uuid, what: &str) -> reqwest::RequestBuilder {
+        let request = self.http.post(format!(
+            "{}/internal/v1/cases/{case_id}/{what}",
+            self.base_url
+        ));
+        match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
+            None => request,
+        }
     }
 }
 
 #[async_trait]
 impl IdentityPort for HttpIdentity {
     async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
-        let sent: OtpSent = call(self.http.post(self.url(case_id, "otp"))).await?;
+        let sent: OtpSent = call(self.post(case_id, "otp")).await?;
         Ok(CodeSent {
             remaining_sends: sent.remaining_sends,
         })
@@ -49,12 +78,8 @@ impl IdentityPort for HttpIdentity {
 
     async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
         let body = VerificationRequest::from(proof);
-        let answer: VerificationResponse = call(
-            self.http
-                .post(self.url(case_id, "verifications"))
-                .json(&body),
-        )
-        .await?;
+        let answer: VerificationResponse =
+            call(self.post(case_id, "verifications").json(&body)).await?;
         Ok(Verdict {
             accepted: answer.accepted,
             remaining_attempts: answer.remaining_attempts,
@@ -122,6 +147,11 @@ fn failure(status: u16, body: &[u8]) -> IdentityError {
                 "identity service: wrong-state answer without a state"
             )),
         },
+        // The identity service refused this process's internal token: a deployment
+        // error (REACTIVATION_INTERNAL_TOKENS differs), never the subscriber's fault.
+        _ if status == 401 => IdentityError::Internal(anyhow::anyhow!(
+            "identity service refused the internal token (check REACTIVATION_INTERNAL_TOKENS)"
+        )),
         _ if matches!(status, 502..=504) => {
             IdentityError::Unreachable(format!("identity service answered {status}"))
         }
@@ -189,5 +219,10 @@ mod tests {
             failure(502, b"bad gateway"),
             IdentityError::Unreachable(_)
         ));
+        let refused = failure(401, &problem("unauthenticated", "", serde_json::json!({})));
+        assert!(
+            matches!(&refused, IdentityError::Internal(e) if e.to_string().contains("REACTIVATION_INTERNAL_TOKENS")),
+            "{refused:?}"
+        );
     }
 }

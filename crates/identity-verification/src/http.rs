@@ -1,5 +1,5 @@
 //! The service's internal HTTP API (called by the gateway only; not exposed publicly):
-//! parse, call the identity use case, render.
+//! check the caller's credential, parse, call the identity use case, render.
 
 use axum::{
     Json, Router,
@@ -10,17 +10,21 @@ use axum::{
     routing::post,
 };
 use case_workflows::identity::{IdentityCases, IdentityError};
-use service_runtime::Problem;
+use service_runtime::{Problem, config::InternalTokens};
 use uuid::Uuid;
 
 use crate::api::{OtpSent, VerificationRequest, VerificationResponse};
 
-/// `POST /internal/v1/cases/{id}/otp` and `POST /internal/v1/cases/{id}/verifications`.
-pub fn router(service: IdentityCases) -> Router {
-    Router::new()
-        .route("/internal/v1/cases/{case_id}/otp", post(send_code))
-        .route("/internal/v1/cases/{case_id}/verifications", post(verify))
-        .with_state(service)
+/// `POST /internal/v1/cases/{id}/otp` and `POST /internal/v1/cases/{id}/verifications`,
+/// each refused with 401 unless the call carries one of `tokens` as its bearer token.
+pub fn router(service: IdentityCases, tokens: InternalTokens) -> Router {
+    crate::auth::require_internal_token(
+        Router::new()
+            .route("/internal/v1/cases/{case_id}/otp", post(send_code))
+            .route("/internal/v1/cases/{case_id}/verifications", post(verify))
+            .with_state(service),
+        tokens,
+    )
 }
 
 async fn send_code(State(service): State<IdentityCases>, Path(case_id): Path<Uuid>) -> Response {

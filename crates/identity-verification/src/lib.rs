@@ -2,7 +2,8 @@
 //! process of its own.
 //!
 //! Owns: its internal HTTP API (`/internal/v1/cases/{id}/otp`,
-//! `/internal/v1/cases/{id}/verifications`), called by the gateway's HTTP
+//! `/internal/v1/cases/{id}/verifications`, each behind a bearer token of
+//! `REACTIVATION_INTERNAL_TOKENS`: [`auth`]), called by the gateway's HTTP
 //! implementation of `case_workflows::identity::IdentityPort`. The logic (sending
 //! one-time codes to a contact on file, checking codes, service passwords and call
 //! records, counting attempts, moving the case on) is the use cases in
@@ -12,6 +13,7 @@
 //! number/ID pair exists; log personal data.
 
 pub mod api;
+pub mod auth;
 mod http;
 
 pub use case_workflows::identity::{IdentityCases as IdentityService, IdentityError, SERVICE};

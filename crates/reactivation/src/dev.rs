@@ -1,11 +1,16 @@
 //! `reactivation dev`: the whole product on one machine, for a new engineer.
+//!
+//! Demo data (the demo subscribers at the simulator, the demo agents with their
+//! published password, marked `agents.demo`) goes only into `dev`'s own private
+//! cluster, or into `DATABASE_URL` with `--demo-data`. `serve` refuses a database
+//! holding a demo agent, and every secret published here (`crate::checks`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use carrier_sim::demo;
 use local_postgres::LocalCluster;
-use service_runtime::{Settings, Shutdown, db};
+use service_runtime::{Settings, Shutdown, config::InternalTokens, db};
 use tokio::task::JoinSet;
 
 use crate::{
@@ -22,14 +27,24 @@ pub struct DevArgs {
     /// Port of the private Postgres cluster.
     #[arg(long, default_value_t = 55433)]
     pg_port: u16,
+    /// Seed the demo subscribers and demo agents (published password) into the
+    /// database in DATABASE_URL too. Without DATABASE_URL, `dev` always seeds its
+    /// private cluster.
+    #[arg(long)]
+    demo_data: bool,
 }
 
-/// The master secret `dev` uses when REACTIVATION_SECRET_KEY is not set. Demo only.
-const DEV_SECRET_KEY: &str = "cmVhY3RpdmF0aW9uLWRldi1vbmx5LXNlY3JldC1rZXktbm90LWZvci1wcm9kdWN0aW9u";
+/// The master secret `dev` uses when REACTIVATION_SECRET_KEY is not set. Demo only:
+/// published, so `serve` refuses it.
+pub const DEV_SECRET_KEY: &str =
+    "cmVhY3RpdmF0aW9uLWRldi1vbmx5LXNlY3JldC1rZXktbm90LWZvci1wcm9kdWN0aW9u";
 
 /// The carrier webhook secret `dev` uses (and prints) when
-/// REACTIVATION_CARRIER_WEBHOOK_SECRETS is not set; the simulator signs with it. Demo only.
+/// REACTIVATION_CARRIER_WEBHOOK_SECRETS is not set; the simulator signs with it. Demo
+/// only: published, so `serve` refuses it.
 pub const DEV_WEBHOOK_SECRET: &str = "whsec_cmVhY3RpdmF0aW9uLWRldi1vbmx5LXdlYmhvb2sta2V5";
+/// [`DEV_WEBHOOK_SECRET`] without its prefix.
+pub const DEV_WEBHOOK_SECRET_BASE64: &str = "cmVhY3RpdmF0aW9uLWRldi1vbmx5LXdlYmhvb2sta2V5";
 
 /// Demo agent accounts: (username, role).
 pub const DEMO_AGENTS: &[(&str, &str)] = &[
@@ -45,9 +60,15 @@ pub const DEMO_PASSWORD: &str = "reactivate-demo-2026";
 
 pub async fn run(args: DevArgs, mut settings: Settings) -> anyhow::Result<()> {
     let mut cluster = None;
+    let seed = settings.database_url.is_none() || args.demo_data;
     let database_url = match settings.database_url.clone() {
         Some(url) => {
             println!("Using the database in DATABASE_URL.");
+            if !args.demo_data {
+                println!(
+                    "Not seeding demo data into it (pass --demo-data to load the demo subscribers and the demo agents; `reactivation serve` refuses a database holding them). Create agents with `reactivation agent create`."
+                );
+            }
             url
         }
         None => {
@@ -71,7 +92,7 @@ pub async fn run(args: DevArgs, mut settings: Settings) -> anyhow::Result<()> {
             url
         }
     };
-    let result = run_stack(&mut settings, database_url).await;
+    let result = run_stack(&mut settings, database_url, seed).await;
     if let Some(c) = cluster.filter(|c| !c.was_already_running()) {
         println!("Stopping the private PostgreSQL.");
         if let Err(e) = tokio::task::spawn_blocking(move || c.stop()).await? {
@@ -81,10 +102,18 @@ pub async fn run(args: DevArgs, mut settings: Settings) -> anyhow::Result<()> {
     result
 }
 
-async fn run_stack(settings: &mut Settings, database_url: String) -> anyhow::Result<()> {
+async fn run_stack(
+    settings: &mut Settings,
+    database_url: String,
+    seed: bool,
+) -> anyhow::Result<()> {
     settings.database_url = Some(database_url);
     if settings.secret_key.is_none() {
         settings.secret_key = Some(DEV_SECRET_KEY.to_owned());
+    }
+    if settings.internal_tokens.is_empty() {
+        // A fresh credential per run for the gateway's calls to the identity service.
+        settings.internal_tokens = InternalTokens::generate();
     }
     if settings.carrier_webhook_secrets.is_empty() {
         settings.carrier_webhook_secrets = vec![webhooks::Secret::parse(DEV_WEBHOOK_SECRET)?];
@@ -104,16 +133,11 @@ async fn run_stack(settings: &mut Settings, database_url: String) -> anyhow::Res
     .await?;
     db::migrate(&pool, &case_store::MIGRATOR).await?;
     carrier_sim::prepare(&pool).await?;
-    demo::seed(&pool)
-        .await
-        .context("loading the demo subscribers")?;
-    for (username, role) in DEMO_AGENTS {
-        if case_store::agents::find_agent(&pool, username)
-            .await?
-            .is_none()
-        {
-            crate::create_agent_in(&pool, username, DEMO_PASSWORD, &[(*role).to_owned()]).await?;
-        }
+    if seed {
+        demo::seed(&pool)
+            .await
+            .context("loading the demo subscribers")?;
+        seed_demo_agents(&pool).await?;
     }
 
     let shutdown = Shutdown::on_signals();
@@ -126,11 +150,38 @@ async fn run_stack(settings: &mut Settings, database_url: String) -> anyhow::Res
     wiring.start(Service::CarrierSim, &mut tasks).await?;
     wiring.start(Service::All, &mut tasks).await?;
     wiring.start_case_gauges(&mut tasks);
-    print_banner(settings);
+    print_banner(settings, seed);
     supervise(tasks, &shutdown).await
 }
 
-fn print_banner(settings: &Settings) {
+/// Creates the demo agents that do not exist yet, each marked `demo` in the same
+/// transaction, and marks the existing ones (accounts of an older `dev`).
+pub(crate) async fn seed_demo_agents(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    for (username, role) in DEMO_AGENTS {
+        if case_store::agents::find_agent(pool, username)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let role = case_domain::Role::parse(role).context("a demo agent's role")?;
+        let hash = data_protection::hash_password(DEMO_PASSWORD.to_owned()).await?;
+        let mut tx = pool.begin().await?;
+        match case_store::agents::create_agent(&mut *tx, username, &hash, &[role]).await {
+            Ok(id) => {
+                case_store::demo::mark_demo_agent(&mut *tx, id).await?;
+                tx.commit().await?;
+            }
+            Err(case_store::StoreError::UsernameTaken) => tx.rollback().await?,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let names: Vec<String> = DEMO_AGENTS.iter().map(|(u, _)| (*u).to_owned()).collect();
+    case_store::demo::mark_demo_agents_named(pool, &names).await?;
+    Ok(())
+}
+
+fn print_banner(settings: &Settings, seeded: bool) {
     let gw = format!("http://{}", settings.gateway_addr);
     let sim = format!("http://{}", settings.carrier_sim_addr);
     let mut out = String::new();
@@ -139,8 +190,13 @@ fn print_banner(settings: &Settings) {
         "Customer API (gateway) : {gw}   (OpenAPI: {gw}/openapi.json)\n"
     ));
     out.push_str(&format!("Agent API              : {gw}/v1/agent/login\n"));
+    let login = if seeded {
+        "log in with a demo agent below"
+    } else {
+        "log in with an agent you create"
+    };
     out.push_str(&format!(
-        "Agent console          : {gw}/console   (log in with a demo agent below)\n"
+        "Agent console          : {gw}/console   ({login})\n"
     ));
     out.push_str(&format!(
         "Carrier simulator      : {sim}   (messages sent: {sim}/sim/outbox)\n"
@@ -156,9 +212,17 @@ fn print_banner(settings: &Settings) {
         "Carrier webhooks in    : POST {gw}/v1/webhooks/carrier   ({secret_note}; the simulator signs with it)\n"
     ));
     out.push_str(&format!(
-        "Webhooks service       : http://{}/healthz   (outbound endpoints: {gw}/v1/agent/webhook-endpoints, admin.demo)\n",
+        "Webhooks service       : http://{}/healthz   (outbound endpoints: {gw}/v1/agent/webhook-endpoints, an admin)\n",
         settings.webhooks_addr
     ));
+    if !seeded {
+        out.push_str(&format!(
+            "\nNo demo data was seeded (DATABASE_URL without --demo-data): create agents with `reactivation agent create`, subscribers with POST {sim}/sim/subscribers.\n"
+        ));
+        out.push_str("\nPress Ctrl-C to stop.\n");
+        println!("{out}");
+        return;
+    }
     out.push_str(&format!(
         "\nDemo agent logins (password `{DEMO_PASSWORD}`):\n"
     ));

@@ -4,6 +4,7 @@
 //! Owns: command-line parsing and wiring (which services run in this process, with
 //! which settings). Must not: hold business logic; each service lives in its crate.
 
+mod checks;
 mod dev;
 mod serve;
 
@@ -23,7 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs one service (or all of them) in this process until SIGTERM/Ctrl-C.
+    /// Runs one service (or all of them) in this process until SIGTERM/Ctrl-C. Refuses
+    /// to start with a published or weak secret, or on a database holding demo data.
     Serve {
         /// Which service.
         #[arg(value_enum)]
@@ -32,7 +34,8 @@ enum Command {
     /// Applies pending database migrations to DATABASE_URL.
     Migrate,
     /// Runs everything locally: a private Postgres (unless DATABASE_URL is set),
-    /// migrations, demo data, the carrier simulator and every service.
+    /// migrations, demo data (private Postgres or --demo-data only), the carrier
+    /// simulator and every service.
     Dev(dev::DevArgs),
     /// Agent accounts.
     Agent {

@@ -65,9 +65,15 @@ impl Wiring {
                 // The ETA and queue due times read the stage SLAs: refuse a malformed
                 // configuration at start.
                 let sla = Arc::new(case_timers::TimersConfig::from_env()?.sla);
-                let identity = Arc::new(gateway::identity_client::HttpIdentity::new(
-                    &settings.identity_url,
-                )?);
+                let identity = Arc::new(
+                    gateway::identity_client::HttpIdentity::new(&settings.identity_url)?
+                        .with_token(
+                            settings
+                                .require_internal_tokens()?
+                                .current()
+                                .unwrap_or_default(),
+                        )?,
+                );
                 let state = gateway::AppState {
                     pool,
                     keys: self.keys()?,
@@ -98,7 +104,12 @@ impl Wiring {
                     self.carrier()?,
                     self.keys()?,
                 );
-                let app = identity_verification::router(service).merge(http::ops_routes(pool));
+                // The internal API behind the internal token; health and metrics open.
+                let app = identity_verification::router(
+                    service,
+                    settings.require_internal_tokens()?.clone(),
+                )
+                .merge(http::ops_routes(pool));
                 let listener = http::bind(settings.identity_addr).await?;
                 tracing::info!(addr = %settings.identity_addr, "identity service listening");
                 tasks.spawn(http::serve(
@@ -236,11 +247,14 @@ pub async fn supervise(
 }
 
 pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
+    // Production start-up checks (docs/operations.md, "Going to production").
+    crate::checks::check_settings(service, &settings)?;
     let pool = db::connect(
         settings.require_database_url()?,
         settings.db_max_connections + listen_connections(service),
     )
     .await?;
+    crate::checks::refuse_demo_data(&pool).await?;
     let wiring = Wiring {
         pool,
         settings,

@@ -1,6 +1,13 @@
 //! Configuration from environment variables, validated once at start.
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD},
+};
+use rand::Rng;
+use subtle::ConstantTimeEq;
 
 /// A configuration value is missing or malformed; the message names the variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +93,11 @@ pub struct Settings {
     /// `REACTIVATION_SIM_WEBHOOK_SECRET`: the `whsec_` secret the simulator signs with
     /// (required with `REACTIVATION_SIM_WEBHOOK_URL`).
     pub sim_webhook_secret: Option<webhooks::Secret>,
+    /// `REACTIVATION_INTERNAL_TOKENS`: the bearer tokens of service-to-service calls
+    /// (gateway → identity). The caller sends the first; the callee accepts any of
+    /// them, so a token is rotated by listing the new one beside the old. Required by
+    /// `serve gateway`, `serve identity` and `serve all`; `dev` generates one per run.
+    pub internal_tokens: InternalTokens,
 }
 
 impl Settings {
@@ -229,7 +241,13 @@ impl Settings {
             }
             None => None,
         };
+        let internal_tokens = match get("REACTIVATION_INTERNAL_TOKENS") {
+            None => InternalTokens::default(),
+            Some(list) => InternalTokens::parse(&list)
+                .map_err(|problem| ConfigError::new("REACTIVATION_INTERNAL_TOKENS", problem))?,
+        };
         Ok(Self {
+            internal_tokens,
             carrier_webhook_secrets,
             webhooks_addr: addr("REACTIVATION_WEBHOOKS_ADDR", "127.0.0.1:8084")?,
             webhooks_allow_private,
@@ -264,6 +282,17 @@ impl Settings {
         })
     }
 
+    /// The service-to-service tokens, or an error naming `REACTIVATION_INTERNAL_TOKENS`.
+    pub fn require_internal_tokens(&self) -> Result<&InternalTokens, ConfigError> {
+        if self.internal_tokens.is_empty() {
+            return Err(ConfigError::new(
+                "REACTIVATION_INTERNAL_TOKENS",
+                "is not set (the credential of calls between services: base64 of at least 32 random bytes, e.g. `openssl rand -base64 32`; the same value for the gateway and the identity service)",
+            ));
+        }
+        Ok(&self.internal_tokens)
+    }
+
     /// The database URL, or an error naming `DATABASE_URL`.
     pub fn require_database_url(&self) -> Result<&str, ConfigError> {
         self.database_url.as_deref().ok_or_else(|| {
@@ -272,6 +301,99 @@ impl Settings {
                 "is not set (e.g. postgres://postgres@127.0.0.1:5432/reactivation)",
             )
         })
+    }
+}
+
+/// The fewest random bytes a service-to-service token may hold.
+pub const MIN_INTERNAL_TOKEN_BYTES: usize = 32;
+
+/// Decodes base64 in any of the usual forms (standard or URL-safe, padded or not).
+pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+}
+
+/// The bearer tokens of calls between services (`REACTIVATION_INTERNAL_TOKENS`).
+///
+/// The first token is the one this process sends; every token listed is accepted. A
+/// token is rotated in three deployments: every process gets `OLD NEW` (callers still
+/// send the old one, callees accept both), then `NEW OLD` (callers send the new one),
+/// then `NEW`. Never shown in `Debug` output or in errors.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct InternalTokens {
+    tokens: Vec<String>,
+}
+
+impl fmt::Debug for InternalTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InternalTokens({} tokens)", self.tokens.len())
+    }
+}
+
+impl InternalTokens {
+    /// Parses a space-separated list of tokens, each base64 of at least 32 bytes.
+    /// The error names the position (1-based) of the first bad token, never its text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut tokens = Vec::new();
+        for (i, token) in text.split_whitespace().enumerate() {
+            let n = i + 1;
+            let Some(bytes) = decode_base64(token) else {
+                return Err(format!(
+                    "token #{n} is not base64 (space-separated tokens, each base64 of at least {MIN_INTERNAL_TOKEN_BYTES} random bytes)"
+                ));
+            };
+            if bytes.len() < MIN_INTERNAL_TOKEN_BYTES {
+                return Err(format!(
+                    "token #{n} decodes to {} bytes; at least {MIN_INTERNAL_TOKEN_BYTES} random bytes are needed (`openssl rand -base64 32`)",
+                    bytes.len()
+                ));
+            }
+            if tokens.iter().any(|t| t == token) {
+                return Err(format!("token #{n} is listed twice"));
+            }
+            tokens.push(token.to_owned());
+        }
+        if tokens.is_empty() {
+            return Err("is empty".to_owned());
+        }
+        Ok(Self { tokens })
+    }
+
+    /// A fresh random token (32 bytes from the CSPRNG), for `reactivation dev`.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill(&mut bytes);
+        Self {
+            tokens: vec![STANDARD.encode(bytes)],
+        }
+    }
+
+    /// No token configured.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The token this process sends on its calls (the first listed).
+    pub fn current(&self) -> Option<&str> {
+        self.tokens.first().map(String::as_str)
+    }
+
+    /// Every accepted token (for the start-up checks).
+    pub fn all(&self) -> impl Iterator<Item = &str> {
+        self.tokens.iter().map(String::as_str)
+    }
+
+    /// Whether `presented` is one of the tokens. Every token is compared, each in
+    /// constant time, so the answer's timing tells nothing about which one matched or
+    /// how much of it did. With no token configured nothing is accepted.
+    pub fn accepts(&self, presented: &str) -> bool {
+        let mut matched = subtle::Choice::from(0);
+        for token in &self.tokens {
+            // `ct_eq` on slices of different lengths is false (it reveals the length only).
+            matched |= token.as_bytes().ct_eq(presented.as_bytes());
+        }
+        bool::from(matched)
     }
 }
 
@@ -324,6 +446,7 @@ mod tests {
             ("REACTIVATION_WEBHOOKS_RETRY_SCALE", "0"),
             ("REACTIVATION_SIM_WEBHOOK_URL", "carrier:9000"),
             ("REACTIVATION_SIM_WEBHOOK_SECRET", "c2VjcmV0"),
+            ("REACTIVATION_INTERNAL_TOKENS", "c2hvcnQ="),
         ];
         for (name, value) in cases {
             let err = settings(&[(name, value)]).unwrap_err();
@@ -395,5 +518,57 @@ mod tests {
         .unwrap();
         assert!(s.webhooks_allow_private);
         assert_eq!(s.webhooks_retry_scale, 0.01);
+    }
+
+    #[test]
+    fn the_identity_service_listens_on_loopback_unless_configured() {
+        let s = settings(&[]).unwrap();
+        assert!(s.identity_addr.ip().is_loopback());
+        assert_eq!(s.identity_url, "http://127.0.0.1:8081");
+    }
+
+    #[test]
+    fn internal_tokens_are_checked_at_start_and_never_shown() {
+        let a = "Tm9pc2VOb2lzZU5vaXNlTm9pc2VOb2lzZU5vaXNlTm9pcw==";
+        let b = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA";
+        let s = settings(&[]).unwrap();
+        assert!(s.internal_tokens.is_empty());
+        let err = s.require_internal_tokens().unwrap_err();
+        assert_eq!(err.variable, "REACTIVATION_INTERNAL_TOKENS");
+
+        let s = settings(&[("REACTIVATION_INTERNAL_TOKENS", &format!(" {b}  {a} "))]).unwrap();
+        let tokens = s.require_internal_tokens().unwrap();
+        assert_eq!(tokens.current(), Some(b));
+        assert_eq!(tokens.all().count(), 2);
+        assert!(tokens.accepts(a) && tokens.accepts(b));
+        assert!(!tokens.accepts(&a[..a.len() - 1]));
+        assert!(!tokens.accepts(""));
+        assert!(!tokens.accepts(&format!("{a} {b}")));
+        assert!(!format!("{tokens:?}").contains(a) && !format!("{s:?}").contains(b));
+
+        for (bad, why) in [
+            ("c2hvcnQ=", "bytes"),     // 5 bytes
+            ("not base64!", "base64"), // not base64
+        ] {
+            let list = format!("{a} {bad}");
+            let err = settings(&[("REACTIVATION_INTERNAL_TOKENS", &list)]).unwrap_err();
+            assert_eq!(err.variable, "REACTIVATION_INTERNAL_TOKENS");
+            assert!(err.problem.contains("token #2"), "{err}");
+            assert!(err.problem.contains(why), "{err}");
+            assert!(!err.to_string().contains(&a[..10]), "a token leaks: {err}");
+        }
+        let twice = format!("{a} {a}");
+        assert!(settings(&[("REACTIVATION_INTERNAL_TOKENS", &twice)]).is_err());
+        assert!(InternalTokens::default().is_empty() && !InternalTokens::default().accepts(""));
+    }
+
+    #[test]
+    fn generated_internal_tokens_are_fresh_and_valid() {
+        let one = InternalTokens::generate();
+        let two = InternalTokens::generate();
+        assert_ne!(one, two);
+        let text = one.current().unwrap();
+        assert_eq!(decode_base64(text).unwrap().len(), 32);
+        assert_eq!(InternalTokens::parse(text).unwrap(), one);
     }
 }
