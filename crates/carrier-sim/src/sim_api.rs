@@ -28,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/sim/outbox", get(outbox))
         .route("/sim/provisioning-requests", get(provisioning_requests))
         .route("/sim/faults", get(get_faults).post(set_faults))
+        .route("/sim/identity-checks", get(identity_checks))
 }
 
 fn db_error(e: &sqlx::Error) -> Problem {
@@ -129,6 +130,27 @@ struct RequestsQuery {
 }
 
 /// Every provisioning call received, oldest first, duplicates and failed ones included.
+#[derive(Debug, Deserialize)]
+struct ChecksQuery {
+    msisdn: String,
+}
+
+/// `GET /sim/identity-checks?msisdn=M`: how many service-password and call-record
+/// questions this process was asked about the number (since it started).
+async fn identity_checks(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ChecksQuery>,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let msisdn = msisdn_param("msisdn", query.msisdn.trim())?;
+    let counts = state.checks_of(msisdn.e164());
+    let count = |kind: &str| counts.get(kind).copied().unwrap_or(0);
+    Ok(Json(json!({
+        "msisdn": msisdn.e164(),
+        "service_password": count("service_password"),
+        "call_records": count("call_records"),
+    })))
+}
+
 async fn provisioning_requests(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<RequestsQuery>,

@@ -1,7 +1,10 @@
 //! The router's state: the pool, the configured faults and the random source that
 //! decides which provisioning calls fail.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
@@ -38,6 +41,9 @@ pub(crate) struct AppState {
     pub webhooks: crate::webhooks::Sender,
     faults: Arc<Mutex<Faults>>,
     rng: Arc<Mutex<StdRng>>,
+    /// Identity questions asked, per (number, kind): what a test counts to prove the
+    /// product asked no more than its budget allows. Per process, like the faults.
+    checks: Arc<Mutex<HashMap<(String, &'static str), u64>>>,
 }
 
 impl AppState {
@@ -47,7 +53,30 @@ impl AppState {
             webhooks,
             faults: Arc::new(Mutex::new(Faults::default())),
             rng: Arc::new(Mutex::new(StdRng::from_os_rng())),
+            checks: Arc::default(),
         }
+    }
+
+    /// Counts one identity question (`service_password`, `call_records`,
+    /// `subscriber_match`) about `msisdn`.
+    pub(crate) fn count_check(&self, msisdn: &str, kind: &'static str) {
+        *self
+            .checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((msisdn.to_owned(), kind))
+            .or_default() += 1;
+    }
+
+    /// The identity questions asked about `msisdn` so far, per kind.
+    pub(crate) fn checks_of(&self, msisdn: &str) -> HashMap<&'static str, u64> {
+        self.checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|((m, _), _)| m == msisdn)
+            .map(|((_, kind), n)| (*kind, *n))
+            .collect()
     }
 
     pub(crate) fn faults(&self) -> Faults {

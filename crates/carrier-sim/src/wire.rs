@@ -112,6 +112,7 @@ async fn verify_password(
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let msisdn = msisdn_param("msisdn", &raw)?;
+    state.count_check(msisdn.e164(), "service_password");
     let hash = db::subscriber(&state.pool, msisdn.e164())
         .await
         .map_err(|e| db_error(&e))?
@@ -164,6 +165,7 @@ async fn call_records_check(
     ApiJson(body): ApiJson<CheckBody>,
 ) -> Result<Json<serde_json::Value>, Problem> {
     let msisdn = msisdn_param("msisdn", &raw)?;
+    state.count_check(msisdn.e164(), "call_records");
     if body.counterparties.len() > MAX_COUNTERPARTIES {
         return Err(invalid_field(
             "counterparties",
