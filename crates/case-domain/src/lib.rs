@@ -21,6 +21,7 @@ pub use lifecycle::{
 pub use personal::{InvalidInput, Msisdn, PersonName, ResidentId};
 pub use values::{CaseId, Channel, Locale, Restoration, UnknownValue, hex};
 
+pub mod account;
 pub mod agent_policy;
 pub mod complaint;
 pub mod decision;

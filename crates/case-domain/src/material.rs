@@ -113,8 +113,11 @@ pub enum ContentRefusal {
     },
     /// The content is a program or an archive (whatever the file is called).
     Executable(&'static str),
-    /// A PDF with active content (scripts, launch actions, embedded files, rich media).
+    /// A PDF with active content (scripts, actions, links, forms, embedded files, rich media).
     ActivePdf(&'static str),
+    /// A file that starts like a PDF but does not parse as one (or is encrypted, so
+    /// its objects cannot be checked).
+    UnreadablePdf,
     /// Neither JPEG, PNG nor PDF.
     Unrecognised,
 }
@@ -135,6 +138,9 @@ impl fmt::Display for ContentRefusal {
             Self::ActivePdf(what) => write!(
                 f,
                 "The PDF contains active content ({what}); upload a plain PDF, a JPEG or a PNG."
+            ),
+            Self::UnreadablePdf => f.write_str(
+                "The PDF cannot be read (damaged or encrypted); upload a plain PDF, a JPEG or a PNG.",
             ),
             Self::Unrecognised => f.write_str(
                 "The file's content is not JPEG, PNG or PDF (the file name does not matter).",
@@ -161,9 +167,9 @@ const JPEG_MAGIC: &[u8] = b"\xff\xd8\xff";
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 const PDF_MAGIC: &[u8] = b"%PDF-";
 
-/// PDF names that make a document active, and what they are called in the refusal.
-/// `/OpenAction` alone (open at a page) is harmless; with a script it is caught by
-/// `/JS` or `/JavaScript`.
+/// PDF names that make a document active (as a dictionary key or a name value), and
+/// what they are called in the refusal. When a document holds several, the one
+/// listed first is named: scripts before files, files before links.
 const ACTIVE_PDF_NAMES: &[(&str, &str)] = &[
     ("JavaScript", "JavaScript"),
     ("JS", "JavaScript"),
@@ -171,12 +177,25 @@ const ACTIVE_PDF_NAMES: &[(&str, &str)] = &[
     ("EmbeddedFile", "an embedded file"),
     ("EmbeddedFiles", "an embedded file"),
     ("RichMedia", "rich media"),
+    ("XFA", "an XFA form"),
+    ("SubmitForm", "a form that submits data"),
+    ("ImportData", "a data import action"),
+    ("GoToR", "a link to another file"),
+    ("GoToE", "a link to an embedded file"),
+    ("URI", "a link to a web address"),
+    ("OpenAction", "an action on opening"),
+    ("AA", "an automatic action"),
 ];
+
+/// The most any one stream of a PDF may decompress to while it is checked (an
+/// evidence file is at most 5 MiB; this stops a small file inflating to gigabytes).
+const PDF_MAX_DECOMPRESSED: usize = 16 * 1024 * 1024;
 
 /// Recognises an evidence file by its content. Programs and archives are refused
 /// first (a renamed `.exe` stays a program), then the content must start with the
-/// JPEG, PNG or PDF signature; a PDF must not carry active content; a file with a
-/// ZIP directory at its end (a photo with an archive appended) is refused too.
+/// JPEG, PNG or PDF signature; a PDF must parse and must not carry active content
+/// (see [`check_pdf`]); a file with a ZIP directory at its end (a photo with an
+/// archive appended) is refused too.
 pub fn sniff(content: &[u8]) -> Result<EvidenceType, ContentRefusal> {
     if content.is_empty() {
         return Err(ContentRefusal::Empty);
@@ -206,10 +225,8 @@ pub fn sniff(content: &[u8]) -> Result<EvidenceType, ContentRefusal> {
             "a document with an archive appended",
         ));
     }
-    if kind == EvidenceType::Pdf
-        && let Some(what) = active_pdf_content(content)
-    {
-        return Err(ContentRefusal::ActivePdf(what));
+    if kind == EvidenceType::Pdf {
+        check_pdf(content)?;
     }
     Ok(kind)
 }
@@ -221,8 +238,79 @@ fn has_trailing_zip_directory(content: &[u8]) -> bool {
     tail.windows(4).any(|w| w == b"PK\x05\x06")
 }
 
-/// The first active-content name in a PDF, if any. Names are compared after
-/// decoding `#xx` escapes (`/J#61vaScript` is `/JavaScript`).
+/// Checks a PDF twice. First its bytes: any active name written in the clear, even
+/// in an object no cross-reference table points to. Then its objects, parsed by
+/// `lopdf` as a reader would, which includes the objects packed in compressed
+/// object streams: once through the cross-reference data as written, and once with
+/// that data rebuilt by scanning the file (as readers do with a damaged file), so an
+/// object stream left out of the table is seen too. A file that does not parse, or
+/// is encrypted with a password, is refused: its objects cannot be checked. No
+/// input panics the caller (a parser panic is caught and refused).
+pub fn check_pdf(pdf: &[u8]) -> Result<(), ContentRefusal> {
+    if let Some(what) = active_pdf_content(pdf) {
+        return Err(ContentRefusal::ActivePdf(what));
+    }
+    for rebuild in [false, true] {
+        let options = lopdf::LoadOptions {
+            max_decompressed_size: Some(PDF_MAX_DECOMPRESSED),
+            force_reconstruct: rebuild,
+            ..lopdf::LoadOptions::default()
+        };
+        let loaded = std::panic::catch_unwind(|| {
+            lopdf::Document::load_mem_with_options(pdf, options).map(|doc| {
+                let encrypted = doc.trailer.has(b"Encrypt") || doc.objects.is_empty();
+                (encrypted, active_in_objects(doc.objects.values()))
+            })
+        });
+        match loaded {
+            Ok(Ok((false, None))) => {}
+            Ok(Ok((false, Some(what)))) => return Err(ContentRefusal::ActivePdf(what)),
+            Ok(Ok((true, _)) | Err(_)) | Err(_) => return Err(ContentRefusal::UnreadablePdf),
+        }
+    }
+    Ok(())
+}
+
+/// The most telling active name among `objects` (the earliest in
+/// [`ACTIVE_PDF_NAMES`]), looking at every dictionary key and name value, in
+/// arrays, dictionaries and stream dictionaries alike.
+fn active_in_objects<'a>(objects: impl Iterator<Item = &'a lopdf::Object>) -> Option<&'static str> {
+    use lopdf::Object;
+    let mut best: Option<usize> = None;
+    let mut note = |name: &[u8]| {
+        if let Some(i) = ACTIVE_PDF_NAMES
+            .iter()
+            .position(|(n, _)| n.as_bytes() == name)
+        {
+            best = Some(best.map_or(i, |b| b.min(i)));
+        }
+    };
+    // An explicit stack: no recursion, whatever the nesting.
+    let mut stack: Vec<&Object> = objects.collect();
+    while let Some(object) = stack.pop() {
+        match object {
+            Object::Name(name) => note(name.as_slice()),
+            Object::Array(items) => stack.extend(items.iter()),
+            Object::Dictionary(dict) => {
+                for (key, value) in dict.iter() {
+                    note(key.as_slice());
+                    stack.push(value);
+                }
+            }
+            Object::Stream(stream) => {
+                for (key, value) in stream.dict.iter() {
+                    note(key.as_slice());
+                    stack.push(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    best.map(|i| ACTIVE_PDF_NAMES[i].1)
+}
+
+/// The most telling active-content name written in a PDF's bytes, if any. Names are
+/// compared after decoding `#xx` escapes (`/J#61vaScript` is `/JavaScript`).
 fn active_pdf_content(pdf: &[u8]) -> Option<&'static str> {
     let is_delimiter = |b: u8| {
         b.is_ascii_whitespace()
@@ -232,6 +320,7 @@ fn active_pdf_content(pdf: &[u8]) -> Option<&'static str> {
                 b'/' | b'(' | b')' | b'<' | b'>' | b'[' | b']' | b'{' | b'}' | b'%'
             )
     };
+    let mut best = None;
     let mut i = 0;
     while i < pdf.len() {
         if pdf[i] != b'/' {
@@ -244,15 +333,15 @@ fn active_pdf_content(pdf: &[u8]) -> Option<&'static str> {
             end += 1;
         }
         let name = decode_pdf_name(&pdf[start..end]);
-        if let Some((_, what)) = ACTIVE_PDF_NAMES
+        if let Some(found) = ACTIVE_PDF_NAMES
             .iter()
-            .find(|(n, _)| n.as_bytes() == name.as_slice())
+            .position(|(n, _)| n.as_bytes() == name.as_slice())
         {
-            return Some(what);
+            best = Some(best.map_or(found, |b: usize| b.min(found)));
         }
         i = end.max(start);
     }
-    None
+    best.map(|i| ACTIVE_PDF_NAMES[i].1)
 }
 
 fn decode_pdf_name(raw: &[u8]) -> Vec<u8> {
@@ -421,9 +510,46 @@ mod tests {
         v
     }
 
+    /// A well-formed PDF (objects, a cross-reference table with the right offsets,
+    /// a trailer) whose catalog carries `body` as written.
     fn pdf(body: &str) -> Vec<u8> {
-        format!("%PDF-1.7\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R {body} >>\nendobj\n%%EOF\n")
-            .into_bytes()
+        raw_pdf(&[
+            format!("<< /Type /Catalog /Pages 2 0 R {body} >>"),
+            "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(),
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>".into(),
+        ])
+    }
+
+    /// Objects 1..=n as written, with a correct cross-reference table; object 1 is the root.
+    fn raw_pdf(objects: &[String]) -> Vec<u8> {
+        let bytes: Vec<Vec<u8>> = objects.iter().map(|o| o.clone().into_bytes()).collect();
+        raw_pdf_bytes(&bytes)
+    }
+
+    fn raw_pdf_bytes(objects: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = b"%PDF-1.7\n".to_vec();
+        let mut offsets = Vec::new();
+        for (i, body) in objects.iter().enumerate() {
+            offsets.push(out.len());
+            out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+            out.extend_from_slice(body);
+            out.extend_from_slice(b"\nendobj\n");
+        }
+        let xref = out.len();
+        out.extend_from_slice(
+            format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+        );
+        for o in offsets {
+            out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+        }
+        out.extend_from_slice(
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                objects.len() + 1
+            )
+            .as_bytes(),
+        );
+        out
     }
 
     #[test]
@@ -435,7 +561,19 @@ mod tests {
         let cases: Vec<(&str, Vec<u8>, Result<EvidenceType, ContentRefusal>)> = vec![
             ("jpeg", b"\xff\xd8\xff\xe0\0\x10JFIF\0".to_vec(), Ok(Jpeg)),
             ("png", png(), Ok(Png)),
-            ("plain pdf", pdf("/OpenAction [3 0 R /Fit]"), Ok(Pdf)),
+            ("plain pdf", pdf("/PageLayout /SinglePage"), Ok(Pdf)),
+            // Deliberately refused since issue 11: an open action, even one that only
+            // shows a page, is an action.
+            (
+                "pdf with an open action",
+                pdf("/OpenAction [3 0 R /Fit]"),
+                Err(ActivePdf("an action on opening")),
+            ),
+            (
+                "not really a pdf",
+                b"%PDF-1.7\nthis is not a document\n".to_vec(),
+                Err(UnreadablePdf),
+            ),
             ("empty", vec![], Err(Empty)),
             (
                 "renamed exe",
@@ -526,6 +664,297 @@ mod tests {
             sniff(&pdf("/JSON 1 /Launcher 2 /JavaScripts 3")),
             Ok(EvidenceType::Pdf)
         );
+    }
+
+    /// PDFs built with `lopdf`: a one-page document with text, which `decorate` may
+    /// change (catalog, page) before it is saved, with or without compressed object
+    /// streams (and a cross-reference stream).
+    fn generated(
+        object_streams: bool,
+        decorate: impl FnOnce(&mut lopdf::Document, &mut lopdf::Dictionary, &mut lopdf::Dictionary),
+    ) -> Vec<u8> {
+        use lopdf::{Document, Object, Stream, dictionary};
+        let mut doc = Document::with_version("1.5");
+        let pages_id = doc.new_object_id();
+        let font_id = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica",
+        });
+        let content_id = doc.add_object(Stream::new(
+            dictionary! {},
+            b"BT /F1 12 Tf 72 712 Td (Statement of account) Tj ET".to_vec(),
+        ));
+        let mut page = dictionary! {
+            "Type" => "Page",
+            "Parent" => pages_id,
+            "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+            "Contents" => content_id,
+            "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id } },
+        };
+        let mut catalog = dictionary! { "Type" => "Catalog", "Pages" => pages_id };
+        decorate(&mut doc, &mut catalog, &mut page);
+        let page_id = doc.add_object(page);
+        doc.objects.insert(
+            pages_id,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
+            }),
+        );
+        let catalog_id = doc.add_object(catalog);
+        doc.trailer.set("Root", catalog_id);
+        doc.compress();
+        let mut out = Vec::new();
+        if object_streams {
+            doc.save_modern(&mut out).expect("saved");
+        } else {
+            doc.save_to(&mut out).expect("saved");
+        }
+        out
+    }
+
+    fn action(doc: &mut lopdf::Document, kind: &str, extra: lopdf::Dictionary) -> lopdf::ObjectId {
+        let mut a = lopdf::dictionary! { "Type" => "Action", "S" => kind };
+        a.extend(&extra);
+        doc.add_object(a)
+    }
+
+    #[test]
+    fn generated_plain_pdfs_pass_with_and_without_object_streams() {
+        for object_streams in [false, true] {
+            let plain = generated(object_streams, |_, _, _| {});
+            assert_eq!(
+                sniff(&plain),
+                Ok(EvidenceType::Pdf),
+                "object streams: {object_streams}"
+            );
+        }
+        // An internal link to a page of the same file is not active.
+        let goto = generated(true, |doc, _, page| {
+            let a = action(
+                doc,
+                "GoTo",
+                lopdf::dictionary! { "D" => vec![0.into(), "Fit".into()] },
+            );
+            page.set(
+                "Annots",
+                vec![lopdf::dictionary! { "Subtype" => "Link", "Rect" => vec![0.into(), 0.into(), 9.into(), 9.into()], "A" => a }.into()],
+            );
+        });
+        assert_eq!(sniff(&goto), Ok(EvidenceType::Pdf));
+    }
+
+    #[test]
+    fn generated_pdfs_with_each_kind_of_active_content_are_refused() {
+        use lopdf::{Object, Stream, dictionary};
+        type Decorate = fn(&mut lopdf::Document, &mut lopdf::Dictionary, &mut lopdf::Dictionary);
+        fn js() -> Object {
+            Object::string_literal("app.alert(1)")
+        }
+        let cases: Vec<(&str, Decorate, &str)> = vec![
+            (
+                "document JavaScript in the names tree",
+                (|doc, catalog, _| {
+                    let a = action(doc, "JavaScript", dictionary! { "JS" => js() });
+                    catalog.set("Names", dictionary! {
+                        "JavaScript" => dictionary! { "Names" => vec![Object::string_literal("x"), a.into()] },
+                    });
+                }),
+                "JavaScript",
+            ),
+            (
+                "a JS entry in a link's action",
+                (|doc, _, page| {
+                    let a = doc.add_object(dictionary! { "S" => "Named", "JS" => js() });
+                    page.set(
+                        "Annots",
+                        vec![dictionary! { "Subtype" => "Link", "A" => a }.into()],
+                    );
+                }),
+                "JavaScript",
+            ),
+            (
+                "a launch action",
+                (|doc, catalog, _| {
+                    let a = action(
+                        doc,
+                        "Launch",
+                        dictionary! { "F" => Object::string_literal("cmd.exe") },
+                    );
+                    catalog.set("OpenAction", a);
+                }),
+                "a launch action",
+            ),
+            (
+                "an open action",
+                (|_, catalog, _| {
+                    catalog.set("OpenAction", vec![0.into(), "Fit".into()]);
+                }),
+                "an action on opening",
+            ),
+            (
+                "an automatic action on a page",
+                (|doc, _, page| {
+                    let a = action(
+                        doc,
+                        "GoTo",
+                        dictionary! { "D" => vec![0.into(), "Fit".into()] },
+                    );
+                    page.set("AA", dictionary! { "O" => a });
+                }),
+                "an automatic action",
+            ),
+            (
+                "a link to a web address",
+                (|doc, _, page| {
+                    let a = action(
+                        doc,
+                        "URI",
+                        dictionary! { "URI" => Object::string_literal("https://example.com/") },
+                    );
+                    page.set(
+                        "Annots",
+                        vec![dictionary! { "Subtype" => "Link", "A" => a }.into()],
+                    );
+                }),
+                "a link to a web address",
+            ),
+            (
+                "a form that submits",
+                (|doc, catalog, _| {
+                    let a = action(
+                        doc,
+                        "SubmitForm",
+                        dictionary! { "F" => Object::string_literal("https://example.com/") },
+                    );
+                    let field = doc.add_object(dictionary! { "FT" => "Btn", "T" => Object::string_literal("send"), "A" => a });
+                    catalog.set("AcroForm", dictionary! { "Fields" => vec![field.into()] });
+                }),
+                "a form that submits data",
+            ),
+            (
+                "a link to another file",
+                (|doc, _, page| {
+                    let a = action(
+                        doc,
+                        "GoToR",
+                        dictionary! { "F" => Object::string_literal("other.pdf"), "D" => vec![0.into(), "Fit".into()] },
+                    );
+                    page.set(
+                        "Annots",
+                        vec![dictionary! { "Subtype" => "Link", "A" => a }.into()],
+                    );
+                }),
+                "a link to another file",
+            ),
+            (
+                "an embedded file",
+                (|doc, catalog, _| {
+                    let file = doc.add_object(Stream::new(
+                        dictionary! { "Type" => "EmbeddedFile" },
+                        b"MZ payload".to_vec(),
+                    ));
+                    let spec = doc.add_object(dictionary! {
+                        "Type" => "Filespec", "F" => Object::string_literal("a.exe"), "EF" => dictionary! { "F" => file },
+                    });
+                    catalog.set("Names", dictionary! {
+                        "EmbeddedFiles" => dictionary! { "Names" => vec![Object::string_literal("a.exe"), spec.into()] },
+                    });
+                }),
+                "an embedded file",
+            ),
+            (
+                "an XFA form",
+                (|doc, catalog, _| {
+                    let xfa = doc.add_object(Stream::new(dictionary! {}, b"<xdp:xdp/>".to_vec()));
+                    catalog.set(
+                        "AcroForm",
+                        dictionary! { "Fields" => Vec::<Object>::new(), "XFA" => xfa },
+                    );
+                }),
+                "an XFA form",
+            ),
+            (
+                "rich media",
+                (|_, _, page| {
+                    page.set(
+                        "Annots",
+                        vec![dictionary! { "Subtype" => "RichMedia" }.into()],
+                    );
+                }),
+                "rich media",
+            ),
+        ];
+        for (name, decorate, what) in cases {
+            for object_streams in [false, true] {
+                let file = generated(object_streams, decorate);
+                assert_eq!(
+                    sniff(&file),
+                    Err(ContentRefusal::ActivePdf(what)),
+                    "{name} (object streams: {object_streams})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_action_hidden_in_a_compressed_object_stream_is_found() {
+        use lopdf::{Object, dictionary};
+        let file = generated(true, |doc, catalog, _| {
+            let a = action(
+                doc,
+                "JavaScript",
+                dictionary! { "JS" => Object::string_literal("app.launchURL('x')") },
+            );
+            catalog.set("OpenAction", a);
+        });
+        // Nothing active is written in the clear: only the parser can see it.
+        assert_eq!(active_pdf_content(&file), None);
+        assert!(file.windows(7).any(|w| w == b"/ObjStm"), "an object stream");
+        assert_eq!(sniff(&file), Err(ContentRefusal::ActivePdf("JavaScript")));
+    }
+
+    #[test]
+    fn unparseable_and_hostile_pdfs_are_refused_without_panic() {
+        use lopdf::{Stream, dictionary};
+        assert_eq!(
+            sniff(b"%PDF-1.4\n\x00\x01garbage%%EOF"),
+            Err(ContentRefusal::UnreadablePdf)
+        );
+        // A decompression bomb: an object stream that inflates past the limit (the
+        // same file inflating to just under it passes).
+        let with_object_stream_of = |inflated: usize| {
+            let mut packed = Stream::new(dictionary! {}, vec![b' '; inflated]);
+            packed.compress().unwrap();
+            assert!(packed.content.len() < 100 * 1024);
+            let mut object = format!(
+                "<< /Type /ObjStm /N 1 /First 4 /Filter /FlateDecode /Length {} >>\nstream\n",
+                packed.content.len()
+            )
+            .into_bytes();
+            object.extend_from_slice(&packed.content);
+            object.extend_from_slice(b"\nendstream");
+            raw_pdf_bytes(&[
+                b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>".to_vec(),
+                object,
+            ])
+        };
+        assert_eq!(
+            sniff(&with_object_stream_of(PDF_MAX_DECOMPRESSED - 1024)),
+            Ok(EvidenceType::Pdf)
+        );
+        assert_eq!(
+            sniff(&with_object_stream_of(PDF_MAX_DECOMPRESSED + 1024)),
+            Err(ContentRefusal::UnreadablePdf)
+        );
+        // Deep nesting and truncation: refused or accepted, never a panic.
+        let mut deep = b"%PDF-1.7\n1 0 obj\n".to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 100_000));
+        let _ = sniff(&deep);
+        let plain = generated(true, |_, _, _| {});
+        for cut in [10, plain.len() / 3, plain.len() / 2, plain.len() - 10] {
+            let _ = sniff(&plain[..cut]);
+        }
     }
 
     #[test]

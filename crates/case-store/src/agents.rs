@@ -178,3 +178,100 @@ pub async fn usernames(
     .map(|r| (r.id, r.username))
     .collect())
 }
+
+/// Every agent account (enabled and disabled), by username.
+pub async fn list_agents(db: impl PgExecutor<'_>) -> Result<Vec<AgentRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        AgentRow,
+        r#"SELECT id, username, password_hash, roles AS "roles: Vec<Role>", created_at, disabled_at
+           FROM agents ORDER BY username"#
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Locks the agent's row for the rest of the transaction and returns it.
+pub async fn lock_agent(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<AgentRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        AgentRow,
+        r#"SELECT id, username, password_hash, roles AS "roles: Vec<Role>", created_at, disabled_at
+           FROM agents WHERE id = $1 FOR UPDATE"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Locks every enabled admin account for the rest of the transaction and returns
+/// their ids, so two admins cannot each disable (or demote) the other at once and
+/// leave no admin: the second waits, then sees the first's change.
+pub async fn lock_enabled_admins(db: impl PgExecutor<'_>) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT id FROM agents
+           WHERE 'admin'::actor_role = ANY(roles) AND disabled_at IS NULL
+           ORDER BY id FOR UPDATE"#
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// Disables (from now; an earlier time is kept) or enables the account.
+pub async fn set_disabled(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    disabled: bool,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        r#"UPDATE agents
+           SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) ELSE NULL END
+           WHERE id = $1"#,
+        id,
+        disabled,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the account's roles.
+pub async fn set_roles(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    roles: &[Role],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE agents SET roles = $2 WHERE id = $1",
+        id,
+        roles as &[Role],
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Sets a new password hash and clears the failure count and any lock.
+pub async fn set_password(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    password_hash: &str,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE agents SET password_hash = $2, failed_logins = 0, locked_until = NULL WHERE id = $1",
+        id,
+        password_hash,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Ends every live session of the agent; returns how many.
+pub async fn revoke_sessions(db: impl PgExecutor<'_>, agent_id: Uuid) -> Result<u64, StoreError> {
+    Ok(sqlx::query!(
+        "UPDATE agent_sessions SET revoked_at = now() WHERE agent_id = $1 AND revoked_at IS NULL",
+        agent_id
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}

@@ -2,11 +2,21 @@
 //! SHA-256(prev_hash || canonical JSON of the row), appends are serialised by a
 //! transaction-scoped advisory lock so the chain never forks, and [`verify_chain`]
 //! walks it and names the first row that does not match.
+//!
+//! **Serialisation.** [`record`] always runs inside a transaction: it opens one on a
+//! bare connection (`BEGIN … COMMIT`), or a savepoint inside the caller's
+//! transaction. The advisory lock it takes is held until that transaction ends, so
+//! the next append reads the head only after this row is committed (or rolled
+//! back): `seq` never repeats and has no gaps. Taken on a bare connection in
+//! autocommit, the lock would be released at once and two writers could read the
+//! same head. Callers that record inside their own transaction should record last
+//! (after their row locks), so the audit lock is held briefly and lock order is
+//! always "rows, then audit".
 
 use case_domain::{Actor, Role};
 use chrono::{DateTime, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{Acquire, PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -65,9 +75,20 @@ fn chain_hash(prev: &[u8], canonical: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Appends one entry inside the caller's transaction (so a decision and its audit
-/// row commit together). Returns its sequence number.
+/// Appends one entry. Given a connection inside a transaction, the row commits with
+/// that transaction (so a decision and its audit row commit together; the chain is
+/// locked until then); given a bare connection, it commits at once. Either way the
+/// append is serialised (see the module docs). Returns its sequence number.
 pub async fn record(conn: &mut PgConnection, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
+    // A transaction of its own, or a savepoint in the caller's: the advisory lock
+    // must outlive the INSERT.
+    let mut tx = conn.begin().await?;
+    let seq = append(&mut tx, entry).await?;
+    tx.commit().await?;
+    Ok(seq)
+}
+
+async fn append(conn: &mut PgConnection, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
     sqlx::query!("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
         .execute(&mut *conn)
         .await?;
@@ -163,4 +184,86 @@ pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, StoreE
         prev = r.hash.clone();
     }
     Ok(ChainReport::Intact(rows.len() as i64))
+}
+
+/// The newest row's position and hash: the chain head. Written out periodically
+/// (log and `/metrics`) so that a rewrite of the whole table, which [`verify_chain`]
+/// alone cannot see, shows as a head that went backwards or changed.
+pub async fn head(db: impl PgExecutor<'_>) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    Ok(
+        sqlx::query!("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(db)
+            .await?
+            .map(|r| (r.seq, r.hash)),
+    )
+}
+
+/// One row as supervisors read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    /// Position in the chain.
+    pub seq: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The role the actor used.
+    pub actor_role: Role,
+    /// Agent id or service name.
+    pub actor_id: String,
+    /// What.
+    pub action: String,
+    /// Which case.
+    pub case_id: Option<Uuid>,
+    /// Structured detail (no personal data).
+    pub detail: serde_json::Value,
+    /// Why, as the actor gave it.
+    pub reason: Option<String>,
+    /// The row's hash.
+    pub hash: Vec<u8>,
+}
+
+/// Which rows to read; every filter is optional and they combine with AND.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Rows about this case.
+    pub case_id: Option<Uuid>,
+    /// Rows by this actor (an agent's id, or a service's name).
+    pub actor_id: Option<String>,
+    /// Rows of this action (`case.view`, ...).
+    pub action: Option<String>,
+    /// Rows at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Rows before this time.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// The rows matching `filter` after position `after_seq`, oldest first, at most
+/// `limit` (keyset pagination on `seq`: pass the last row's `seq` to read on).
+pub async fn query(
+    db: impl PgExecutor<'_>,
+    filter: &AuditFilter,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        AuditRow,
+        r#"SELECT seq, at, actor_role AS "actor_role: Role", actor_id, action, case_id, detail, reason, hash
+           FROM audit_log
+           WHERE seq > $1
+             AND ($2::uuid IS NULL OR case_id = $2)
+             AND ($3::text IS NULL OR actor_id = $3)
+             AND ($4::text IS NULL OR action = $4)
+             AND ($5::timestamptz IS NULL OR at >= $5)
+             AND ($6::timestamptz IS NULL OR at < $6)
+           ORDER BY seq
+           LIMIT $7"#,
+        after_seq,
+        filter.case_id,
+        filter.actor_id,
+        filter.action,
+        filter.from,
+        filter.to,
+        limit,
+    )
+    .fetch_all(db)
+    .await?)
 }

@@ -276,6 +276,27 @@ pub async fn view_case(
     case_view(pool, sla, agent, &case).await
 }
 
+/// An agent opens the live stream of a case (its status as it changes): only for
+/// agents who may read cases; audited (`case.follow`) like any read of a case.
+pub async fn follow_case(
+    pool: &PgPool,
+    agent: &Agent,
+    case_id: Uuid,
+) -> Result<CaseRow, WorkflowError> {
+    agent.require_any(CASE_READERS)?;
+    let case = load(pool, case_id).await?;
+    audit_read(
+        pool,
+        agent,
+        case.id,
+        "case.follow",
+        serde_json::json!({}),
+        None,
+    )
+    .await?;
+    Ok(case)
+}
+
 /// Builds the shared view of `case` for `agent` (no role check, no audit: callers
 /// have done both, e.g. after a decision).
 pub async fn case_view(

@@ -362,6 +362,27 @@ impl IdentityCases {
         if let Some(known) = row.subscriber_match {
             return Ok(known);
         }
+        // Every decryption of personal data is audited, before it happens.
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| IdentityError::Internal(e.into()))?;
+        case_store::audit::record(
+            &mut conn,
+            &case_store::audit::AuditEntry {
+                actor: &Actor::system(SERVICE),
+                action: "identity.decrypt",
+                case_id: Some(case_id),
+                detail: serde_json::json!({
+                    "fields": ["full_name", "id_number"],
+                    "purpose": "subscriber_match",
+                }),
+                reason: Some("name and ID compared with the carrier's subscriber record"),
+            },
+        )
+        .await?;
+        drop(conn);
         let name = self
             .keys
             .decrypt(&row.full_name_enc, &case_id)

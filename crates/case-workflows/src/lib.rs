@@ -16,6 +16,7 @@
 //! Must not: depend on axum or any service crate, return `serde_json::Value`, or
 //! read the environment (configuration is passed in by the caller).
 
+pub mod accounts;
 pub mod agent;
 pub mod complaints;
 pub mod customer;

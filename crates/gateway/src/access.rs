@@ -117,6 +117,41 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
         "/v1/agent/admin/dead-letters/{queue}/{id}/retry",
         Access::Roles(crate::dead_letters::DEAD_LETTER_ADMINS),
     ),
+    (
+        "get",
+        "/v1/agent/audit",
+        Access::Roles(crate::audit::AUDIT_READERS),
+    ),
+    (
+        "get",
+        "/v1/agent/admin/agents",
+        Access::Roles(crate::accounts::ACCOUNT_ADMINS),
+    ),
+    (
+        "post",
+        "/v1/agent/admin/agents",
+        Access::Roles(crate::accounts::ACCOUNT_ADMINS),
+    ),
+    (
+        "post",
+        "/v1/agent/admin/agents/{agent_id}/disable",
+        Access::Roles(crate::accounts::ACCOUNT_ADMINS),
+    ),
+    (
+        "post",
+        "/v1/agent/admin/agents/{agent_id}/enable",
+        Access::Roles(crate::accounts::ACCOUNT_ADMINS),
+    ),
+    (
+        "put",
+        "/v1/agent/admin/agents/{agent_id}/roles",
+        Access::Roles(crate::accounts::ACCOUNT_ADMINS),
+    ),
+    (
+        "post",
+        "/v1/agent/admin/agents/{agent_id}/password",
+        Access::Roles(crate::accounts::ACCOUNT_ADMINS),
+    ),
 ];
 
 /// The rule for a route, if declared.

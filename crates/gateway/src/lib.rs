@@ -13,8 +13,10 @@
 //! forms, or change a case except through `case_store::transition`.
 
 pub mod access;
+mod accounts;
 pub mod agent;
 pub mod agent_auth;
+pub mod audit;
 mod complaints;
 pub mod console;
 mod customer;
@@ -89,6 +91,11 @@ pub async fn run_with(
     let limits = RateLimits::new(limits);
     tokio::spawn(prune_idempotency_keys(state.pool.clone(), shutdown.clone()));
     tokio::spawn(forget_idle_clients(limits.clone(), shutdown.clone()));
+    tokio::spawn(audit::publish_chain_head(
+        state.pool.clone(),
+        audit::HEAD_EVERY,
+        shutdown.clone(),
+    ));
     state.live.start(state.pool.clone(), shutdown.clone());
     http::serve(listener, service(state, timeout, limits), shutdown).await
 }

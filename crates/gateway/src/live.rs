@@ -386,6 +386,8 @@ pub async fn agent_events(
 ) -> Result<Response, ApiError> {
     session.require_any(CASE_READERS)?;
     let case_id: Uuid = case_id.parse().map_err(|_| ApiError::NotFound)?;
+    // Audited (`case.follow`) before the first event is sent.
+    case_workflows::agent::follow_case(&state.pool, &session.as_agent(), case_id).await?;
     stream_case(&state, case_id).await
 }
 

@@ -112,6 +112,12 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::webhooks::deliveries))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::retry))
+        .routes(routes!(crate::audit::query))
+        .routes(routes!(crate::accounts::list, crate::accounts::create))
+        .routes(routes!(crate::accounts::disable))
+        .routes(routes!(crate::accounts::enable))
+        .routes(routes!(crate::accounts::set_roles))
+        .routes(routes!(crate::accounts::reset_password))
 }
 
 /// Adds the rate limits' `429` to every operation that draws on a budget

@@ -213,7 +213,7 @@ async fn a_retry_with_the_same_key_replays_the_first_answer_with_its_token(pool:
 
 #[sqlx::test(migrator = "case_store::MIGRATOR")]
 async fn identity_is_proved_through_the_in_process_port_and_the_carrier(pool: PgPool) {
-    let app = app(pool).await;
+    let app = app(pool.clone()).await;
     let (case_id, token) = open(&app).await;
     let otp = format!("/v1/cases/{case_id}/otp");
     let verifications = format!("/v1/cases/{case_id}/verifications");
@@ -302,6 +302,23 @@ async fn identity_is_proved_through_the_in_process_port_and_the_carrier(pool: Pg
     assert_eq!(
         problem["type"],
         "https://reactivation.example/problems/wrong-state"
+    );
+
+    // The identity service decrypted the name and ID once (the carrier's answer is
+    // remembered), and that read of personal data is audited as the service.
+    let decrypts: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT actor_role::text, actor_id, case_id::text FROM audit_log WHERE action = 'identity.decrypt'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        decrypts,
+        [(
+            "system".to_owned(),
+            "identity-verification".to_owned(),
+            Some(case_id.clone())
+        )]
     );
 }
 

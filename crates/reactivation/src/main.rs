@@ -82,12 +82,43 @@ enum AgentCommand {
         /// Login name (lower case letters, digits, '.', '_', '-').
         #[arg(long)]
         username: String,
-        /// Password (at least 12 characters).
-        #[arg(long)]
+        /// Password: at least 12 characters, not a common or breached password, not
+        /// repeated or sequential characters, not containing the username.
+        #[arg(long, env = "REACTIVATION_AGENT_PASSWORD", hide_env_values = true)]
         password: String,
         /// Role; repeat for several: cs, security, technical, supervisor, admin.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+    },
+    /// Disables an account: its sessions end at once (audited).
+    Disable {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+    },
+    /// Enables a disabled account (audited).
+    Enable {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+    },
+    /// Replaces an account's roles (audited).
+    Roles {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Role; repeat for several: cs, security, technical, supervisor, admin.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+    },
+    /// Sets a new password, clears any lock-out and ends the account's sessions (audited).
+    ResetPassword {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// The new password (same policy as `create`).
+        #[arg(long, env = "REACTIVATION_AGENT_PASSWORD", hide_env_values = true)]
+        password: String,
     },
 }
 
@@ -114,6 +145,7 @@ async fn main() -> std::process::ExitCode {
                     roles,
                 },
         } => create_agent(&settings, &username, &password, &roles).await,
+        Command::Agent { command } => administer_agent(&settings, command).await,
         Command::Audit {
             command: AuditCommand::Verify,
         } => verify_audit(&settings).await,
@@ -134,42 +166,87 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Validates and creates an agent account.
+/// Who the audit log names for changes made with this command line.
+const CLI_ACTOR: &str = "reactivation-cli";
+
+/// A use case's refusal as one line for the operator.
+fn cli_error(e: case_workflows::WorkflowError) -> anyhow::Error {
+    match e {
+        case_workflows::WorkflowError::Invalid(errors) => anyhow::anyhow!(
+            "{}",
+            errors
+                .iter()
+                .map(|e| format!("--{} {}", e.field.trim_end_matches('s'), e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        case_workflows::WorkflowError::NotFound => anyhow::anyhow!("no such agent"),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// Validates (username, roles, the password policy) and creates an agent account; audited.
 pub(crate) async fn create_agent_in(
     pool: &sqlx::PgPool,
     username: &str,
     password: &str,
     roles: &[String],
 ) -> anyhow::Result<uuid::Uuid> {
-    let mut parsed = Vec::new();
-    for r in roles {
-        match case_domain::Role::parse(r) {
-            Some(role) if role.is_agent_role() => {
-                if !parsed.contains(&role) {
-                    parsed.push(role);
-                }
-            }
-            _ => anyhow::bail!(
-                "--role {r} is not an agent role (cs, security, technical, supervisor, admin)"
-            ),
+    let actor = case_domain::Actor::system(CLI_ACTOR);
+    let row = case_workflows::accounts::create(pool, &actor, username, password, roles)
+        .await
+        .map_err(cli_error)?;
+    Ok(row.id)
+}
+
+/// Disables, enables, changes the roles of, or resets the password of an account.
+async fn administer_agent(settings: &Settings, command: AgentCommand) -> anyhow::Result<()> {
+    use case_workflows::accounts;
+    let pool = service_runtime::db::connect(settings.require_database_url()?, 2).await?;
+    let actor = case_domain::Actor::system(CLI_ACTOR);
+    let id_of = |username: String| {
+        let pool = pool.clone();
+        async move {
+            accounts::by_username(&pool, &username)
+                .await
+                .map(|a| a.id)
+                .map_err(cli_error)
         }
-    }
-    let valid_name = username.len() >= 2
-        && username.len() <= 63
-        && username
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-        && username.as_bytes()[0].is_ascii_alphanumeric();
-    if !valid_name {
-        anyhow::bail!(
-            "--username must be 2 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
-        );
-    }
-    if password.chars().count() < 12 {
-        anyhow::bail!("--password must have at least 12 characters");
-    }
-    let hash = data_protection::hash_password(password.to_owned()).await?;
-    Ok(case_store::agents::create_agent(pool, username, &hash, &parsed).await?)
+    };
+    let said = match command {
+        AgentCommand::Create { .. } => anyhow::bail!("agent create is handled apart"),
+        AgentCommand::Disable { username } => {
+            let id = id_of(username.clone()).await?;
+            accounts::set_enabled(&pool, &actor, id, false)
+                .await
+                .map_err(cli_error)?;
+            format!("agent {username} disabled; its sessions are ended")
+        }
+        AgentCommand::Enable { username } => {
+            let id = id_of(username.clone()).await?;
+            accounts::set_enabled(&pool, &actor, id, true)
+                .await
+                .map_err(cli_error)?;
+            format!("agent {username} enabled")
+        }
+        AgentCommand::Roles { username, roles } => {
+            let id = id_of(username.clone()).await?;
+            let row = accounts::set_roles(&pool, &actor, id, &roles)
+                .await
+                .map_err(cli_error)?;
+            let names: Vec<&str> = row.roles.iter().map(|r| r.as_str()).collect();
+            format!("agent {username}: roles now {}", names.join(", "))
+        }
+        AgentCommand::ResetPassword { username, password } => {
+            let id = id_of(username.clone()).await?;
+            accounts::reset_password(&pool, &actor, id, &password)
+                .await
+                .map_err(cli_error)?;
+            format!("agent {username}: password reset; its sessions are ended")
+        }
+    };
+    println!("{said}");
+    Ok(())
 }
 
 async fn create_agent(
