@@ -23,6 +23,7 @@ pub mod material;
 pub mod number_budget;
 mod outbox;
 pub mod queue;
+pub mod recovery;
 pub mod risk;
 pub mod stage_stats;
 #[cfg(feature = "test-support")]

@@ -83,6 +83,49 @@ pub struct Verdict {
     pub remaining_attempts: i32,
 }
 
+/// What the requester of a lost-token recovery is told, whatever the number.
+pub const RECOVERY_WORDS: &str = "If this number has an open request past identity verification and a contact on file, a code was sent to it.";
+
+/// A recovery request was taken (the same answer for every number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryStarted {
+    /// The recovery to send the code to.
+    pub recovery_id: Uuid,
+}
+
+/// The end of a recovery attempt.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RecoveryOutcome {
+    /// The code was right: the case has a new token (the old one stopped working).
+    Recovered {
+        /// The case.
+        case_id: Uuid,
+        /// Its new token, shown only here.
+        case_token: String,
+    },
+    /// Not recovered: a wrong, expired or used code, or an unknown recovery (the
+    /// same answer; never which).
+    NotRecovered {
+        /// Failed proofs the number has left before its budget is spent.
+        remaining_attempts: i32,
+    },
+}
+
+impl std::fmt::Debug for RecoveryOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Recovered { case_id, .. } => f
+                .debug_struct("Recovered")
+                .field("case_id", case_id)
+                .finish_non_exhaustive(),
+            Self::NotRecovered { remaining_attempts } => f
+                .debug_struct("NotRecovered")
+                .field("remaining_attempts", remaining_attempts)
+                .finish(),
+        }
+    }
+}
+
 /// Why a code was not sent or a proof not judged. Every variant but
 /// [`IdentityError::Internal`] and [`IdentityError::Unreachable`] means nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -216,6 +259,15 @@ pub trait IdentityPort: Send + Sync + std::fmt::Debug {
     async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError>;
     /// Judges one proof and moves the case when the policy says so.
     async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError>;
+    /// Asks for a new token for the number's case past identity: a code goes to a
+    /// contact on file. The answer is the same whatever the number.
+    async fn start_recovery(&self, msisdn: &str) -> Result<RecoveryStarted, IdentityError>;
+    /// Checks a recovery's code; the right one replaces the case's token.
+    async fn finish_recovery(
+        &self,
+        recovery_id: Uuid,
+        code: &str,
+    ) -> Result<RecoveryOutcome, IdentityError>;
 }
 
 /// The identity use cases over a store, a carrier and the keys for codes and personal data.
@@ -234,6 +286,18 @@ impl IdentityPort for IdentityCases {
 
     async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
         IdentityCases::verify(self, case_id, proof).await
+    }
+
+    async fn start_recovery(&self, msisdn: &str) -> Result<RecoveryStarted, IdentityError> {
+        IdentityCases::start_recovery(self, msisdn).await
+    }
+
+    async fn finish_recovery(
+        &self,
+        recovery_id: Uuid,
+        code: &str,
+    ) -> Result<RecoveryOutcome, IdentityError> {
+        IdentityCases::finish_recovery(self, recovery_id, code).await
     }
 }
 
@@ -625,6 +689,250 @@ impl IdentityCases {
             Err(StoreError::StaleVersion { .. } | StoreError::Refused(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+fn recovery_message(locale: &str, code: &str) -> String {
+    if locale == "zh-CN" {
+        format!(
+            "【复机验证】您正在找回复机申请的凭证，验证码为 {code}，10分钟内有效。请勿告诉任何人。如非本人操作，请忽略本短信。"
+        )
+    } else {
+        format!(
+            "Code to recover your reactivation request: {code}. It expires in 10 minutes. Never share it with anyone. If you did not ask for it, ignore this message."
+        )
+    }
+}
+
+/// Whether `code` has the form of a one-time code (six ASCII digits).
+fn six_digits(code: &str) -> bool {
+    code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Lost case tokens: a subscriber proves control of a contact on file again (a
+/// one-time code) and gets a new token for the number's case past identity
+/// verification, within the number's budgets of codes and failed proofs.
+impl IdentityCases {
+    /// Takes a recovery request for `msisdn`. Every request takes a code from the
+    /// number's daily budget (spent: [`IdentityError::TooManyCodes`]); a code is
+    /// sent only when the number has an open case past identity and the carrier
+    /// has a contact on file. The answer does not say which: the same recovery id
+    /// comes back for every number.
+    #[tracing::instrument(skip_all)]
+    pub async fn start_recovery(&self, msisdn: &str) -> Result<RecoveryStarted, IdentityError> {
+        let msisdn = Msisdn::parse(msisdn).map_err(|_| {
+            IdentityError::Invalid(
+                "msisdn must be a mainland China mobile number in E.164 (+861…)".into(),
+            )
+        })?;
+        let case = case_store::recovery::proven_open_case(&self.pool, msisdn.e164()).await?;
+        let daily = number_budget::reserve(
+            &self.pool,
+            &Reserve {
+                msisdn: msisdn.e164(),
+                kind: BudgetKind::Code,
+                case_id: case.as_ref().map(|(id, _)| *id),
+                method: None,
+                cause: None,
+                limit: identity::MAX_OTP_PER_NUMBER_PER_DAY,
+                window: identity::budget_window(),
+            },
+        )
+        .await?;
+        if matches!(daily, Reservation::Spent { .. }) {
+            return Err(IdentityError::TooManyCodes);
+        }
+        let recovery_id = Uuid::now_v7();
+        let mut code_hash = None;
+        if let Some((case_id, locale)) = &case {
+            let code = data_protection::one_time_code();
+            let sent = self
+                .carrier
+                .send_message(
+                    &msisdn,
+                    MessageChannel::Any,
+                    &recovery_message(locale, &code),
+                    &recovery_id.to_string(),
+                )
+                .await;
+            match sent {
+                Ok(sent) => {
+                    code_hash = Some(self.keys.otp_hash(&recovery_id, &code));
+                    tracing::info!(%case_id, channel = sent.kind.as_str(), "recovery code sent");
+                }
+                Err(CarrierError::NoContactOnFile | CarrierError::NotFound) => {
+                    ::metrics::counter!("otp_not_sent_total", "why" => "no_contact_on_file")
+                        .increment(1);
+                    tracing::info!(%case_id, "no contact on file: no recovery code sent");
+                }
+                // Answered like any other request: a 503 here only for numbers with a
+                // case past identity would tell that the number has one.
+                Err(e) => {
+                    ::metrics::counter!("otp_not_sent_total", "why" => "carrier_failure")
+                        .increment(1);
+                    tracing::warn!(%case_id, error.message = %e, "carrier failed: no recovery code sent");
+                }
+            }
+        }
+        case_store::recovery::insert_recovery(
+            &self.pool,
+            &case_store::recovery::NewRecovery {
+                id: recovery_id,
+                msisdn: msisdn.e164(),
+                case_id: case.map(|(id, _)| id),
+                code_hash,
+                expires_at: chrono::Utc::now() + identity::otp_lifetime(),
+            },
+        )
+        .await?;
+        Ok(RecoveryStarted { recovery_id })
+    }
+
+    /// Checks `code` against a recovery. A malformed code is refused before anything
+    /// is reserved; otherwise the try takes a slot of the number's budget of failed
+    /// proofs (as [`IdentityCases::verify`] does: spent → [`IdentityError::BudgetSpent`],
+    /// every slot being judged → [`IdentityError::ProofInFlight`]). The right code,
+    /// while the case is still open past identity, issues a new token (the old one
+    /// stops working), in one transaction with the recovery used up, the slot settled
+    /// and an audit entry. A wrong, expired or used code, and an unknown recovery,
+    /// get the same `NotRecovered` answer.
+    #[tracing::instrument(skip(self, code), fields(recovery_id = %recovery_id))]
+    pub async fn finish_recovery(
+        &self,
+        recovery_id: Uuid,
+        code: &str,
+    ) -> Result<RecoveryOutcome, IdentityError> {
+        if !six_digits(code) {
+            return Err(IdentityError::Invalid("code must be six digits".into()));
+        }
+        let Some((msisdn, case_id)) =
+            case_store::recovery::recovery_msisdn(&self.pool, recovery_id).await?
+        else {
+            // No number to budget: nothing reserved, the answer of a wrong code.
+            return Ok(RecoveryOutcome::NotRecovered {
+                remaining_attempts: 0,
+            });
+        };
+        let slot = match number_budget::reserve(
+            &self.pool,
+            &Reserve {
+                msisdn: &msisdn,
+                kind: BudgetKind::Proof,
+                case_id,
+                method: Some("otp"),
+                cause: None,
+                limit: i64::from(identity::MAX_FAILED_ATTEMPTS),
+                window: identity::budget_window(),
+            },
+        )
+        .await?
+        {
+            Reservation::Granted { id, .. } => id,
+            Reservation::Spent { frees_at } => {
+                ::metrics::counter!("identity_proofs_refused_total", "why" => "budget_spent")
+                    .increment(1);
+                return Err(IdentityError::BudgetSpent { frees_at });
+            }
+            Reservation::Busy => return Err(IdentityError::ProofInFlight),
+            Reservation::AlreadyPaid => {
+                return Err(IdentityError::Internal(anyhow::anyhow!(
+                    "a proof slot was reserved without a cause but found paid"
+                )));
+            }
+        };
+        match self.judge_recovery(recovery_id, code, &msisdn, slot).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                number_budget::settle_proof(&self.pool, slot, ProofOutcome::Released).await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Compares the code of a recovery whose budget slot `slot` is reserved, and
+    /// settles the slot.
+    async fn judge_recovery(
+        &self,
+        recovery_id: Uuid,
+        code: &str,
+        msisdn: &str,
+        slot: Uuid,
+    ) -> Result<RecoveryOutcome, IdentityError> {
+        let under_check = case_store::recovery::count_recovery_check(
+            &self.pool,
+            recovery_id,
+            identity::MAX_CHECKS_PER_CODE,
+        )
+        .await?;
+        let case_id = under_check.and_then(|c| {
+            data_protection::hashes_equal(&c.code_hash, &self.keys.otp_hash(&recovery_id, code))
+                .then_some(c.case_id)
+        });
+        if let Some(case_id) = case_id {
+            let issued = data_protection::issue_token();
+            let mut tx = self
+                .pool
+                .begin()
+                .await
+                .map_err(|e| IdentityError::Internal(e.into()))?;
+            let consumed = case_store::recovery::consume_recovery(&mut *tx, recovery_id).await?;
+            let replaced = consumed
+                && case_store::recovery::replace_token(&mut *tx, case_id, &issued.hash).await?;
+            if replaced {
+                number_budget::settle_proof(&mut *tx, slot, ProofOutcome::Accepted).await?;
+                let system = Actor::system(SERVICE);
+                case_store::audit::record(
+                    &mut tx,
+                    &case_store::audit::AuditEntry {
+                        actor: &system,
+                        action: "case.token_recovered",
+                        case_id: Some(case_id),
+                        detail: serde_json::json!({ "recovery_id": recovery_id, "proof": "otp" }),
+                        reason: Some("lost case token: a one-time code to a contact on file was proven; the old token no longer works"),
+                    },
+                )
+                .await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| IdentityError::Internal(e.into()))?;
+                tracing::info!(%case_id, "case token recovered");
+                return Ok(RecoveryOutcome::Recovered {
+                    case_id,
+                    case_token: issued.token.clone(),
+                });
+            }
+            drop(tx);
+            if consumed {
+                // The right code, but the case is no longer open past identity: the
+                // recovery is used up, the try does not count against the number.
+                case_store::recovery::consume_recovery(&self.pool, recovery_id).await?;
+                number_budget::settle_proof(&self.pool, slot, ProofOutcome::Released).await?;
+                let spent = self.failures_of(msisdn).await?;
+                return Ok(RecoveryOutcome::NotRecovered {
+                    remaining_attempts: identity::remaining_attempts(spent),
+                });
+            }
+            // Used a moment ago by a concurrent request (which committed first): only
+            // that one recovers; this one is told what a wrong code is told.
+        }
+        number_budget::settle_proof(&self.pool, slot, ProofOutcome::Failed).await?;
+        let spent = self.failures_of(msisdn).await?;
+        Ok(RecoveryOutcome::NotRecovered {
+            remaining_attempts: identity::remaining_attempts(spent),
+        })
+    }
+
+    /// Failed proofs on the number (E.164) in the window.
+    async fn failures_of(&self, msisdn: &str) -> Result<i32, IdentityError> {
+        let used = number_budget::window_use(
+            &self.pool,
+            msisdn,
+            BudgetKind::Proof,
+            identity::budget_window(),
+        )
+        .await?
+        .used;
+        Ok(i32::try_from(used).unwrap_or(i32::MAX))
     }
 }
 

@@ -3,14 +3,14 @@
 use axum::{
     Json,
     body::Bytes,
-    extract::State,
+    extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use case_store::CaseRow;
 use case_workflows::{
     customer::{self, Opening, StatusView},
-    identity::{CodeSent, IdentityError, Proof, Verdict},
+    identity::{CodeSent, IdentityError, Proof, RecoveryOutcome, RecoveryStarted, Verdict},
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -468,4 +468,159 @@ pub async fn cancel(
             .await?
             .into(),
     ))
+}
+
+/// A subscriber who lost the case token asks for a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryRequest {
+    /// The number of the request, E.164 (`+8613800138000`).
+    #[schema(example = "+8613800138000")]
+    pub msisdn: String,
+}
+
+/// A recovery request was taken: the same answer whatever the number (known or not,
+/// with or without an open request or a contact on file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryAccepted {
+    /// Where to send the code: `POST /v1/cases/recovery/{recovery_id}`.
+    pub recovery_id: Uuid,
+    /// "If this number has an open request past identity verification and a contact on file, a code was sent to it."
+    pub detail: String,
+}
+
+impl From<RecoveryStarted> for RecoveryAccepted {
+    fn from(s: RecoveryStarted) -> Self {
+        Self {
+            recovery_id: s.recovery_id,
+            detail: case_workflows::identity::RECOVERY_WORDS.into(),
+        }
+    }
+}
+
+/// The code received for a recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCode {
+    /// Six digits.
+    #[schema(example = "123456")]
+    pub code: String,
+}
+
+/// The end of a recovery attempt: a new token, or how many failed proofs the number
+/// has left. A wrong, expired or used code and an unknown recovery answer alike.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryResult {
+    /// A new token was issued; the old one no longer works.
+    pub recovered: bool,
+    /// The case, when recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<Uuid>,
+    /// The new bearer token, when recovered. Shown only here: keep it secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_token: Option<String>,
+    /// Failed proofs the number has left (5 per 24 h across its cases), when not recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_attempts: Option<i32>,
+}
+
+impl std::fmt::Debug for RecoveryResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveryResult")
+            .field("recovered", &self.recovered)
+            .field("case_id", &self.case_id)
+            .field("remaining_attempts", &self.remaining_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<RecoveryOutcome> for RecoveryResult {
+    fn from(o: RecoveryOutcome) -> Self {
+        match o {
+            RecoveryOutcome::Recovered {
+                case_id,
+                case_token,
+            } => Self {
+                recovered: true,
+                case_id: Some(case_id),
+                case_token: Some(case_token),
+                remaining_attempts: None,
+            },
+            RecoveryOutcome::NotRecovered { remaining_attempts } => Self {
+                recovered: false,
+                case_id: None,
+                case_token: None,
+                remaining_attempts: Some(remaining_attempts),
+            },
+        }
+    }
+}
+
+/// Asks for a new token for a request whose token was lost.
+///
+/// Only the number's one request past identity verification can be recovered (a
+/// request that has not proven identity is simply opened again). When it exists and
+/// the carrier has a contact on file, a one-time code is sent there; the answer is
+/// the same for every number. Each request takes one of the number's 10 codes a day.
+#[utoipa::path(
+    post, path = "/v1/cases/recovery", tag = "customer",
+    request_body = RecoveryRequest,
+    responses(
+        (status = 202, description = "Taken: the same answer whatever the number (a code was sent only if it has an open request past identity and a contact on file)", body = RecoveryAccepted),
+        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Not a mainland China mobile number", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, description = "The number's codes for the day are used up (the same for every number)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn start_recovery(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (request, _): (RecoveryRequest, _) = parse_json(&body)?;
+    Ok(match state.identity.start_recovery(&request.msisdn).await {
+        Ok(started) => {
+            (StatusCode::ACCEPTED, Json(RecoveryAccepted::from(started))).into_response()
+        }
+        Err(e) => identity_failure(e),
+    })
+}
+
+/// Sends the code of a recovery: the right one gives the request a new token (the
+/// old one stops working).
+///
+/// Every try with a well-formed code counts against the number's failed-proof budget
+/// (5 per 24 h, shared with identity proofs on its requests); a recovery takes at
+/// most 5 tries and its code expires after 10 minutes. An unknown recovery id answers
+/// like a wrong code.
+#[utoipa::path(
+    post, path = "/v1/cases/recovery/{recovery_id}", tag = "customer",
+    params(("recovery_id" = Uuid, Path, description = "Recovery id")),
+    request_body = RecoveryCode,
+    responses(
+        (status = 200, description = "Recovered (a new token), or not (never why)", body = RecoveryResult),
+        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Another proof for this number is being checked right now (nothing judged)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "The code is not six digits (nothing counted)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 423, description = "The number's failed-proof budget is spent: not judged; `retry_at` and Retry-After say when", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn finish_recovery(
+    State(state): State<AppState>,
+    Path(recovery_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (request, _): (RecoveryCode, _) = parse_json(&body)?;
+    // An id that is not a UUID is unknown like any other: the nil id never exists,
+    // so it gets the answer of a wrong code (after the code's form is checked).
+    let recovery_id = Uuid::parse_str(&recovery_id).unwrap_or(Uuid::nil());
+    Ok(
+        match state
+            .identity
+            .finish_recovery(recovery_id, &request.code)
+            .await
+        {
+            Ok(outcome) => Json(RecoveryResult::from(outcome)).into_response(),
+            Err(e) => identity_failure(e),
+        },
+    )
 }

@@ -6,11 +6,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use case_domain::CaseState;
-use case_workflows::identity::{CodeSent, IdentityError, IdentityPort, Proof, Verdict};
+use case_workflows::identity::{
+    CodeSent, IdentityError, IdentityPort, Proof, RecoveryOutcome, RecoveryStarted, Verdict,
+};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::customer::{OtpSent, VerificationRequest, VerificationResponse};
+use crate::customer::{
+    OtpSent, RecoveryAccepted, RecoveryCode, RecoveryRequest, RecoveryResult, VerificationRequest,
+    VerificationResponse,
+};
 
 /// Calls the identity service at a base URL, with the internal bearer token.
 #[derive(Clone)]
@@ -56,10 +61,14 @@ impl HttpIdentity {
     }
 
     fn post(&self, case_id: Uuid, what: &str) -> reqwest::RequestBuilder {
-        let request = self.http.post(format!(
-            "{}/internal/v1/cases/{case_id}/{what}",
-            self.base_url
-        ));
+        self.post_to(&format!("cases/{case_id}/{what}"))
+    }
+
+    /// A call to `/internal/v1/{path}`, with the bearer credential.
+    fn post_to(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = self
+            .http
+            .post(format!("{}/internal/v1/{path}", self.base_url));
         match &self.authorization {
             Some(value) => request.header(reqwest::header::AUTHORIZATION, value.clone()),
             None => request,
@@ -84,6 +93,50 @@ impl IdentityPort for HttpIdentity {
             accepted: answer.accepted,
             remaining_attempts: answer.remaining_attempts,
         })
+    }
+
+    async fn start_recovery(&self, msisdn: &str) -> Result<RecoveryStarted, IdentityError> {
+        let body = RecoveryRequest {
+            msisdn: msisdn.to_owned(),
+        };
+        let answer: RecoveryAccepted = call(self.post_to("recoveries").json(&body)).await?;
+        Ok(RecoveryStarted {
+            recovery_id: answer.recovery_id,
+        })
+    }
+
+    async fn finish_recovery(
+        &self,
+        recovery_id: Uuid,
+        code: &str,
+    ) -> Result<RecoveryOutcome, IdentityError> {
+        let body = RecoveryCode {
+            code: code.to_owned(),
+        };
+        let answer: RecoveryResult = call(
+            self.post_to(&format!("recoveries/{recovery_id}"))
+                .json(&body),
+        )
+        .await?;
+        match answer {
+            RecoveryResult {
+                recovered: true,
+                case_id: Some(case_id),
+                case_token: Some(case_token),
+                ..
+            } => Ok(RecoveryOutcome::Recovered {
+                case_id,
+                case_token,
+            }),
+            RecoveryResult {
+                recovered: false,
+                remaining_attempts: Some(remaining_attempts),
+                ..
+            } => Ok(RecoveryOutcome::NotRecovered { remaining_attempts }),
+            other => Err(IdentityError::Internal(anyhow::anyhow!(
+                "identity service: unexpected recovery answer {other:?}"
+            ))),
+        }
     }
 }
 

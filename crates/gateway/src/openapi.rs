@@ -83,6 +83,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(customer::send_otp))
         .routes(routes!(customer::verify))
         .routes(routes!(customer::cancel))
+        .routes(routes!(customer::start_recovery))
+        .routes(routes!(customer::finish_recovery))
         .routes(routes!(material::add_explanation).map(material::statement_route))
         .routes(routes!(material::add_evidence).map(material::evidence_route))
         .routes(routes!(material::appeal).map(material::statement_route))

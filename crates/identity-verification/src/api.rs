@@ -1,8 +1,9 @@
 //! The request and answer bodies of this service's internal API (the gateway's
 //! HTTP identity client speaks the same shapes).
 
-use case_workflows::identity::{CodeSent, Proof, Verdict};
+use case_workflows::identity::{CodeSent, Proof, RecoveryOutcome, RecoveryStarted, Verdict};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// A proof of identity offered by the requester.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +74,89 @@ impl From<CodeSent> for OtpSent {
             status: "requested".into(),
             detail: case_workflows::identity::CODE_SENT_WORDS.into(),
             remaining_sends: s.remaining_sends,
+        }
+    }
+}
+
+/// A lost case token: the number whose case past identity verification it was for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryRequest {
+    /// The number, E.164.
+    pub msisdn: String,
+}
+
+/// A recovery request was taken: the same answer whatever the number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryAccepted {
+    /// The recovery to send the code to.
+    pub recovery_id: Uuid,
+    /// "If this number has an open request past identity verification ..., a code was sent to it."
+    pub detail: String,
+}
+
+impl From<RecoveryStarted> for RecoveryAccepted {
+    fn from(s: RecoveryStarted) -> Self {
+        Self {
+            recovery_id: s.recovery_id,
+            detail: case_workflows::identity::RECOVERY_WORDS.into(),
+        }
+    }
+}
+
+/// The code received for a recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecoveryCode {
+    /// Six digits.
+    pub code: String,
+}
+
+/// The end of a recovery attempt: a new token, or how many failed proofs the number
+/// has left (a wrong, expired or used code and an unknown recovery answer alike).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryResult {
+    /// A new token was issued (the old one stopped working).
+    pub recovered: bool,
+    /// The case, when recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<Uuid>,
+    /// The new token, when recovered (shown only here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_token: Option<String>,
+    /// Failed proofs the number has left, when not recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_attempts: Option<i32>,
+}
+
+impl std::fmt::Debug for RecoveryResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecoveryResult")
+            .field("recovered", &self.recovered)
+            .field("case_id", &self.case_id)
+            .field("remaining_attempts", &self.remaining_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<RecoveryOutcome> for RecoveryResult {
+    fn from(o: RecoveryOutcome) -> Self {
+        match o {
+            RecoveryOutcome::Recovered {
+                case_id,
+                case_token,
+            } => Self {
+                recovered: true,
+                case_id: Some(case_id),
+                case_token: Some(case_token),
+                remaining_attempts: None,
+            },
+            RecoveryOutcome::NotRecovered { remaining_attempts } => Self {
+                recovered: false,
+                case_id: None,
+                case_token: None,
+                remaining_attempts: Some(remaining_attempts),
+            },
         }
     }
 }

@@ -13,15 +13,24 @@ use case_workflows::identity::{IdentityCases, IdentityError};
 use service_runtime::{Problem, config::InternalTokens};
 use uuid::Uuid;
 
-use crate::api::{OtpSent, VerificationRequest, VerificationResponse};
+use crate::api::{
+    OtpSent, RecoveryAccepted, RecoveryCode, RecoveryRequest, RecoveryResult, VerificationRequest,
+    VerificationResponse,
+};
 
-/// `POST /internal/v1/cases/{id}/otp` and `POST /internal/v1/cases/{id}/verifications`,
-/// each refused with 401 unless the call carries one of `tokens` as its bearer token.
+/// `POST /internal/v1/cases/{id}/otp`, `POST /internal/v1/cases/{id}/verifications`,
+/// `POST /internal/v1/recoveries` and `POST /internal/v1/recoveries/{id}` (lost case
+/// tokens), each refused with 401 unless the call carries one of `tokens` as its bearer token.
 pub fn router(service: IdentityCases, tokens: InternalTokens) -> Router {
     crate::auth::require_internal_token(
         Router::new()
             .route("/internal/v1/cases/{case_id}/otp", post(send_code))
             .route("/internal/v1/cases/{case_id}/verifications", post(verify))
+            .route("/internal/v1/recoveries", post(start_recovery))
+            .route(
+                "/internal/v1/recoveries/{recovery_id}",
+                post(finish_recovery),
+            )
             .with_state(service),
         tokens,
     )
@@ -53,6 +62,42 @@ async fn verify(
     };
     match service.verify(case_id, request.into()).await {
         Ok(verdict) => Json(VerificationResponse::from(verdict)).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+fn invalid_body(what: &str) -> Response {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+        "Invalid request",
+        format!("The body is not a valid {what}."),
+    )
+    .into_response()
+}
+
+async fn start_recovery(State(service): State<IdentityCases>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<RecoveryRequest>(&body) else {
+        return invalid_body("recovery request");
+    };
+    match service.start_recovery(&request.msisdn).await {
+        Ok(started) => {
+            (StatusCode::ACCEPTED, Json(RecoveryAccepted::from(started))).into_response()
+        }
+        Err(e) => failure(e),
+    }
+}
+
+async fn finish_recovery(
+    State(service): State<IdentityCases>,
+    Path(recovery_id): Path<Uuid>,
+    body: Bytes,
+) -> Response {
+    let Ok(request) = serde_json::from_slice::<RecoveryCode>(&body) else {
+        return invalid_body("recovery code");
+    };
+    match service.finish_recovery(recovery_id, &request.code).await {
+        Ok(outcome) => Json(RecoveryResult::from(outcome)).into_response(),
         Err(e) => failure(e),
     }
 }
