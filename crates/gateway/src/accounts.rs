@@ -94,7 +94,7 @@ fn agent_id(raw: &str) -> Result<Uuid, ApiError> {
 
 /// Lists every agent account, enabled or not.
 #[utoipa::path(
-    get, path = "/v1/agent/admin/agents", tag = "agent",
+    get, path = "/v1/agent/admin/agents", tag = "agent", operation_id = "list_agents",
     security(("agent_token" = [])),
     responses(
         (status = 200, description = "The accounts", body = AgentAccountList),
@@ -115,7 +115,7 @@ pub async fn list(
 
 /// Creates an agent account. The password must have at least 12 characters and must not be a common or breached password, repeated or sequential characters, or contain the username (NIST SP 800-63B). Audited (`agent.create`).
 #[utoipa::path(
-    post, path = "/v1/agent/admin/agents", tag = "agent",
+    post, path = "/v1/agent/admin/agents", tag = "agent", operation_id = "create_agent",
     request_body = NewAgent,
     security(("agent_token" = [])),
     responses(
