@@ -449,3 +449,115 @@ async fn the_console_enforces_sessions_csrf_and_the_api_rules() {
     let (status, _, _) = get(&stack, Some(&analyst), &format!("/console/cases/{case}")).await;
     assert_eq!(status, StatusCode::SEE_OTHER, "back to the login page");
 }
+
+#[tokio::test]
+async fn the_identity_review_page_shows_the_facts_and_the_verify_form_asks_how() {
+    let stack = Stack::start().await;
+    stack.create_agent("console.cs", &["cs"]);
+    let s = TestSubscriber::clean(41);
+    stack.add_subscriber(&s).await;
+    let (case, token) = stack.open_case(&s).await;
+    assert_eq!(stack.request_otp(&case, &token).await.0, 202);
+    let real = stack.latest_code(s.backup_sms.as_deref().unwrap()).await;
+    let wrong = if real == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let (status, answer) = stack
+            .verify(
+                &case,
+                &token,
+                &serde_json::json!({"method": "otp", "code": wrong}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    stack
+        .wait_for_state(
+            &case,
+            &token,
+            "identity_review",
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+
+    let (cs, _) = console_login(&stack, "console.cs", false).await;
+    let (status, html, _) = get(&stack, Some(&cs), &format!("/console/cases/{case}?lang=en")).await;
+    assert_eq!(status, StatusCode::OK);
+    // The carrier's answer on name and ID, and the five failed proofs.
+    assert!(
+        html.contains("id=\"name-id-match\" data-match=\"matched\""),
+        "{html}"
+    );
+    assert_eq!(
+        html.matches("<tr data-outcome=\"failed\">").count(),
+        5,
+        "{html}"
+    );
+    // The verify form asks how identity was checked, from the policy's list.
+    assert!(html.contains("data-action=\"verify_identity\""), "{html}");
+    assert!(html.contains("name=\"identity_check\""), "{html}");
+    for code in [
+        "original_id_in_person",
+        "callback_to_contact_on_file",
+        "video_call_face_match",
+        "documents_reviewed",
+    ] {
+        assert!(
+            html.contains(&format!("<option value=\"{code}\">")),
+            "{code}"
+        );
+    }
+    let csrf = hidden(&html, "csrf");
+    let version = hidden(&html, "expected_version");
+    let path = format!("/console/cases/{case}/actions?lang=en");
+    // Without saying how: 422, nothing changes.
+    let (status, html, _) = post(
+        &stack,
+        &cs,
+        &path,
+        &[
+            ("csrf", &csrf),
+            ("action", "verify_identity"),
+            ("expected_version", &version),
+            ("identity_check", ""),
+            ("reason", "looked fine"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("identity_check"), "{html}");
+    assert_eq!(
+        stack.status(&case, &token).await.1["state"],
+        "identity_review"
+    );
+    let (status, _, _) = post(
+        &stack,
+        &cs,
+        &path,
+        &[
+            ("csrf", &csrf),
+            ("action", "verify_identity"),
+            ("expected_version", &version),
+            ("identity_check", "original_id_in_person"),
+            ("reason", "store 7"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let timeline = stack.status(&case, &token).await.1["timeline"].clone();
+    let verified = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "identity_verified")
+        .expect("identity_verified in the timeline")
+        .clone();
+    assert!(
+        verified["reason"]
+            .as_str()
+            .unwrap()
+            .contains("original ID document seen in person"),
+        "{verified}"
+    );
+}

@@ -189,7 +189,13 @@ async fn decisions_follow_the_table_and_the_claim() {
     // Illegal in this state: 409.
     assert_eq!(
         stack
-            .act(&one, &case, "verify_identity", v, json!({}))
+            .act(
+                &one,
+                &case,
+                "verify_identity",
+                v,
+                json!({"identity_check": "original_id_in_person"})
+            )
             .await
             .0,
         409

@@ -2,7 +2,8 @@
 //! states a department's queue holds and who may read it, who may read the shared
 //! case view, unmask personal data, export the dossier or read the supervisors'
 //! reports, how long a claim lasts, the four-eyes rule on appeals, and what a note
-//! or a reason may hold.
+//! or a reason may hold, how a CS agent says identity was checked, and who may
+//! verify a case whose name and ID did not match the carrier's record.
 
 use std::time::Duration;
 
@@ -109,6 +110,129 @@ pub fn note_ok(text: &str) -> bool {
 pub fn unmask_reason_ok(reason: &str) -> bool {
     let n = reason.chars().count();
     (UNMASK_REASON_CHARS.0..=UNMASK_REASON_CHARS.1).contains(&n)
+}
+
+/// How an agent checked the subscriber's identity before `verify_identity` (required
+/// with that action, recorded in the event's reason and the audit row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdentityCheck {
+    /// The original ID document was seen in person (in a store).
+    OriginalIdInPerson,
+    /// The agent called back a contact on file and the subscriber answered.
+    CallbackToContactOnFile,
+    /// A video call, the face matched the ID document's photo.
+    VideoCallFaceMatch,
+    /// Documents sent by the subscriber were reviewed.
+    DocumentsReviewed,
+}
+
+impl IdentityCheck {
+    /// Every way, in the order a form lists them.
+    pub const ALL: [IdentityCheck; 4] = [
+        Self::OriginalIdInPerson,
+        Self::CallbackToContactOnFile,
+        Self::VideoCallFaceMatch,
+        Self::DocumentsReviewed,
+    ];
+
+    /// The API code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OriginalIdInPerson => "original_id_in_person",
+            Self::CallbackToContactOnFile => "callback_to_contact_on_file",
+            Self::VideoCallFaceMatch => "video_call_face_match",
+            Self::DocumentsReviewed => "documents_reviewed",
+        }
+    }
+
+    /// Parses an API code (exactly; no other spelling).
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
+    /// What the case's timeline says (the subscriber reads it too), in `locale`.
+    pub fn text(self, locale: &str) -> &'static str {
+        let zh = locale == "zh-CN";
+        match (self, zh) {
+            (Self::OriginalIdInPerson, false) => {
+                "Identity checked: original ID document seen in person"
+            }
+            (Self::OriginalIdInPerson, true) => "身份核验方式：现场查验身份证原件",
+            (Self::CallbackToContactOnFile, false) => {
+                "Identity checked: call back to a contact on file"
+            }
+            (Self::CallbackToContactOnFile, true) => "身份核验方式：回拨预留联系方式",
+            (Self::VideoCallFaceMatch, false) => {
+                "Identity checked: video call, face matched the ID photo"
+            }
+            (Self::VideoCallFaceMatch, true) => "身份核验方式：视频通话人像比对",
+            (Self::DocumentsReviewed, false) => "Identity checked: documents reviewed",
+            (Self::DocumentsReviewed, true) => "身份核验方式：审核证明材料",
+        }
+    }
+}
+
+/// Whether the name and ID given with a case matched the carrier's subscriber record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameIdMatch {
+    /// The carrier said they match.
+    Matched,
+    /// The carrier said they do not.
+    DidNotMatch,
+    /// The carrier was not asked yet.
+    NotYetAsked,
+}
+
+impl NameIdMatch {
+    /// From the stored answer (`None`: not asked).
+    pub fn of(subscriber_match: Option<bool>) -> Self {
+        match subscriber_match {
+            Some(true) => Self::Matched,
+            Some(false) => Self::DidNotMatch,
+            None => Self::NotYetAsked,
+        }
+    }
+
+    /// matched, did_not_match or not_yet_asked.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Matched => "matched",
+            Self::DidNotMatch => "did_not_match",
+            Self::NotYetAsked => "not_yet_asked",
+        }
+    }
+}
+
+/// Who may verify identity against the carrier's "no" on name and ID.
+pub const MISMATCH_VERIFIERS: &[Role] = &[Role::Supervisor];
+
+/// Why an agent may not verify a case's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyRefusal {
+    /// The name and ID did not match the carrier's record: only a supervisor may verify.
+    SupervisorRequiredNameIdMismatch,
+}
+
+impl VerifyRefusal {
+    /// The stable code the API answers with.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::SupervisorRequiredNameIdMismatch => "supervisor_required_name_id_mismatch",
+        }
+    }
+}
+
+/// Whether an agent holding `roles` may verify identity on a case whose carrier
+/// match answer is `name_id`: always, unless the name and ID did NOT match, which
+/// takes a supervisor (a leaked name + ID number is the fraudster's starting point;
+/// a mismatch is the carrier saying the requester is not the subscriber).
+pub fn may_verify_identity(roles: &[Role], name_id: NameIdMatch) -> Result<(), VerifyRefusal> {
+    match name_id {
+        NameIdMatch::DidNotMatch if !holds_any(roles, MISMATCH_VERIFIERS) => {
+            Err(VerifyRefusal::SupervisorRequiredNameIdMismatch)
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -222,5 +346,69 @@ mod tests {
     #[test]
     fn a_claim_lasts_half_an_hour() {
         assert_eq!(CLAIM_TTL.as_secs(), 1800);
+    }
+
+    #[test]
+    fn identity_checks_are_data_with_stable_codes() {
+        assert_eq!(IdentityCheck::ALL.len(), 4);
+        for check in IdentityCheck::ALL {
+            assert_eq!(IdentityCheck::parse(check.as_str()), Some(check));
+            assert!(!check.text("en").is_empty());
+            assert!(!check.text("zh-CN").is_empty());
+            assert_ne!(check.text("en"), check.text("zh-CN"));
+        }
+        assert_eq!(
+            IdentityCheck::parse("original_id_in_person"),
+            Some(IdentityCheck::OriginalIdInPerson)
+        );
+        for bad in [
+            "",
+            "ORIGINAL_ID_IN_PERSON",
+            " documents_reviewed",
+            "trust_me",
+        ] {
+            assert_eq!(IdentityCheck::parse(bad), None, "{bad}");
+        }
+        let mut codes: Vec<_> = IdentityCheck::ALL.iter().map(|c| c.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), IdentityCheck::ALL.len());
+    }
+
+    #[test]
+    fn the_carriers_match_answer_reads_three_ways() {
+        assert_eq!(NameIdMatch::of(Some(true)), NameIdMatch::Matched);
+        assert_eq!(NameIdMatch::of(Some(false)), NameIdMatch::DidNotMatch);
+        assert_eq!(NameIdMatch::of(None), NameIdMatch::NotYetAsked);
+        assert_eq!(NameIdMatch::DidNotMatch.as_str(), "did_not_match");
+    }
+
+    #[test]
+    fn a_name_id_mismatch_takes_a_supervisor_to_verify() {
+        use NameIdMatch::*;
+        for m in [Matched, NotYetAsked] {
+            assert_eq!(may_verify_identity(&[Role::Cs], m), Ok(()));
+            assert_eq!(may_verify_identity(&[Role::Supervisor], m), Ok(()));
+        }
+        assert_eq!(
+            may_verify_identity(&[Role::Cs], DidNotMatch),
+            Err(VerifyRefusal::SupervisorRequiredNameIdMismatch)
+        );
+        assert_eq!(
+            may_verify_identity(&[Role::Cs, Role::Security], DidNotMatch),
+            Err(VerifyRefusal::SupervisorRequiredNameIdMismatch)
+        );
+        assert_eq!(
+            may_verify_identity(&[Role::Cs, Role::Supervisor], DidNotMatch),
+            Ok(())
+        );
+        assert_eq!(
+            may_verify_identity(&[Role::Supervisor], DidNotMatch),
+            Ok(())
+        );
+        assert_eq!(
+            VerifyRefusal::SupervisorRequiredNameIdMismatch.code(),
+            "supervisor_required_name_id_mismatch"
+        );
     }
 }

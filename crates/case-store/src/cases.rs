@@ -174,6 +174,26 @@ pub async fn load_case(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<CaseR
     .await?)
 }
 
+/// Loads the cases among `ids` (at most 1000 asked at once; more is an error), in no
+/// particular order: one query, for the live streams' catch-up after a reconnect.
+pub async fn load_cases(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<Vec<CaseRow>, StoreError> {
+    if ids.len() > 1000 {
+        return Err(StoreError::Invariant(
+            "load_cases asked for more than 1000 cases",
+        ));
+    }
+    Ok(sqlx::query_as!(
+        CaseRow,
+        r#"SELECT id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
+                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
+                  updated_at, state_entered_at, lease_owner, lease_expires_at, attempt
+           FROM reactivation_cases WHERE id = ANY($1::uuid[])"#,
+        ids
+    )
+    .fetch_all(db)
+    .await?)
+}
+
 /// Loads a case only when `token_hash` is its token's hash: a wrong token and a
 /// missing case look the same to the caller.
 pub async fn load_case_by_token(

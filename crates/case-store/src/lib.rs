@@ -33,8 +33,8 @@ pub mod webhooks;
 
 pub use cases::{
     CaseRow, EventRow, NewCase, OutboxMessage, TransitionRequest, Transitioned, cases_per_state,
-    create_case, identity_proven_at, load_case, load_case_by_token, timeline, transition,
-    transition_in,
+    create_case, identity_proven_at, load_case, load_case_by_token, load_cases, timeline,
+    transition, transition_in,
 };
 pub use claims::{Claim, Fence, claim_next, next_case_due, release, renew_lease};
 pub use error::StoreError;

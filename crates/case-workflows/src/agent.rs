@@ -12,8 +12,9 @@
 use case_domain::{
     Actor, CaseEvent, CaseState, Department, Restoration, Role,
     agent_policy::{
-        self, CASE_READERS, CLAIM_TTL, REASON_MAX_CHARS, SUPERVISORS, UNMASKERS, decides_appeal,
-        may_decide_appeal, note_ok, queue_roles, queue_states, unmask_reason_ok,
+        self, CASE_READERS, CLAIM_TTL, IdentityCheck, NameIdMatch, REASON_MAX_CHARS, SUPERVISORS,
+        UNMASKERS, decides_appeal, may_decide_appeal, may_verify_identity, note_ok, queue_roles,
+        queue_states, unmask_reason_ok,
     },
     complaint::Priority,
     decision::{RejectionCode, acting_role, agent_may_act},
@@ -23,6 +24,8 @@ use case_store::{
     CaseRow, EventRow, StoreError, TransitionRequest,
     agent_work::{self, ClaimRefusal},
     audit::{self, AuditEntry},
+    material::EvidenceMeta,
+    number_budget::{self, ProofTried},
     risk::{self as risk_store, AssessmentRow, OrderRow},
 };
 use chrono::{DateTime, Utc};
@@ -199,6 +202,10 @@ pub struct Proofs {
     pub verified_method: Option<String>,
     /// When.
     pub verified_at: Option<DateTime<Utc>>,
+    /// Whether the name and ID matched the carrier's record (or it was not asked yet).
+    pub name_id_match: NameIdMatch,
+    /// The proofs offered on the case (method, outcome, when), oldest first.
+    pub tried: Vec<ProofTried>,
 }
 
 /// A note.
@@ -251,7 +258,10 @@ pub struct CaseView {
     pub notes: Vec<Note>,
     /// Every transition, oldest first.
     pub timeline: Vec<EventRow>,
-    /// The actions this agent may take now (the table the server enforces).
+    /// The evidence files' metadata, oldest first.
+    pub evidence: Vec<EvidenceMeta>,
+    /// The actions this agent may take now (the table the server enforces, less
+    /// `verify_identity` when the name/ID mismatch needs a supervisor this agent is not).
     pub allowed_actions: Vec<&'static str>,
 }
 
@@ -310,6 +320,17 @@ pub async fn case_view(
     let orders = risk_store::orders_for_case(pool, case.id).await?;
     let notes = agent_work::notes(pool, case.id).await?;
     let timeline = case_store::timeline(pool, case.id).await?;
+    let evidence = case_store::material::list_evidence(pool, case.id).await?;
+    let tried = match identity {
+        Some(_) => number_budget::proofs_tried(pool, case.id).await?,
+        None => Vec::new(),
+    };
+    let name_id_match = NameIdMatch::of(identity.as_ref().and_then(|i| i.subscriber_match));
+    let mut allowed_actions = agent_policy::allowed_actions(&agent.roles, case.state);
+    if may_verify_identity(&agent.roles, name_id_match).is_err() {
+        let verify = CaseEvent::IdentityVerified.agent_action();
+        allowed_actions.retain(|a| Some(*a) != verify);
+    }
     let appealed = timeline.iter().any(|e| e.event == CaseEvent::Appealed);
     let rejected_by = timeline
         .iter()
@@ -341,6 +362,8 @@ pub async fn case_view(
             failed_attempts: i.failed_attempts,
             verified_method: i.verified_method,
             verified_at: i.verified_at,
+            name_id_match,
+            tried,
         }),
         risk,
         orders,
@@ -354,7 +377,8 @@ pub async fn case_view(
             })
             .collect(),
         timeline,
-        allowed_actions: agent_policy::allowed_actions(&agent.roles, case.state),
+        evidence,
+        allowed_actions,
     })
 }
 
@@ -368,6 +392,8 @@ pub struct Decision {
     pub reason: Option<String>,
     /// For a rejection: the customer-safe code (required).
     pub rejection: Option<RejectionCode>,
+    /// For verify_identity: how identity was checked (required).
+    pub identity_check: Option<IdentityCheck>,
     /// The version the agent saw.
     pub expected_version: i32,
 }
@@ -439,6 +465,25 @@ async fn decide_on(
             "request_info needs a reason: what the subscriber must provide",
         ));
     }
+    let identity_check = match event {
+        CaseEvent::IdentityVerified => Some(decision.identity_check.ok_or_else(|| {
+            invalid(
+                "identity_check",
+                &format!(
+                    "verify_identity needs identity_check, how identity was checked: {}",
+                    IdentityCheck::ALL.map(IdentityCheck::as_str).join(", ")
+                ),
+            )
+        })?),
+        _ => None,
+    };
+    // A name/ID the carrier said does not match takes a supervisor to verify.
+    if event == CaseEvent::IdentityVerified {
+        may_verify(
+            agent,
+            &case_store::identity::load_identity(pool, case.id).await?,
+        )?;
+    }
     // 3. Claim for this agent (another holds it: ClaimedByOther), at the expected version.
     let fence = match agent_work::claim_for_agent(
         pool,
@@ -454,9 +499,15 @@ async fn decide_on(
     };
     // 4. The transition, its side effects and the audit row, in one transaction.
     let actor = agent.actor(role);
-    let customer_reason = rejection
-        .map(|c| c.text(case.locale.as_str()).to_owned())
-        .or(reason.map(str::to_owned));
+    let customer_reason = match (rejection, identity_check) {
+        (Some(code), _) => Some(code.text(case.locale.as_str()).to_owned()),
+        // The timeline says how identity was checked, then the agent's words.
+        (None, Some(check)) => Some(match reason {
+            Some(r) => format!("{}. {r}", check.text(case.locale.as_str())),
+            None => check.text(case.locale.as_str()).to_owned(),
+        }),
+        (None, None) => reason.map(str::to_owned),
+    };
     let transition = TransitionRequest {
         case_id: case.id,
         expected_version,
@@ -467,6 +518,13 @@ async fn decide_on(
         outbox: vec![],
     };
     let mut tx = pool.begin().await?;
+    if event == CaseEvent::IdentityVerified {
+        // Again inside the transaction, on the row as it now stands.
+        may_verify(
+            agent,
+            &case_store::identity::load_identity(&mut *tx, case.id).await?,
+        )?;
+    }
     let moved = match event {
         CaseEvent::Approved | CaseEvent::PartlyApproved | CaseEvent::ProvisioningRetried => {
             let restoration = match event {
@@ -509,6 +567,7 @@ async fn decide_on(
                 "to": moved.case.state,
                 "version": moved.case.version,
                 "reason_code": rejection.map(|c| c.as_str()),
+                "identity_check": identity_check.map(IdentityCheck::as_str),
             }),
             reason,
         },
@@ -517,6 +576,19 @@ async fn decide_on(
     tx.commit().await?;
     tracing::info!(case_id = %case.id, action = event.agent_action(), role = %role, "agent decision");
     Ok(moved.case)
+}
+
+/// `ForbiddenOf` when the carrier said the case's name and ID do not match and the
+/// agent is not a supervisor.
+fn may_verify(
+    agent: &Agent,
+    identity: &Option<case_store::identity::IdentityRow>,
+) -> Result<(), WorkflowError> {
+    let name_id = NameIdMatch::of(identity.as_ref().and_then(|i| i.subscriber_match));
+    may_verify_identity(&agent.roles, name_id).map_err(|refusal| WorkflowError::ForbiddenOf {
+        code: refusal.code(),
+        detail: "The name and ID on this case did not match the carrier's record: only a supervisor may confirm identity.".into(),
+    })
 }
 
 fn claim_refused(refusal: ClaimRefusal) -> WorkflowError {

@@ -11,6 +11,7 @@ use case_store::{
     complaints::ComplaintRow,
     identity::IdentityRow,
     material::EvidenceMeta,
+    number_budget::ProofTried,
     risk::{AssessmentRow, OrderRow},
 };
 use chrono::{DateTime, Utc};
@@ -46,6 +47,8 @@ pub struct DossierFacts {
     pub case: CaseRow,
     /// Its identity claim (only the masked fields are to be shown).
     pub identity: Option<IdentityRow>,
+    /// The proofs offered on the case, oldest first.
+    pub proofs_tried: Vec<ProofTried>,
     /// The latest risk assessment.
     pub assessment: Option<AssessmentRow>,
     /// Provisioning orders, oldest first.
@@ -78,6 +81,7 @@ pub async fn export(
         .await?
         .ok_or(WorkflowError::NotFound)?;
     let identity = case_store::identity::load_identity(pool, case.id).await?;
+    let proofs_tried = case_store::number_budget::proofs_tried(pool, case.id).await?;
     let assessment = case_store::risk::latest_assessment(pool, case.id).await?;
     let orders = case_store::risk::orders_for_case(pool, case.id).await?;
     let timeline = case_store::timeline(pool, case.id).await?;
@@ -110,6 +114,7 @@ pub async fn export(
     Ok(DossierFacts {
         case,
         identity,
+        proofs_tried,
         assessment,
         orders,
         timeline,

@@ -34,6 +34,15 @@ pub enum WorkflowError {
     /// The actor's role (or identity) may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The actor may not do this for a reason with a stable code (e.g.
+    /// `supervisor_required_name_id_mismatch`).
+    #[error("{detail}")]
+    ForbiddenOf {
+        /// Stable machine-readable reason.
+        code: &'static str,
+        /// What the caller is told.
+        detail: String,
+    },
     /// The case moved on since the caller read it.
     #[error("the case changed meanwhile")]
     StaleVersion,

@@ -10,7 +10,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use case_domain::{CaseEvent, decision::RejectionCode};
+use case_domain::{CaseEvent, agent_policy::IdentityCheck, decision::RejectionCode, hex};
 use case_store::CaseRow;
 use case_workflows::agent::{self as wf, Decision};
 use chrono::{DateTime, Utc};
@@ -121,6 +121,37 @@ pub struct ProofsView {
     pub verified_method: Option<String>,
     /// When.
     pub verified_at: Option<DateTime<Utc>>,
+    /// Whether the name and ID matched the carrier's record: matched, did_not_match or
+    /// not_yet_asked. On did_not_match only a supervisor may verify identity.
+    pub name_id_match: String,
+    /// The proofs offered on the case, oldest first (at most 100).
+    pub tried: Vec<ProofTriedView>,
+}
+
+/// One proof offered on a case.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProofTriedView {
+    /// otp, service_password or call_records.
+    pub method: String,
+    /// pending (being judged), failed, accepted or released (never judged).
+    pub outcome: String,
+    /// When it was offered.
+    pub at: DateTime<Utc>,
+}
+
+/// One evidence file (metadata; the console shows the content).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EvidenceView {
+    /// Evidence id.
+    pub evidence_id: Uuid,
+    /// Media type, as recognised by content.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size_bytes: i32,
+    /// SHA-256 of the content, lower-case hex.
+    pub sha256: String,
+    /// When it was uploaded.
+    pub at: DateTime<Utc>,
 }
 
 /// The risk grading as agents see it.
@@ -208,6 +239,8 @@ pub struct AgentCaseView {
     pub timeline: Vec<AgentTimelineEntry>,
     /// The subscriber's complaints, oldest first, with their answers.
     pub complaints: Vec<crate::complaints::ComplaintView>,
+    /// The evidence files, oldest first (metadata only).
+    pub evidence: Vec<EvidenceView>,
     /// The actions this agent may take now.
     pub allowed_actions: Vec<String>,
 }
@@ -265,6 +298,16 @@ impl AgentCaseView {
                 failed_attempts: p.failed_attempts,
                 verified_method: p.verified_method,
                 verified_at: p.verified_at,
+                name_id_match: p.name_id_match.as_str().into(),
+                tried: p
+                    .tried
+                    .into_iter()
+                    .map(|t| ProofTriedView {
+                        method: t.method,
+                        outcome: t.outcome,
+                        at: t.at,
+                    })
+                    .collect(),
             }),
             risk: v.risk.map(|a| AgentRiskView {
                 tier: a.tier.as_str().into(),
@@ -299,6 +342,17 @@ impl AgentCaseView {
                 })
                 .collect(),
             complaints,
+            evidence: v
+                .evidence
+                .into_iter()
+                .map(|e| EvidenceView {
+                    evidence_id: e.id,
+                    media_type: e.media_type,
+                    size_bytes: e.size_bytes,
+                    sha256: hex(&e.sha256),
+                    at: e.created_at,
+                })
+                .collect(),
             allowed_actions: v.allowed_actions.into_iter().map(str::to_owned).collect(),
         }
     }
@@ -387,6 +441,10 @@ pub struct ActionRequest {
     /// For reject: insufficient_explanation, evidence_not_verifiable, identity_not_confirmed or fraud_confirmed.
     #[serde(default)]
     pub reason_code: Option<String>,
+    /// For verify_identity (required there, refused elsewhere): how identity was checked —
+    /// original_id_in_person, callback_to_contact_on_file, video_call_face_match or documents_reviewed.
+    #[serde(default)]
+    pub identity_check: Option<String>,
     /// The version the agent saw.
     pub expected_version: i32,
 }
@@ -394,11 +452,31 @@ pub struct ActionRequest {
 impl ActionRequest {
     /// The typed decision (an unknown action is invalid).
     pub fn decision(&self) -> Result<Decision, ApiError> {
+        let event = CaseEvent::from_agent_action(&self.action)
+            .ok_or_else(|| invalid("action", "unknown action"))?;
+        let identity_check = match self.identity_check.as_deref() {
+            None => None,
+            Some(_) if event != CaseEvent::IdentityVerified => {
+                return Err(invalid(
+                    "identity_check",
+                    "identity_check goes only with verify_identity",
+                ));
+            }
+            Some(code) => Some(IdentityCheck::parse(code).ok_or_else(|| {
+                invalid(
+                    "identity_check",
+                    &format!(
+                        "identity_check must be one of: {}",
+                        IdentityCheck::ALL.map(IdentityCheck::as_str).join(", ")
+                    ),
+                )
+            })?),
+        };
         Ok(Decision {
-            event: CaseEvent::from_agent_action(&self.action)
-                .ok_or_else(|| invalid("action", "unknown action"))?,
+            event,
             reason: self.reason.clone(),
             rejection: self.reason_code.as_deref().and_then(RejectionCode::parse),
+            identity_check,
             expected_version: self.expected_version,
         })
     }
@@ -481,7 +559,7 @@ pub struct FalsePositiveReport {
     responses(
         (status = 200, description = "Done; the case as it now stands", body = AgentCaseView),
         (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 403, description = "The agent's role may not act in this state, or the analyst who rejected tries to decide the appeal", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "The agent's role may not act in this state, the analyst who rejected tries to decide the appeal, or a non-supervisor tries to verify identity on a case whose name and ID did not match the carrier's record (`supervisor_required_name_id_mismatch`)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Stale expected_version, action illegal in this state, or another agent holds the case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),

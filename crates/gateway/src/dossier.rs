@@ -22,6 +22,7 @@ use case_store::{
     CaseRow, EventRow,
     identity::IdentityRow,
     material::EvidenceMeta,
+    number_budget::ProofTried,
     risk::{AssessmentRow, OrderRow},
 };
 use case_workflows::dossier::DossierForm;
@@ -95,6 +96,10 @@ pub struct DossierProofs {
     pub otp_sends: i32,
     /// Failed proofs.
     pub failed_attempts: i32,
+    /// Whether the name and ID matched the carrier's record: matched, did_not_match or not_yet_asked.
+    pub name_id_match: String,
+    /// The proofs offered, oldest first.
+    pub tried: Vec<crate::agent::ProofTriedView>,
 }
 
 /// A provisioning order.
@@ -203,6 +208,8 @@ pub struct DossierInput<'a> {
     pub case: &'a CaseRow,
     /// Its identity claim (only the masked fields are used).
     pub identity: Option<&'a IdentityRow>,
+    /// The proofs offered on the case.
+    pub proofs_tried: &'a [ProofTried],
     /// The latest risk assessment.
     pub assessment: Option<&'a AssessmentRow>,
     /// Provisioning orders.
@@ -299,6 +306,18 @@ pub fn assemble(input: DossierInput<'_>) -> Dossier {
                 verified_at: i.verified_at,
                 otp_sends: i.otp_sends,
                 failed_attempts: i.failed_attempts,
+                name_id_match: case_domain::agent_policy::NameIdMatch::of(i.subscriber_match)
+                    .as_str()
+                    .into(),
+                tried: input
+                    .proofs_tried
+                    .iter()
+                    .map(|t| crate::agent::ProofTriedView {
+                        method: t.method.clone(),
+                        outcome: t.outcome.clone(),
+                        at: t.at,
+                    })
+                    .collect(),
             }),
             orders: input
                 .orders
@@ -391,6 +410,10 @@ struct Labels {
     verified_at: &'static str,
     codes_sent: &'static str,
     failed: &'static str,
+    name_id: &'static str,
+    tried: &'static str,
+    method: &'static str,
+    outcome: &'static str,
     orders: &'static str,
     order: &'static str,
     restoration: &'static str,
@@ -447,6 +470,10 @@ const ZH: Labels = Labels {
     verified_at: "核验时间",
     codes_sent: "已发送验证码",
     failed: "失败次数",
+    name_id: "姓名与证件号（运营商登记）",
+    tried: "已尝试的核验",
+    method: "方式",
+    outcome: "结果",
     orders: "复机工单",
     order: "工单号",
     restoration: "恢复范围",
@@ -503,6 +530,10 @@ const EN: Labels = Labels {
     verified_at: "Verified at",
     codes_sent: "Codes sent",
     failed: "Failed attempts",
+    name_id: "Name and ID vs the carrier's record",
+    tried: "Proofs tried",
+    method: "Method",
+    outcome: "Outcome",
     orders: "Restoration orders",
     order: "Order",
     restoration: "Restoration",
@@ -714,7 +745,18 @@ pub fn render_html(d: &Dossier) -> String {
                     (&verified_at, opt_when(p.verified_at, zh, none)),
                     (l.codes_sent, p.otp_sends.to_string()),
                     (l.failed, p.failed_attempts.to_string()),
+                    (l.name_id, p.name_id_match.clone()),
                 ],
+            );
+            let _ = write!(out, "<h4>{}</h4>", escape_html(l.tried));
+            grid(
+                &mut out,
+                &[l.method, l.outcome, &time_label(l.at)],
+                &p.tried
+                    .iter()
+                    .map(|t| vec![t.method.clone(), t.outcome.clone(), when(t.at, zh)])
+                    .collect::<Vec<_>>(),
+                none,
             );
         }
         None => {
@@ -956,6 +998,7 @@ pub async fn export(
     let dossier = assemble(DossierInput {
         case: &facts.case,
         identity: facts.identity.as_ref(),
+        proofs_tried: &facts.proofs_tried,
         assessment: facts.assessment.as_ref(),
         orders: &facts.orders,
         timeline: &facts.timeline,
@@ -1097,6 +1140,7 @@ mod tests {
         timeline: Vec<EventRow>,
         agents: Vec<(Uuid, String)>,
         evidence: Vec<EvidenceMeta>,
+        tried: Vec<ProofTried>,
     }
 
     fn fixture(locale: &str) -> Fixture {
@@ -1185,6 +1229,18 @@ mod tests {
                 sha256: vec![0xab; 32],
                 created_at: at(4),
             }],
+            tried: vec![
+                ProofTried {
+                    method: "service_password".into(),
+                    outcome: "failed".into(),
+                    at: at(2),
+                },
+                ProofTried {
+                    method: "otp".into(),
+                    outcome: "accepted".into(),
+                    at: at(3),
+                },
+            ],
             case,
         }
     }
@@ -1193,6 +1249,7 @@ mod tests {
         assemble(DossierInput {
             case: &f.case,
             identity: Some(&f.identity),
+            proofs_tried: &f.tried,
             assessment: Some(&f.assessment),
             orders: &f.orders,
             timeline: &f.timeline,
@@ -1234,6 +1291,23 @@ mod tests {
         assert!(!d.facts.reasons[0].why.is_empty());
         assert_eq!(d.facts.orders.len(), 1);
         assert_eq!(d.evidence[0].sha256, "ab".repeat(32));
+        let proofs = d.facts.proofs.as_ref().expect("proofs");
+        assert_eq!(proofs.name_id_match, "matched");
+        let tried: Vec<_> = proofs
+            .tried
+            .iter()
+            .map(|t| (t.method.as_str(), t.outcome.as_str()))
+            .collect();
+        assert_eq!(tried, [("service_password", "failed"), ("otp", "accepted")]);
+        let html = render_html(&d);
+        assert!(
+            html.contains("<td>service_password</td><td>failed</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("Name and ID vs the carrier&#39;s record"),
+            "{html}"
+        );
         assert_eq!(d.request.channel, "app");
         assert_eq!(d.parties.carrier.role, "respondent");
     }
@@ -1309,6 +1383,7 @@ mod tests {
         let d = assemble(DossierInput {
             case: &f.case,
             identity: None,
+            proofs_tried: &[],
             assessment: None,
             orders: &[],
             timeline: &f.timeline[..1],

@@ -31,6 +31,14 @@ pub enum ApiError {
     /// The caller's role may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller may not do this, for a reason with a stable code.
+    #[error("{detail}")]
+    ForbiddenOf {
+        /// Machine-readable reason, e.g. `supervisor_required_name_id_mismatch`.
+        code: &'static str,
+        /// What the caller is told.
+        detail: String,
+    },
     /// No such resource, or the caller may not know it exists.
     #[error("not found")]
     NotFound,
@@ -85,6 +93,7 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::NotFound => Self::NotFound,
             WorkflowError::Invalid(errors) => Self::Invalid(errors),
             WorkflowError::Forbidden(detail) => Self::Forbidden(detail),
+            WorkflowError::ForbiddenOf { code, detail } => Self::ForbiddenOf { code, detail },
             WorkflowError::StaleVersion => Self::ConflictOf {
                 slug: "stale-version",
                 detail: "The case changed meanwhile; read it again and retry.".into(),
@@ -164,6 +173,13 @@ impl ApiError {
                 "Forbidden",
                 detail.clone(),
             ),
+            Self::ForbiddenOf { code, detail } => Problem::new(
+                StatusCode::FORBIDDEN,
+                &code.replace('_', "-"),
+                "Forbidden",
+                detail.clone(),
+            )
+            .with("code", *code),
             Self::Conflict(detail) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
             }

@@ -62,8 +62,9 @@ pub fn service(state: AppState, timeout: Duration, limits: RateLimits) -> Router
     http::with_standard_layers(app.merge(ops), timeout)
 }
 
-/// Serves the gateway on `listener` until `shutdown`, with the rate limits of the
-/// environment ([`RateLimitConfig::from_env`]).
+/// Serves the gateway on `listener` until `shutdown`, with the rate limits and live
+/// stream limits of the environment ([`RateLimitConfig::from_env`],
+/// [`live::StreamLimits::from_env`]).
 pub async fn run(
     listener: TcpListener,
     state: AppState,
@@ -71,6 +72,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let limits = RateLimitConfig::from_env()?;
+    state.live.set_limits(live::StreamLimits::from_env()?);
     run_with(listener, state, timeout, &limits, shutdown).await
 }
 

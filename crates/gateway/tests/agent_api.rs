@@ -193,7 +193,7 @@ async fn an_analyst_finds_the_case_in_the_queue_and_approves_it_at_the_current_v
         &pool,
         &analyst,
         case_id,
-        json!({ "action": "verify_identity", "expected_version": version }),
+        json!({ "action": "verify_identity", "identity_check": "original_id_in_person", "expected_version": version }),
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -413,4 +413,241 @@ async fn the_dossier_and_the_supervisors_views_follow_their_rules(pool: PgPool) 
     }
     let (_, escalated) = call(&pool, "GET", "/v1/agent/escalations", Some(&boss), None).await;
     assert_eq!(escalated["cases"], json!([]));
+}
+
+/// A case in identity review whose name and ID the carrier answered `matched`, with
+/// two proofs offered (one failed, one never judged) and one evidence file.
+async fn in_identity_review(pool: &PgPool, msisdn: &str, matched: Option<bool>) -> (Uuid, i32) {
+    use case_store::number_budget::{self, BudgetKind, ProofOutcome, Reservation, Reserve};
+    let id = open_case(pool, msisdn).await;
+    case_store::identity::save_identity(
+        pool,
+        id,
+        &case_store::identity::NewIdentity {
+            full_name_enc: vec![1; 40],
+            id_number_enc: vec![2; 40],
+            full_name_masked: "王*明".into(),
+            id_number_last4: "123X".into(),
+        },
+    )
+    .await
+    .unwrap();
+    if let Some(m) = matched {
+        case_store::identity::record_subscriber_match(pool, id, m)
+            .await
+            .unwrap();
+    }
+    for (method, outcome) in [
+        ("service_password", ProofOutcome::Failed),
+        ("otp", ProofOutcome::Released),
+    ] {
+        let reservation = number_budget::reserve(
+            pool,
+            &Reserve {
+                msisdn,
+                kind: BudgetKind::Proof,
+                case_id: Some(id),
+                method: Some(method),
+                cause: None,
+                limit: 5,
+                window: chrono::Duration::hours(24),
+            },
+        )
+        .await
+        .unwrap();
+        let Reservation::Granted { id: slot, .. } = reservation else {
+            panic!("a slot: {reservation:?}");
+        };
+        number_budget::settle_proof(pool, slot, outcome)
+            .await
+            .unwrap();
+    }
+    let mut conn = pool.acquire().await.unwrap();
+    let png = [b"\x89PNG\r\n\x1a\n".as_slice(), &[0u8; 64]].concat();
+    case_store::material::insert_evidence(&mut conn, id, "image/png", &png)
+        .await
+        .unwrap();
+    drop(conn);
+    step(
+        pool,
+        id,
+        CaseEvent::IdentityEscalated,
+        &Actor::system("test"),
+    )
+    .await;
+    let case = case_store::load_case(pool, id).await.unwrap().unwrap();
+    assert_eq!(case.state, CaseState::IdentityReview);
+    (id, case.version)
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_identity_review_shows_the_match_the_proofs_tried_and_the_evidence(pool: PgPool) {
+    let (_, cs) = agent(&pool, "cs.facts", &[Role::Cs]).await;
+    let (matched, _) = in_identity_review(&pool, "+8613800138301", Some(true)).await;
+    let (status, view) = call(
+        &pool,
+        "GET",
+        &format!("/v1/agent/cases/{matched}"),
+        Some(&cs),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["proofs"]["name_id_match"], "matched");
+    let tried = view["proofs"]["tried"].as_array().unwrap();
+    assert_eq!(tried.len(), 2, "{view}");
+    assert_eq!(tried[0]["method"], "service_password");
+    assert_eq!(tried[0]["outcome"], "failed");
+    assert_eq!(tried[1]["method"], "otp");
+    assert_eq!(tried[1]["outcome"], "released");
+    assert!(tried[0]["at"].as_str().is_some());
+    let evidence = view["evidence"].as_array().unwrap();
+    assert_eq!(evidence.len(), 1, "{view}");
+    assert_eq!(evidence[0]["media_type"], "image/png");
+    assert_eq!(evidence[0]["sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        view["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("verify_identity"))
+    );
+
+    let (mismatch, _) = in_identity_review(&pool, "+8613800138302", Some(false)).await;
+    let (_, view) = call(
+        &pool,
+        "GET",
+        &format!("/v1/agent/cases/{mismatch}"),
+        Some(&cs),
+        None,
+    )
+    .await;
+    assert_eq!(view["proofs"]["name_id_match"], "did_not_match");
+    // The CS agent is not offered what the server would refuse.
+    assert!(
+        !view["allowed_actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("verify_identity")),
+        "{view}"
+    );
+    let (unasked, _) = in_identity_review(&pool, "+8613800138303", None).await;
+    let (_, view) = call(
+        &pool,
+        "GET",
+        &format!("/v1/agent/cases/{unasked}"),
+        Some(&cs),
+        None,
+    )
+    .await;
+    assert_eq!(view["proofs"]["name_id_match"], "not_yet_asked");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn verify_identity_needs_to_say_how_identity_was_checked(pool: PgPool) {
+    let (_, cs) = agent(&pool, "cs.how", &[Role::Cs]).await;
+    let (case_id, version) = in_identity_review(&pool, "+8613800138311", Some(true)).await;
+    for body in [
+        json!({ "action": "verify_identity", "expected_version": version }),
+        json!({ "action": "verify_identity", "reason": "saw them", "expected_version": version }),
+        json!({ "action": "verify_identity", "identity_check": "trust_me", "expected_version": version }),
+        json!({ "action": "verify_identity", "identity_check": "", "expected_version": version }),
+    ] {
+        let (status, problem) = act(&pool, &cs, case_id, body.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body} {problem}");
+        assert_eq!(problem["errors"][0]["field"], "identity_check", "{problem}");
+    }
+    // identity_check belongs to verify_identity only.
+    let (status, problem) = act(
+        &pool,
+        &cs,
+        case_id,
+        json!({ "action": "request_info", "reason": "ID photo", "identity_check": "documents_reviewed", "expected_version": version }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "identity_check");
+    // Nothing changed, nobody claimed the case.
+    let case = case_store::load_case(&pool, case_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (case.state, case.version),
+        (CaseState::IdentityReview, version)
+    );
+    assert_eq!(case.lease_owner, None);
+
+    let (status, view) = act(
+        &pool,
+        &cs,
+        case_id,
+        json!({ "action": "verify_identity", "identity_check": "original_id_in_person", "reason": "store 12, counter 3", "expected_version": version }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["version"], version + 1);
+    let last = view["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event"], "identity_verified");
+    let reason = last["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("original ID document seen in person"),
+        "{reason}"
+    );
+    assert!(reason.contains("store 12, counter 3"), "{reason}");
+    let check: String = sqlx::query_scalar(
+        "SELECT detail->>'identity_check' FROM audit_log WHERE case_id = $1 AND action = 'case.decision'",
+    )
+    .bind(case_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(check, "original_id_in_person");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_name_id_mismatch_takes_a_supervisor_to_verify(pool: PgPool) {
+    let (_, cs) = agent(&pool, "cs.mismatch", &[Role::Cs]).await;
+    let (_, boss) = agent(&pool, "boss.mismatch", &[Role::Supervisor]).await;
+    let (case_id, version) = in_identity_review(&pool, "+8613800138321", Some(false)).await;
+    let body = json!({ "action": "verify_identity", "identity_check": "video_call_face_match", "expected_version": version });
+    let (status, problem) = act(&pool, &cs, case_id, body.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{problem}");
+    assert_eq!(problem["code"], "supervisor_required_name_id_mismatch");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("supervisor-required-name-id-mismatch"),
+        "{problem}"
+    );
+    let case = case_store::load_case(&pool, case_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (case.state, case.version),
+        (CaseState::IdentityReview, version)
+    );
+    assert_eq!(
+        case.lease_owner, None,
+        "a refused verification claims nothing"
+    );
+
+    let (status, view) = act(&pool, &boss, case_id, body).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["version"], version + 1);
+    assert_eq!(
+        view["timeline"].as_array().unwrap().last().unwrap()["event"],
+        "identity_verified"
+    );
+    // Where the carrier matched (or was not asked), CS verifies as before.
+    let (case_id, version) = in_identity_review(&pool, "+8613800138322", None).await;
+    let (status, view) = act(
+        &pool,
+        &cs,
+        case_id,
+        json!({ "action": "verify_identity", "identity_check": "callback_to_contact_on_file", "expected_version": version }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
 }

@@ -15,7 +15,7 @@ use axum::{
 use case_domain::material::mask_counterparty as mask_number;
 use case_domain::{
     CaseEvent, Role,
-    agent_policy::{UNMASKERS, queue_roles},
+    agent_policy::{IdentityCheck, UNMASKERS, queue_roles},
     decision::{RejectionCode, agent_may_act},
     risk::ReasonCode,
 };
@@ -72,6 +72,7 @@ pub(super) struct ActionView {
     help: String,
     reason_required: bool,
     is_reject: bool,
+    is_verify: bool,
     danger: bool,
 }
 
@@ -114,6 +115,18 @@ pub(super) struct ProofsRow {
     verified: Option<String>,
     verified_at: Option<String>,
     verified_at_text: String,
+    name_id_match: String,
+    name_id_label: String,
+    tried: Vec<TriedRow>,
+}
+
+#[derive(Debug)]
+pub(super) struct TriedRow {
+    method: String,
+    outcome: String,
+    outcome_label: String,
+    at: String,
+    at_text: String,
 }
 
 #[derive(Debug)]
@@ -200,6 +213,8 @@ struct CasePage {
     timeline: Vec<TimelineRow>,
     actions: Vec<ActionView>,
     rejection_codes: Vec<CodeLabel>,
+    identity_checks: Vec<CodeLabel>,
+    supervisor_needed: bool,
     back: String,
     back_label: String,
     self_href: String,
@@ -282,7 +297,7 @@ async fn build(
     let now = Utc::now();
     let pool = &state.pool;
     let explanations = case_store::material::list_explanations(pool, view.case_id).await?;
-    let evidence = case_store::material::list_evidence(pool, view.case_id).await?;
+    let evidence = view.evidence.clone();
     let agent_ids: Vec<Uuid> = view
         .timeline
         .iter()
@@ -336,6 +351,7 @@ async fn build(
             help: ui.t(&format!("action.{name}.help")),
             reason_required: CaseEvent::from_agent_action(name) == Some(CaseEvent::InfoRequested),
             is_reject: CaseEvent::from_agent_action(name) == Some(CaseEvent::Rejected),
+            is_verify: CaseEvent::from_agent_action(name) == Some(CaseEvent::IdentityVerified),
             danger: CaseEvent::from_agent_action(name) == Some(CaseEvent::Rejected),
             name: (*name).to_owned(),
         })
@@ -396,8 +412,30 @@ async fn build(
             verified: p.verified_method.as_deref().map(|m| ui.code("method", m)),
             verified_at,
             verified_at_text: verified_at_text.unwrap_or_default(),
+            name_id_match: p.name_id_match.as_str().into(),
+            name_id_label: ui.code("name_id", p.name_id_match.as_str()),
+            tried: p
+                .tried
+                .iter()
+                .map(|t| {
+                    let (at, at_text) = stamp(t.at);
+                    TriedRow {
+                        method: ui.code("method", &t.method),
+                        outcome_label: ui.code("proof_outcome", &t.outcome),
+                        outcome: t.outcome.clone(),
+                        at,
+                        at_text,
+                    }
+                })
+                .collect(),
         }
     });
+    // The table would let this agent verify, but the carrier's "no" needs a supervisor.
+    let supervisor_needed = view.state == case_domain::CaseState::IdentityReview
+        && view.proofs.as_ref().is_some_and(|p| {
+            case_domain::agent_policy::may_verify_identity(session.roles(), p.name_id_match)
+                .is_err()
+        });
     let complaints: Vec<ComplaintRowView> = complaints
         .into_iter()
         .map(|k| ComplaintRowView {
@@ -527,6 +565,14 @@ async fn build(
                 label: ui.code("reject", c.as_str()),
             })
             .collect(),
+        identity_checks: IdentityCheck::ALL
+            .into_iter()
+            .map(|c| CodeLabel {
+                code: c.as_str(),
+                label: ui.code("identity_check", c.as_str()),
+            })
+            .collect(),
+        supervisor_needed,
         back,
         back_label,
         c: head,
@@ -615,6 +661,8 @@ pub(super) struct ActionForm {
     reason: Option<String>,
     #[serde(default)]
     reason_code: Option<String>,
+    #[serde(default)]
+    identity_check: Option<String>,
 }
 
 /// `POST /console/cases/{id}/actions`: the API's decision use case (role, claim and
@@ -641,6 +689,10 @@ pub(super) async fn act(
         action: form.action,
         reason: form.reason.filter(|r| !r.trim().is_empty()),
         reason_code: form.reason_code.map(|c| c.trim().to_owned()),
+        identity_check: form
+            .identity_check
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty()),
         expected_version: version,
     }
     .decision()

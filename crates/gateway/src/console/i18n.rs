@@ -351,6 +351,57 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("proofs.verified_at", "Verified", "核验时间"),
     ("proofs.otp_sends", "Codes sent", "已发验证码"),
     ("proofs.failed", "Failed attempts", "失败次数"),
+    (
+        "proofs.name_id",
+        "Name and ID vs carrier record",
+        "姓名与证件号（运营商登记）",
+    ),
+    ("proofs.tried", "Proofs tried", "已尝试的核验"),
+    (
+        "proofs.none_tried",
+        "No proof offered yet.",
+        "尚未提交核验。",
+    ),
+    ("proofs.method", "Method", "方式"),
+    ("proofs.outcome", "Outcome", "结果"),
+    ("proofs.at", "When", "时间"),
+    ("name_id.matched", "Matched", "一致"),
+    ("name_id.did_not_match", "Did not match", "不一致"),
+    ("name_id.not_yet_asked", "Not yet asked", "尚未查询"),
+    ("proof_outcome.pending", "being judged", "核验中"),
+    ("proof_outcome.failed", "failed", "未通过"),
+    ("proof_outcome.accepted", "accepted", "通过"),
+    ("proof_outcome.released", "not judged", "未判定"),
+    (
+        "case.identity_check",
+        "How identity was checked (required)",
+        "核验方式（必填）",
+    ),
+    (
+        "case.supervisor_needed",
+        "The name and ID on this case did not match the carrier's record: only a supervisor may confirm identity.",
+        "本案姓名与证件号与运营商登记不一致：仅主管可确认身份。",
+    ),
+    (
+        "identity_check.original_id_in_person",
+        "Original ID seen in person",
+        "现场查验身份证原件",
+    ),
+    (
+        "identity_check.callback_to_contact_on_file",
+        "Called back a contact on file",
+        "回拨预留联系方式",
+    ),
+    (
+        "identity_check.video_call_face_match",
+        "Video call, face matched the ID",
+        "视频通话人像比对",
+    ),
+    (
+        "identity_check.documents_reviewed",
+        "Documents reviewed",
+        "审核证明材料",
+    ),
     ("method.otp", "one-time code", "短信验证码"),
     ("method.service_password", "service password", "服务密码"),
     ("method.call_records", "call records", "通话记录"),
@@ -783,6 +834,15 @@ mod tests {
         }
         for c in RejectionCode::ALL {
             assert!(has(&format!("reject.{}", c.as_str())));
+        }
+        for c in case_domain::agent_policy::IdentityCheck::ALL {
+            assert!(has(&format!("identity_check.{}", c.as_str())));
+        }
+        for m in ["matched", "did_not_match", "not_yet_asked"] {
+            assert!(has(&format!("name_id.{m}")));
+        }
+        for o in ["pending", "failed", "accepted", "released"] {
+            assert!(has(&format!("proof_outcome.{o}")));
         }
     }
 

@@ -22,13 +22,14 @@ use crate::{
     AppState,
     agent_auth::AgentSession,
     error::ApiError,
-    live::{KEEP_ALIVE, MAX_STREAM, Signal},
+    live::{Holder, KEEP_ALIVE, MAX_STREAM, Signal, StreamSlot},
 };
 
 /// How long the browser waits before reconnecting.
 const RETRY: Duration = Duration::from_secs(3);
 
-/// `GET /console/events` (agents who read cases).
+/// `GET /console/events` (agents who read cases); counts against the agent's live
+/// stream limit (429 past it).
 pub(super) async fn events(
     State(state): State<AppState>,
     ctx: Ctx,
@@ -36,7 +37,11 @@ pub(super) async fn events(
 ) -> Result<Response, ConsoleError> {
     let session = ctx.require(session)?;
     require_case_reader(&session).map_err(|e| ctx.fail(e))?;
-    let mut response = Sse::new(changes(state, MAX_STREAM))
+    let slot = match state.live.open(Holder::Agent(session.id()), None) {
+        Ok(slot) => slot,
+        Err(refused) => return Ok(refused.response()),
+    };
+    let mut response = Sse::new(changes(state, MAX_STREAM, slot))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response();
     response
@@ -50,14 +55,20 @@ pub(super) async fn events(
 
 /// `change` events (`{case_id, state, version}`) and `resync` when changes may have
 /// been missed; ends at shutdown or after `max`.
-fn changes(state: AppState, max: Duration) -> impl Stream<Item = Result<Event, Infallible>> {
+fn changes(
+    state: AppState,
+    max: Duration,
+    slot: StreamSlot,
+) -> impl Stream<Item = Result<Event, Infallible>> {
     struct Feed {
         rx: tokio::sync::broadcast::Receiver<Signal>,
         hub: crate::live::LiveHub,
         deadline: tokio::time::Instant,
         first: bool,
+        _slot: StreamSlot,
     }
     let feed = Feed {
+        _slot: slot,
         rx: state.live.subscribe(),
         hub: state.live.clone(),
         deadline: tokio::time::Instant::now() + max,
@@ -78,7 +89,7 @@ fn changes(state: AppState, max: Duration) -> impl Stream<Item = Result<Event, I
             Ok(Signal::Changed(change)) => Event::default()
                 .event("change")
                 .data(serde_json::to_string(&change).unwrap_or_default()),
-            Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => {
+            Ok(Signal::Resync(_)) | Err(RecvError::Lagged(_)) => {
                 Event::default().event("resync").data("{}")
             }
             Err(RecvError::Closed) => return None,

@@ -506,7 +506,7 @@ impl IntoResponse for ConsoleError {
                 let next = serde_urlencoded::to_string([("next", ctx.here())]).unwrap_or_default();
                 return Redirect::to(&format!("/console/login?{next}")).into_response();
             }
-            Failure::Api(ApiError::Forbidden(d)) => {
+            Failure::Api(ApiError::Forbidden(d) | ApiError::ForbiddenOf { detail: d, .. }) => {
                 (StatusCode::FORBIDDEN, ui.t("error.forbidden"), Some(d))
             }
             Failure::Api(ApiError::NotFound) => {
