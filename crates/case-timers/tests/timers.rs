@@ -422,7 +422,10 @@ async fn a_restart_loses_no_timer(pool: PgPool) {
         if done.events == 0 && !done.pending {
             break;
         }
-        assert!(std::time::Instant::now() < until, "the follower never caught up");
+        assert!(
+            std::time::Instant::now() < until,
+            "the follower never caught up"
+        );
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
     // A firer that crashed mid-way: it claimed a timer, then died before committing.
