@@ -590,7 +590,7 @@ mod tests {
         );
         let a = b64(&[7u8; 32]);
         assert_eq!(
-            Keys::from_list(&a, &[a.clone()]).unwrap_err(),
+            Keys::from_list(&a, std::slice::from_ref(&a)).unwrap_err(),
             ProtectionError::DuplicateKey
         );
         assert_eq!(
