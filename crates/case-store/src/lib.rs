@@ -19,6 +19,7 @@ pub mod demo;
 mod error;
 mod idempotency;
 pub mod identity;
+pub mod key_rotation;
 pub mod material;
 pub mod number_budget;
 mod outbox;

@@ -4,7 +4,8 @@
 //! `serve` refuses to start (exit 1, one line on stderr naming the variable) when:
 //! - a secret it is given is one this project publishes ([`PUBLISHED_SECRETS`]);
 //! - `REACTIVATION_SECRET_KEY` is missing where it is used, is not base64 of at least
-//!   32 bytes, or does not look random (text, or few distinct bytes);
+//!   32 bytes, or does not look random (text, or few distinct bytes); with
+//!   `REACTIVATION_SECRET_KEYS`, the same for every key it lists, old ones included;
 //! - `REACTIVATION_INTERNAL_TOKENS` is missing where an internal API is served or
 //!   called, or one of its tokens does not look random;
 //! - the database holds an agent account that `reactivation dev` seeded
@@ -113,7 +114,17 @@ const GENERATE: &str = "generate one with `openssl rand -base64 32`";
 
 /// Checks the master secret's text.
 pub fn check_secret_key(text: &str) -> Result<(), ConfigError> {
-    let refuse = |problem: String| Err(ConfigError::new("REACTIVATION_SECRET_KEY", problem));
+    check_secret_key_in("REACTIVATION_SECRET_KEY", None, text)
+}
+
+/// Checks one master secret of `variable` (`position`: its place in a list).
+fn check_secret_key_in(
+    variable: &str,
+    position: Option<usize>,
+    text: &str,
+) -> Result<(), ConfigError> {
+    let which = position.map(|n| format!("key #{n} ")).unwrap_or_default();
+    let refuse = |problem: String| Err(ConfigError::new(variable, format!("{which}{problem}")));
     let Some(bytes) = decode_base64(text) else {
         return refuse(format!("is not base64; {GENERATE}"));
     };
@@ -175,7 +186,16 @@ fn check_webhook_secret(variable: &str, secret: &webhooks::Secret) -> Result<(),
 /// Every check of the settings of `serve <service>` (no I/O).
 pub fn check_settings(service: Service, settings: &Settings) -> Result<(), ConfigError> {
     match &settings.secret_key {
-        Some(key) => check_secret_key(key)?,
+        Some(key) if settings.secret_key_variable == "REACTIVATION_SECRET_KEY" => {
+            check_secret_key(key)?;
+        }
+        Some(key) => {
+            // Every key of the list, old ones too: a published old key reads the data.
+            let keys = std::iter::once(key).chain(&settings.old_secret_keys);
+            for (i, key) in keys.enumerate() {
+                check_secret_key_in(settings.secret_key_variable, Some(i + 1), key)?;
+            }
+        }
         None if uses_secret_key(service) => {
             settings.require_secret_key()?;
         }
@@ -345,6 +365,42 @@ mod tests {
             );
         }
         check_secret_key(&random_like(9)).unwrap();
+    }
+
+    #[test]
+    fn every_key_of_the_list_is_checked_old_ones_too() {
+        let list = format!("{} {}", random_like(6), random_like(7));
+        // Keys rotated in: the single key (of `good()`) listed as the old one.
+        let rotated = format!("{} {}", random_like(6), random_like(1));
+        check(Service::Gateway, &[("REACTIVATION_SECRET_KEYS", &rotated)]).unwrap();
+        let unset = ("REACTIVATION_SECRET_KEY", "");
+        check(
+            Service::Gateway,
+            &[("REACTIVATION_SECRET_KEYS", &list), unset],
+        )
+        .unwrap();
+        let published = format!("{} {}", random_like(6), dev::DEV_SECRET_KEY);
+        refused_for(
+            Service::Gateway,
+            &[("REACTIVATION_SECRET_KEYS", &published), unset],
+            "REACTIVATION_SECRET_KEYS",
+        );
+        let err = check(
+            Service::Identity,
+            &[("REACTIVATION_SECRET_KEYS", &published), unset],
+        )
+        .unwrap_err();
+        assert!(
+            err.problem.starts_with("key #2 is a published secret"),
+            "{err}"
+        );
+        let short = format!("MDEyMzQ1Njc4OWFiY2RlZg== {}", random_like(6));
+        let err = check(
+            Service::Webhooks,
+            &[("REACTIVATION_SECRET_KEYS", &short), unset],
+        )
+        .unwrap_err();
+        assert!(err.problem.starts_with("key #1 holds 16 bytes"), "{err}");
     }
 
     #[test]

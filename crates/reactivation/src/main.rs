@@ -6,6 +6,7 @@
 
 mod checks;
 mod dev;
+mod keys;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -46,6 +47,22 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// The master secrets (REACTIVATION_SECRET_KEYS).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Re-encrypts every sealed value not under the current key (the first of
+    /// REACTIVATION_SECRET_KEYS), in batches with progress; resumable, idempotent.
+    Rotate {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
     },
 }
 
@@ -149,6 +166,9 @@ async fn main() -> std::process::ExitCode {
         Command::Audit {
             command: AuditCommand::Verify,
         } => verify_audit(&settings).await,
+        Command::Keys {
+            command: KeysCommand::Rotate { batch },
+        } => keys::rotate(&settings, batch).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -30,7 +30,9 @@ impl Wiring {
 
     fn keys(&self) -> anyhow::Result<Arc<Keys>> {
         let secret = self.settings.require_secret_key()?;
-        Ok(Arc::new(Keys::from_master_base64(secret)?))
+        let keys = Keys::from_list(secret, &self.settings.old_secret_keys)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.settings.secret_key_variable))?;
+        Ok(Arc::new(keys))
     }
 
     /// Keeps the `reactivation_cases` gauges of this process's `/metrics` fresh (the

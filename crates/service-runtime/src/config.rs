@@ -71,10 +71,17 @@ pub struct Settings {
     /// `REACTIVATION_IDENTITY_URL`: where the gateway reaches the identity service
     /// (default `http://` + the identity address).
     pub identity_url: String,
-    /// `REACTIVATION_SECRET_KEY`: base64 master secret (≥ 32 bytes) from which the keys
-    /// for personal data at rest and one-time codes derive. Required by the gateway and
-    /// the identity service.
+    /// The current master secret: base64 (≥ 32 bytes) from which the keys for
+    /// personal data at rest and one-time codes derive. The first key of
+    /// `REACTIVATION_SECRET_KEYS` when that is set, else `REACTIVATION_SECRET_KEY`.
+    /// Required by the gateway, the identity and the webhooks service.
     pub secret_key: Option<String>,
+    /// The old master secrets: the keys after the first in `REACTIVATION_SECRET_KEYS`
+    /// (space-separated, current first). Data sealed under them is still read until
+    /// `reactivation keys rotate` has moved it to the current key.
+    pub old_secret_keys: Vec<String>,
+    /// The variable the master secrets came from (named in errors about them).
+    pub secret_key_variable: &'static str,
     /// `REACTIVATION_CARRIER_WEBHOOK_SECRETS`: space-separated `whsec_<base64>` secrets
     /// (24–64 bytes each) accepted on inbound carrier webhooks; several while one is
     /// rotated. Empty when unset (the gateway then refuses carrier webhooks with 503).
@@ -246,7 +253,13 @@ impl Settings {
             Some(list) => InternalTokens::parse(&list)
                 .map_err(|problem| ConfigError::new("REACTIVATION_INTERNAL_TOKENS", problem))?,
         };
+        let (secret_key, old_secret_keys, secret_key_variable) = secret_keys(
+            get("REACTIVATION_SECRET_KEYS"),
+            get("REACTIVATION_SECRET_KEY"),
+        )?;
         Ok(Self {
+            old_secret_keys,
+            secret_key_variable,
             internal_tokens,
             carrier_webhook_secrets,
             webhooks_addr: addr("REACTIVATION_WEBHOOKS_ADDR", "127.0.0.1:8084")?,
@@ -255,7 +268,7 @@ impl Settings {
             sim_webhook_url,
             sim_webhook_secret,
             identity_url: identity_url.trim_end_matches('/').to_owned(),
-            secret_key: get("REACTIVATION_SECRET_KEY"),
+            secret_key,
             database_url,
             db_max_connections,
             log_format,
@@ -277,7 +290,7 @@ impl Settings {
         self.secret_key.as_deref().ok_or_else(|| {
             ConfigError::new(
                 "REACTIVATION_SECRET_KEY",
-                "is not set (base64 of at least 32 random bytes, e.g. `openssl rand -base64 32`)",
+                "is not set (base64 of at least 32 random bytes, e.g. `openssl rand -base64 32`; or REACTIVATION_SECRET_KEYS, the current key first, then old ones)",
             )
         })
     }
@@ -306,6 +319,43 @@ impl Settings {
 
 /// The fewest random bytes a service-to-service token may hold.
 pub const MIN_INTERNAL_TOKEN_BYTES: usize = 32;
+
+/// The master secrets: `REACTIVATION_SECRET_KEYS` (space-separated, current first)
+/// overrides `REACTIVATION_SECRET_KEY`; with both set, the single key must be one of
+/// the list (so setting the list never silently drops the key the data is under).
+#[allow(clippy::type_complexity)]
+fn secret_keys(
+    list: Option<String>,
+    single: Option<String>,
+) -> Result<(Option<String>, Vec<String>, &'static str), ConfigError> {
+    const LIST: &str = "REACTIVATION_SECRET_KEYS";
+    let Some(list) = list else {
+        return Ok((single, Vec::new(), "REACTIVATION_SECRET_KEY"));
+    };
+    let keys: Vec<String> = list.split_whitespace().map(str::to_owned).collect();
+    let bytes = |text: &str| decode_base64(text).unwrap_or_else(|| text.as_bytes().to_vec());
+    for (i, key) in keys.iter().enumerate() {
+        if keys[..i].iter().any(|k| bytes(k) == bytes(key)) {
+            return Err(ConfigError::new(
+                LIST,
+                format!(
+                    "lists key #{} twice (each key once, the current first)",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    if let Some(single) = single
+        && !keys.iter().any(|k| bytes(k) == bytes(&single))
+    {
+        return Err(ConfigError::new(
+            LIST,
+            "does not hold the key of REACTIVATION_SECRET_KEY: list it as an old key (after the current one) until `reactivation keys rotate` has run, or unset REACTIVATION_SECRET_KEY",
+        ));
+    }
+    let mut keys = keys.into_iter();
+    Ok((keys.next(), keys.collect(), LIST))
+}
 
 /// Decodes base64 in any of the usual forms (standard or URL-safe, padded or not).
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
@@ -414,6 +464,41 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn secret_keys_list_the_current_key_first_and_override_the_single_key() {
+        let (a, b) = (
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=",
+        );
+        let single = settings(&[("REACTIVATION_SECRET_KEY", a)]).unwrap();
+        assert_eq!(single.secret_key.as_deref(), Some(a));
+        assert!(single.old_secret_keys.is_empty());
+        assert_eq!(single.secret_key_variable, "REACTIVATION_SECRET_KEY");
+
+        let list = format!("{b}  {a}");
+        let both = settings(&[
+            ("REACTIVATION_SECRET_KEYS", &list),
+            ("REACTIVATION_SECRET_KEY", a),
+        ])
+        .unwrap();
+        assert_eq!(both.secret_key.as_deref(), Some(b));
+        assert_eq!(both.old_secret_keys, vec![a.to_owned()]);
+        assert_eq!(both.secret_key_variable, "REACTIVATION_SECRET_KEYS");
+
+        // The list must keep the single key, and name each key once.
+        let err = settings(&[
+            ("REACTIVATION_SECRET_KEYS", b),
+            ("REACTIVATION_SECRET_KEY", a),
+        ])
+        .unwrap_err();
+        assert_eq!(err.variable, "REACTIVATION_SECRET_KEYS");
+        assert!(!err.to_string().contains(a) && !err.to_string().contains(b));
+        let unpadded = a.trim_end_matches('=');
+        let twice = format!("{a} {b} {unpadded}");
+        let err = settings(&[("REACTIVATION_SECRET_KEYS", &twice)]).unwrap_err();
+        assert!(err.problem.contains("key #3 twice"), "{err}");
     }
 
     #[test]
