@@ -535,7 +535,7 @@ impl IdentityCases {
                         .await?;
                 let correct = under_check.is_some_and(|c| {
                     otp_id = Some(c.id);
-                    data_protection::hashes_equal(&c.code_hash, &self.keys.otp_hash(&case_id, code))
+                    self.keys.otp_matches(&case_id, code, &c.code_hash)
                 });
                 ProofCheck::Otp { correct }
             }
@@ -865,7 +865,8 @@ impl IdentityCases {
         )
         .await?;
         let case_id = under_check.and_then(|c| {
-            data_protection::hashes_equal(&c.code_hash, &self.keys.otp_hash(&recovery_id, code))
+            self.keys
+                .otp_matches(&recovery_id, code, &c.code_hash)
                 .then_some(c.case_id)
         });
         if let Some(case_id) = case_id {

@@ -190,7 +190,7 @@ fn open_secret(keys: &Keys, sealed: &[u8], endpoint_id: uuid::Uuid) -> Result<Se
         .ok()
         .and_then(|text| Secret::parse(&text).ok())
         .ok_or_else(|| {
-            "not sent: the endpoint's secret cannot be opened (was REACTIVATION_SECRET_KEY changed?)"
+            "not sent: the endpoint's secret cannot be opened (is its key missing from REACTIVATION_SECRET_KEYS?)"
                 .to_owned()
         })
 }
