@@ -754,3 +754,111 @@ async fn private_and_metadata_destinations_are_refused_without_the_development_f
         .unwrap();
     assert_eq!(count, 0);
 }
+
+#[tokio::test]
+async fn a_rotated_endpoint_secret_signs_beside_the_new_one_during_the_overlap() {
+    let stack = Stack::start_with(StackOptions {
+        services: vec!["webhooks", "gateway"],
+        env: vec![
+            ("REACTIVATION_WEBHOOKS_ALLOW_PRIVATE".into(), "true".into()),
+            ("REACTIVATION_WEBHOOKS_RETRY_SCALE".into(), "0.001".into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    stack.create_agent("rotate.admin", &["admin"]);
+    let admin = stack.login("rotate.admin").await;
+    let (base, receiver) = start_receiver().await;
+    let (status, endpoint) = register(&stack, &admin, &format!("{base}/flaky")).await;
+    assert_eq!(status, 201, "{endpoint}");
+    let old = Secret::parse(endpoint["secret"].as_str().unwrap()).unwrap();
+    let id = endpoint["id"].as_str().unwrap().to_owned();
+    let rotate = |body: Value| {
+        stack.call(
+            stack
+                .http
+                .post(format!(
+                    "{}/v1/agent/webhook-endpoints/{id}/rotate-secret",
+                    stack.url("gateway")
+                ))
+                .bearer_auth(&admin)
+                .json(&body),
+        )
+    };
+    // A window longer than a week is refused, and nothing changes.
+    let (status, problem) = rotate(json!({"overlap_hours": 169})).await;
+    assert_eq!(status, 422, "{problem}");
+    let (status, rotated) = rotate(json!({"overlap_hours": 2})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = Secret::parse(rotated["secret"].as_str().unwrap()).unwrap();
+    assert!(rotated["previous_valid_until"].as_str().is_some());
+
+    let (case, token) = stack.open_case(&TestSubscriber::clean(34)).await;
+    let (status, _) = stack
+        .call(
+            stack
+                .http
+                .post(format!("{}/v1/cases/{case}/cancel", stack.url("gateway")))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_until("the delivery", || async {
+        delivery_log(&stack, &admin, &id).await["deliveries"][0]["status"] == "delivered"
+    })
+    .await;
+    let requests = receiver.requests("/flaky");
+    assert!(!requests.is_empty());
+    for (headers, body) in &requests {
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        assert_eq!(
+            header("webhook-signature").unwrap().matches("v1,").count(),
+            2,
+            "two signatures during the overlap"
+        );
+        // A receiver that knows only one of the two secrets accepts it.
+        for secret in [&old, &new] {
+            webhooks::verify(
+                std::slice::from_ref(secret),
+                ReceivedHeaders {
+                    id: header("webhook-id"),
+                    timestamp: header("webhook-timestamp"),
+                    signature: header("webhook-signature"),
+                },
+                body,
+                now(),
+            )
+            .expect("verifies under either secret");
+        }
+    }
+    // After the window, only the new secret signs.
+    sqlx::query("UPDATE webhook_endpoints SET previous_secret_until = now() - interval '1 second' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let (case, token) = stack.open_case(&TestSubscriber::clean(35)).await;
+    let (status, _) = stack
+        .call(
+            stack
+                .http
+                .post(format!("{}/v1/cases/{case}/cancel", stack.url("gateway")))
+                .bearer_auth(&token),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_until("the second delivery", || async {
+        receiver.requests("/flaky").len() > requests.len()
+    })
+    .await;
+    let (headers, _) = receiver.requests("/flaky").pop().unwrap();
+    assert_eq!(
+        headers
+            .get("webhook-signature")
+            .and_then(|v| v.to_str().ok())
+            .unwrap()
+            .matches("v1,")
+            .count(),
+        1
+    );
+}

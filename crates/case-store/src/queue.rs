@@ -141,6 +141,8 @@ pub const WEBHOOK_DELIVERIES: Queue = Queue {
     claim_returning: "q.id, q.endpoint_id, q.event_type, q.payload, \
         (SELECT e.url FROM webhook_endpoints e WHERE e.id = q.endpoint_id) AS url, \
         (SELECT e.secret_sealed FROM webhook_endpoints e WHERE e.id = q.endpoint_id) AS secret_sealed, \
+        (SELECT CASE WHEN e.previous_secret_until > now() THEN e.previous_secret_sealed END \
+         FROM webhook_endpoints e WHERE e.id = q.endpoint_id) AS previous_secret_sealed, \
         (SELECT e.disabled_at IS NULL AND e.deleted_at IS NULL FROM webhook_endpoints e \
          WHERE e.id = q.endpoint_id) AS endpoint_active",
     max_attempts: 8,

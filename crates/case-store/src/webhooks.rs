@@ -366,11 +366,34 @@ pub async fn load_endpoint(
     .await?)
 }
 
+/// Rotates an endpoint's secret: `new_sealed` becomes current, the current one stays
+/// valid for signing until `overlap_until`. False when there is no such live endpoint.
+pub async fn rotate_endpoint_secret(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    new_sealed: &[u8],
+    overlap_until: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query!(
+        r#"UPDATE webhook_endpoints
+           SET previous_secret_sealed = secret_sealed, previous_secret_until = $3,
+               secret_sealed = $2
+           WHERE id = $1 AND deleted_at IS NULL"#,
+        id,
+        new_sealed,
+        overlap_until,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Deletes an endpoint: its secret is destroyed, its pending deliveries cancelled,
 /// its delivery log kept. Returns whether there was such an endpoint.
 pub async fn delete_endpoint(conn: &mut PgConnection, id: Uuid) -> Result<bool, StoreError> {
     let done = sqlx::query!(
-        r#"UPDATE webhook_endpoints SET deleted_at = now(), secret_sealed = NULL
+        r#"UPDATE webhook_endpoints SET deleted_at = now(), secret_sealed = NULL,
+               previous_secret_sealed = NULL, previous_secret_until = NULL
            WHERE id = $1 AND deleted_at IS NULL"#,
         id
     )
@@ -527,6 +550,8 @@ pub struct DeliveryClaim {
     pub url: String,
     /// Its sealed secret (None once deleted).
     pub secret_sealed: Option<Vec<u8>>,
+    /// The secret a rotation replaced, while its overlap window lasts.
+    pub previous_secret_sealed: Option<Vec<u8>>,
     /// Whether the endpoint still takes deliveries.
     pub endpoint_active: bool,
     /// Event type.
@@ -566,6 +591,7 @@ pub async fn claim_delivery(
         endpoint_id: row.try_get("endpoint_id")?,
         url: row.try_get("url")?,
         secret_sealed: row.try_get("secret_sealed")?,
+        previous_secret_sealed: row.try_get("previous_secret_sealed")?,
         endpoint_active: row.try_get("endpoint_active")?,
         event_type: row.try_get("event_type")?,
         payload: row.try_get("payload")?,

@@ -108,6 +108,11 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
         Access::Roles(crate::webhooks::ENDPOINT_ADMINS),
     ),
     (
+        "post",
+        "/v1/agent/webhook-endpoints/{endpoint_id}/rotate-secret",
+        Access::Roles(crate::webhooks::ENDPOINT_ADMINS),
+    ),
+    (
         "get",
         "/v1/agent/admin/dead-letters",
         Access::Roles(crate::dead_letters::DEAD_LETTER_ADMINS),

@@ -111,6 +111,7 @@ fn documented() -> OpenApiRouter<AppState> {
             crate::webhooks::list_endpoints
         ))
         .routes(routes!(crate::webhooks::delete_endpoint))
+        .routes(routes!(crate::webhooks::rotate_secret))
         .routes(routes!(crate::webhooks::deliveries))
         .routes(routes!(dead_letters::list))
         .routes(routes!(dead_letters::retry))

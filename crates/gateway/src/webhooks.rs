@@ -232,6 +232,29 @@ pub struct CreatedEndpoint {
     pub secret: String,
 }
 
+/// How long the replaced secret keeps signing after a rotation.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// Hours (1–168, default 24) during which deliveries carry a signature under the
+    /// previous secret as well as the new one.
+    pub overlap_hours: Option<u32>,
+}
+
+/// A rotated secret (shown only this once).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// Endpoint id.
+    pub id: Uuid,
+    /// The new `whsec_` secret. Shown once.
+    pub secret: String,
+    /// Until when deliveries are signed under the previous secret too.
+    pub previous_valid_until: DateTime<Utc>,
+}
+
+/// The longest overlap window of a secret rotation (a week).
+pub const MAX_OVERLAP_HOURS: u32 = 168;
+
 /// The registered endpoints.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EndpointList {
@@ -405,6 +428,71 @@ pub async fn create_endpoint(
         secret: secret.to_whsec(),
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Rotates an endpoint's signing secret. Until the overlap window ends, every delivery
+/// carries two signatures (new and previous secret), so the receiver can switch at
+/// leisure; afterwards only the new one.
+#[utoipa::path(
+    post, path = "/v1/agent/webhook-endpoints/{endpoint_id}/rotate-secret", tag = "webhooks",
+    params(("endpoint_id" = Uuid, Path, description = "Endpoint id")),
+    security(("agent_token" = [])),
+    request_body = RotateSecret,
+    responses(
+        (status = 200, description = "Rotated; `secret` is shown only now", body = RotatedSecret),
+        (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Admins only", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such endpoint", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "overlap_hours out of 1–168", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    session: AgentSession,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Json<RotatedSecret>, ApiError> {
+    session.require_any(ENDPOINT_ADMINS)?;
+    let id = endpoint_id(&raw)?;
+    let request: RotateSecret = if body.is_empty() {
+        RotateSecret::default()
+    } else {
+        parse_json(&body)?.0
+    };
+    let hours = request.overlap_hours.unwrap_or(24);
+    if !(1..=MAX_OVERLAP_HOURS).contains(&hours) {
+        return Err(ApiError::Invalid(vec![crate::error::FieldError::new(
+            "overlap_hours",
+            format!("must be between 1 and {MAX_OVERLAP_HOURS}"),
+        )]));
+    }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = Secret::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("secret: {e}"))?;
+    let sealed = state.keys.encrypt(&secret.to_whsec(), &id);
+    let until = Utc::now() + chrono::Duration::hours(i64::from(hours));
+    let mut tx = state.pool.begin().await.map_err(anyhow::Error::from)?;
+    if !store::rotate_endpoint_secret(&mut *tx, id, &sealed, until).await? {
+        return Err(ApiError::NotFound);
+    }
+    audit::record(
+        &mut tx,
+        &AuditEntry {
+            actor: &session.actor(Role::Admin),
+            action: "webhook_endpoint.rotate_secret",
+            case_id: None,
+            detail: serde_json::json!({ "endpoint_id": id, "overlap_hours": hours }),
+            reason: None,
+        },
+    )
+    .await?;
+    tx.commit().await.map_err(anyhow::Error::from)?;
+    tracing::info!(endpoint_id = %id, overlap_hours = hours, "webhook endpoint secret rotated");
+    Ok(Json(RotatedSecret {
+        id,
+        secret: secret.to_whsec(),
+        previous_valid_until: until,
+    }))
 }
 
 /// The registered outbound webhook endpoints (without secrets).

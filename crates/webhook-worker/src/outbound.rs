@@ -13,7 +13,7 @@ use reqwest::redirect;
 use sqlx::PgPool;
 use webhooks::{
     CaseEventType, DestinationPolicy, RetrySchedule, Secret, parse_endpoint_url, resolve_checked,
-    sign,
+    sign_all,
 };
 
 /// Events fanned out per transaction.
@@ -105,10 +105,23 @@ pub async fn deliver_one(
     let started = Instant::now();
     let sent = match (claim.endpoint_active, &claim.secret_sealed) {
         (true, Some(sealed)) => match open_secret(&settings.keys, sealed, claim.endpoint_id) {
-            Ok(secret) => Some(
-                tracing::Instrument::instrument(send(settings, &claim, &secret), span.clone())
-                    .await,
-            ),
+            Ok(secret) => {
+                // During a rotation's overlap window, signed under the previous secret
+                // too (one more signature in the header), so receivers can switch at leisure.
+                let mut secrets = vec![secret];
+                if let Some(previous) = &claim.previous_secret_sealed {
+                    match open_secret(&settings.keys, previous, claim.endpoint_id) {
+                        Ok(old) => secrets.push(old),
+                        Err(why) => {
+                            tracing::warn!(endpoint_id = %claim.endpoint_id, "previous secret not used: {why}")
+                        }
+                    }
+                }
+                Some(
+                    tracing::Instrument::instrument(send(settings, &claim, &secrets), span.clone())
+                        .await,
+                )
+            }
             Err(why) => Some(Sent::NoAnswer(why)),
         },
         _ => None,
@@ -197,7 +210,7 @@ fn open_secret(keys: &Keys, sealed: &[u8], endpoint_id: uuid::Uuid) -> Result<Se
 
 /// One attempt: SSRF check (resolve, check every address, connect only to them),
 /// then a signed POST without redirects.
-async fn send(settings: &DeliverySettings, claim: &DeliveryClaim, secret: &Secret) -> Sent {
+async fn send(settings: &DeliverySettings, claim: &DeliveryClaim, secrets: &[Secret]) -> Sent {
     let endpoint = match parse_endpoint_url(&claim.url, settings.policy) {
         Ok(e) => e,
         Err(refusal) => return Sent::NoAnswer(format!("destination refused: the URL {refusal}")),
@@ -235,7 +248,7 @@ async fn send(settings: &DeliverySettings, claim: &DeliveryClaim, secret: &Secre
         .header(webhooks::signature::HEADER_TIMESTAMP, timestamp.to_string())
         .header(
             webhooks::signature::HEADER_SIGNATURE,
-            sign(secret, &id, timestamp, &body),
+            sign_all(secrets, &id, timestamp, &body),
         )
         .body(body)
         .send()
