@@ -458,6 +458,9 @@ async fn supersede_unproven(conn: &mut PgConnection, winner: &CaseRow) -> Result
         r#"SELECT id, state AS "state: CaseState" FROM reactivation_cases
            WHERE msisdn = $1 AND id <> $2 AND identity_proven_at IS NULL
              AND state::text = ANY($3)
+             -- Spelled out so the planner uses reactivation_cases_open_by_msisdn
+             -- (open cases only) instead of scanning the history.
+             AND state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
            ORDER BY id
            FOR UPDATE"#,
         winner.msisdn.e164(),
