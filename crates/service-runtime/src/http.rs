@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use axum::{
     Router,
     extract::{MatchedPath, Request, State},
-    http::{StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -20,7 +20,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{Problem, Shutdown, metrics};
+use crate::{Problem, Shutdown, db, metrics};
 
 /// `/healthz` (the process is up), `/readyz` (the database answers) and `/metrics`.
 pub fn ops_routes(pool: PgPool) -> Router {
@@ -37,16 +37,59 @@ async fn readyz(State(pool): State<PgPool>) -> Response {
         sqlx::query("SELECT 1").execute(&pool),
     )
     .await;
-    match check {
-        Ok(Ok(_)) => "ready".into_response(),
-        _ => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            "The database does not answer.",
-        )
-        .into_response(),
-    }
+    let why = match check {
+        Ok(Ok(_)) => return "ready".into_response(),
+        Ok(Err(e)) => db::describe(&e),
+        Err(_) => "no answer within 2 s".to_owned(),
+    };
+    not_ready(format!("The database does not answer: {why}."))
+}
+
+/// `/readyz`'s 503 problem, with `Retry-After`.
+fn not_ready(detail: String) -> Response {
+    let mut response = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not-ready",
+        "Not ready",
+        detail,
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(STARTING_RETRY_AFTER));
+    response
+}
+
+/// `Retry-After` (seconds) of the answers of a process that is not ready.
+pub const STARTING_RETRY_AFTER: u32 = 2;
+
+/// What a process serves on its address while it waits for the database at start
+/// ([`db::connect_with_retry`]): `/healthz` (the process is up), `/readyz` 503 saying
+/// why it waits, `/metrics`, and 503 problem+json with `Retry-After` on every other
+/// route, so a client or load balancer reaching it early is told to come back.
+pub fn starting_routes(status: db::StartupStatus) -> Router {
+    let waiting = move || {
+        let reason = status.reason();
+        async move { not_ready(reason.unwrap_or_else(|| "Waiting for the database.".to_owned())) }
+    };
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(waiting))
+        .route("/metrics", get(prometheus))
+        .fallback(|| async {
+            let mut response = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                "The service is starting; try again shortly.",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(STARTING_RETRY_AFTER));
+            response
+        });
+    router
 }
 
 async fn prometheus() -> Response {
