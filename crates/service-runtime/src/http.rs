@@ -72,7 +72,7 @@ pub fn starting_routes(status: db::StartupStatus) -> Router {
         let reason = status.reason();
         async move { not_ready(reason.unwrap_or_else(|| "Waiting for the database.".to_owned())) }
     };
-    let router = Router::new()
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(waiting))
         .route("/metrics", get(prometheus))
@@ -88,8 +88,7 @@ pub fn starting_routes(status: db::StartupStatus) -> Router {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(STARTING_RETRY_AFTER));
             response
-        });
-    router
+        })
 }
 
 async fn prometheus() -> Response {
@@ -328,6 +327,36 @@ mod tests {
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains("/problems/too-large"), "{body}");
         assert!(body.contains("\"status\":413"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_starting_process_says_why_it_is_not_ready_and_asks_to_come_back() {
+        let status = db::StartupStatus::new();
+        status.set("Waiting for the database: refused (attempt 3, next in 2.0 s).".into());
+        let app = starting_routes(status);
+        let (code, _, body) = call(app.clone(), "GET", "/healthz").await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, "ok"));
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/readyz")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("attempt 3, next in 2.0 s"), "{body}");
+        let (code, ct, body) = call(app, "POST", "/v1/cases").await;
+        assert_eq!(
+            (code, ct.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "application/problem+json")
+        );
+        assert!(body.contains("/problems/unavailable"), "{body}");
     }
 
     #[tokio::test]
