@@ -125,10 +125,12 @@ pub struct StackOptions {
     /// their number). The carrier simulator's webhooks go to the first gateway.
     pub replicas: Vec<(&'static str, usize)>,
     /// The Postgres server (any database URL on it) the product's database is created
-    /// on, e.g. a [`PrivateCluster`]'s; `DATABASE_URL`'s server when `None`. When set,
-    /// the carrier simulator gets its own database on `DATABASE_URL`'s server: the
-    /// carrier is another company's system and does not go down with ours.
+    /// on, e.g. a [`PrivateCluster`]'s; `DATABASE_URL`'s server when `None`.
     pub database_server: Option<String>,
+    /// When set, the carrier simulator gets a database of its own on this server (the
+    /// carrier is another company's system: it does not go down with our database);
+    /// otherwise it shares the product's database.
+    pub carrier_database_server: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -140,6 +142,7 @@ impl Default for StackOptions {
             service_env: vec![],
             replicas: vec![],
             database_server: None,
+            carrier_database_server: None,
         }
     }
 }
@@ -274,20 +277,18 @@ impl Stack {
     pub async fn start_with(options: StackOptions) -> Self {
         let shared_url = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL must name a Postgres server for the system tests");
-        let admin_url = options
-            .database_server
-            .clone()
-            .unwrap_or(shared_url.clone());
+        let admin_url = options.database_server.clone().unwrap_or(shared_url);
         let database = format!("systest_{}", Uuid::new_v4().simple());
         let database_url = create_database(&admin_url, &database).await;
         let mut databases = vec![(admin_url.clone(), database.clone())];
-        let sim_database_url = if options.database_server.is_some() {
-            let sim = format!("{database}_carrier");
-            let url = create_database(&shared_url, &sim).await;
-            databases.push((shared_url.clone(), sim));
-            url
-        } else {
-            database_url.clone()
+        let sim_database_url = match &options.carrier_database_server {
+            Some(server) => {
+                let sim = format!("{database}_carrier");
+                let url = create_database(server, &sim).await;
+                databases.push((server.clone(), sim));
+                url
+            }
+            None => database_url.clone(),
         };
         let logs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../target/system-tests")

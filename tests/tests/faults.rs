@@ -98,6 +98,39 @@ async fn one_order_at_the_carrier(stack: &Stack, msisdn: &str) -> usize {
     requests.len()
 }
 
+/// A stack on a Postgres cluster of its own: the kill tests do not compete with other
+/// tests for the shared server's connection slots. The stack drops before its cluster.
+struct OwnStack {
+    stack: Stack,
+    _cluster: PrivateCluster,
+}
+
+impl std::ops::Deref for OwnStack {
+    type Target = Stack;
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
+}
+
+impl std::ops::DerefMut for OwnStack {
+    fn deref_mut(&mut self) -> &mut Stack {
+        &mut self.stack
+    }
+}
+
+async fn own_stack(options: StackOptions) -> OwnStack {
+    let cluster = PrivateCluster::start(100).await;
+    let stack = Stack::start_with(StackOptions {
+        database_server: Some(cluster.admin_url()),
+        ..options
+    })
+    .await;
+    OwnStack {
+        stack,
+        _cluster: cluster,
+    }
+}
+
 const CLEAN_JOURNEY: [&str; 4] = ["opened", "proofs_accepted", "risk_cleared", "restored"];
 
 // ---------------------------------------------------------------------------
@@ -108,7 +141,7 @@ const CLEAN_JOURNEY: [&str; 4] = ["opened", "proofs_accepted", "risk_cleared", "
 async fn provisioning_killed_after_the_carrier_recorded_the_order_resends_it_under_its_key() {
     // No webhooks service: the carrier's completion webhook cannot finish the order, so
     // the restarted provisioning process must send it again and follow it.
-    let mut stack = Stack::start_with(StackOptions {
+    let mut stack = own_stack(StackOptions {
         services: vec![
             "carrier-sim",
             "identity",
@@ -194,7 +227,7 @@ async fn kill_mid_case_claim(stack: &mut Stack, service: &str, case: &str) -> St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_risk_worker_killed_mid_claim_is_replaced_and_the_case_is_assessed_once() {
-    let mut stack = Stack::start_with(StackOptions {
+    let mut stack = own_stack(StackOptions {
         env: env(&[LEASE]),
         ..StackOptions::default()
     })
@@ -267,7 +300,7 @@ async fn notices_delivered(stack: &Stack, case: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_timers_killed_mid_delivery_send_each_message_once() {
-    let mut stack = Stack::start_with(StackOptions {
+    let mut stack = own_stack(StackOptions {
         env: env(&[LEASE]),
         ..StackOptions::default()
     })
@@ -408,7 +441,7 @@ async fn register_endpoint(stack: &Stack, url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhooks_worker_killed_mid_delivery_redelivers_under_the_same_id() {
-    let mut stack = Stack::start_with(StackOptions {
+    let mut stack = own_stack(StackOptions {
         env: env(&[
             LEASE,
             ("REACTIVATION_WEBHOOKS_ALLOW_PRIVATE", "true"),
@@ -789,8 +822,11 @@ async fn each_case_once(stack: &Stack, report: &LoadReport) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_under_load_answers_503_and_every_service_recovers_without_a_restart() {
     let cluster = PrivateCluster::start(200).await;
+    // The carrier's own database, which stays up.
+    let carrier = PrivateCluster::start(100).await;
     let mut stack = Stack::start_with(StackOptions {
         database_server: Some(cluster.admin_url()),
+        carrier_database_server: Some(carrier.admin_url()),
         service_env: busy_simulator(),
         env: env(&[
             LEASE,
@@ -946,8 +982,10 @@ async fn count_hook(State(r): State<CountingReceiver>, headers: HeaderMap) -> St
 /// request to the last restoration).
 async fn replicated_load(replicas: Vec<(&'static str, usize)>) -> (usize, f64) {
     let cluster = PrivateCluster::start(300).await;
+    let carrier = PrivateCluster::start(100).await;
     let stack = Stack::start_with(StackOptions {
         database_server: Some(cluster.admin_url()),
+        carrier_database_server: Some(carrier.admin_url()),
         replicas: replicas.clone(),
         service_env: busy_simulator(),
         env: env(&[
@@ -1077,6 +1115,7 @@ async fn replicated_load(replicas: Vec<(&'static str, usize)>) -> (usize, f64) {
         report.slowest
     );
     drop(stack);
+    drop(carrier);
     drop(cluster);
     (report.cases.len(), rate)
 }

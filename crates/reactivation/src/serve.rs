@@ -252,7 +252,15 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
     // Production start-up checks (docs/operations.md, "Going to production").
     crate::checks::check_settings(service, &settings)?;
     let shutdown = Shutdown::on_signals();
-    let pool = wait_for_database(service, &settings, &shutdown).await?;
+    let pool = match wait_for_database(service, &settings, &shutdown).await {
+        Ok(pool) => pool,
+        // SIGTERM while waiting: a normal stop.
+        Err(e) if shutdown.is_triggered() => {
+            tracing::info!(error.message = %e, "stopped before the database answered");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     crate::checks::refuse_demo_data(&pool).await?;
     let wiring = Wiring {
         pool,
