@@ -94,6 +94,20 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// The variable naming each service's listening address.
+fn addr_variable(service: &str) -> &'static str {
+    match service {
+        "gateway" => "REACTIVATION_GATEWAY_ADDR",
+        "identity" => "REACTIVATION_IDENTITY_ADDR",
+        "risk" => "REACTIVATION_RISK_ADDR",
+        "provisioning" => "REACTIVATION_PROVISIONING_ADDR",
+        "carrier-sim" => "REACTIVATION_CARRIER_SIM_ADDR",
+        "timers" => "REACTIVATION_TIMERS_ADDR",
+        "webhooks" => "REACTIVATION_WEBHOOKS_ADDR",
+        other => panic!("unknown service {other}"),
+    }
+}
+
 /// How to start a stack.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -106,6 +120,17 @@ pub struct StackOptions {
     /// Extra environment for one service's process: (service, name, value), applied
     /// after `env` (e.g. a different `REACTIVATION_INTERNAL_TOKENS` per side).
     pub service_env: Vec<(&'static str, String, String)>,
+    /// How many processes of a service to run (one when not listed): each replica
+    /// listens on its own port; gateway replica `i` calls identity replica `i` (modulo
+    /// their number). The carrier simulator's webhooks go to the first gateway.
+    pub replicas: Vec<(&'static str, usize)>,
+    /// The Postgres server (any database URL on it) the product's database is created
+    /// on, e.g. a [`PrivateCluster`]'s; `DATABASE_URL`'s server when `None`.
+    pub database_server: Option<String>,
+    /// When set, the carrier simulator gets a database of its own on this server (the
+    /// carrier is another company's system: it does not go down with our database);
+    /// otherwise it shares the product's database.
+    pub carrier_database_server: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -115,18 +140,92 @@ impl Default for StackOptions {
             poll_secs: 3600,
             env: vec![],
             service_env: vec![],
+            replicas: vec![],
+            database_server: None,
+            carrier_database_server: None,
         }
     }
 }
 
-/// A running product: one process per service, a fresh database.
+impl StackOptions {
+    fn replicas_of(&self, service: &str) -> usize {
+        self.replicas
+            .iter()
+            .find(|(s, _)| *s == service)
+            .map_or(1, |(_, n)| (*n).max(1))
+    }
+}
+
+/// One process of a service, with what it takes to start it again.
+#[derive(Debug)]
+struct Process {
+    service: &'static str,
+    replica: usize,
+    url: String,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn spawn(&mut self) {
+        if self.child.is_some() {
+            return;
+        }
+        // Appended: the log of a restarted process keeps what its predecessor wrote.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(binary())
+            .args(["serve", self.service])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn a service");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash would, and reap it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(Some(_))),
+            None => true,
+        }
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`) with kill(1); whether it was delivered.
+    fn signal(&self, signal: &str) -> bool {
+        self.child.as_ref().is_none_or(|child| {
+            Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+}
+
+/// A running product: one process per service (or several replicas), a fresh database.
 #[derive(Debug)]
 pub struct Stack {
     /// Pool on the stack's database.
     pub pool: PgPool,
     /// The stack's database URL.
     pub database_url: String,
-    /// Base URLs by service name (`gateway`, `carrier-sim`, `identity`, `risk`, `provisioning`).
+    /// Base URLs by service name (`gateway`, `carrier-sim`, `identity`, `risk`,
+    /// `provisioning`): the first replica's.
     pub urls: HashMap<&'static str, String>,
     /// HTTP client.
     pub http: reqwest::Client,
@@ -135,12 +234,37 @@ pub struct Stack {
     /// The stack's `REACTIVATION_INTERNAL_TOKENS` (one random token per stack, unless
     /// the options set the variable).
     pub internal_token: String,
-    children: Vec<(&'static str, Child)>,
-    admin_url: String,
-    database: String,
+    processes: Vec<Process>,
+    /// (server admin URL, database) of every database the stack created.
+    databases: Vec<(String, String)>,
     logs: PathBuf,
-    /// Whether dropping the stack drops its database (not for a failed start attempt).
+    /// Whether dropping the stack drops its databases (not for a failed start attempt).
     drop_database: bool,
+}
+
+/// Creates database `name` on the server of `admin_url` and applies the migrations;
+/// returns its URL.
+async fn create_database(admin_url: &str, name: &str) -> String {
+    let admin = PgPool::connect(admin_url)
+        .await
+        .expect("connect to the database server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let url = with_database(admin_url, name);
+    let status = Command::new(binary())
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .expect("run migrate");
+    assert!(
+        status.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    url
 }
 
 impl Stack {
@@ -151,85 +275,62 @@ impl Stack {
 
     /// Starts the services in `options` on a fresh database and waits until each is healthy.
     pub async fn start_with(options: StackOptions) -> Self {
-        let admin_url = std::env::var("DATABASE_URL")
+        let shared_url = std::env::var("DATABASE_URL")
             .expect("DATABASE_URL must name a Postgres server for the system tests");
+        let admin_url = options.database_server.clone().unwrap_or(shared_url);
         let database = format!("systest_{}", Uuid::new_v4().simple());
-        let admin = PgPool::connect(&admin_url)
-            .await
-            .expect("connect to DATABASE_URL");
-        sqlx::query(&format!("CREATE DATABASE {database}"))
-            .execute(&admin)
-            .await
-            .expect("create test database");
-        admin.close().await;
-        let database_url = with_database(&admin_url, &database);
+        let database_url = create_database(&admin_url, &database).await;
+        let mut databases = vec![(admin_url.clone(), database.clone())];
+        let sim_database_url = match &options.carrier_database_server {
+            Some(server) => {
+                let sim = format!("{database}_carrier");
+                let url = create_database(server, &sim).await;
+                databases.push((server.clone(), sim));
+                url
+            }
+            None => database_url.clone(),
+        };
         let logs = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../target/system-tests")
             .join(&database);
         std::fs::create_dir_all(&logs).expect("log folder");
 
-        let status = Command::new(binary())
-            .arg("migrate")
-            .env("DATABASE_URL", &database_url)
-            .output()
-            .expect("run migrate");
-        assert!(
-            status.status.success(),
-            "migrate failed: {}",
-            String::from_utf8_lossy(&status.stderr)
-        );
-
         let (secret_key, internal_token) = (random_secret(), random_secret());
+        // Every replica of every service, in start order.
+        let instances: Vec<(&'static str, usize)> = ALL_SERVICES
+            .iter()
+            .flat_map(|s| (0..options.replicas_of(s)).map(move |i| (*s, i)))
+            .collect();
         // A service whose port was taken by another process between our pick and its
         // bind exits at once; then the whole set starts again on new ports.
         for attempt in 1..=3 {
-            let picked = distinct_free_ports(ALL_SERVICES.len());
-            let ports: HashMap<&str, u16> = ALL_SERVICES.iter().copied().zip(picked).collect();
-            let url = |s: &str| format!("http://127.0.0.1:{}", ports[s]);
-            let mut env: Vec<(String, String)> = vec![
-                ("DATABASE_URL".into(), database_url.clone()),
-                (
-                    "REACTIVATION_GATEWAY_ADDR".into(),
-                    format!("127.0.0.1:{}", ports["gateway"]),
-                ),
-                (
-                    "REACTIVATION_IDENTITY_ADDR".into(),
-                    format!("127.0.0.1:{}", ports["identity"]),
-                ),
-                (
-                    "REACTIVATION_RISK_ADDR".into(),
-                    format!("127.0.0.1:{}", ports["risk"]),
-                ),
-                (
-                    "REACTIVATION_PROVISIONING_ADDR".into(),
-                    format!("127.0.0.1:{}", ports["provisioning"]),
-                ),
-                (
-                    "REACTIVATION_CARRIER_SIM_ADDR".into(),
-                    format!("127.0.0.1:{}", ports["carrier-sim"]),
-                ),
-                (
-                    "REACTIVATION_TIMERS_ADDR".into(),
-                    format!("127.0.0.1:{}", ports["timers"]),
-                ),
-                (
-                    "REACTIVATION_WEBHOOKS_ADDR".into(),
-                    format!("127.0.0.1:{}", ports["webhooks"]),
-                ),
+            let picked = distinct_free_ports(instances.len());
+            let ports: HashMap<(&str, usize), u16> =
+                instances.iter().copied().zip(picked).collect();
+            let url = |s: &str, i: usize| format!("http://127.0.0.1:{}", ports[&(s, i)]);
+            let addr = |s: &str, i: usize| format!("127.0.0.1:{}", ports[&(s, i)]);
+            let mut env: Vec<(String, String)> =
+                vec![("DATABASE_URL".into(), database_url.clone())];
+            env.extend(
+                ALL_SERVICES
+                    .iter()
+                    .map(|s| (addr_variable(s).to_owned(), addr(s, 0))),
+            );
+            env.extend([
                 (
                     "REACTIVATION_CARRIER_WEBHOOK_SECRETS".into(),
                     TEST_WEBHOOK_SECRET.into(),
                 ),
                 (
                     "REACTIVATION_SIM_WEBHOOK_URL".into(),
-                    format!("{}/v1/webhooks/carrier", url("gateway")),
+                    format!("{}/v1/webhooks/carrier", url("gateway", 0)),
                 ),
                 (
                     "REACTIVATION_SIM_WEBHOOK_SECRET".into(),
                     TEST_WEBHOOK_SECRET.into(),
                 ),
-                ("REACTIVATION_CARRIER_URL".into(), url("carrier-sim")),
-                ("REACTIVATION_IDENTITY_URL".into(), url("identity")),
+                ("REACTIVATION_CARRIER_URL".into(), url("carrier-sim", 0)),
+                ("REACTIVATION_IDENTITY_URL".into(), url("identity", 0)),
                 ("REACTIVATION_SECRET_KEY".into(), secret_key.clone()),
                 (
                     "REACTIVATION_INTERNAL_TOKENS".into(),
@@ -247,33 +348,52 @@ impl Stack {
                     "REACTIVATION_LOG".into(),
                     "info,sqlx::postgres::notice=warn".into(),
                 ),
-            ];
+            ]);
             env.extend(options.env.iter().cloned());
 
-            let mut children = Vec::new();
+            let mut processes = Vec::new();
             for service in &options.services {
-                let log =
-                    std::fs::File::create(logs.join(format!("{service}.log"))).expect("log file");
-                let own_env = options
-                    .service_env
-                    .iter()
-                    .filter(|(s, _, _)| s == service)
-                    .map(|(_, k, v)| (k.as_str(), v.as_str()));
-                let child = Command::new(binary())
-                    .args(["serve", service])
-                    .env_clear()
-                    .env("PATH", std::env::var("PATH").unwrap_or_default())
-                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .envs(own_env)
-                    .stdin(Stdio::null())
-                    .stdout(log.try_clone().expect("log file"))
-                    .stderr(log)
-                    .spawn()
-                    .expect("spawn a service");
-                children.push((*service, child));
+                for replica in 0..options.replicas_of(service) {
+                    let mut own_env = env.clone();
+                    own_env.push((addr_variable(service).into(), addr(service, replica)));
+                    if *service == "carrier-sim" {
+                        own_env.push(("DATABASE_URL".into(), sim_database_url.clone()));
+                    }
+                    if *service == "gateway" {
+                        let identities = options.replicas_of("identity");
+                        own_env.push((
+                            "REACTIVATION_IDENTITY_URL".into(),
+                            url("identity", replica % identities),
+                        ));
+                    }
+                    own_env.extend(
+                        options
+                            .service_env
+                            .iter()
+                            .filter(|(s, _, _)| s == service)
+                            .map(|(_, k, v)| (k.clone(), v.clone())),
+                    );
+                    let name = if replica == 0 {
+                        format!("{service}.log")
+                    } else {
+                        format!("{service}-{replica}.log")
+                    };
+                    let mut process = Process {
+                        service,
+                        replica,
+                        url: url(service, replica),
+                        env: own_env,
+                        log: logs.join(name),
+                        child: None,
+                    };
+                    // A fresh log per attempt.
+                    let _ = std::fs::remove_file(&process.log);
+                    process.spawn();
+                    processes.push(process);
+                }
             }
             let urls: HashMap<&'static str, String> =
-                ALL_SERVICES.iter().map(|s| (*s, url(s))).collect();
+                ALL_SERVICES.iter().map(|s| (*s, url(s, 0))).collect();
             let pool = PgPool::connect(&database_url)
                 .await
                 .expect("connect to the test database");
@@ -287,9 +407,8 @@ impl Stack {
                     .expect("client"),
                 secret_key: secret_key.clone(),
                 internal_token: internal_token.clone(),
-                children,
-                admin_url: admin_url.clone(),
-                database: database.clone(),
+                processes,
+                databases: databases.clone(),
                 logs: logs.clone(),
                 drop_database: true,
             };
@@ -300,10 +419,7 @@ impl Stack {
             // A process that lost its port may still be exiting while another server on
             // that port answered: look once more after a moment.
             tokio::time::sleep(Duration::from_millis(300)).await;
-            all_up &= stack
-                .children
-                .iter_mut()
-                .all(|(_, child)| matches!(child.try_wait(), Ok(None)));
+            all_up &= stack.processes.iter_mut().all(|p| !p.exited());
             if all_up {
                 return stack;
             }
@@ -319,50 +435,113 @@ impl Stack {
         unreachable!("the loop returns or panics")
     }
 
-    /// Waits until `service` answers `/readyz`; false if its process exited first.
+    /// Waits until every replica of `service` answers `/readyz`; false if one's
+    /// process exited first.
     async fn wait_healthy(&mut self, service: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let exited = self
-                .children
-                .iter_mut()
-                .find(|(name, _)| *name == service)
-                .is_some_and(|(_, child)| matches!(child.try_wait(), Ok(Some(_))));
-            if exited {
-                return false;
+        let http = self.http.clone();
+        for process in self.processes.iter_mut().filter(|p| p.service == service) {
+            loop {
+                if process.exited() {
+                    return false;
+                }
+                if let Ok(r) = http.get(format!("{}/readyz", process.url)).send().await
+                    && r.status().is_success()
+                {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{service} did not become ready; see {}",
+                    self.logs.display()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if let Ok(r) = self
-                .http
-                .get(format!("{}/readyz", self.urls[service]))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                return true;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{service} did not become ready; see {}",
-                self.logs.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        true
+    }
+
+    /// The folder holding every process's log (`SERVICE.log`, `SERVICE-N.log`).
+    pub fn logs(&self) -> &std::path::Path {
+        &self.logs
+    }
+
+    /// Base URLs of every replica of `service`, first replica first.
+    pub fn replica_urls(&self, service: &str) -> Vec<String> {
+        let mut replicas: Vec<&Process> = self
+            .processes
+            .iter()
+            .filter(|p| p.service == service)
+            .collect();
+        replicas.sort_by_key(|p| p.replica);
+        replicas.into_iter().map(|p| p.url.clone()).collect()
+    }
+
+    /// Kills every replica of one service with SIGKILL (as a crash would).
+    pub fn kill(&mut self, service: &str) {
+        for process in self.processes.iter_mut().filter(|p| p.service == service) {
+            process.kill();
+        }
+    }
+
+    /// Starts the stopped processes of `service` again, on the same ports with the
+    /// same environment, without waiting for them (see [`Stack::wait_ready`]).
+    pub fn spawn(&mut self, service: &str) {
+        for process in self.processes.iter_mut().filter(|p| p.service == service) {
+            process.spawn();
+        }
+    }
+
+    /// Waits until every replica of `service` answers `/readyz`; panics if one exits
+    /// or 30 s pass.
+    pub async fn wait_ready(&mut self, service: &str) {
+        assert!(
+            self.wait_healthy(service).await,
+            "{service} exited; see {}",
+            self.logs.display()
+        );
+    }
+
+    /// Kills `service` with SIGKILL and starts it again: the crash and the
+    /// orchestrator's restart. Returns once it is ready.
+    pub async fn restart(&mut self, service: &str) {
+        self.kill(service);
+        self.spawn(service);
+        self.wait_ready(service).await;
+    }
+
+    /// Freezes every process of `service` (SIGSTOP): it keeps its connections and
+    /// its port but answers nothing until [`Stack::resume`].
+    pub fn pause(&self, service: &str) {
+        for process in self.processes.iter().filter(|p| p.service == service) {
+            assert!(process.signal("-STOP"), "could not pause {service}");
+        }
+    }
+
+    /// Lets the processes frozen by [`Stack::pause`] run again (SIGCONT).
+    pub fn resume(&self, service: &str) {
+        for process in self.processes.iter().filter(|p| p.service == service) {
+            assert!(process.signal("-CONT"), "could not resume {service}");
+        }
+    }
+
+    /// The operating-system ids of every running replica of `service`.
+    pub fn pids(&self, service: &str) -> Vec<u32> {
+        self.processes
+            .iter()
+            .filter(|p| p.service == service)
+            .filter_map(|p| p.child.as_ref().map(Child::id))
+            .collect()
+    }
+
+    /// Whether every process the stack started is still running (none crashed or exited).
+    pub fn all_running(&mut self) -> bool {
+        self.processes.iter_mut().all(|p| !p.exited())
     }
 
     /// Base URL of a service.
     pub fn url(&self, service: &str) -> &str {
         &self.urls[service]
-    }
-
-    /// Kills one service's process (as a crash would).
-    pub fn kill(&mut self, service: &str) {
-        for (name, child) in &mut self.children {
-            if *name == service {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        self.children.retain(|(name, _)| *name != service);
     }
 
     /// Sends a request and returns the status and JSON body (Null when empty or not JSON).
@@ -576,14 +755,14 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
+        for process in &mut self.processes {
+            // SIGKILL ends a frozen process too.
+            process.kill();
         }
         if !self.drop_database {
             return;
         }
-        let (admin_url, database) = (self.admin_url.clone(), self.database.clone());
+        let databases = self.databases.clone();
         // Dropping the database needs async I/O; Drop is sync, so use a private runtime on a thread.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -593,11 +772,14 @@ impl Drop for Stack {
                 return;
             };
             rt.block_on(async move {
-                if let Ok(admin) = PgPool::connect(&admin_url).await {
-                    let _ =
-                        sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                            .execute(&admin)
-                            .await;
+                for (admin_url, database) in databases {
+                    if let Ok(admin) = PgPool::connect(&admin_url).await {
+                        let _ = sqlx::query(&format!(
+                            "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+                        ))
+                        .execute(&admin)
+                        .await;
+                    }
                 }
             });
         })
@@ -800,5 +982,70 @@ impl Stack {
             .await;
         assert_eq!(status, 200, "{answer}");
         (case, token)
+    }
+}
+
+/// A Postgres cluster of a test's own (from the system's `initdb`/`pg_ctl`, through
+/// `local-postgres`) on a free port, so that the test may stop and start it — a
+/// database outage — without touching the server other tests share. Its files are
+/// under `target/system-tests/`; dropping it stops it and removes them.
+#[derive(Debug)]
+pub struct PrivateCluster {
+    cluster: local_postgres::LocalCluster,
+    root: PathBuf,
+}
+
+impl PrivateCluster {
+    /// Creates and starts a cluster with `max_connections` slots.
+    pub async fn start(max_connections: u32) -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/system-tests")
+            .join(format!("pg_{}", Uuid::new_v4().simple()));
+        let data_dir = root.join("data");
+        let port = distinct_free_ports(1)[0];
+        let cluster = tokio::task::spawn_blocking(move || {
+            let binaries = local_postgres::PgBinaries::locate()?;
+            local_postgres::LocalCluster::start_configured(
+                &binaries,
+                &data_dir,
+                port,
+                &[("max_connections", &max_connections.to_string())],
+            )
+        })
+        .await
+        .expect("the start task")
+        .expect("a private Postgres cluster (initdb and pg_ctl must be installed)");
+        Self { cluster, root }
+    }
+
+    /// A URL on the cluster's `postgres` database (for [`StackOptions::database_server`]).
+    pub fn admin_url(&self) -> String {
+        self.cluster.database_url("postgres")
+    }
+
+    /// `pg_ctl stop -m fast`: every connection is cut and new ones are refused.
+    pub async fn stop(&self) {
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.stop())
+            .await
+            .expect("the stop task")
+            .expect("pg_ctl stop");
+    }
+
+    /// Starts the stopped cluster again on the same port; returns once it accepts
+    /// connections.
+    pub async fn start_again(&self) {
+        let cluster = self.cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.start_again())
+            .await
+            .expect("the start task")
+            .expect("pg_ctl start");
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self.cluster.stop();
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }

@@ -102,7 +102,36 @@ async fn finish_recovery(
     }
 }
 
+/// Whether `e` is the database being out of reach (down, restarting, out of
+/// connection slots): nothing changed and a retry may succeed.
+fn database_unavailable(e: &IdentityError) -> bool {
+    let IdentityError::Internal(cause) = e else {
+        return false;
+    };
+    cause.chain().any(|c| {
+        c.downcast_ref::<sqlx::Error>()
+            .is_some_and(service_runtime::db::is_transient)
+    })
+}
+
 fn failure(e: IdentityError) -> Response {
+    if database_unavailable(&e) {
+        // 503 with Retry-After, which the gateway answers as its own 503: never a 500
+        // while the database is away.
+        tracing::warn!(error.message = %e, "identity verification: the database is unavailable");
+        let mut response = Problem::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service unavailable",
+            "The database cannot be reached right now; please retry shortly.",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(service_runtime::http::STARTING_RETRY_AFTER),
+        );
+        return response;
+    }
     if let IdentityError::Internal(cause) = &e {
         tracing::error!(error.message = %cause, error.cause_chain = ?cause, "identity verification failed");
     }
@@ -143,6 +172,16 @@ mod tests {
     use case_workflows::identity::IdentityError;
 
     use super::*;
+
+    #[test]
+    fn an_unreachable_database_answers_503_with_retry_after_not_500() {
+        let down = IdentityError::Internal(anyhow::Error::from(sqlx::Error::PoolTimedOut));
+        let response = failure(down);
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        let bug = IdentityError::Internal(anyhow::anyhow!("a broken invariant"));
+        assert_eq!(failure(bug).status(), 500);
+    }
 
     #[test]
     fn each_refusal_keeps_its_status_and_problem_type() {

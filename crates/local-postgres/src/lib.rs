@@ -84,6 +84,15 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A server setting's name or value is not plain (letters, digits, `_`, `.`, `-`).
+    #[error(
+        "invalid server setting {name:?}: names and values are letters, digits, '_', '.' or '-'"
+    )]
+    InvalidSetting {
+        /// The setting's name.
+        name: String,
+    },
+
     /// The database name is empty, too long or contains a NUL byte.
     #[error("invalid database name {name:?}: {reason}")]
     InvalidDatabaseName {
@@ -262,6 +271,7 @@ pub struct LocalCluster {
     log_file: PathBuf,
     port: u16,
     already_running: bool,
+    settings: Vec<(String, String)>,
 }
 
 impl LocalCluster {
@@ -288,6 +298,30 @@ impl LocalCluster {
         data_dir: &Path,
         port: u16,
     ) -> Result<LocalCluster, Error> {
+        Self::start_configured(binaries, data_dir, port, &[])
+    }
+
+    /// Like [`LocalCluster::start_with`], with server settings (`-c name=value`, such
+    /// as `max_connections`) for a server this call starts; a server already running
+    /// keeps its own.
+    pub fn start_configured(
+        binaries: &PgBinaries,
+        data_dir: &Path,
+        port: u16,
+        settings: &[(&str, &str)],
+    ) -> Result<LocalCluster, Error> {
+        for (name, value) in settings {
+            let plain = |t: &str| {
+                !t.is_empty()
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            };
+            if !plain(name) || !plain(value) {
+                return Err(Error::InvalidSetting {
+                    name: (*name).to_owned(),
+                });
+            }
+        }
         let run_as = RunAs::detect()?;
         let layout = Layout::new(data_dir, port)?;
         create_dir_all(&layout.parent)?;
@@ -317,6 +351,10 @@ impl LocalCluster {
             log_file: layout.log_file.clone(),
             port,
             already_running: false,
+            settings: settings
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
         };
 
         if !layout.data_dir.join("PG_VERSION").exists() {
@@ -349,6 +387,17 @@ impl LocalCluster {
     /// Stops this cluster (`pg_ctl stop -m fast -w`). Succeeds when it was not running.
     pub fn stop(&self) -> Result<(), Error> {
         stop_cluster(&self.binaries, &self.run_as, &self.data_dir)
+    }
+
+    /// Starts this cluster again after [`LocalCluster::stop`], on the same port with
+    /// the same settings (a no-op start when it is running).
+    pub fn start_again(&self) -> Result<LocalCluster, Error> {
+        let settings: Vec<(&str, &str)> = self
+            .settings
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        Self::start_configured(&self.binaries, &self.data_dir, self.port, &settings)
     }
 
     /// Creates database `name` unless it exists, with `psql` from the bin dir
@@ -439,11 +488,14 @@ impl LocalCluster {
     }
 
     fn pg_ctl_start(&self, socket_dir: &Path) -> Result<(), Error> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {}",
             self.port,
             shell_quote(&socket_dir.to_string_lossy())
         );
+        for (name, value) in &self.settings {
+            options.push_str(&format!(" -c {name}={value}"));
+        }
         let args: Vec<OsString> = vec![
             "start".into(),
             "-w".into(),
@@ -1386,5 +1438,39 @@ mod tests {
         assert_eq!(psql_select_one(&restarted, "app_test"), "1");
         LocalCluster::stop_dir(&data_dir).unwrap();
         assert!(!data_dir.join("postmaster.pid").exists());
+    }
+
+    #[test]
+    fn server_settings_apply_and_survive_a_stop_and_start_again() {
+        let root = TempDir::new("settings");
+        let data_dir = root.0.join("data");
+        let port = free_port();
+        let _guard = StopOnDrop(data_dir.clone());
+        let binaries = PgBinaries::locate().unwrap();
+
+        let refused = LocalCluster::start_configured(
+            &binaries,
+            &data_dir,
+            port,
+            &[("max_connections", "1; x")],
+        )
+        .unwrap_err();
+        assert!(matches!(refused, Error::InvalidSetting { .. }), "{refused}");
+
+        let cluster = LocalCluster::start_configured(
+            &binaries,
+            &data_dir,
+            port,
+            &[("max_connections", "42")],
+        )
+        .unwrap();
+        let shown = |c: &LocalCluster| c.psql("postgres", "SHOW max_connections").unwrap();
+        assert_eq!(shown(&cluster).trim(), "42");
+        cluster.stop().unwrap();
+        assert!(TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err());
+        let again = cluster.start_again().unwrap();
+        assert!(!again.was_already_running());
+        assert_eq!(shown(&again).trim(), "42");
+        again.stop().unwrap();
     }
 }

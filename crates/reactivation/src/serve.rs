@@ -251,16 +251,21 @@ pub async fn supervise(
 pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
     // Production start-up checks (docs/operations.md, "Going to production").
     crate::checks::check_settings(service, &settings)?;
-    let pool = db::connect(
-        settings.require_database_url()?,
-        settings.db_max_connections + listen_connections(service),
-    )
-    .await?;
+    let shutdown = Shutdown::on_signals();
+    let pool = match wait_for_database(service, &settings, &shutdown).await {
+        Ok(pool) => pool,
+        // SIGTERM while waiting: a normal stop.
+        Err(e) if shutdown.is_triggered() => {
+            tracing::info!(error.message = %e, "stopped before the database answered");
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     crate::checks::refuse_demo_data(&pool).await?;
     let wiring = Wiring {
         pool,
         settings,
-        shutdown: Shutdown::on_signals(),
+        shutdown,
     };
     let mut tasks = JoinSet::new();
     wiring.start(service, &mut tasks).await?;
@@ -268,6 +273,64 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
         wiring.start_case_gauges(&mut tasks);
     }
     supervise(tasks, &wiring.shutdown).await
+}
+
+/// Connects the pool; while the database cannot be reached (down, restarting, out of
+/// connection slots) the process does not exit: it retries with back-off (each
+/// attempt logged) and serves `/healthz`, `/readyz` (503 saying why) and 503 with
+/// `Retry-After` on every other route on the service's own address, until the
+/// database answers; then that address is handed to the service.
+async fn wait_for_database(
+    service: Service,
+    settings: &Settings,
+    shutdown: &Shutdown,
+) -> anyhow::Result<PgPool> {
+    let url = settings.require_database_url()?;
+    let max = settings.db_max_connections + listen_connections(service);
+    let status = db::StartupStatus::new();
+    // The usual case: the database answers at once, nothing else is started.
+    match db::try_connect(url, max).await {
+        Ok(pool) => return Ok(pool),
+        Err(e) if db::is_transient(&e) => {
+            tracing::warn!(reason = %db::describe(&e), "the database cannot be reached at start");
+        }
+        Err(e) => anyhow::bail!(
+            "cannot connect to the database named by DATABASE_URL: {}",
+            db::describe(&e)
+        ),
+    }
+    let addr = ops_addr(service, settings)?;
+    let listener = http::bind(addr).await?;
+    tracing::info!(%addr, "serving /readyz while waiting for the database");
+    let stop_waiting = Shutdown::new();
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::starting_routes(status.clone()),
+        stop_waiting.clone(),
+    ));
+    let pool = db::connect_with_retry(url, max, &status, shutdown).await;
+    stop_waiting.trigger();
+    // Idle keep-alive connections close at once; an in-flight request gets a moment.
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error.message = %e, "the start-up server failed"),
+        Ok(Err(e)) => tracing::warn!(error.message = %e, "the start-up server panicked"),
+        Err(_) => tracing::warn!("the start-up server did not stop within 5 s"),
+    }
+    pool
+}
+
+/// The address a service serves `/readyz` on (its public or operational address).
+fn ops_addr(service: Service, settings: &Settings) -> anyhow::Result<std::net::SocketAddr> {
+    Ok(match service {
+        Service::Gateway | Service::All => settings.gateway_addr,
+        Service::Identity => settings.identity_addr,
+        Service::Risk => settings.risk_addr,
+        Service::Provisioning => settings.provisioning_addr,
+        Service::Timers => case_timers::TimersConfig::from_env()?.addr,
+        Service::Webhooks => settings.webhooks_addr,
+        Service::CarrierSim => settings.carrier_sim_addr,
+    })
 }
 
 /// Pool connections held open by `LISTEN` loops (one per worker loop, plus the

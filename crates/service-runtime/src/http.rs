@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use axum::{
     Router,
     extract::{MatchedPath, Request, State},
-    http::{StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -20,7 +20,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
-use crate::{Problem, Shutdown, metrics};
+use crate::{Problem, Shutdown, db, metrics};
 
 /// `/healthz` (the process is up), `/readyz` (the database answers) and `/metrics`.
 pub fn ops_routes(pool: PgPool) -> Router {
@@ -37,16 +37,58 @@ async fn readyz(State(pool): State<PgPool>) -> Response {
         sqlx::query("SELECT 1").execute(&pool),
     )
     .await;
-    match check {
-        Ok(Ok(_)) => "ready".into_response(),
-        _ => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "Not ready",
-            "The database does not answer.",
-        )
-        .into_response(),
-    }
+    let why = match check {
+        Ok(Ok(_)) => return "ready".into_response(),
+        Ok(Err(e)) => db::describe(&e),
+        Err(_) => "no answer within 2 s".to_owned(),
+    };
+    not_ready(format!("The database does not answer: {why}."))
+}
+
+/// `/readyz`'s 503 problem, with `Retry-After`.
+fn not_ready(detail: String) -> Response {
+    let mut response = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not-ready",
+        "Not ready",
+        detail,
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(STARTING_RETRY_AFTER));
+    response
+}
+
+/// `Retry-After` (seconds) of the answers of a process that is not ready.
+pub const STARTING_RETRY_AFTER: u32 = 2;
+
+/// What a process serves on its address while it waits for the database at start
+/// ([`db::connect_with_retry`]): `/healthz` (the process is up), `/readyz` 503 saying
+/// why it waits, `/metrics`, and 503 problem+json with `Retry-After` on every other
+/// route, so a client or load balancer reaching it early is told to come back.
+pub fn starting_routes(status: db::StartupStatus) -> Router {
+    let waiting = move || {
+        let reason = status.reason();
+        async move { not_ready(reason.unwrap_or_else(|| "Waiting for the database.".to_owned())) }
+    };
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(waiting))
+        .route("/metrics", get(prometheus))
+        .fallback(|| async {
+            let mut response = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                "The service is starting; try again shortly.",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(STARTING_RETRY_AFTER));
+            response
+        })
 }
 
 async fn prometheus() -> Response {
@@ -285,6 +327,36 @@ mod tests {
         let body = String::from_utf8_lossy(&body);
         assert!(body.contains("/problems/too-large"), "{body}");
         assert!(body.contains("\"status\":413"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_starting_process_says_why_it_is_not_ready_and_asks_to_come_back() {
+        let status = db::StartupStatus::new();
+        status.set("Waiting for the database: refused (attempt 3, next in 2.0 s).".into());
+        let app = starting_routes(status);
+        let (code, _, body) = call(app.clone(), "GET", "/healthz").await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, "ok"));
+        let response = app
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/readyz")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("attempt 3, next in 2.0 s"), "{body}");
+        let (code, ct, body) = call(app, "POST", "/v1/cases").await;
+        assert_eq!(
+            (code, ct.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "application/problem+json")
+        );
+        assert!(body.contains("/problems/unavailable"), "{body}");
     }
 
     #[tokio::test]
