@@ -15,7 +15,12 @@
 pub mod baseline;
 pub mod events;
 pub mod fixtures;
+pub mod goals;
+pub mod history;
 pub mod journey;
 pub mod promtext;
+pub mod rated;
 pub mod report;
+pub mod schedule;
 pub mod stats;
+pub mod txcount;
