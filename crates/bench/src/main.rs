@@ -234,12 +234,15 @@ async fn start_stack(args: &Args) -> anyhow::Result<Started> {
         .execute(&admin)
         .await?;
     admin.close().await;
+    // `serve` checks the product's schema at start (demo accounts), whichever service.
+    let sim_url = system_tests::with_database(&env_url, &sim.name);
+    let sim_pool = sqlx::PgPool::connect(&sim_url).await?;
+    case_store::MIGRATOR.run(&sim_pool).await?;
+    sim_pool.close().await;
     let mut options = StackOptions::default();
-    options.service_env.push((
-        "carrier-sim",
-        "DATABASE_URL".into(),
-        system_tests::with_database(&env_url, &sim.name),
-    ));
+    options
+        .service_env
+        .push(("carrier-sim", "DATABASE_URL".into(), sim_url));
     if let Some(n) = args.db_connections {
         options
             .env
