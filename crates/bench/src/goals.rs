@@ -16,7 +16,7 @@ use sqlx::PgPool;
 
 use crate::{
     baseline::{self, BaselineResult},
-    events,
+    cpu, events,
     fixtures::{BenchSubscriber, Series},
     history,
     journey::{self, Created, run_indexed},
@@ -171,6 +171,8 @@ pub struct CreateCapacity {
     pub raw_rate: f64,
     /// Product transactions per create.
     pub tx_per_create: Option<f64>,
+    /// Cores used per process during the HTTP creates.
+    pub cpu: Vec<(String, f64)>,
 }
 
 impl CreateCapacity {
@@ -202,6 +204,7 @@ pub async fn create_capacity(
     } else {
         None
     };
+    let cpu_before = cpu::sample(&env.product).await;
     let started = Instant::now();
     let results: Vec<Result<Created, String>> = {
         let (http, gateway) = (env.http.clone(), env.gateway.clone());
@@ -215,6 +218,7 @@ pub async fn create_capacity(
         .await
     };
     let wall = started.elapsed();
+    let cpu = cpu::usage(&cpu_before, &cpu::sample(&env.product).await);
     let ok: Vec<Created> = results.into_iter().filter_map(Result::ok).collect();
     let http_errors = n - ok.len();
     let latencies: Vec<Duration> = ok.iter().map(|r| r.answered - r.sent).collect();
@@ -243,6 +247,7 @@ pub async fn create_capacity(
         raw,
         raw_rate,
         tx_per_create,
+        cpu,
     })
 }
 
@@ -255,6 +260,8 @@ pub struct CreateAtRate {
     pub run: RatedCreates,
     /// Latency figures.
     pub summary: Option<Summary>,
+    /// Cores used per process during the stage.
+    pub cpu: Vec<(String, f64)>,
 }
 
 /// `POST /v1/cases` at `rate` for `duration`, then cancels the cases.
@@ -268,6 +275,7 @@ pub async fn create_at_rate(
         "create at {rate}/s for {} s",
         duration.as_secs_f64()
     ));
+    let cpu_before = cpu::sample(&env.product).await;
     let mut run = rated::create_at_rate(
         &env.http,
         &env.gateway,
@@ -276,6 +284,7 @@ pub async fn create_at_rate(
         env.max_in_flight,
     )
     .await;
+    let cpu = cpu::usage(&cpu_before, &cpu::sample(&env.product).await);
     let load = load.end();
     let created = std::mem::take(&mut run.created);
     let cancel_errors = rated::cancel_all(&env.http, &env.gateway, created, env.concurrency).await;
@@ -283,7 +292,12 @@ pub async fn create_at_rate(
         eprintln!("warning: {cancel_errors} cases of the create stage could not be cancelled");
     }
     let summary = summarize(&run.latencies);
-    Ok(CreateAtRate { load, run, summary })
+    Ok(CreateAtRate {
+        load,
+        run,
+        summary,
+        cpu,
+    })
 }
 
 /// A verify → reactivated stage at a fixed rate.
@@ -309,6 +323,8 @@ pub struct JourneyAtRate {
     pub summary: Option<Summary>,
     /// Product transactions per journey (create, code request, verification, workers).
     pub tx_per_journey: Option<f64>,
+    /// Cores used per process from the first verification until the cases settled.
+    pub cpu: Vec<(String, f64)>,
 }
 
 /// Prepares `rate × duration` cases with their codes sent, sends the verifications at
@@ -346,6 +362,7 @@ pub async fn journey_at_rate(
         "verify → reactivated at {rate}/s for {} s",
         duration.as_secs_f64()
     ));
+    let cpu_before = cpu::sample(&env.product).await;
     let verifies = rated::verify_at_rate(
         &env.http,
         &env.gateway,
@@ -357,6 +374,7 @@ pub async fn journey_at_rate(
     let (reads, settled) = rated::settle(&env.product, &verifies.accepted, env.settle_timeout)
         .await
         .context("waiting for the journeys")?;
+    let cpu = cpu::usage(&cpu_before, &cpu::sample(&env.product).await);
     let load = load.end();
     let tx_per_journey = match window {
         Some(w) => Some(
@@ -381,6 +399,7 @@ pub async fn journey_at_rate(
         times,
         summary,
         tx_per_journey,
+        cpu,
     })
 }
 
@@ -486,6 +505,7 @@ pub fn print_create_at_rate(label: &str, f: &CreateAtRate) {
             )
         )
     );
+    println!("{}", kv("CPU, cores", cpu::describe(&f.cpu)));
     println!("{}", kv("load average", f.load.show()));
 }
 
@@ -551,6 +571,21 @@ pub fn print_journey_at_rate(label: &str, f: &JourneyAtRate) {
             )
         )
     );
+    println!(
+        "{}",
+        kv(
+            "completed",
+            format!(
+                "{:.1} reactivations/s (first proof accepted → last reactivation: {:.1} s)",
+                f.times.completion_rate(),
+                f.times.span.as_secs_f64()
+            )
+        )
+    );
+    println!(
+        "{}",
+        kv("CPU, cores (until settled)", cpu::describe(&f.cpu))
+    );
     if let Some(t) = f.tx_per_journey {
         println!(
             "{}",
@@ -606,11 +641,12 @@ pub fn goal_table(g: &GoalFigures) -> String {
     for (r, j) in &g.journeys {
         let figures = j.summary.map_or("-".into(), |s| {
             format!(
-                "p50 {} ms, p99 {} ms ({} reactivated, achieved {:.0}/s, late {}, dropped {}, errors {})",
+                "p50 {} ms, p99 {} ms ({} reactivated, verifications sent at {:.0}/s, completed at {:.0}/s, late {}, dropped {}, errors {})",
                 ms(s.p50),
                 ms(s.p99),
                 s.count,
                 j.arrivals.achieved,
+                j.times.completion_rate(),
                 j.arrivals.late,
                 j.arrivals.dropped,
                 j.errors

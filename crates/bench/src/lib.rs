@@ -18,6 +18,7 @@
 //! tool, not a test: it prints a report and exits non-zero when a journey failed.
 
 pub mod baseline;
+pub mod cpu;
 pub mod events;
 pub mod fixtures;
 pub mod goals;

@@ -354,24 +354,41 @@ pub struct JourneyTimes {
     pub verify_to_reactivated: Vec<Duration>,
     /// Cases that ended elsewhere (or not yet): their last state → count.
     pub not_reactivated: BTreeMap<String, usize>,
+    /// From the first `proofs_accepted` to the last reactivation (of these cases).
+    pub span: Duration,
+}
+
+impl JourneyTimes {
+    /// Reactivations per second over [`Self::span`]: the rate the product completed
+    /// journeys at (below the offered rate when it saturates).
+    pub fn completion_rate(&self) -> f64 {
+        crate::stats::rate(self.verify_to_reactivated.len(), self.span)
+    }
 }
 
 /// Reads the verify → reactivated times from `rows` (any order, several cases).
 pub fn journey_times(mut rows: Vec<EventRow>) -> JourneyTimes {
     rows.sort_by_key(|r| (r.case_id, r.version));
     let mut out = JourneyTimes::default();
+    let (mut first, mut last) = (None, None);
     for case in rows.chunk_by(|a, b| a.case_id == b.case_id) {
         let accepted = case.iter().find(|e| e.event == "proofs_accepted");
         let done = case.iter().find(|e| e.to_state == "reactivated");
         match (accepted, done) {
-            (Some(a), Some(d)) => out
-                .verify_to_reactivated
-                .push((d.at - a.at).to_std().unwrap_or_default()),
+            (Some(a), Some(d)) => {
+                out.verify_to_reactivated
+                    .push((d.at - a.at).to_std().unwrap_or_default());
+                first = Some(first.map_or(a.at, |f: chrono::DateTime<chrono::Utc>| f.min(a.at)));
+                last = Some(last.map_or(d.at, |l: chrono::DateTime<chrono::Utc>| l.max(d.at)));
+            }
             _ => {
                 let last = case.last().map_or("?", |e| e.to_state.as_str());
                 *out.not_reactivated.entry(last.to_owned()).or_default() += 1;
             }
         }
+    }
+    if let (Some(f), Some(l)) = (first, last) {
+        out.span = (l - f).to_std().unwrap_or_default();
     }
     out
 }
@@ -407,6 +424,8 @@ mod tests {
         ];
         let t = journey_times(rows);
         assert_eq!(t.verify_to_reactivated, [Duration::from_millis(30)]);
+        assert_eq!(t.span, Duration::from_millis(30));
+        assert!((t.completion_rate() - 1.0 / 0.030).abs() < 1e-6);
         assert_eq!(
             t.not_reactivated.into_iter().collect::<Vec<_>>(),
             [
