@@ -463,6 +463,7 @@ pub fn print_capacity(f: &CreateCapacity, c: usize) {
             kv("product transactions per create", format!("{t:.1}"))
         );
     }
+    println!("{}", kv("CPU, cores (HTTP creates)", cpu::describe(&f.cpu)));
     println!("{}", kv("load average", f.load.show()));
 }
 
