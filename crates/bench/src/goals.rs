@@ -325,6 +325,8 @@ pub struct JourneyAtRate {
     pub tx_per_journey: Option<f64>,
     /// Cores used per process from the first verification until the cases settled.
     pub cpu: Vec<(String, f64)>,
+    /// Time in each state per case, from the same event rows (who holds the cases up).
+    pub stages: events::StageReport,
 }
 
 /// Prepares `rate × duration` cases with their codes sent, sends the verifications at
@@ -386,6 +388,7 @@ pub async fn journey_at_rate(
     let rows = events::read_rows(&env.product, &verifies.accepted)
         .await
         .context("reading case_events")?;
+    let stages = events::analyse(rows.clone());
     let times = rated::journey_times(rows);
     let summary = summarize(&times.verify_to_reactivated);
     Ok(JourneyAtRate {
@@ -400,6 +403,7 @@ pub async fn journey_at_rate(
         summary,
         tx_per_journey,
         cpu,
+        stages,
     })
 }
 
@@ -529,6 +533,14 @@ pub fn print_journey_at_rate(label: &str, f: &JourneyAtRate) {
             "{}",
             summary_row("POST …/verifications (client, from schedule)", s)
         );
+    }
+    for stage in ["risk_assessment", "provisioning"] {
+        if let Some(samples) = f.stages.stages.get(stage)
+            && let Some(s) = summarize(&samples.samples)
+        {
+            let who = f.stages.main_mover(stage).unwrap_or("?");
+            println!("{}", summary_row(&format!("  in {stage} ({who})"), &s));
+        }
     }
     println!(
         "{}",
