@@ -95,8 +95,8 @@ pub fn analyse(mut rows: Vec<EventRow>) -> StageReport {
     report
 }
 
-/// Reads the event log of `case_ids` and analyses it.
-pub async fn stage_latencies(pool: &PgPool, case_ids: &[Uuid]) -> anyhow::Result<StageReport> {
+/// Reads the event log of `case_ids` (one query).
+pub async fn read_rows(pool: &PgPool, case_ids: &[Uuid]) -> anyhow::Result<Vec<EventRow>> {
     let rows: Vec<(Uuid, i32, String, String, String, DateTime<Utc>)> = sqlx::query_as(
         "SELECT case_id, version, to_state::text, event::text, actor_id, at
          FROM case_events WHERE case_id = ANY($1) ORDER BY case_id, version",
@@ -104,20 +104,24 @@ pub async fn stage_latencies(pool: &PgPool, case_ids: &[Uuid]) -> anyhow::Result
     .bind(case_ids)
     .fetch_all(pool)
     .await?;
-    Ok(analyse(
-        rows.into_iter()
-            .map(
-                |(case_id, version, to_state, event, actor_id, at)| EventRow {
-                    case_id,
-                    version,
-                    to_state,
-                    event,
-                    actor_id,
-                    at,
-                },
-            )
-            .collect(),
-    ))
+    Ok(rows
+        .into_iter()
+        .map(
+            |(case_id, version, to_state, event, actor_id, at)| EventRow {
+                case_id,
+                version,
+                to_state,
+                event,
+                actor_id,
+                at,
+            },
+        )
+        .collect())
+}
+
+/// Reads the event log of `case_ids` and analyses it.
+pub async fn stage_latencies(pool: &PgPool, case_ids: &[Uuid]) -> anyhow::Result<StageReport> {
+    Ok(analyse(read_rows(pool, case_ids).await?))
 }
 
 #[cfg(test)]

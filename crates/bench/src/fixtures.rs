@@ -20,6 +20,9 @@ pub enum Series {
     CreateOnly,
     /// Written straight into the scratch database by the raw-SQL baseline (`+8614…`).
     RawSql,
+    /// Registered at the simulator without a service password and proven with a one-time
+    /// code (the open-loop journeys, `+8619…`).
+    Otp,
 }
 
 impl Series {
@@ -28,6 +31,7 @@ impl Series {
             Self::Journey => "15",
             Self::CreateOnly => "16",
             Self::RawSql => "14",
+            Self::Otp => "19",
         }
     }
 }
@@ -92,6 +96,16 @@ impl BenchSubscriber {
         })
     }
 
+    /// The simulator's body for a subscriber with no service password: its only proof is
+    /// a one-time code to the backup contact (no argon2id hash at registration).
+    pub fn sim_body_without_password(&self) -> Value {
+        let mut body = self.sim_body();
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("service_password");
+        }
+        body
+    }
+
     /// The customer API's `POST /v1/cases` body.
     pub fn case_body(&self) -> Value {
         json!({
@@ -116,7 +130,12 @@ mod tests {
     fn subscribers_are_valid_and_distinct() {
         let mut numbers = HashSet::new();
         let mut ids = HashSet::new();
-        for series in [Series::Journey, Series::CreateOnly, Series::RawSql] {
+        for series in [
+            Series::Journey,
+            Series::CreateOnly,
+            Series::RawSql,
+            Series::Otp,
+        ] {
             for i in (0..2_000).chain([17_999, 18_000, 36_001, MAX_CASES]) {
                 let s = BenchSubscriber::new(4321, series, i);
                 assert_eq!(Msisdn::parse(&s.msisdn).unwrap().e164(), s.msisdn);
@@ -139,6 +158,12 @@ mod tests {
         let a = BenchSubscriber::new(1, Series::Journey, 5);
         let b = BenchSubscriber::new(2, Series::Journey, 5);
         assert_ne!(a.msisdn, b.msisdn);
+        assert!(
+            a.sim_body_without_password()
+                .get("service_password")
+                .is_none()
+        );
+        assert_eq!(a.sim_body_without_password()["msisdn"], a.msisdn.as_str());
         assert!(run_tag() < 10_000);
     }
 }

@@ -23,6 +23,7 @@ use bench::{
     baseline::{self, BaselineResult},
     events::{self, StageReport},
     fixtures::{BenchSubscriber, MAX_CASES, Series, run_tag},
+    goals,
     journey::{self, Created, JourneyFailure, JourneyRecord, JourneySettings, run_indexed},
     promtext::{self, Histogram},
     report::{cpus, kv, latency_header, latency_row, load_average, ms},
@@ -30,35 +31,62 @@ use bench::{
 };
 use clap::Parser;
 use reqwest::Client;
-use system_tests::Stack;
+use system_tests::{Stack, StackOptions};
 
 /// Drives clean reactivation journeys over HTTP against a running stack (or one it
 /// starts) and compares case creation with raw SQL inserts.
+///
+/// Three modes: closed-loop journeys (the default); `--rate R --duration S`, open-loop
+/// case creation and verify → reactivated journeys at R/s with the raw-SQL baseline;
+/// and `goals`, every figure of issue 12's goal table in one run.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bench", version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Base URL of the gateway (ignored with --start-stack). Start that gateway with
     /// `REACTIVATION_RATE_LIMITS=off`: every bench request comes from one address.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     gateway: String,
     /// Base URL of the carrier simulator (ignored with --start-stack).
-    #[arg(long, default_value = "http://127.0.0.1:8090")]
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8090")]
     carrier: String,
     /// The stack's database (read for `case_events`); its server also hosts the raw-SQL
     /// baseline's scratch database. With --start-stack: the server to create the stack's
     /// fresh database on (must equal DATABASE_URL in the environment).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, global = true, env = "DATABASE_URL")]
     database_url: Option<String>,
-    /// Number of journeys (and of create-only calls and raw inserts).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CASES)))]
+    /// Number of journeys (and of create-only calls and raw inserts); with --rate and in
+    /// `goals`, the creates of the create-capacity figure and the baseline's transactions.
+    #[arg(long, global = true, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CASES)))]
     cases: u32,
-    /// Journeys in flight at once (and connections of the raw-SQL baseline).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Requests in flight at once in closed-loop phases, and connections of the raw-SQL
+    /// baseline.
+    #[arg(long, global = true, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
-    /// Start the product as separate `target/debug/reactivation serve …` processes on free
-    /// ports against a fresh database on DATABASE_URL's server, and stop it at the end.
-    #[arg(long)]
+    /// Start the product as separate `reactivation serve …` processes (REACTIVATION_BIN,
+    /// else target/debug/reactivation) on free ports against a fresh database on
+    /// DATABASE_URL's server, with the carrier simulator on a database of its own, and
+    /// stop it at the end.
+    #[arg(long, global = true)]
     start_stack: bool,
+    /// With --start-stack: each service's pool size (REACTIVATION_DB_MAX_CONNECTIONS);
+    /// by default the system-test harness's 5.
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..=200))]
+    db_connections: Option<u32>,
+    /// Open loop: arrivals per second of the create stage and of the verifications.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Open loop: how long each stage issues arrivals, in seconds.
+    #[arg(long, global = true, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    duration: u64,
+    /// Seed this many finished cases (with their events) into the product's database
+    /// before measuring.
+    #[arg(long, default_value_t = 0)]
+    history: u64,
+    /// Open loop: at most this many requests outstanding; a start beyond is dropped.
+    #[arg(long, global = true, default_value_t = 2000)]
+    max_in_flight: usize,
     /// Pause between two status polls of a case, in milliseconds.
     #[arg(long, default_value_t = 20)]
     poll_ms: u64,
@@ -76,6 +104,30 @@ struct Args {
     /// Skip the raw-SQL baseline.
     #[arg(long)]
     skip_baseline: bool,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum Command {
+    /// Every figure of issue 12's goal table in one run: create capacity against the
+    /// raw-SQL baseline, verify → reactivated at the offered rates, create and journey
+    /// p99 with a small and a large history, and transactions per journey.
+    Goals(GoalArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct GoalArgs {
+    /// The small history (finished cases seeded first).
+    #[arg(long, default_value_t = 10_000)]
+    history_small: u64,
+    /// The large history (seeded on top, after the small-history figures).
+    #[arg(long, default_value_t = 1_000_000)]
+    history_large: u64,
+    /// Offered rate of the history comparisons (creates/s and verifications/s).
+    #[arg(long, default_value_t = 50.0)]
+    history_rate: f64,
+    /// Offered rates of the verify → reactivated figures.
+    #[arg(long, value_delimiter = ',', default_values_t = [100.0, 200.0])]
+    journey_rates: Vec<f64>,
 }
 
 /// Where the bench sends its traffic and reads its data.
@@ -108,7 +160,46 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn start_stack(args: &Args) -> anyhow::Result<Stack> {
+/// The carrier simulator's own database (so the product's transaction counters hold the
+/// product's work only); dropped when this is dropped, like the stack's own.
+#[derive(Debug)]
+struct SimDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for SimDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop is sync: a private runtime on a thread, as the harness's Stack does.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(admin) = sqlx::PgPool::connect(&admin_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A stack the bench started. Field order matters: the processes stop before the
+/// simulator's database is dropped.
+#[derive(Debug)]
+struct Started {
+    stack: Stack,
+    _sim: SimDatabase,
+}
+
+async fn start_stack(args: &Args) -> anyhow::Result<Started> {
     let env_url = std::env::var("DATABASE_URL")
         .context("--start-stack needs DATABASE_URL in the environment (a Postgres server that allows CREATE DATABASE)")?;
     if let Some(given) = &args.database_url
@@ -118,29 +209,60 @@ async fn start_stack(args: &Args) -> anyhow::Result<Stack> {
             "--start-stack creates its database on DATABASE_URL from the environment; pass the server there, not with --database-url"
         );
     }
-    if std::env::var_os("REACTIVATION_BIN").is_none() {
-        let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target/debug/reactivation");
-        if !binary.exists() {
-            bail!(
-                "{} is missing: build it first (SQLX_OFFLINE=true cargo build -p reactivation) or set REACTIVATION_BIN",
-                binary.display()
-            );
+    let binary = match std::env::var_os("REACTIVATION_BIN") {
+        Some(b) => std::path::PathBuf::from(b),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/reactivation")
         }
+    };
+    if !binary.exists() {
+        bail!(
+            "{} is missing: build it first (SQLX_OFFLINE=true cargo build [--release] -p reactivation) or set REACTIVATION_BIN",
+            binary.display()
+        );
     }
-    eprintln!("starting the stack (separate `reactivation serve` processes, fresh database) …");
+    eprintln!(
+        "starting the stack ({}: separate `serve` processes, fresh database; the simulator on its own) …",
+        binary.display()
+    );
+    let sim = SimDatabase {
+        admin_url: env_url.clone(),
+        name: format!("bench_sim_{}", uuid::Uuid::new_v4().simple()),
+    };
+    let admin = sqlx::PgPool::connect(&env_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {}", sim.name))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    // `serve` checks the product's schema at start (demo accounts), whichever service.
+    let sim_url = system_tests::with_database(&env_url, &sim.name);
+    let sim_pool = sqlx::PgPool::connect(&sim_url).await?;
+    case_store::MIGRATOR.run(&sim_pool).await?;
+    sim_pool.close().await;
+    let mut options = StackOptions::default();
+    options
+        .service_env
+        .push(("carrier-sim", "DATABASE_URL".into(), sim_url));
+    if let Some(n) = args.db_connections {
+        options
+            .env
+            .push(("REACTIVATION_DB_MAX_CONNECTIONS".into(), n.to_string()));
+    }
     // The harness panics on failure; keep that inside a task so the bench can report it.
-    tokio::spawn(Stack::start()).await.map_err(|e| {
-        let why = e.try_into_panic().ok().and_then(|p| {
-            p.downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        });
-        anyhow!(
-            "the stack did not start: {}",
-            why.unwrap_or_else(|| "unknown".into())
-        )
-    })
+    let stack = tokio::spawn(Stack::start_with(options))
+        .await
+        .map_err(|e| {
+            let why = e.try_into_panic().ok().and_then(|p| {
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            });
+            anyhow!(
+                "the stack did not start: {}",
+                why.unwrap_or_else(|| "unknown".into())
+            )
+        })?;
+    Ok(Started { stack, _sim: sim })
 }
 
 /// The histograms the bench reads from each `/metrics` page.
@@ -190,7 +312,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         None
     };
     let target = match &stack {
-        Some(stack) => Target {
+        Some(Started { stack, .. }) => Target {
             gateway: stack.url("gateway").to_owned(),
             carrier: stack.url("carrier-sim").to_owned(),
             events_db: Some(stack.database_url.clone()),
@@ -199,9 +321,10 @@ async fn run(args: Args) -> anyhow::Result<u8> {
                 .iter()
                 .map(|s| (s.to_string(), format!("{}/metrics", stack.url(s))))
                 .collect(),
-            describe:
-                "started by the bench: separate `reactivation serve` processes, fresh database"
-                    .into(),
+            describe: format!(
+                "started by the bench: separate `reactivation serve` processes, fresh database, simulator on its own database, {} connections per service",
+                args.db_connections.unwrap_or(5)
+            ),
         },
         None => Target {
             gateway: args.gateway.trim_end_matches('/').to_owned(),
@@ -222,10 +345,10 @@ async fn run(args: Args) -> anyhow::Result<u8> {
             describe: "already running".into(),
         },
     };
-    let (n, c) = (args.cases as usize, args.concurrency as usize);
+    let c = args.concurrency as usize;
     let http = Client::builder()
         .timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(c)
+        .pool_max_idle_per_host(c.max(64))
         .build()?;
     journey::ready(&http, &target.gateway)
         .await
@@ -234,6 +357,198 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         .await
         .map_err(|e| anyhow!("the carrier simulator is not ready: {e}"))?;
 
+    let code = match (&args.command, args.rate) {
+        (Some(Command::Goals(g)), _) => run_goals(&args, g, &target, &http).await?,
+        (None, Some(rate)) => run_rated(&args, rate, &target, &http).await?,
+        (None, None) => {
+            if args.history > 0 {
+                let env = goals_env(&args, &target, &http).await?;
+                goals::seed_history(&env, 0, args.history).await?;
+            }
+            run_closed(&args, &target, &http, &load_before, run_started).await?
+        }
+    };
+    drop(stack);
+    Ok(code)
+}
+
+/// What the open-loop modes need, from the target.
+async fn goals_env(args: &Args, target: &Target, http: &Client) -> anyhow::Result<goals::Env> {
+    let url = target
+        .events_db
+        .as_ref()
+        .context("this mode needs the stack's database (--database-url, or --start-stack)")?;
+    let product = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(url)
+        .await
+        .context("connecting to the stack's database")?;
+    Ok(goals::Env {
+        http: http.clone(),
+        gateway: target.gateway.clone(),
+        carrier: target.carrier.clone(),
+        product,
+        admin_url: target
+            .admin_db
+            .clone()
+            .context("the raw-SQL baseline needs DATABASE_URL")?,
+        concurrency: args.concurrency as usize,
+        max_in_flight: args.max_in_flight,
+        settle_timeout: Duration::from_secs(args.timeout_secs),
+        tag_base: run_tag(),
+    })
+}
+
+fn header(title: &str, args: &Args, target: &Target) {
+    println!();
+    println!("== reactivation bench: {title} ==");
+    println!(
+        "{}",
+        kv(
+            "machine",
+            format!(
+                "{} CPUs; load average (1 min) now {}",
+                cpus(),
+                load_average()
+            )
+        )
+    );
+    println!("{}", kv("stack", &target.describe));
+    println!(
+        "{}",
+        kv(
+            "concurrency (closed loop) / baseline connections",
+            args.concurrency
+        )
+    );
+}
+
+/// `--rate R --duration S`: create capacity against the baseline, then create and the
+/// verify → reactivated journey at R/s.
+async fn run_rated(args: &Args, rate: f64, target: &Target, http: &Client) -> anyhow::Result<u8> {
+    if !(rate.is_finite() && rate > 0.0) {
+        bail!("--rate must be a positive number of arrivals per second");
+    }
+    let env = goals_env(args, target, http).await?;
+    let duration = Duration::from_secs(args.duration);
+    header(
+        &format!("open loop at {rate}/s for {} s", args.duration),
+        args,
+        target,
+    );
+    if args.history > 0 {
+        goals::seed_history(&env, 0, args.history).await?;
+    }
+    let capacity = goals::create_capacity(&env, 0, args.cases as usize, false).await?;
+    goals::print_capacity(&capacity, env.concurrency);
+    let create = goals::create_at_rate(&env, 1, rate, duration).await?;
+    goals::print_create_at_rate(&format!("create at {rate}/s offered"), &create);
+    let journey = goals::journey_at_rate(&env, 2, rate, duration, true).await?;
+    goals::print_journey_at_rate(
+        &format!("verify → reactivated at {rate}/s offered"),
+        &journey,
+    );
+    env.product.close().await;
+    Ok(
+        if journey.errors > 0 || !journey.settled || !journey.times.not_reactivated.is_empty() {
+            1
+        } else {
+            0
+        },
+    )
+}
+
+/// `goals`: every figure of the goal table, then the table.
+async fn run_goals(
+    args: &Args,
+    g: &GoalArgs,
+    target: &Target,
+    http: &Client,
+) -> anyhow::Result<u8> {
+    if g.history_large < g.history_small {
+        bail!("--history-large must be at least --history-small");
+    }
+    let env = goals_env(args, target, http).await?;
+    let duration = Duration::from_secs(args.duration);
+    header("issue 12 goal figures", args, target);
+    goals::seed_history(&env, 0, g.history_small).await?;
+
+    let capacity = goals::create_capacity(&env, 0, args.cases as usize, true).await?;
+    goals::print_capacity(&capacity, env.concurrency);
+
+    let mut journeys = Vec::new();
+    let mut tx_per_journey = None;
+    for (k, rate) in (1u16..).zip(&g.journey_rates) {
+        let count = k == 1;
+        let j = goals::journey_at_rate(&env, k, *rate, duration, count).await?;
+        goals::print_journey_at_rate(&format!("verify → reactivated at {rate}/s offered"), &j);
+        if count {
+            tx_per_journey = j.tx_per_journey;
+        }
+        journeys.push((*rate, j));
+    }
+
+    let hr = g.history_rate;
+    let small_create = goals::create_at_rate(&env, 20, hr, duration).await?;
+    goals::print_create_at_rate(
+        &format!("create at {hr}/s, history {}", g.history_small),
+        &small_create,
+    );
+    let small_journey = goals::journey_at_rate(&env, 21, hr, duration, false).await?;
+    goals::print_journey_at_rate(
+        &format!(
+            "verify → reactivated at {hr}/s, history {}",
+            g.history_small
+        ),
+        &small_journey,
+    );
+
+    goals::seed_history(&env, g.history_small, g.history_large).await?;
+    let large_create = goals::create_at_rate(&env, 30, hr, duration).await?;
+    goals::print_create_at_rate(
+        &format!("create at {hr}/s, history {}", g.history_large),
+        &large_create,
+    );
+    let large_journey = goals::journey_at_rate(&env, 31, hr, duration, false).await?;
+    goals::print_journey_at_rate(
+        &format!(
+            "verify → reactivated at {hr}/s, history {}",
+            g.history_large
+        ),
+        &large_journey,
+    );
+    env.product.close().await;
+
+    let figures = goals::GoalFigures {
+        capacity,
+        journeys,
+        small: (small_create, small_journey),
+        large: (large_create, large_journey),
+        history: (g.history_small, g.history_large),
+        tx_per_journey,
+    };
+    println!();
+    println!(
+        "goal table ({} CPUs, concurrency {}, {} s per open-loop figure):",
+        cpus(),
+        env.concurrency,
+        args.duration
+    );
+    println!();
+    print!("{}", goals::goal_table(&figures));
+    Ok(0)
+}
+
+/// The closed-loop journeys (the default mode).
+async fn run_closed(
+    args: &Args,
+    target: &Target,
+    http: &Client,
+    load_before: &str,
+    run_started: Instant,
+) -> anyhow::Result<u8> {
+    let (n, c) = (args.cases as usize, args.concurrency as usize);
+    let http = http.clone();
     let tag = run_tag();
     let mut m = Measured::default();
 
@@ -260,7 +575,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
     m.registration = registered.into_iter().filter_map(Result::ok).collect();
 
     // 2. The journeys, with the workers' hand-off histograms read before and after.
-    let before = scrape_all(&http, &target).await;
+    let before = scrape_all(&http, target).await;
     eprintln!("running {n} journeys at concurrency {c} …");
     let settings = Arc::new(JourneySettings {
         poll: Duration::from_millis(args.poll_ms),
@@ -281,7 +596,7 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         .await
     };
     m.journey_window = started.elapsed();
-    let after = scrape_all(&http, &target).await;
+    let after = scrape_all(&http, target).await;
     for (((service, _), b), a) in target.metrics.iter().zip(&before).zip(&after) {
         for (labels, h) in &a[0] {
             m.handoff
@@ -379,9 +694,13 @@ async fn run(args: Args) -> anyhow::Result<u8> {
         }
     }
 
-    let code = print_report(&args, &target, &m, &load_before, run_started.elapsed());
-    drop(stack);
-    Ok(code)
+    Ok(print_report(
+        args,
+        target,
+        &m,
+        load_before,
+        run_started.elapsed(),
+    ))
 }
 
 /// `k=v,k=v` → `v v`.
@@ -632,7 +951,7 @@ fn print_report(
             println!();
             println!(
                 "{}",
-                latency_header("raw SQL baseline (3 INSERTs in 1 transaction)")
+                latency_header("raw SQL baseline (case row + event row per transaction)")
             );
             println!("{}", latency_row("transaction", &b.transactions));
             raw_rate = Some(rate(b.transactions.len(), b.window));

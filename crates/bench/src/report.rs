@@ -15,26 +15,28 @@ pub const LABEL: usize = 46;
 /// The header over [`latency_row`]s.
 pub fn latency_header(title: &str) -> String {
     format!(
-        "{title:<LABEL$} {:>6} {:>9} {:>9} {:>9} {:>9}",
-        "n", "p50 ms", "p95 ms", "p99 ms", "max ms"
+        "{title:<LABEL$} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "n", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms"
     )
 }
 
-/// `label  n  p50  p95  p99  max` of `samples` (dashes when there are none).
+/// `label  n  p50  p90  p95  p99  max` of `samples` (dashes when there are none).
 pub fn latency_row(label: &str, samples: &[Duration]) -> String {
     match summarize(samples) {
         Some(s) => format!(
-            "  {label:<w$} {:>6} {:>9} {:>9} {:>9} {:>9}",
+            "  {label:<w$} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
             s.count,
             ms(s.p50),
+            ms(s.p90),
             ms(s.p95),
             ms(s.p99),
             ms(s.max),
             w = LABEL - 2
         ),
         None => format!(
-            "  {label:<w$} {:>6} {:>9} {:>9} {:>9} {:>9}",
+            "  {label:<w$} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}",
             0,
+            "-",
             "-",
             "-",
             "-",

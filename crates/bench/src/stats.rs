@@ -12,6 +12,8 @@ pub struct Summary {
     pub mean: Duration,
     /// Median (nearest rank).
     pub p50: Duration,
+    /// 90th percentile (nearest rank).
+    pub p90: Duration,
     /// 95th percentile (nearest rank).
     pub p95: Duration,
     /// 99th percentile (nearest rank).
@@ -40,6 +42,7 @@ pub fn summarize(samples: &[Duration]) -> Option<Summary> {
         count,
         mean: total / u32::try_from(count).unwrap_or(u32::MAX),
         p50: percentile(&sorted, 50.0)?,
+        p90: percentile(&sorted, 90.0)?,
         p95: percentile(&sorted, 95.0)?,
         p99: percentile(&sorted, 99.0)?,
         max,
@@ -66,6 +69,7 @@ mod tests {
         let s = summarize(&samples).unwrap();
         assert_eq!(s.count, 100);
         assert_eq!(s.p50, ms(50));
+        assert_eq!(s.p90, ms(90));
         assert_eq!(s.p95, ms(95));
         assert_eq!(s.p99, ms(99));
         assert_eq!(s.max, ms(100));
