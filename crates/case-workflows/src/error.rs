@@ -85,12 +85,25 @@ impl WorkflowError {
 }
 
 /// True when a database error means "cannot reach the database now" (pool timeout,
-/// connection refused or dropped) rather than a bug: the caller may retry.
+/// connection refused or dropped, the server shutting down or crashed, or a
+/// just-demoted primary refusing writes during a failover) rather than a bug: the
+/// caller may retry.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    ) || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08") || c == "57P01" || c == "57P03"))
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_sqlstate(&c)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs of an unreachable or failing-over server: class 08 (connection
+/// exception), 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now,
+/// 25006 read-only transaction (a demoted primary).
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "25006")
 }
 
 impl From<StoreError> for WorkflowError {
@@ -141,6 +154,18 @@ mod tests {
     fn a_pool_timeout_is_unavailable_not_internal() {
         let e: WorkflowError = sqlx::Error::PoolTimedOut.into();
         assert!(matches!(e, WorkflowError::Unavailable("database")));
+    }
+
+    #[test]
+    fn failover_sqlstates_are_unavailable_and_others_are_not() {
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "25006"] {
+            assert!(unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "40001", "42P01", "57014", "22P02"] {
+            assert!(!unavailable_sqlstate(code), "{code}");
+        }
+        assert!(is_unavailable(&sqlx::Error::WorkerCrashed));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
     }
 
     #[test]
