@@ -537,9 +537,11 @@ pub(crate) async fn cancel_order(
                 .await?;
             (Cancellation::Cancelled(row, true), "cancelled", 201)
         }
-        Some(row) if row.result.as_deref() == Some("cancelled") => {
-            (Cancellation::Cancelled(row, false), "already_cancelled", 200)
-        }
+        Some(row) if row.result.as_deref() == Some("cancelled") => (
+            Cancellation::Cancelled(row, false),
+            "already_cancelled",
+            200,
+        ),
         Some(row) => (Cancellation::TooLate(row), "too_late", 200),
     };
     sqlx::query(

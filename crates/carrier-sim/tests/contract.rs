@@ -588,7 +588,11 @@ async fn orders_are_cancelled_before_they_take_effect_and_only_then(pool: PgPool
         (cancelled.order_id, cancelled.state),
         (slow.order_id, OrderState::Cancelled)
     );
-    assert_eq!(c.cancel_order(&slow).await.unwrap(), cancelled, "idempotent");
+    assert_eq!(
+        c.cancel_order(&slow).await.unwrap(),
+        cancelled,
+        "idempotent"
+    );
     assert_eq!(
         c.get_order(slow.order_id).await.unwrap().state,
         OrderState::Cancelled
@@ -657,7 +661,10 @@ async fn orders_are_cancelled_before_they_take_effect_and_only_then(pool: PgPool
     );
     assert_eq!(
         of(done.order_id),
-        [row("resume", "created", 201), row("cancel", "too_late", 200)]
+        [
+            row("resume", "created", 201),
+            row("cancel", "too_late", 200)
+        ]
     );
 
     // Cancelling with another number's or restoration's key, or a mismatched header.

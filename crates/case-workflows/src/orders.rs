@@ -337,10 +337,7 @@ pub async fn adopt_completed_previous(
 /// Settles the message of an order that is no longer its case's current one (a
 /// retry superseded it before it was sent): it is never sent (the retry's worker
 /// cancels it at the carrier), and nothing moves. Fenced by the claim.
-pub async fn skip_superseded(
-    pool: &PgPool,
-    message: &OutboxClaim,
-) -> Result<(), WorkflowError> {
+pub async fn skip_superseded(pool: &PgPool, message: &OutboxClaim) -> Result<(), WorkflowError> {
     case_store::queue::done(
         pool,
         &case_store::queue::OUTBOX,

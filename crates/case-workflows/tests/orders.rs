@@ -137,7 +137,10 @@ async fn a_retry_supersedes_the_current_order(pool: PgPool) {
         risk::current_order(&pool, case_id).await.unwrap(),
         Some(retry)
     );
-    assert_eq!(risk::superseded_by(&pool, retry).await.unwrap(), Some(first));
+    assert_eq!(
+        risk::superseded_by(&pool, retry).await.unwrap(),
+        Some(first)
+    );
     let pending = orders::pending_order(&pool, retry).await.unwrap().unwrap();
     assert!(pending.current);
     let previous = pending.supersedes.expect("the retry names the first order");
@@ -236,10 +239,7 @@ async fn a_worker_that_lost_its_lease_cannot_write_the_order(pool: PgPool) {
         .await
         .unwrap();
     let order = risk::load_order(&pool, order_id).await.unwrap().unwrap();
-    assert_eq!(
-        (order.state.as_str(), order.failures),
-        ("inProgress", 1)
-    );
+    assert_eq!((order.state.as_str(), order.failures), ("inProgress", 1));
     // Still refused after the live worker wrote; and once the live worker finished,
     // its own claim no longer writes either.
     assert!(refused(

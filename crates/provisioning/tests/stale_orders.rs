@@ -203,9 +203,11 @@ async fn deliver_next(pool: &PgPool, handler: &ProvisioningHandler) -> (Uuid, De
     let delivery = handler.deliver(pool, &message).await.unwrap();
     match &delivery {
         Delivery::Delivered => case_store::mark_delivered(pool, &message).await.unwrap(),
-        Delivery::RetryAfter(_, why) => case_store::retry_later(pool, &message, Duration::ZERO, why)
-            .await
-            .unwrap(),
+        Delivery::RetryAfter(_, why) => {
+            case_store::retry_later(pool, &message, Duration::ZERO, why)
+                .await
+                .unwrap()
+        }
         Delivery::GiveUp(why) => case_store::mark_failed(pool, &message, why).await.unwrap(),
         Delivery::Recorded => {}
     }
@@ -232,7 +234,10 @@ async fn first_order_in_flight_then_failed(pool: &PgPool, sim: &Sim, msisdn: &st
     sim.faults(1.0, 0).await;
     let (id, delivery) = deliver_next(pool, &handler).await;
     assert_eq!((id, &delivery), (first, &Delivery::Recorded));
-    assert_eq!(case_state(pool, case_id).await, CaseState::ProvisioningFailed);
+    assert_eq!(
+        case_state(pool, case_id).await,
+        CaseState::ProvisioningFailed
+    );
     (case_id, first)
 }
 
@@ -404,8 +409,15 @@ async fn a_worker_whose_lease_was_lost_cannot_count_a_failure_or_fail_the_case(p
         Delivery::Recorded
     );
     assert_eq!(
-        risk::load_order(&pool, order).await.unwrap().unwrap().failures,
+        risk::load_order(&pool, order)
+            .await
+            .unwrap()
+            .unwrap()
+            .failures,
         1
     );
-    assert_eq!(case_state(&pool, case_id).await, CaseState::ProvisioningFailed);
+    assert_eq!(
+        case_state(&pool, case_id).await,
+        CaseState::ProvisioningFailed
+    );
 }
