@@ -117,8 +117,13 @@ pub async fn finish_order(
             .await?;
         }
     }
+    let current = store::current_order(&mut *conn, outcome.case_id).await?;
+    let stale = current != Some(outcome.order_id);
     match settlement {
-        OutboxSettlement::Claimed(message) if outcome.event == CaseEvent::ProvisioningFailed => {
+        // A stale order's failure is no delivery problem: its message is settled, not dead.
+        OutboxSettlement::Claimed(message)
+            if outcome.event == CaseEvent::ProvisioningFailed && !stale =>
+        {
             case_store::mark_failed(&mut *conn, message, outcome.reason).await?;
         }
         OutboxSettlement::Claimed(message) => {
@@ -128,8 +133,7 @@ pub async fn finish_order(
             case_store::webhooks::confirm_order_outbox(&mut *conn, outcome.order_id).await?;
         }
     }
-    let current = store::current_order(&mut *conn, outcome.case_id).await?;
-    if current != Some(outcome.order_id) {
+    if stale {
         let via = match settlement {
             OutboxSettlement::Claimed(_) => "provisioning_worker",
             OutboxSettlement::Confirmed => "carrier_webhook",

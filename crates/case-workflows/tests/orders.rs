@@ -284,3 +284,35 @@ async fn a_completed_previous_order_is_adopted_and_the_retry_withdrawn(pool: PgP
             .is_none()
     );
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_superseded_order_failing_moves_nothing_and_is_not_a_dead_message(pool: PgPool) {
+    let (case_id, first) = provisioning_case(&pool, "+8613800138105").await;
+    let worker = claim(&pool, "provisioning-1", LEASE).await;
+    let retry = fail_and_retry(&pool, case_id).await;
+    let moved = orders::finish_claimed_order(
+        &pool,
+        &worker,
+        &OrderOutcome {
+            state: "failed",
+            event: CaseEvent::ProvisioningFailed,
+            reason: "the carrier failed the order",
+            ..completed(first, case_id)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(moved.is_none());
+    assert_eq!(
+        load_case(&pool, case_id).await.unwrap().unwrap().state,
+        CaseState::Provisioning
+    );
+    assert_eq!(stale_entries(&pool, case_id).await.len(), 1);
+    let dead = case_store::queue::dead_counts(&pool).await.unwrap();
+    assert!(
+        dead.iter().all(|(_, n)| *n == 0),
+        "a stale outcome is settled, not dead: {dead:?}"
+    );
+    // Only the retry's message is left to deliver.
+    assert_eq!(claim(&pool, "provisioning-2", LEASE).await.id, retry);
+}

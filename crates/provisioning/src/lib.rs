@@ -27,8 +27,10 @@
 //!   worker's outbox claim (owner + attempt) and is refused once the lease was lost
 //!   and the message claimed again; the stale worker then writes nothing.
 //!
-//! Must not: send an order without its idempotency key, or write the order or move
-//! its case other than through the use cases of `case_workflows::orders`.
+//! Must not: send an order without its idempotency key, send a retry's order before
+//! the order it replaces is settled at the carrier (cancelled or failed), send an order
+//! that is no longer its case's current one, or write the order or move its case
+//! other than through the (fenced) use cases of `case_workflows::orders`.
 
 use std::{sync::Arc, time::Duration};
 
