@@ -62,10 +62,18 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS orders_unsettled ON carrier_sim.orders (msisdn) WHERE result IS NULL",
     // When the order's `provisioning.completed` webhook was sent (NULL: not yet).
     "ALTER TABLE carrier_sim.orders ADD COLUMN IF NOT EXISTS reported_at timestamptz",
-    // Orders can be cancelled before they take effect (TMF641 cancelServiceOrder).
-    "ALTER TABLE carrier_sim.orders DROP CONSTRAINT IF EXISTS orders_result_check",
-    "ALTER TABLE carrier_sim.orders ADD CONSTRAINT orders_result_check \
-     CHECK (result IN ('completed', 'failed', 'cancelled'))",
+    // Orders can be cancelled before they take effect (TMF641 cancelServiceOrder). The
+    // check is widened once, on a schema created before; no table lock when it already is.
+    r"DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                        WHERE conrelid = 'carrier_sim.orders'::regclass
+                          AND conname = 'orders_result_check'
+                          AND pg_get_constraintdef(oid) LIKE '%cancelled%') THEN
+            ALTER TABLE carrier_sim.orders DROP CONSTRAINT IF EXISTS orders_result_check;
+            ALTER TABLE carrier_sim.orders ADD CONSTRAINT orders_result_check
+                CHECK (result IN ('completed', 'failed', 'cancelled'));
+        END IF;
+    END $$",
     r"CREATE TABLE IF NOT EXISTS carrier_sim.provisioning_requests (
         id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         msisdn          text NOT NULL,
