@@ -3,8 +3,8 @@
 //! Every call has a connect and a request time limit, follows no redirects, and is
 //! retried (3 attempts, exponential backoff with jitter from ~100 ms) on
 //! [`CarrierError::Unavailable`] only. All calls qualify: GETs and the match / verify /
-//! check lookups change nothing, and `send_message` / `submit_order` carry an
-//! `Idempotency-Key` the carrier deduplicates on.
+//! check lookups change nothing, `send_message` / `submit_order` carry an
+//! `Idempotency-Key` the carrier deduplicates on, and `cancel_order` is idempotent.
 
 use std::{fmt, time::Duration};
 
@@ -289,6 +289,14 @@ struct WireOrder {
     restoration: Restoration,
 }
 
+/// A TMF641-style cancellation: its own state (`done`, `terminatedWithError`) and the
+/// order as it stands after it.
+#[derive(Deserialize)]
+struct WireCancellation {
+    #[serde(rename = "serviceOrder")]
+    service_order: WireOrder,
+}
+
 impl WireOrder {
     fn into_order(self, expected: Uuid) -> Result<ServiceOrder, CarrierError> {
         if self.external_id != expected {
@@ -442,6 +450,31 @@ impl Carrier for HttpCarrier {
             ))
             .await?;
         answer.into_order(order_id)
+    }
+
+    async fn cancel_order(
+        &self,
+        order: &ServiceOrderRequest,
+    ) -> Result<ServiceOrder, CarrierError> {
+        let key = order.order_id.to_string();
+        let payload = json!({
+            "serviceOrder": {
+                "externalId": key,
+                "msisdn": order.msisdn.e164(),
+                "restoration": order.restoration.as_str(),
+            },
+            "cancellationReason": "superseded by a retry",
+        });
+        let answer: WireCancellation = self
+            .call(Call::keyed(
+                "cancel_order",
+                "/carrier/v1/cancelServiceOrder".into(),
+                &order.msisdn,
+                payload,
+                &key,
+            ))
+            .await?;
+        answer.service_order.into_order(order.order_id)
     }
 }
 

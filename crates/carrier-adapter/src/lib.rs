@@ -28,8 +28,9 @@ use case_domain::{Msisdn, PersonName, ResidentId};
 use uuid::Uuid;
 
 /// What the product asks the carrier. Every call is safe to retry on
-/// [`CarrierError::Unavailable`]: lookups change nothing, and the two calls with an
-/// effect ([`Carrier::send_message`], [`Carrier::submit_order`]) carry an idempotency key.
+/// [`CarrierError::Unavailable`]: lookups change nothing, the two calls with an
+/// effect ([`Carrier::send_message`], [`Carrier::submit_order`]) carry an idempotency key,
+/// and a cancellation ([`Carrier::cancel_order`]) is idempotent.
 #[async_trait]
 pub trait Carrier: Send + Sync + std::fmt::Debug {
     /// Whether the number belongs to the person with this name and resident ID.
@@ -82,4 +83,12 @@ pub trait Carrier: Send + Sync + std::fmt::Debug {
 
     /// The current state of an order. [`CarrierError::NotFound`] for an unknown order.
     async fn get_order(&self, order_id: Uuid) -> Result<ServiceOrder, CarrierError>;
+
+    /// Asks the carrier to cancel an order (TMF641 `cancelServiceOrder`) and answers the
+    /// order as it stands afterwards: [`OrderState::Cancelled`] when it will never take
+    /// effect (an order the carrier never received is recorded as cancelled, so a late
+    /// copy of it is refused), or its final state when it was too late
+    /// ([`OrderState::Completed`], [`OrderState::Failed`]). Safe to repeat.
+    async fn cancel_order(&self, order: &ServiceOrderRequest)
+    -> Result<ServiceOrder, CarrierError>;
 }

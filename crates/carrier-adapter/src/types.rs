@@ -142,6 +142,8 @@ pub enum OrderState {
     Completed,
     /// The carrier could not carry it out.
     Failed,
+    /// Cancelled before it took effect (it never will).
+    Cancelled,
 }
 
 impl OrderState {
@@ -152,12 +154,13 @@ impl OrderState {
             Self::InProgress => "inProgress",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// Whether the order will not change any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -203,6 +206,7 @@ mod tests {
             OrderState::InProgress,
             OrderState::Completed,
             OrderState::Failed,
+            OrderState::Cancelled,
         ] {
             assert_eq!(
                 names(serde_json::json!(state)),

@@ -62,6 +62,18 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS orders_unsettled ON carrier_sim.orders (msisdn) WHERE result IS NULL",
     // When the order's `provisioning.completed` webhook was sent (NULL: not yet).
     "ALTER TABLE carrier_sim.orders ADD COLUMN IF NOT EXISTS reported_at timestamptz",
+    // Orders can be cancelled before they take effect (TMF641 cancelServiceOrder). The
+    // check is widened once, on a schema created before; no table lock when it already is.
+    r"DO $$ BEGIN
+        IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                        WHERE conrelid = 'carrier_sim.orders'::regclass
+                          AND conname = 'orders_result_check'
+                          AND pg_get_constraintdef(oid) LIKE '%cancelled%') THEN
+            ALTER TABLE carrier_sim.orders DROP CONSTRAINT IF EXISTS orders_result_check;
+            ALTER TABLE carrier_sim.orders ADD CONSTRAINT orders_result_check
+                CHECK (result IN ('completed', 'failed', 'cancelled'));
+        END IF;
+    END $$",
     r"CREATE TABLE IF NOT EXISTS carrier_sim.provisioning_requests (
         id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         msisdn          text NOT NULL,
@@ -291,6 +303,7 @@ impl OrderRow {
     pub(crate) fn state(&self) -> &'static str {
         match self.result.as_deref() {
             Some("completed") => "completed",
+            Some("cancelled") => "cancelled",
             Some(_) => "failed",
             None => {
                 let elapsed = (self.read_at - self.created_at).num_milliseconds();
@@ -462,6 +475,89 @@ pub(crate) async fn submit_order(
     .bind(i32::from(
         answer_override.filter(|_| same).unwrap_or(status),
     ))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(result)
+}
+
+/// What `cancel_order` did.
+pub(crate) enum Cancellation {
+    /// The order will never take effect: cancelled now (`true`) or before (`false`).
+    /// An order never received is recorded as cancelled, so a late copy of it is
+    /// answered as cancelled and does nothing.
+    Cancelled(OrderRow, bool),
+    /// Too late: the order had already completed or failed.
+    TooLate(OrderRow),
+    /// The key belongs to an order for another number or restoration.
+    Conflict,
+}
+
+/// Records the cancellation call and cancels the order unless it already took effect
+/// (due orders are settled first, so an order whose time has come completes rather
+/// than being cancelled), in one transaction. `order.action` is `cancel` (what the
+/// request log shows); an order first known through its cancellation is stored as a
+/// cancelled `resume` order.
+pub(crate) async fn cancel_order(
+    pool: &PgPool,
+    order: &NewOrder<'_>,
+) -> Result<Cancellation, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let request_id = insert_request(&mut *tx, order, "received", 0).await?;
+    settle(&mut tx, order.msisdn).await?;
+    let sql =
+        format!("SELECT {ORDER_COLUMNS} FROM carrier_sim.orders WHERE external_id = $1 FOR UPDATE");
+    let existing: Option<OrderRow> = sqlx::query_as(&sql)
+        .bind(order.external_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let (result, outcome, status) = match existing {
+        None => {
+            let carrier_ref = format!(
+                "SO-{}",
+                &Uuid::new_v4().simple().to_string()[..12].to_uppercase()
+            );
+            let insert = format!(
+                "INSERT INTO carrier_sim.orders (external_id, carrier_ref, msisdn, action, restoration, \
+                 latency_ms, result, completed_at) VALUES ($1, $2, $3, 'resume', $4, 0, 'cancelled', now()) \
+                 RETURNING {ORDER_COLUMNS}"
+            );
+            let row: OrderRow = sqlx::query_as(&insert)
+                .bind(order.external_id)
+                .bind(carrier_ref)
+                .bind(order.msisdn)
+                .bind(order.restoration)
+                .fetch_one(&mut *tx)
+                .await?;
+            (Cancellation::Cancelled(row, true), "cancelled_unknown", 201)
+        }
+        Some(row) if row.msisdn != order.msisdn || row.restoration != order.restoration => {
+            (Cancellation::Conflict, "conflict", 422)
+        }
+        Some(row) if row.result.is_none() => {
+            let update = format!(
+                "UPDATE carrier_sim.orders SET result = 'cancelled', completed_at = now() \
+                 WHERE external_id = $1 RETURNING {ORDER_COLUMNS}"
+            );
+            let row: OrderRow = sqlx::query_as(&update)
+                .bind(order.external_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            (Cancellation::Cancelled(row, true), "cancelled", 201)
+        }
+        Some(row) if row.result.as_deref() == Some("cancelled") => (
+            Cancellation::Cancelled(row, false),
+            "already_cancelled",
+            200,
+        ),
+        Some(row) => (Cancellation::TooLate(row), "too_late", 200),
+    };
+    sqlx::query(
+        "UPDATE carrier_sim.provisioning_requests SET outcome = $2, status = $3 WHERE id = $1",
+    )
+    .bind(request_id)
+    .bind(outcome)
+    .bind(status)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

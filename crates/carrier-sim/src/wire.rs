@@ -14,7 +14,7 @@ use service_runtime::Problem;
 use uuid::Uuid;
 
 use crate::{
-    db::{self, NewMessage, OrderRow, Submitted},
+    db::{self, Cancellation, NewMessage, OrderRow, Submitted},
     extract::{ApiJson, ApiPath, idempotency_key, internal, invalid, invalid_field, msisdn_param},
     model::{ContactKind, FieldError, mask_address},
     state::{AppState, Fault},
@@ -45,6 +45,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/carrier/v1/messages", post(send_message))
         .route("/carrier/v1/serviceOrder", post(submit_order))
         .route("/carrier/v1/serviceOrder/{external_id}", get(get_order))
+        .route("/carrier/v1/cancelServiceOrder", post(cancel_order))
 }
 
 fn db_error(e: &sqlx::Error) -> Problem {
@@ -405,6 +406,96 @@ async fn submit_order(
     // A completed order is reported by webhook at once.
     state.webhooks.sweep.notify_one();
     Ok((status, Json(order_json(&row))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelledOrderRef {
+    #[serde(rename = "externalId")]
+    external_id: Uuid,
+    msisdn: String,
+    restoration: Restoration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    #[serde(rename = "serviceOrder")]
+    service_order: CancelledOrderRef,
+    #[serde(rename = "cancellationReason", default)]
+    cancellation_reason: Option<String>,
+}
+
+/// Cancels an order (TMF641 `cancelServiceOrder`), keyed like the order itself: the
+/// `Idempotency-Key` must equal `serviceOrder.externalId`. Answers the cancellation
+/// (`state` `done` when the order will never take effect, `terminatedWithError` when it
+/// had already completed or failed) with the order as it now stands: 201 when this call
+/// cancelled it, 200 when it was cancelled before or was too late. An order the
+/// simulator never received is recorded as cancelled, so a late copy does nothing.
+/// Every call with a valid body is recorded for `/sim/provisioning-requests` (action
+/// `cancel`).
+async fn cancel_order(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CancelBody>,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
+    let order_ref = &body.service_order;
+    if Uuid::parse_str(&key).ok() != Some(order_ref.external_id) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-mismatch",
+            "Idempotency key mismatch",
+            "The Idempotency-Key header must equal serviceOrder.externalId.",
+        ));
+    }
+    if body
+        .cancellation_reason
+        .as_deref()
+        .is_some_and(|r| r.chars().count() > 500)
+    {
+        return Err(invalid_field(
+            "cancellationReason",
+            "must be at most 500 characters",
+        ));
+    }
+    let msisdn = msisdn_param("serviceOrder.msisdn", &order_ref.msisdn)?;
+    let order = db::NewOrder {
+        external_id: order_ref.external_id,
+        msisdn: msisdn.e164(),
+        action: "cancel",
+        restoration: order_ref.restoration.as_str(),
+        latency_ms: 0,
+    };
+    let cancellation = db::cancel_order(&state.pool, &order)
+        .await
+        .map_err(|e| db_error(&e))?;
+    let (status, cancel_state, row) = match cancellation {
+        Cancellation::Conflict => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                "An order with this externalId exists with another number or restoration.",
+            ));
+        }
+        Cancellation::Cancelled(row, true) => (StatusCode::CREATED, "done", row),
+        Cancellation::Cancelled(row, false) => (StatusCode::OK, "done", row),
+        Cancellation::TooLate(row) => (StatusCode::OK, "terminatedWithError", row),
+    };
+    tracing::info!(msisdn = %msisdn, state = cancel_state, order_state = row.state(), "service order cancellation");
+    // Settling may have completed orders: report them.
+    state.webhooks.sweep.notify_one();
+    Ok((
+        status,
+        Json(json!({
+            "id": format!("CSO-{}", row.carrier_ref.trim_start_matches("SO-")),
+            "state": cancel_state,
+            "cancellationReason": body.cancellation_reason,
+            "serviceOrder": order_json(&row),
+        })),
+    )
+        .into_response())
 }
 
 /// The order with its current state. 404 for unknown orders.

@@ -571,6 +571,131 @@ async fn orders_move_through_their_states_and_apply_once(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn orders_are_cancelled_before_they_take_effect_and_only_then(pool: PgPool) {
+    let sim = Sim::start(pool).await;
+    sim.put_subscriber(&subscriber_body(NUMBER)).await;
+    let c = &sim.carrier;
+
+    // An order in progress is cancelled: it never takes effect, a copy does nothing.
+    sim.faults(0.0, 600_000).await;
+    let slow = order(NUMBER, Restoration::Full);
+    assert_eq!(
+        c.submit_order(&slow).await.unwrap().state,
+        OrderState::Acknowledged
+    );
+    let cancelled = c.cancel_order(&slow).await.unwrap();
+    assert_eq!(
+        (cancelled.order_id, cancelled.state),
+        (slow.order_id, OrderState::Cancelled)
+    );
+    assert_eq!(
+        c.cancel_order(&slow).await.unwrap(),
+        cancelled,
+        "idempotent"
+    );
+    assert_eq!(
+        c.get_order(slow.order_id).await.unwrap().state,
+        OrderState::Cancelled
+    );
+    assert_eq!(
+        c.submit_order(&slow).await.unwrap().state,
+        OrderState::Cancelled
+    );
+
+    // An order never received is recorded as cancelled: its late arrival does nothing.
+    let never = order(NUMBER, Restoration::Full);
+    assert_eq!(
+        c.cancel_order(&never).await.unwrap().state,
+        OrderState::Cancelled
+    );
+    sim.faults(0.0, 0).await;
+    assert_eq!(
+        c.submit_order(&never).await.unwrap().state,
+        OrderState::Cancelled
+    );
+    assert_eq!(sim.subscriber(NUMBER).await["resume_count"], 0);
+
+    // Too late: a completed order stays completed.
+    let done = order(NUMBER, Restoration::Full);
+    assert_eq!(
+        c.submit_order(&done).await.unwrap().state,
+        OrderState::Completed
+    );
+    assert_eq!(
+        c.cancel_order(&done).await.unwrap().state,
+        OrderState::Completed
+    );
+    assert_eq!(sim.subscriber(NUMBER).await["resume_count"], 1);
+
+    // The request log shows every call by key, cancellations included.
+    let calls = sim.provisioning_requests(NUMBER).await;
+    let of = |key: Uuid| -> Vec<(String, String, i64)> {
+        calls
+            .iter()
+            .filter(|c| c["idempotency_key"] == key.to_string())
+            .map(|c| {
+                (
+                    c["action"].as_str().unwrap().to_owned(),
+                    c["outcome"].as_str().unwrap().to_owned(),
+                    c["status"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let row = |a: &str, o: &str, s: i64| (a.to_owned(), o.to_owned(), s);
+    assert_eq!(
+        of(slow.order_id),
+        [
+            row("resume", "created", 201),
+            row("cancel", "cancelled", 201),
+            row("cancel", "already_cancelled", 200),
+            row("resume", "duplicate", 200),
+        ]
+    );
+    assert_eq!(
+        of(never.order_id),
+        [
+            row("cancel", "cancelled_unknown", 201),
+            row("resume", "duplicate", 200),
+        ]
+    );
+    assert_eq!(
+        of(done.order_id),
+        [
+            row("resume", "created", 201),
+            row("cancel", "too_late", 200)
+        ]
+    );
+
+    // Cancelling with another number's or restoration's key, or a mismatched header.
+    let mut other = done.clone();
+    other.restoration = Restoration::InboundOnly;
+    assert!(matches!(
+        c.cancel_order(&other).await.unwrap_err(),
+        CarrierError::Rejected { status: 422, .. }
+    ));
+    let mismatched = sim
+        .http
+        .post(format!("{}/carrier/v1/cancelServiceOrder", sim.base))
+        .header("Idempotency-Key", Uuid::now_v7().to_string())
+        .json(&json!({"serviceOrder": {"externalId": done.order_id, "msisdn": NUMBER, "restoration": "full"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mismatched.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown_field = sim
+        .http
+        .post(format!("{}/carrier/v1/cancelServiceOrder", sim.base))
+        .header("Idempotency-Key", done.order_id.to_string())
+        .json(&json!({"serviceOrder": {"externalId": done.order_id, "msisdn": NUMBER, "restoration": "full", "x": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_field.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    sim.stop().await;
+}
+
+#[sqlx::test]
 async fn concurrent_duplicates_of_one_order_resume_once(pool: PgPool) {
     let sim = Sim::start(pool).await;
     sim.put_subscriber(&subscriber_body(NUMBER)).await;

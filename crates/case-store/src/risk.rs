@@ -5,10 +5,10 @@ use case_domain::{
     risk::{RecordedSignals, RiskTier},
 };
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::{OutboxClaim, StoreError};
 
 /// A stored risk assessment.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,7 +86,7 @@ pub struct OrderRow {
     pub case_id: Uuid,
     /// How much service the order restores.
     pub restoration: Restoration,
-    /// pending, acknowledged, inProgress, completed, failed.
+    /// pending, acknowledged, inProgress, completed, failed, cancelled, withdrawn.
     pub state: String,
     /// The carrier's reference.
     pub carrier_ref: Option<String>,
@@ -98,26 +98,46 @@ pub struct OrderRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Records a new order (in the transaction that moves the case into provisioning).
+/// Records a new order (in the transaction that moves the case into provisioning);
+/// `supersedes` names the order it replaces (a retry's), cancelled before it is sent.
 pub async fn create_order(
     db: impl PgExecutor<'_>,
     id: Uuid,
     case_id: Uuid,
     restoration: Restoration,
+    supersedes: Option<Uuid>,
 ) -> Result<(), StoreError> {
     sqlx::query!(
-        "INSERT INTO provisioning_orders (id, case_id, restoration) VALUES ($1, $2, $3)",
+        "INSERT INTO provisioning_orders (id, case_id, restoration, supersedes) VALUES ($1, $2, $3, $4)",
         id,
         case_id,
-        restoration.as_str()
+        restoration.as_str(),
+        supersedes
     )
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Records the carrier's latest state of an order.
+/// Records an order's state as a worker learned it, fenced by the worker's outbox
+/// claim: refused with [`StoreError::LeaseLost`] (nothing written) once the claim's
+/// lease was taken over by another claim or the message was settled. The claim may be
+/// another order's (a retry's worker records the cancellation of the order it replaces).
+/// Run it inside a transaction: the fence holds until the transaction ends.
 pub async fn update_order(
+    conn: &mut PgConnection,
+    claim: &OutboxClaim,
+    id: Uuid,
+    state: &str,
+    carrier_ref: Option<&str>,
+) -> Result<(), StoreError> {
+    hold_fence(conn, claim, id).await?;
+    record_order_state(&mut *conn, id, state, carrier_ref).await
+}
+
+/// Records the carrier's own word on an order (a `provisioning.completed` webhook),
+/// without an outbox fence: the caller's transaction is fenced by the webhook's claim.
+pub async fn record_order_state(
     db: impl PgExecutor<'_>,
     id: Uuid,
     state: &str,
@@ -132,6 +152,45 @@ pub async fn update_order(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Locks the order row, then holds the claim's outbox row (`FOR SHARE`, so no other
+/// worker can claim it until this transaction ends) if the claim is still the one
+/// that holds it: same owner, same attempt (the fencing token of every outbox write,
+/// see [`crate::queue`]). Order row first, outbox row second: the lock order of every path
+/// that finishes an order (the carrier's confirmation takes the same), so none
+/// deadlocks another.
+async fn hold_fence(
+    conn: &mut PgConnection,
+    claim: &OutboxClaim,
+    order_id: Uuid,
+) -> Result<(), StoreError> {
+    let order = sqlx::query_scalar!(
+        "SELECT id FROM provisioning_orders WHERE id = $1 FOR UPDATE",
+        order_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if order.is_none() {
+        return Err(StoreError::Invariant("a fenced write names no order"));
+    }
+    let held = sqlx::query_scalar!(
+        r#"SELECT id FROM outbox
+           WHERE id = $1 AND lease_owner = $2 AND attempts = $3
+           FOR SHARE"#,
+        claim.id,
+        claim.owner,
+        claim.attempts
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StoreError::LeaseLost {
+            case_id: claim.case_id.unwrap_or(claim.id),
+            attempt: claim.attempts,
+        }),
+    }
 }
 
 /// The case's orders, oldest first.
@@ -163,14 +222,47 @@ pub async fn load_order(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Orde
     .await?)
 }
 
-/// Counts a failed delivery attempt of an order; returns the new count.
-pub async fn count_order_failure(db: impl PgExecutor<'_>, id: Uuid) -> Result<i32, StoreError> {
+/// Counts a failed delivery attempt of an order; returns the new count. Fenced like
+/// [`update_order`]: a worker that lost its claim counts nothing ([`StoreError::LeaseLost`]).
+pub async fn count_order_failure(
+    conn: &mut PgConnection,
+    claim: &OutboxClaim,
+    id: Uuid,
+) -> Result<i32, StoreError> {
+    hold_fence(conn, claim, id).await?;
     Ok(sqlx::query_scalar!(
         "UPDATE provisioning_orders SET failures = failures + 1, updated_at = now() WHERE id = $1 RETURNING failures",
         id
     )
-    .fetch_one(db)
+    .fetch_one(&mut *conn)
     .await?)
+}
+
+/// The case's current order: its newest order that was not withdrawn (a retry order
+/// is withdrawn, never sent, when the order it replaced completed after all). Only
+/// the current order's outcome moves the case.
+pub async fn current_order(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT id FROM provisioning_orders WHERE case_id = $1 AND state <> 'withdrawn'
+           ORDER BY created_at DESC, id DESC LIMIT 1"#,
+        case_id
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The order an order replaces (set for a retry's order), if any.
+pub async fn superseded_by(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "SELECT supersedes FROM provisioning_orders WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await?
+    .flatten())
 }
 
 /// The outbox topic of provisioning orders.
@@ -179,12 +271,22 @@ pub const PROVISIONING_TOPIC: &str = "provisioning.order";
 /// Moves a case into `provisioning` and, in the same transaction, writes the
 /// service order to the outbox and to `provisioning_orders` (order id = outbox id =
 /// the carrier's idempotency key). Every way into provisioning goes through here.
+///
+/// A retry (`provisioning_retried`) supersedes the case's current order: the new order
+/// names it, and the provisioning worker cancels it at the carrier (or finds that it
+/// completed after all) before sending anything; from now on only the new order's
+/// outcome moves the case.
 pub async fn transition_into_provisioning(
     conn: &mut sqlx::PgConnection,
     mut req: crate::TransitionRequest<'_>,
     restoration: Restoration,
 ) -> Result<crate::Transitioned, StoreError> {
     let case_id = req.case_id;
+    let supersedes = if req.event == case_domain::CaseEvent::ProvisioningRetried {
+        current_order(&mut *conn, case_id).await?
+    } else {
+        None
+    };
     req.outbox.insert(
         0,
         crate::OutboxMessage {
@@ -200,6 +302,13 @@ pub async fn transition_into_provisioning(
             state: done.case.state,
         });
     }
-    create_order(&mut *conn, done.outbox_ids[0], case_id, restoration).await?;
+    create_order(
+        &mut *conn,
+        done.outbox_ids[0],
+        case_id,
+        restoration,
+        supersedes,
+    )
+    .await?;
     Ok(done)
 }

@@ -9,8 +9,28 @@
 //! leaves the outbox row undelivered, and the retry reuses the same idempotency key,
 //! so no order is lost and none is applied twice.
 //!
-//! Must not: send an order without its idempotency key, or write the order or move
-//! its case other than through the use cases of `case_workflows::orders`.
+//! Order lifecycle (see `docs/architecture.md`, "Provisioning orders"):
+//! - **Current order.** Only a case's current order (its newest, not withdrawn) moves
+//!   the case. A completion of any other order — found by this worker's follow-up poll
+//!   or reported by the carrier's `provisioning.completed` webhook — is recorded on
+//!   the order row and in the audit log (`order.stale_outcome`) and moves nothing. A
+//!   message whose order was superseded before it was sent is never sent.
+//! - **Cancel before retry.** `retry_provisioning` writes a new order (new key) that
+//!   names the order it replaces. Before sending it, this worker cancels the previous
+//!   order at the carrier (TMF641 `cancelServiceOrder`, same key as that order; the
+//!   carrier also records a never-received order as cancelled, so a late copy of it
+//!   does nothing). Only once the carrier answers `cancelled` (or `failed`) is the new
+//!   order sent. If the previous order had completed after all (too late to cancel),
+//!   the new order is withdrawn, never sent, and the case is finished by the previous
+//!   order: the carrier acts once either way.
+//! - **Fencing.** Every write on orders (state, failure count, outcome) carries this
+//!   worker's outbox claim (owner + attempt) and is refused once the lease was lost
+//!   and the message claimed again; the stale worker then writes nothing.
+//!
+//! Must not: send an order without its idempotency key, send a retry's order before
+//! the order it replaces is settled at the carrier (cancelled or failed), send an order
+//! that is no longer its case's current one, or write the order or move its case
+//! other than through the (fenced) use cases of `case_workflows::orders`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,7 +38,7 @@ use carrier_adapter::{Carrier, CarrierError, OrderState, ServiceOrder, ServiceOr
 use case_domain::CaseEvent;
 use case_queues::OutboxTopics;
 use case_store::OutboxClaim;
-use case_workflows::orders::{self, PendingOrder};
+use case_workflows::orders::{self, PendingOrder, SupersededOrder};
 use rand::Rng;
 use service_runtime::worker::{Delivery, OutboxHandler};
 use sqlx::PgPool;
@@ -133,7 +153,7 @@ impl ProvisioningHandler {
         case_id: uuid::Uuid,
         why: String,
     ) -> anyhow::Result<Delivery> {
-        let failures = orders::count_failure(pool, message.id).await?;
+        let failures = orders::count_failure(pool, message, message.id).await?;
         if failures >= self.policy.max_failures {
             return self
                 .finish(
@@ -147,6 +167,80 @@ impl ProvisioningHandler {
                 .await;
         }
         Ok(Delivery::RetryAfter(self.policy.backoff(failures - 1), why))
+    }
+
+    /// Settles the order a retry replaces before the retry's order is sent: cancels it
+    /// at the carrier. `Ok(None)`: it is cancelled (or failed), send the new order;
+    /// `Ok(Some(delivery))`: what this delivery comes to instead.
+    async fn settle_superseded(
+        &self,
+        pool: &PgPool,
+        message: &OutboxClaim,
+        pending: &PendingOrder,
+        previous: &SupersededOrder,
+    ) -> anyhow::Result<Option<Delivery>> {
+        if previous.state == "cancelled" {
+            return Ok(None);
+        }
+        let request = ServiceOrderRequest {
+            order_id: previous.order_id,
+            msisdn: pending.msisdn.clone(),
+            restoration: previous.restoration,
+        };
+        let answer = match self.carrier.cancel_order(&request).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                let why = format!("cancelling the superseded order: {e}");
+                return self
+                    .failed_attempt(pool, message, pending.case_id, why)
+                    .await
+                    .map(Some);
+            }
+        };
+        match answer.state {
+            OrderState::Cancelled | OrderState::Failed => {
+                orders::record_cancellation(
+                    pool,
+                    message,
+                    previous.order_id,
+                    answer.state.as_str(),
+                    Some(&answer.carrier_ref),
+                )
+                .await?;
+                Ok(None)
+            }
+            OrderState::Completed => {
+                // Too late to cancel: that order restored the number. Sending ours would
+                // make the carrier act twice; the case is finished by that order instead.
+                let (event, reason) = completion(answer.restoration);
+                orders::adopt_completed_previous(
+                    pool,
+                    message,
+                    pending.order_id,
+                    &OrderOutcome {
+                        order_id: previous.order_id,
+                        case_id: pending.case_id,
+                        state: "completed",
+                        carrier_ref: Some(&answer.carrier_ref),
+                        event,
+                        reason,
+                    },
+                )
+                .await?;
+                Ok(Some(Delivery::Recorded))
+            }
+            OrderState::Acknowledged | OrderState::InProgress => {
+                // The carrier took the cancellation but has not confirmed it: ask again
+                // later; nothing new is sent until it does.
+                Ok(Some(Delivery::RetryAfter(
+                    Duration::from_secs(2),
+                    format!(
+                        "cancellation of the superseded order pending ({})",
+                        answer.state.as_str()
+                    ),
+                )))
+            }
+        }
     }
 }
 
@@ -162,19 +256,27 @@ impl OutboxHandler for ProvisioningHandler {
     }
 
     async fn deliver(&self, pool: &PgPool, message: &OutboxClaim) -> anyhow::Result<Delivery> {
-        let Some(PendingOrder {
-            order_id,
-            case_id,
-            msisdn,
-            restoration,
-        }) = orders::pending_order(pool, message.id).await?
-        else {
+        let Some(pending) = orders::pending_order(pool, message.id).await? else {
             return Ok(Delivery::GiveUp("no order row for this message".into()));
         };
+        if !pending.current {
+            // A retry superseded this order before it was sent: sending it now would
+            // make the carrier act twice.
+            orders::skip_superseded(pool, message).await?;
+            return Ok(Delivery::Recorded);
+        }
+        let case_id = pending.case_id;
+        if let Some(previous) = &pending.supersedes
+            && let Some(delivery) = self
+                .settle_superseded(pool, message, &pending, previous)
+                .await?
+        {
+            return Ok(delivery);
+        }
         let request = ServiceOrderRequest {
-            order_id,
-            msisdn,
-            restoration,
+            order_id: pending.order_id,
+            msisdn: pending.msisdn,
+            restoration: pending.restoration,
         };
         let order = match self.carrier.submit_order(&request).await {
             Ok(order) => self.follow(message.id, order).await,
@@ -197,9 +299,21 @@ impl OutboxHandler for ProvisioningHandler {
                 )
                 .await
             }
+            Ok(order) if order.state == OrderState::Cancelled => {
+                self.finish(
+                    pool,
+                    message,
+                    case_id,
+                    Some(&order),
+                    CaseEvent::ProvisioningFailed,
+                    "the carrier cancelled the order",
+                )
+                .await
+            }
             Ok(order) => {
                 orders::record_progress(
                     pool,
+                    message,
                     message.id,
                     order.state.as_str(),
                     Some(&order.carrier_ref),
@@ -210,12 +324,8 @@ impl OutboxHandler for ProvisioningHandler {
                     format!("order {}", order.state.as_str()),
                 ))
             }
-            Err(e) if e.is_retryable() => {
-                self.failed_attempt(pool, message, case_id, e.to_string())
-                    .await
-            }
+            // A refusal will not change on retry; still counted, so the limit applies.
             Err(e) => {
-                // A refusal will not change on retry; still counted, so the limit applies.
                 self.failed_attempt(pool, message, case_id, e.to_string())
                     .await
             }

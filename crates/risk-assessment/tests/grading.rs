@@ -76,6 +76,9 @@ impl Carrier for Scripted {
     async fn get_order(&self, _: Uuid) -> Result<ServiceOrder, CarrierError> {
         unavailable()
     }
+    async fn cancel_order(&self, _: &ServiceOrderRequest) -> Result<ServiceOrder, CarrierError> {
+        unavailable()
+    }
 }
 
 /// A case waiting for the risk worker (state risk_assessment).

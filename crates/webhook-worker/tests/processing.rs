@@ -338,3 +338,93 @@ async fn a_suspension_notice_links_the_configured_start_page_once(pool: PgPool) 
         bodies[0]
     );
 }
+
+/// Fails the case's provisioning and retries it as a technical agent; returns the
+/// retry's order (now the case's current one).
+async fn fail_and_retry(pool: &PgPool, case_id: Uuid) -> Uuid {
+    let version = load_case(pool, case_id).await.unwrap().unwrap().version;
+    let system = Actor::system("provisioning");
+    transition(
+        pool,
+        request(case_id, version, CaseEvent::ProvisioningFailed, &system),
+    )
+    .await
+    .unwrap();
+    let tech = Actor::agent(case_domain::Role::Technical, Uuid::now_v7().to_string());
+    let mut tx = pool.begin().await.unwrap();
+    let done = risk::transition_into_provisioning(
+        &mut tx,
+        request(case_id, version + 1, CaseEvent::ProvisioningRetried, &tech),
+        case_domain::Restoration::Full,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    done.outbox_ids[0]
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_late_completion_of_a_superseded_order_is_recorded_and_moves_nothing(pool: PgPool) {
+    let msisdn = "+8613800138012";
+    let (case_id, first) = provisioning_case(&pool, msisdn).await;
+    let retry = fail_and_retry(&pool, case_id).await;
+    let events = timeline(&pool, case_id).await.unwrap().len();
+
+    // The carrier reports the first order completed, late.
+    receive(&pool, "msg_late", completed(first, msisdn)).await;
+    assert_eq!(process_all(&pool).await, 1);
+    let row = store::load_carrier_webhook(&pool, "msg_late")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.processed_at.is_some());
+    assert_eq!(
+        row.error.as_deref(),
+        Some(case_workflows::orders::STALE_REASON)
+    );
+    let case = load_case(&pool, case_id).await.unwrap().unwrap();
+    assert_eq!(case.state, CaseState::Provisioning, "nothing moved");
+    assert_eq!(timeline(&pool, case_id).await.unwrap().len(), events);
+    let order = risk::load_order(&pool, first).await.unwrap().unwrap();
+    assert_eq!(
+        (order.state.as_str(), order.carrier_ref.as_deref()),
+        ("completed", Some("SO-42")),
+        "the carrier's word is recorded"
+    );
+    let entries = case_store::audit::query(
+        &pool,
+        &case_store::audit::AuditFilter {
+            case_id: Some(case_id),
+            action: Some(case_workflows::orders::STALE_AUDIT_ACTION.into()),
+            ..Default::default()
+        },
+        0,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].detail["via"], "carrier_webhook");
+    assert_eq!(entries[0].detail["current_order_id"], retry.to_string());
+    // Both messages are still to be delivered: the late completion settled neither
+    // (the first order's is skipped by the provisioning worker, never sent).
+    let mut pending = Vec::new();
+    while let Some(claim) = case_store::claim_outbox(
+        &pool,
+        &[risk::PROVISIONING_TOPIC.to_owned()],
+        "provisioning-1",
+        LEASE,
+    )
+    .await
+    .unwrap()
+    {
+        pending.push(claim.id);
+    }
+    assert_eq!(pending, [first, retry]);
+
+    // The current order's completion moves the case.
+    receive(&pool, "msg_current", completed(retry, msisdn)).await;
+    assert_eq!(process_all(&pool).await, 1);
+    let case = load_case(&pool, case_id).await.unwrap().unwrap();
+    assert_eq!(case.state, CaseState::Reactivated);
+}
