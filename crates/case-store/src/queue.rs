@@ -199,7 +199,7 @@ fn count_deaths(queue: &Queue, n: u64) {
 fn claimable(q: &Queue) -> String {
     let topic = q
         .topic
-        .map(|t| format!(" AND {t} = ANY($4)"))
+        .map(|t| format!(" AND {t} = ANY($5)"))
         .unwrap_or_default();
     format!(
         "{pending} AND {due} <= now() AND (lease_expires_at IS NULL OR lease_expires_at <= now()){topic}",
@@ -219,6 +219,22 @@ pub async fn claim(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<Claimed>, StoreError> {
+    Ok(claim_batch(db, queue, topics, worker, lease, 1)
+        .await?
+        .pop())
+}
+
+/// Claims up to `max` items of `queue` (of `topics`, if the queue has topics), those
+/// due longest first, in one statement; each gets its own attempt (fencing token).
+/// Like [`claim`], buries the items whose last lease expired at the ceiling.
+pub async fn claim_batch(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    topics: &[String],
+    worker: &str,
+    lease: Duration,
+    max: usize,
+) -> Result<Vec<Claimed>, StoreError> {
     let q = queue;
     let sql = format!(
         r#"WITH doomed AS (
@@ -232,19 +248,20 @@ pub async fn claim(
                FROM doomed WHERE d.{id} = doomed.{id}
                RETURNING d.{id}
            ), next AS (
-               SELECT {id} FROM {table} WHERE {claimable} AND attempts < $3
+               SELECT {id}, {due} AS queue_due FROM {table} WHERE {claimable} AND attempts < $3
                ORDER BY {due}
-               LIMIT 1
+               LIMIT $4
                FOR UPDATE SKIP LOCKED
            ), claimed AS (
                UPDATE {table} q
                SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
                    attempts = q.attempts + 1
                FROM next WHERE q.{id} = next.{id}
-               RETURNING q.{id}::text AS queue_item, q.attempts AS queue_attempt, {returning}
+               RETURNING next.queue_due, q.{id}::text AS queue_item, q.attempts AS queue_attempt, {returning}
            )
            SELECT b.buried, c.* FROM (SELECT count(*) AS buried FROM buried) b
-           LEFT JOIN claimed c ON true"#,
+           LEFT JOIN claimed c ON true
+           ORDER BY c.queue_due"#,
         id = q.id,
         table = q.table,
         claimable = claimable(q),
@@ -256,26 +273,34 @@ pub async fn claim(
     let mut query = sqlx::query(&sql)
         .bind(worker)
         .bind(lease.as_secs_f64())
-        .bind(q.max_attempts);
+        .bind(q.max_attempts)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX));
     if q.topic.is_some() {
         query = query.bind(topics);
     }
-    let row = query.fetch_one(db).await?;
-    let buried: i64 = row.try_get("buried")?;
-    count_deaths(q, u64::try_from(buried).unwrap_or(0));
-    let Some(item) = row.try_get::<Option<String>, _>("queue_item")? else {
-        return Ok(None);
+    let rows = query.fetch_all(db).await?;
+    let buried: i64 = match rows.first() {
+        Some(row) => row.try_get("buried")?,
+        None => 0,
     };
-    let attempt: i32 = row.try_get("queue_attempt")?;
-    Ok(Some(Claimed {
-        lease: Lease {
-            queue: q.name,
-            item,
-            owner: worker.to_owned(),
-            attempt,
-        },
-        row,
-    }))
+    count_deaths(q, u64::try_from(buried).unwrap_or(0));
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(item) = row.try_get::<Option<String>, _>("queue_item")? else {
+            continue;
+        };
+        let attempt: i32 = row.try_get("queue_attempt")?;
+        claimed.push(Claimed {
+            lease: Lease {
+                queue: q.name,
+                item,
+                owner: worker.to_owned(),
+                attempt,
+            },
+            row,
+        });
+    }
+    Ok(claimed)
 }
 
 type PgQuery<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>;
