@@ -40,8 +40,11 @@ pub enum LogFormat {
 
 /// Items a worker loop works on at once unless `REACTIVATION_WORKER_CONCURRENCY`
 /// says otherwise: the steps are I/O-bound (a carrier round trip of tens to hundreds
-/// of milliseconds against a few milliseconds of SQL), so a loop overlaps many.
-pub const DEFAULT_WORKER_CONCURRENCY: usize = 16;
+/// of milliseconds against a few milliseconds of SQL), so a loop overlaps many. A
+/// provisioning order against a carrier that takes 200 ms is followed for about
+/// 0.4 s, so 32 in flight complete about 78 orders/s per replica
+/// (docs/performance.md, "Concurrent workers").
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 32;
 
 /// Everything a service process needs to start. Each service reads only the
 /// fields it uses; all are validated together so a typo fails fast.
@@ -72,7 +75,7 @@ pub struct Settings {
     /// `REACTIVATION_WORKER_LEASE_SECS`: how long a claim lasts unless renewed (default 30).
     pub worker_lease: Duration,
     /// `REACTIVATION_WORKER_CONCURRENCY`: items each worker loop works on at once
-    /// (default 16, 1 to 256). Worker steps mostly wait on the carrier, so one loop
+    /// (default 32, 1 to 256). Worker steps mostly wait on the carrier, so one loop
     /// keeps many calls in flight; each item holds a pool connection only for its
     /// short claim, renew and write statements.
     pub worker_concurrency: usize,
