@@ -107,7 +107,7 @@ pub async fn claim_batch(
         })
         .collect();
     // Longest waiting first (UPDATE ... RETURNING keeps no order).
-    claims.sort_by(|a, b| b.waited.cmp(&a.waited));
+    claims.sort_by_key(|c| std::cmp::Reverse(c.waited));
     Ok(claims)
 }
 
