@@ -320,3 +320,55 @@ async fn a_case_change_routed_through_the_change_channel_wakes_an_idle_loop(pool
     shutdown.trigger();
     worker.await.unwrap().unwrap();
 }
+
+#[sqlx::test(migrator = "case_store::MIGRATOR")]
+async fn a_cases_messages_of_one_topic_are_handed_out_one_at_a_time_in_order(pool: PgPool) {
+    let case_id = open_case(&pool, "+8613800138777").await;
+    let other_case = open_case(&pool, "+8613800138778").await;
+    let mut conn = pool.acquire().await.unwrap();
+    let mut ids = Vec::new();
+    for (case, topic, key) in [
+        (case_id, "notify.t", "first"),
+        (case_id, "notify.t", "second"),
+        (case_id, "other.t", "elsewhere"),
+        (other_case, "notify.t", "other case"),
+    ] {
+        let id = enqueue_message(
+            &mut conn,
+            &NewMessage {
+                topic,
+                case_id: Some(case),
+                event_id: None,
+                dedupe_key: key,
+                payload: serde_json::json!({ "k": key }),
+            },
+        )
+        .await
+        .unwrap()
+        .expect("written");
+        ids.push(id);
+    }
+    drop(conn);
+    let source = OutboxTopics::new(vec!["notify.t".into(), "other.t".into()]);
+    let batch = source.claim_batch(&pool, "w1", LEASE, 10).await.unwrap();
+    let mut got: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
+    got.sort();
+    let mut expected = vec![ids[0], ids[2], ids[3]];
+    expected.sort();
+    assert_eq!(
+        got, expected,
+        "the case's second message waits for its first"
+    );
+    assert!(
+        source
+            .claim_batch(&pool, "w2", LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let first = batch.iter().find(|m| m.id == ids[0]).unwrap();
+    source.delivered(&pool, first).await.unwrap();
+    let next = source.claim_batch(&pool, "w2", LEASE, 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id, ids[1], "then the second");
+}

@@ -63,6 +63,11 @@ pub struct Queue {
     pub claim_returning: &'static str,
     /// Attempts at most; the attempt that reaches it is the last.
     pub max_attempts: i32,
+    /// Items with the same value in this column (and the same topic) are handed out
+    /// one at a time, in the order they were written: only the oldest pending one is
+    /// claimable. Keeps a case's notifications in order when workers claim batches
+    /// and deliver them concurrently. `None`: no order between items.
+    pub in_order_of: Option<&'static str>,
 }
 
 impl Queue {
@@ -95,6 +100,7 @@ pub const OUTBOX: Queue = Queue {
     claim_returning: "q.id, q.case_id, q.event_id, q.topic, q.payload, \
                       extract(epoch FROM now() - q.created_at)::float8 AS waited",
     max_attempts: 20,
+    in_order_of: Some("case_id"),
 };
 
 /// Inbound carrier webhooks. Ten attempts, as the processor has always made.
@@ -117,6 +123,7 @@ pub const CARRIER_WEBHOOKS: Queue = Queue {
     wake: "'carrier_webhook_received'",
     claim_returning: "q.type, q.payload",
     max_attempts: 10,
+    in_order_of: None,
 };
 
 /// Outbound webhook deliveries. Eight attempts: the first and the seven retries of
@@ -146,6 +153,7 @@ pub const WEBHOOK_DELIVERIES: Queue = Queue {
         (SELECT e.disabled_at IS NULL AND e.deleted_at IS NULL FROM webhook_endpoints e \
          WHERE e.id = q.endpoint_id) AS endpoint_active",
     max_attempts: 8,
+    in_order_of: None,
 };
 
 /// Every queue, in the order they are shown.
@@ -208,6 +216,31 @@ fn claimable(q: &Queue) -> String {
     )
 }
 
+/// The claim's condition that an item is the oldest pending one of its group (see
+/// [`Queue::in_order_of`]); empty when the queue keeps no order.
+fn in_order(q: &Queue) -> String {
+    let Some(column) = q.in_order_of else {
+        return String::new();
+    };
+    let topic = q
+        .topic
+        .map(|t| format!(" AND e.{t} = {table}.{t}", table = q.table))
+        .unwrap_or_default();
+    format!(
+        " AND ({table}.{column} IS NULL OR NOT EXISTS (\
+           SELECT 1 FROM {table} e WHERE e.{column} = {table}.{column}{topic} \
+           AND {pending_e} AND (e.created_at, e.{id}) < ({table}.created_at, {table}.{id})))",
+        table = q.table,
+        id = q.id,
+        pending_e = q
+            .pending
+            .split(" AND ")
+            .map(|p| format!("e.{p}"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+    )
+}
+
 /// Claims the item of `queue` that has been due longest (of `topics`, if the queue has
 /// topics), leasing it to `worker` for `lease`. Items whose attempts already reached
 /// the ceiling and whose lease expired (their worker died) are moved to the dead state
@@ -248,7 +281,7 @@ pub async fn claim_batch(
                FROM doomed WHERE d.{id} = doomed.{id}
                RETURNING d.{id}
            ), next AS (
-               SELECT {id}, {due} AS queue_due FROM {table} WHERE {claimable} AND attempts < $3
+               SELECT {id}, {due} AS queue_due FROM {table} WHERE {claimable} AND attempts < $3{in_order}
                ORDER BY {due}
                LIMIT $4
                FOR UPDATE SKIP LOCKED
@@ -269,6 +302,7 @@ pub async fn claim_batch(
         error = q.error,
         due = q.due,
         returning = q.claim_returning,
+        in_order = in_order(q),
     );
     let mut query = sqlx::query(&sql)
         .bind(worker)
