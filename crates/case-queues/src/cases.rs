@@ -54,6 +54,16 @@ impl ClaimSource for CaseClaims {
         Ok(case_store::claim_next(pool, &self.states, worker, lease).await?)
     }
 
+    async fn claim_batch(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> anyhow::Result<Vec<Claim>> {
+        Ok(case_store::claim_batch(pool, &self.states, worker, lease, max).await?)
+    }
+
     async fn renew(&self, pool: &PgPool, claim: &Claim, lease: Duration) -> anyhow::Result<()> {
         case_store::renew_lease(pool, claim.case_id, &claim.fence, lease).await?;
         Ok(())

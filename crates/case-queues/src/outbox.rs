@@ -50,6 +50,16 @@ impl OutboxSource for OutboxTopics {
         Ok(case_store::claim_outbox(pool, &self.topics, worker, lease).await?)
     }
 
+    async fn claim_batch(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> anyhow::Result<Vec<OutboxClaim>> {
+        Ok(case_store::claim_outbox_batch(pool, &self.topics, worker, lease, max).await?)
+    }
+
     async fn renew(
         &self,
         pool: &PgPool,

@@ -156,7 +156,7 @@ pub async fn create_case(
     )
     .execute(&mut *conn)
     .await?;
-    notify(conn, &case).await?;
+    notify(conn, &case, &[]).await?;
     Ok(case)
 }
 
@@ -270,8 +270,9 @@ pub async fn transition(
 /// `StaleVersion`); the domain table must allow the event for that role (else
 /// `Illegal` or `Forbidden`); a compare-and-set `UPDATE … WHERE id AND state AND version` (and,
 /// for workers, `AND lease_owner AND attempt`) moves the case and clears its lease;
-/// the event row and outbox rows are appended; the next owner's channel and
-/// [`CASE_CHANGED_CHANNEL`] are notified (delivered at commit). Any refusal returns
+/// the event row and outbox rows are appended; one notification on
+/// [`CASE_CHANGED_CHANNEL`] (delivered at commit) carries the change and wakes the
+/// next owner and the deliverers of the outbox messages. Any refusal returns
 /// before anything is written.
 pub async fn transition_in(
     conn: &mut PgConnection,
@@ -381,16 +382,16 @@ pub async fn transition_in(
         )
         .execute(&mut *conn)
         .await?;
-        sqlx::query!(
-            "SELECT pg_notify($1, $2)",
-            crate::outbox_channel(&message.topic),
-            id.to_string()
-        )
-        .execute(&mut *conn)
-        .await?;
         outbox_ids.push(id);
     }
-    notify(conn, &case).await?;
+    let mut wake: Vec<String> = req
+        .outbox
+        .iter()
+        .map(|m| crate::outbox_channel(&m.topic))
+        .collect();
+    wake.sort();
+    wake.dedup();
+    notify(conn, &case, &wake).await?;
     if proving {
         supersede_unproven(conn, &case).await?;
     }
@@ -496,24 +497,37 @@ async fn supersede_unproven(conn: &mut PgConnection, winner: &CaseRow) -> Result
             Some("another request for this number proved the subscriber's identity"),
         )
         .await?;
-        notify(conn, &case).await?;
+        notify(conn, &case, &[]).await?;
         tracing::info!(case_id = %case.id, winner = %winner.id, "unproven case superseded");
     }
     Ok(())
 }
 
-/// Wakes the owner of the case's new state and everyone following case changes.
-async fn notify(conn: &mut PgConnection, case: &CaseRow) -> Result<(), StoreError> {
-    let change =
-        json!({ "case_id": case.id, "version": case.version, "state": case.state, "at": case.state_entered_at }).to_string();
-    sqlx::query!(
-        "SELECT pg_notify($1, $2), pg_notify($3, $4)",
-        case.state.work_channel(),
-        case.id.to_string(),
-        CASE_CHANGED_CHANNEL,
-        change,
-    )
-    .execute(&mut *conn)
-    .await?;
+/// Announces the case's change with one `NOTIFY` on [`CASE_CHANGED_CHANNEL`]: the
+/// live views and the timers read the change from its payload, and its `wake` list
+/// (the work channel of the new state and the outbox channels of `wake`, e.g. the
+/// topics of the messages the transition wrote) wakes the workers of those channels
+/// through their process's routed listener (`service_runtime::wake`). One
+/// notification per case change instead of one per channel: every notifying commit
+/// serialises on Postgres's notification queue, and every listener reads every
+/// notification.
+async fn notify(
+    conn: &mut PgConnection,
+    case: &CaseRow,
+    wake: &[String],
+) -> Result<(), StoreError> {
+    let mut channels = vec![case.state.work_channel()];
+    channels.extend(wake.iter().cloned());
+    let change = json!({
+        "case_id": case.id,
+        "version": case.version,
+        "state": case.state,
+        "at": case.state_entered_at,
+        "wake": channels,
+    })
+    .to_string();
+    sqlx::query!("SELECT pg_notify($1, $2)", CASE_CHANGED_CHANNEL, change)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -51,16 +51,29 @@ pub async fn claim_next(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<Claim>, StoreError> {
+    Ok(claim_batch(db, states, worker, lease, 1).await?.pop())
+}
+
+/// Claims up to `max` cases of `states` that are not leased, those that have waited
+/// longest first, in one statement. Each claim raises its case's attempt, so every
+/// case carries its own fencing token; concurrent claimers get distinct cases.
+pub async fn claim_batch(
+    db: impl PgExecutor<'_>,
+    states: &[CaseState],
+    worker: &str,
+    lease: Duration,
+    max: usize,
+) -> Result<Vec<Claim>, StoreError> {
     // NO KEY UPDATE, not UPDATE: a transaction that merely inserts a row referencing
     // the case (outbox, timers, notes: a foreign-key KEY SHARE lock) must not make
     // the claim skip it, or the worker would sleep until its fallback poll.
-    let row = sqlx::query!(
+    let rows = sqlx::query!(
         r#"WITH next AS (
                SELECT id, updated_at = state_entered_at AS fresh FROM reactivation_cases
                WHERE state = ANY($1::case_state[])
                  AND (lease_expires_at IS NULL OR lease_expires_at <= now())
                ORDER BY state_entered_at
-               LIMIT 1
+               LIMIT $4
                FOR NO KEY UPDATE SKIP LOCKED
            )
            UPDATE reactivation_cases c
@@ -74,21 +87,28 @@ pub async fn claim_next(
         states as &[CaseState],
         worker,
         interval(lease),
+        i64::try_from(max).unwrap_or(i64::MAX),
     )
-    .fetch_optional(db)
+    .fetch_all(db)
     .await?;
-    Ok(row.map(|r| Claim {
-        case_id: r.id,
-        state: r.state,
-        version: r.version,
-        fence: Fence {
-            owner: worker.to_owned(),
-            attempt: r.attempt,
-        },
-        lease_expires_at: r.lease_expires_at,
-        waited: Duration::from_secs_f64(r.waited.max(0.0)),
-        first_in_state: r.fresh,
-    }))
+    let mut claims: Vec<Claim> = rows
+        .into_iter()
+        .map(|r| Claim {
+            case_id: r.id,
+            state: r.state,
+            version: r.version,
+            fence: Fence {
+                owner: worker.to_owned(),
+                attempt: r.attempt,
+            },
+            lease_expires_at: r.lease_expires_at,
+            waited: Duration::from_secs_f64(r.waited.max(0.0)),
+            first_in_state: r.fresh,
+        })
+        .collect();
+    // Longest waiting first (UPDATE ... RETURNING keeps no order).
+    claims.sort_by_key(|c| std::cmp::Reverse(c.waited));
+    Ok(claims)
 }
 
 /// Extends a lease the worker still holds; `LeaseLost` if it does not.

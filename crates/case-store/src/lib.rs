@@ -37,19 +37,22 @@ pub use cases::{
     create_case, identity_proven_at, load_case, load_case_by_token, load_cases, timeline,
     transition, transition_in,
 };
-pub use claims::{Claim, Fence, claim_next, next_case_due, release, renew_lease};
+pub use claims::{Claim, Fence, claim_batch, claim_next, next_case_due, release, renew_lease};
 pub use error::StoreError;
 pub use idempotency::{
     IdempotencyBegin, begin_idempotent, complete_idempotent, forget_idempotent, prune_idempotency,
 };
 pub use outbox::{
-    OutboxClaim, claim_outbox, mark_delivered, mark_failed, next_outbox_due, outbox_channel,
-    renew_outbox_lease, retry_later,
+    OutboxClaim, claim_outbox, claim_outbox_batch, mark_delivered, mark_failed, next_outbox_due,
+    outbox_channel, renew_outbox_lease, retry_later,
 };
 
 /// The product's migrations, embedded at compile time from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 /// The channel that carries every case change (payload: JSON with case_id, version, state and at, when the state was entered),
-/// for live status streams and dashboards.
+/// for live status streams and dashboards. Its `wake` field lists the channels whose workers
+/// the change gives work (the new state's work channel, the outbox channels of the messages
+/// written with it): worker processes route on it (`service_runtime::wake`), so a change is
+/// one notification.
 pub const CASE_CHANGED_CHANNEL: &str = "case_changed";

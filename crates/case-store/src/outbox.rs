@@ -67,21 +67,38 @@ pub async fn claim_outbox(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<OutboxClaim>, StoreError> {
-    let Some(claimed) = queue::claim(db, &OUTBOX, topics, worker, lease).await? else {
-        return Ok(None);
-    };
-    let row = &claimed.row;
-    let waited: f64 = row.try_get("waited")?;
-    Ok(Some(OutboxClaim {
-        id: row.try_get("id")?,
-        case_id: row.try_get("case_id")?,
-        event_id: row.try_get("event_id")?,
-        topic: row.try_get("topic")?,
-        payload: row.try_get("payload")?,
-        attempts: claimed.lease.attempt,
-        owner: claimed.lease.owner,
-        waited: std::time::Duration::from_secs_f64(waited.max(0.0)),
-    }))
+    Ok(claim_outbox_batch(db, topics, worker, lease, 1)
+        .await?
+        .pop())
+}
+
+/// Claims up to `max` due, undelivered messages of `topics`, oldest first, in one
+/// statement; each carries its own attempt as its fence (see [`queue::claim_batch`]).
+pub async fn claim_outbox_batch(
+    db: impl PgExecutor<'_>,
+    topics: &[String],
+    worker: &str,
+    lease: Duration,
+    max: usize,
+) -> Result<Vec<OutboxClaim>, StoreError> {
+    queue::claim_batch(db, &OUTBOX, topics, worker, lease, max)
+        .await?
+        .into_iter()
+        .map(|claimed| {
+            let row = &claimed.row;
+            let waited: f64 = row.try_get("waited")?;
+            Ok(OutboxClaim {
+                id: row.try_get("id")?,
+                case_id: row.try_get("case_id")?,
+                event_id: row.try_get("event_id")?,
+                topic: row.try_get("topic")?,
+                payload: row.try_get("payload")?,
+                attempts: claimed.lease.attempt,
+                owner: claimed.lease.owner,
+                waited: std::time::Duration::from_secs_f64(waited.max(0.0)),
+            })
+        })
+        .collect()
 }
 
 /// Records that the receiver confirmed the message.

@@ -63,6 +63,11 @@ pub struct Queue {
     pub claim_returning: &'static str,
     /// Attempts at most; the attempt that reaches it is the last.
     pub max_attempts: i32,
+    /// Items with the same value in this column (and the same topic) are handed out
+    /// one at a time, in the order they were written: only the oldest pending one is
+    /// claimable. Keeps a case's notifications in order when workers claim batches
+    /// and deliver them concurrently. `None`: no order between items.
+    pub in_order_of: Option<&'static str>,
 }
 
 impl Queue {
@@ -95,6 +100,7 @@ pub const OUTBOX: Queue = Queue {
     claim_returning: "q.id, q.case_id, q.event_id, q.topic, q.payload, \
                       extract(epoch FROM now() - q.created_at)::float8 AS waited",
     max_attempts: 20,
+    in_order_of: Some("case_id"),
 };
 
 /// Inbound carrier webhooks. Ten attempts, as the processor has always made.
@@ -117,6 +123,7 @@ pub const CARRIER_WEBHOOKS: Queue = Queue {
     wake: "'carrier_webhook_received'",
     claim_returning: "q.type, q.payload",
     max_attempts: 10,
+    in_order_of: None,
 };
 
 /// Outbound webhook deliveries. Eight attempts: the first and the seven retries of
@@ -146,6 +153,7 @@ pub const WEBHOOK_DELIVERIES: Queue = Queue {
         (SELECT e.disabled_at IS NULL AND e.deleted_at IS NULL FROM webhook_endpoints e \
          WHERE e.id = q.endpoint_id) AS endpoint_active",
     max_attempts: 8,
+    in_order_of: None,
 };
 
 /// Every queue, in the order they are shown.
@@ -199,12 +207,37 @@ fn count_deaths(queue: &Queue, n: u64) {
 fn claimable(q: &Queue) -> String {
     let topic = q
         .topic
-        .map(|t| format!(" AND {t} = ANY($4)"))
+        .map(|t| format!(" AND {t} = ANY($5)"))
         .unwrap_or_default();
     format!(
         "{pending} AND {due} <= now() AND (lease_expires_at IS NULL OR lease_expires_at <= now()){topic}",
         pending = q.pending,
         due = q.due,
+    )
+}
+
+/// The claim's condition that an item is the oldest pending one of its group (see
+/// [`Queue::in_order_of`]); empty when the queue keeps no order.
+fn in_order(q: &Queue) -> String {
+    let Some(column) = q.in_order_of else {
+        return String::new();
+    };
+    let topic = q
+        .topic
+        .map(|t| format!(" AND e.{t} = {table}.{t}", table = q.table))
+        .unwrap_or_default();
+    format!(
+        " AND ({table}.{column} IS NULL OR NOT EXISTS (\
+           SELECT 1 FROM {table} e WHERE e.{column} = {table}.{column}{topic} \
+           AND {pending_e} AND (e.created_at, e.{id}) < ({table}.created_at, {table}.{id})))",
+        table = q.table,
+        id = q.id,
+        pending_e = q
+            .pending
+            .split(" AND ")
+            .map(|p| format!("e.{p}"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
     )
 }
 
@@ -219,6 +252,22 @@ pub async fn claim(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<Claimed>, StoreError> {
+    Ok(claim_batch(db, queue, topics, worker, lease, 1)
+        .await?
+        .pop())
+}
+
+/// Claims up to `max` items of `queue` (of `topics`, if the queue has topics), those
+/// due longest first, in one statement; each gets its own attempt (fencing token).
+/// Like [`claim`], buries the items whose last lease expired at the ceiling.
+pub async fn claim_batch(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    topics: &[String],
+    worker: &str,
+    lease: Duration,
+    max: usize,
+) -> Result<Vec<Claimed>, StoreError> {
     let q = queue;
     let sql = format!(
         r#"WITH doomed AS (
@@ -232,19 +281,20 @@ pub async fn claim(
                FROM doomed WHERE d.{id} = doomed.{id}
                RETURNING d.{id}
            ), next AS (
-               SELECT {id} FROM {table} WHERE {claimable} AND attempts < $3
+               SELECT {id}, {due} AS queue_due FROM {table} WHERE {claimable} AND attempts < $3{in_order}
                ORDER BY {due}
-               LIMIT 1
+               LIMIT $4
                FOR UPDATE SKIP LOCKED
            ), claimed AS (
                UPDATE {table} q
                SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
                    attempts = q.attempts + 1
                FROM next WHERE q.{id} = next.{id}
-               RETURNING q.{id}::text AS queue_item, q.attempts AS queue_attempt, {returning}
+               RETURNING next.queue_due, q.{id}::text AS queue_item, q.attempts AS queue_attempt, {returning}
            )
            SELECT b.buried, c.* FROM (SELECT count(*) AS buried FROM buried) b
-           LEFT JOIN claimed c ON true"#,
+           LEFT JOIN claimed c ON true
+           ORDER BY c.queue_due"#,
         id = q.id,
         table = q.table,
         claimable = claimable(q),
@@ -252,30 +302,39 @@ pub async fn claim(
         error = q.error,
         due = q.due,
         returning = q.claim_returning,
+        in_order = in_order(q),
     );
     let mut query = sqlx::query(&sql)
         .bind(worker)
         .bind(lease.as_secs_f64())
-        .bind(q.max_attempts);
+        .bind(q.max_attempts)
+        .bind(i64::try_from(max).unwrap_or(i64::MAX));
     if q.topic.is_some() {
         query = query.bind(topics);
     }
-    let row = query.fetch_one(db).await?;
-    let buried: i64 = row.try_get("buried")?;
-    count_deaths(q, u64::try_from(buried).unwrap_or(0));
-    let Some(item) = row.try_get::<Option<String>, _>("queue_item")? else {
-        return Ok(None);
+    let rows = query.fetch_all(db).await?;
+    let buried: i64 = match rows.first() {
+        Some(row) => row.try_get("buried")?,
+        None => 0,
     };
-    let attempt: i32 = row.try_get("queue_attempt")?;
-    Ok(Some(Claimed {
-        lease: Lease {
-            queue: q.name,
-            item,
-            owner: worker.to_owned(),
-            attempt,
-        },
-        row,
-    }))
+    count_deaths(q, u64::try_from(buried).unwrap_or(0));
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(item) = row.try_get::<Option<String>, _>("queue_item")? else {
+            continue;
+        };
+        let attempt: i32 = row.try_get("queue_attempt")?;
+        claimed.push(Claimed {
+            lease: Lease {
+                queue: q.name,
+                item,
+                owner: worker.to_owned(),
+                attempt,
+            },
+            row,
+        });
+    }
+    Ok(claimed)
 }
 
 type PgQuery<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>;

@@ -193,11 +193,12 @@ pub async fn enqueue_message(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(id) = id {
+    if id.is_some() {
+        // Payload-free: the deliverers claim whatever is due, and Postgres folds the
+        // identical wake-ups of one transaction into one notification.
         sqlx::query!(
-            "SELECT pg_notify($1, $2)",
+            "SELECT pg_notify($1, '')",
             crate::outbox_channel(message.topic),
-            id.to_string()
         )
         .execute(&mut *conn)
         .await?;

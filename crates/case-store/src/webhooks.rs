@@ -532,7 +532,9 @@ pub async fn insert_delivery(
     .execute(&mut *conn)
     .await?;
     if done.rows_affected() == 1 {
-        sqlx::query!("SELECT pg_notify($1, $2)", DELIVERY_CHANNEL, id.to_string())
+        // Payload-free: a fan-out writes one delivery per endpoint in one
+        // transaction, and Postgres folds identical notifications into one.
+        sqlx::query!("SELECT pg_notify($1, '')", DELIVERY_CHANNEL)
             .execute(&mut *conn)
             .await?;
     }

@@ -454,22 +454,30 @@ async fn transitions_notify_the_next_owner_and_the_change_feed(pool: PgPool) {
     transition(&pool, request(id, 1, CaseEvent::ProofsAccepted, &system))
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    for _ in 0..2 {
-        let n = tokio::time::timeout(Duration::from_secs(5), listener.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        seen.push((n.channel().to_owned(), n.payload().to_owned()));
-    }
-    seen.sort();
-    assert_eq!(
-        seen[1],
-        ("case_work_risk_assessment".into(), id.to_string())
-    );
-    let change: serde_json::Value = serde_json::from_str(&seen[0].1).unwrap();
+    // One notification: the change, naming the next owner's channel to wake.
+    let n = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.channel(), "case_changed");
+    let change: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+    assert_eq!(change["case_id"], id.to_string());
     assert_eq!(change["state"], "risk_assessment");
     assert_eq!(change["version"], 2);
+    assert_eq!(
+        change["wake"],
+        serde_json::json!(["case_work_risk_assessment"])
+    );
+    // Nothing else was sent by that commit: a marker sent afterwards comes next.
+    sqlx::query("SELECT pg_notify('case_changed', 'marker')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.payload(), "marker");
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

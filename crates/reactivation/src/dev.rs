@@ -141,11 +141,7 @@ async fn run_stack(
     }
 
     let shutdown = Shutdown::on_signals();
-    let wiring = Wiring {
-        pool,
-        settings: settings.clone(),
-        shutdown: shutdown.clone(),
-    };
+    let wiring = Wiring::new(pool, settings.clone(), shutdown.clone());
     let mut tasks = JoinSet::new();
     wiring.start(Service::CarrierSim, &mut tasks).await?;
     wiring.start(Service::All, &mut tasks).await?;

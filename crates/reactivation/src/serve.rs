@@ -7,7 +7,7 @@ use carrier_adapter::{Carrier, HttpCarrier};
 use data_protection::Keys;
 use service_runtime::{
     Settings, Shutdown, db, http,
-    worker::{WorkerSettings, run_case_worker, run_outbox_worker},
+    worker::{Wakeups, WorkerSettings, run_case_worker, run_outbox_worker},
 };
 use sqlx::PgPool;
 use tokio::task::JoinSet;
@@ -19,6 +19,21 @@ pub struct Wiring {
     pub pool: PgPool,
     pub settings: Settings,
     pub shutdown: Shutdown,
+    /// The process's one `LISTEN` connection for its worker loops (outside the
+    /// pool), routing the wake-ups named in case changes.
+    pub wakeups: Wakeups,
+}
+
+impl Wiring {
+    /// The services of one process over `pool`.
+    pub fn new(pool: PgPool, settings: Settings, shutdown: Shutdown) -> Self {
+        Self {
+            pool,
+            settings,
+            shutdown,
+            wakeups: Wakeups::routed_through(case_store::CASE_CHANGED_CHANNEL),
+        }
+    }
 }
 
 impl Wiring {
@@ -61,7 +76,7 @@ impl Wiring {
             self.settings.clone(),
             self.shutdown.clone(),
         );
-        let workers = WorkerSettings::from(&settings);
+        let workers = WorkerSettings::from(&settings).woken_by(self.wakeups.clone());
         match service {
             Service::Gateway => {
                 // The ETA and queue due times read the stage SLAs: refuse a malformed
@@ -262,11 +277,7 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
         Err(e) => return Err(e),
     };
     crate::checks::refuse_demo_data(&pool).await?;
-    let wiring = Wiring {
-        pool,
-        settings,
-        shutdown,
-    };
+    let wiring = Wiring::new(pool, settings, shutdown);
     let mut tasks = JoinSet::new();
     wiring.start(service, &mut tasks).await?;
     if service != Service::CarrierSim {
@@ -333,12 +344,15 @@ fn ops_addr(service: Service, settings: &Settings) -> anyhow::Result<std::net::S
     })
 }
 
-/// Pool connections held open by `LISTEN` loops (one per worker loop, plus the
-/// gateway's live-status hub), added on top of `REACTIVATION_DB_MAX_CONNECTIONS` so
-/// that requests and claims keep the configured number.
+/// Pool connections held open by `LISTEN` on top of `REACTIVATION_DB_MAX_CONNECTIONS`:
+/// only the gateway's live-status hub listens on a pool connection. The worker loops
+/// listen on dedicated connections outside the pool (one shared by the case and
+/// outbox loops of the process, one each for the timers' and the webhooks service's
+/// own loops), so every configured pool connection stays for requests and claims
+/// (docs/operations.md, "Connection sizing").
 pub fn listen_connections(service: Service) -> u32 {
     match service {
-        Service::All => 8,
-        _ => 2,
+        Service::All | Service::Gateway => 1,
+        _ => 0,
     }
 }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod problem;
 pub mod shutdown;
 pub mod telemetry;
+pub mod wake;
 pub mod worker;
 
 pub use config::{ConfigError, Settings};

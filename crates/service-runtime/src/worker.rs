@@ -1,11 +1,15 @@
 //! The generic worker loop shared by every service that moves cases or delivers
 //! outbox messages.
 //!
-//! A loop drains its work (claim → process → write) until nothing is claimable,
-//! then sleeps until a `NOTIFY` on one of its channels, the slow fallback poll, or
-//! shutdown. While an item is processed its lease is renewed every third of the
-//! lease; every write presents the claim's fencing token, so a worker whose lease
-//! was lost can never overwrite a newer outcome.
+//! A loop keeps up to K items in flight ([`WorkerSettings::concurrency`]): it claims
+//! a batch of up to its free slots in one statement, works each item as its own task
+//! and claims again when a slot frees up. With nothing claimable it sleeps until a
+//! `NOTIFY` on one of its channels (read on the process's dedicated listener
+//! connection, [`Wakeups`]), the next due time, the slow fallback poll, or shutdown.
+//! While an item is processed its lease is renewed every third of the lease; every
+//! write presents that item's fencing token, so a worker whose lease was lost can
+//! never overwrite a newer outcome. On shutdown the loop stops claiming and finishes
+//! the items in flight.
 //!
 //! The runtime knows no tables: where work is claimed from, how a lease is renewed
 //! or released and when the next item falls due is a [`ClaimSource`] (cases) or an
@@ -14,27 +18,42 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::Shutdown;
+pub use crate::wake::{Subscription, Wakeups};
 
-/// Timing of a worker loop.
+/// Timing, concurrency and wake-ups of a worker loop.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     /// Fallback poll when no notification arrives.
     pub poll: Duration,
     /// Lease length; renewed every third of it while processing.
     pub lease: Duration,
+    /// Items one loop works on at once.
+    pub concurrency: usize,
+    /// The `LISTEN` connection the loops share (one per process when the process
+    /// hands the same hub to every loop).
+    pub wakeups: Wakeups,
 }
 
 impl WorkerSettings {
-    /// From the process settings.
+    /// From the process settings, with a hub of its own (see [`Self::woken_by`]).
     pub fn from(settings: &crate::Settings) -> Self {
         Self {
             poll: settings.worker_poll,
             lease: settings.worker_lease,
+            concurrency: settings.worker_concurrency,
+            wakeups: Wakeups::new(),
         }
+    }
+
+    /// The same settings, woken by `wakeups` (the process's shared hub).
+    pub fn woken_by(mut self, wakeups: Wakeups) -> Self {
+        self.wakeups = wakeups;
+        self
     }
 }
 
@@ -63,7 +82,7 @@ pub struct ClaimInfo {
 /// worker crate.
 pub trait ClaimSource: Send + Sync + 'static {
     /// One claimed case, with its fencing token.
-    type Claim: Send + Sync;
+    type Claim: Send + Sync + 'static;
     /// The notification channels that announce new work.
     fn channels(&self) -> Vec<String>;
     /// Claims the next claimable case for `lease`, if any.
@@ -73,6 +92,27 @@ pub trait ClaimSource: Send + Sync + 'static {
         worker: &str,
         lease: Duration,
     ) -> impl Future<Output = anyhow::Result<Option<Self::Claim>>> + Send;
+    /// Claims up to `max` claimable cases for `lease`, each with its own fencing
+    /// token. Sources over a table claim them in one statement; the default claims
+    /// one at a time.
+    fn claim_batch(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> impl Future<Output = anyhow::Result<Vec<Self::Claim>>> + Send {
+        async move {
+            let mut claims = Vec::new();
+            while claims.len() < max {
+                match self.claim(pool, worker, lease).await? {
+                    Some(claim) => claims.push(claim),
+                    None => break,
+                }
+            }
+            Ok(claims)
+        }
+    }
     /// Extends the claim's lease.
     fn renew(
         &self,
@@ -141,7 +181,7 @@ pub enum Delivery {
 /// Implemented over the store by the worker crate.
 pub trait OutboxSource: Send + Sync + 'static {
     /// One claimed message, with its fence.
-    type Message: Send + Sync;
+    type Message: Send + Sync + 'static;
     /// The notification channels that announce new messages.
     fn channels(&self) -> Vec<String>;
     /// Claims the next due message for `lease`, if any.
@@ -151,6 +191,27 @@ pub trait OutboxSource: Send + Sync + 'static {
         worker: &str,
         lease: Duration,
     ) -> impl Future<Output = anyhow::Result<Option<Self::Message>>> + Send;
+    /// Claims up to `max` due messages for `lease`, each with its own fence.
+    /// Sources over a table claim them in one statement; the default claims one at
+    /// a time.
+    fn claim_batch(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> impl Future<Output = anyhow::Result<Vec<Self::Message>>> + Send {
+        async move {
+            let mut messages = Vec::new();
+            while messages.len() < max {
+                match self.claim(pool, worker, lease).await? {
+                    Some(message) => messages.push(message),
+                    None => break,
+                }
+            }
+            Ok(messages)
+        }
+    }
     /// Extends the message's lease.
     fn renew(
         &self,
@@ -212,10 +273,23 @@ pub async fn process_one_case<S: CaseStep>(
     worker: &str,
     lease: Duration,
 ) -> anyhow::Result<bool> {
-    let source = step.source();
-    let Some(claim) = source.claim(pool, worker, lease).await? else {
+    let Some(claim) = step.source().claim(pool, worker, lease).await? else {
         return Ok(false);
     };
+    work_case(pool, step, claim, lease).await;
+    Ok(true)
+}
+
+/// Works one claimed case: processes it while renewing its lease every third of
+/// the lease, then releases it as the outcome says. Every write presents the
+/// claim's own fence.
+pub async fn work_case<S: CaseStep>(
+    pool: &PgPool,
+    step: &S,
+    claim: <S::Source as ClaimSource>::Claim,
+    lease: Duration,
+) {
+    let source = step.source();
     let info = source.info(&claim);
     let service = step.service();
     ::metrics::counter!("worker_claims_total", "service" => service, "state" => info.label.clone())
@@ -261,7 +335,6 @@ pub async fn process_one_case<S: CaseStep>(
             release(backoff).await;
         }
     }
-    Ok(true)
 }
 
 /// Claims and delivers at most one outbox message. Returns whether there was one.
@@ -271,10 +344,22 @@ pub async fn process_one_message<H: OutboxHandler>(
     worker: &str,
     lease: Duration,
 ) -> anyhow::Result<bool> {
-    let source = handler.source();
-    let Some(message) = source.claim(pool, worker, lease).await? else {
+    let Some(message) = handler.source().claim(pool, worker, lease).await? else {
         return Ok(false);
     };
+    work_message(pool, handler, message, lease).await;
+    Ok(true)
+}
+
+/// Delivers one claimed message while renewing its lease, then records the
+/// outcome with the message's own fence.
+pub async fn work_message<H: OutboxHandler>(
+    pool: &PgPool,
+    handler: &H,
+    message: <H::Source as OutboxSource>::Message,
+    lease: Duration,
+) {
+    let source = handler.source();
     let info = source.info(&message);
     let service = handler.service();
     if let Some(waited) = info.handoff_wait {
@@ -320,10 +405,9 @@ pub async fn process_one_message<H: OutboxHandler>(
     if let Err(e) = recorded {
         tracing::info!(parent: &span, error.message = %e, "delivery outcome not recorded (lease lost)");
     }
-    Ok(true)
 }
 
-/// Runs a case step until shutdown.
+/// Runs a case step until shutdown, working up to `settings.concurrency` cases at once.
 pub async fn run_case_worker<S: CaseStep>(
     pool: PgPool,
     step: Arc<S>,
@@ -331,20 +415,34 @@ pub async fn run_case_worker<S: CaseStep>(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let worker = worker_id(step.service());
-    let channels = step.source().channels();
+    let subscription = settings
+        .wakeups
+        .subscribe(&pool, &step.source().channels())
+        .await?;
     let lease = settings.lease;
-    let due_pool = pool.clone();
-    let due_step = step.clone();
-    tracing::info!(worker, "case worker started");
-    run_loop(
-        &pool,
-        step.service(),
-        channels,
-        settings.poll,
-        shutdown,
-        || {
-            let (pool, step, worker) = (pool.clone(), step.clone(), worker.clone());
-            async move { process_one_case(&pool, step.as_ref(), &worker, lease).await }
+    tracing::info!(
+        worker,
+        concurrency = settings.concurrency,
+        "case worker started"
+    );
+    let (claim_pool, claim_step) = (pool.clone(), step.clone());
+    let (work_pool, work_step) = (pool.clone(), step.clone());
+    let (due_pool, due_step) = (pool.clone(), step.clone());
+    run_concurrent(
+        Loop {
+            service: step.service(),
+            poll: settings.poll,
+            concurrency: settings.concurrency,
+            subscription,
+            shutdown,
+        },
+        move |free| {
+            let (pool, step, worker) = (claim_pool.clone(), claim_step.clone(), worker.clone());
+            async move { step.source().claim_batch(&pool, &worker, lease, free).await }
+        },
+        move |claim| {
+            let (pool, step) = (work_pool.clone(), work_step.clone());
+            async move { work_case(&pool, step.as_ref(), claim, lease).await }
         },
         move || {
             let (pool, step) = (due_pool.clone(), due_step.clone());
@@ -354,7 +452,8 @@ pub async fn run_case_worker<S: CaseStep>(
     .await
 }
 
-/// Runs an outbox handler until shutdown.
+/// Runs an outbox handler until shutdown, delivering up to `settings.concurrency`
+/// messages at once.
 pub async fn run_outbox_worker<H: OutboxHandler>(
     pool: PgPool,
     handler: Arc<H>,
@@ -362,20 +461,40 @@ pub async fn run_outbox_worker<H: OutboxHandler>(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let worker = worker_id(handler.service());
-    let channels = handler.source().channels();
+    let subscription = settings
+        .wakeups
+        .subscribe(&pool, &handler.source().channels())
+        .await?;
     let lease = settings.lease;
-    let due_pool = pool.clone();
-    let due_handler = handler.clone();
-    tracing::info!(worker, "outbox worker started");
-    run_loop(
-        &pool,
-        handler.service(),
-        channels,
-        settings.poll,
-        shutdown,
-        || {
-            let (pool, handler, worker) = (pool.clone(), handler.clone(), worker.clone());
-            async move { process_one_message(&pool, handler.as_ref(), &worker, lease).await }
+    tracing::info!(
+        worker,
+        concurrency = settings.concurrency,
+        "outbox worker started"
+    );
+    let (claim_pool, claim_handler) = (pool.clone(), handler.clone());
+    let (work_pool, work_handler) = (pool.clone(), handler.clone());
+    let (due_pool, due_handler) = (pool.clone(), handler.clone());
+    run_concurrent(
+        Loop {
+            service: handler.service(),
+            poll: settings.poll,
+            concurrency: settings.concurrency,
+            subscription,
+            shutdown,
+        },
+        move |free| {
+            let (pool, handler, worker) =
+                (claim_pool.clone(), claim_handler.clone(), worker.clone());
+            async move {
+                handler
+                    .source()
+                    .claim_batch(&pool, &worker, lease, free)
+                    .await
+            }
+        },
+        move |message| {
+            let (pool, handler) = (work_pool.clone(), work_handler.clone());
+            async move { work_message(&pool, handler.as_ref(), message, lease).await }
         },
         move || {
             let (pool, handler) = (due_pool.clone(), due_handler.clone());
@@ -385,9 +504,162 @@ pub async fn run_outbox_worker<H: OutboxHandler>(
     .await
 }
 
-/// Drains `tick` (which returns whether it found work) and then waits for a
-/// notification on `channels`, the moment `next_due` names (a back-off or lease
-/// ending), the poll interval, or shutdown — whichever comes first.
+/// What a concurrent loop needs besides its claim, work and due-time functions.
+#[derive(Debug)]
+pub struct Loop {
+    /// The service's name (metrics, logs).
+    pub service: &'static str,
+    /// Fallback poll when no notification arrives.
+    pub poll: Duration,
+    /// Items worked on at once (at least 1).
+    pub concurrency: usize,
+    /// The loop's wake flag.
+    pub subscription: Subscription,
+    /// Stops claiming; in-flight items are finished first.
+    pub shutdown: Shutdown,
+}
+
+/// Keeps up to `concurrency` items in flight: claims a batch of up to the free
+/// slots in one call (`claim(free)`), runs each item as its own task (`work`, which
+/// renews that item's lease and writes with its fence), and claims again whenever a
+/// slot frees up or a notification arrives. With nothing claimable and nothing in
+/// flight it sleeps until a notification, the moment `next_due` names (a back-off
+/// or lease ending), the poll interval, or shutdown. On shutdown it stops claiming
+/// and waits for the items in flight; an item whose task dies keeps its lease and
+/// is claimable again once the lease ends.
+pub async fn run_concurrent<T, C, CF, W, WF, D, DF>(
+    lp: Loop,
+    claim: C,
+    work: W,
+    next_due: D,
+) -> anyhow::Result<()>
+where
+    T: Send + 'static,
+    C: Fn(usize) -> CF,
+    CF: Future<Output = anyhow::Result<Vec<T>>>,
+    W: Fn(T) -> WF,
+    WF: Future<Output = ()> + Send + 'static,
+    D: Fn() -> DF,
+    DF: Future<Output = anyhow::Result<Option<DateTime<Utc>>>>,
+{
+    let Loop {
+        service,
+        poll,
+        concurrency,
+        subscription,
+        shutdown,
+    } = lp;
+    let concurrency = concurrency.max(1);
+    let mut in_flight: JoinSet<()> = JoinSet::new();
+    let gauge = ::metrics::gauge!("worker_in_flight", "service" => service);
+    'run: while !shutdown.is_triggered() {
+        // Fill the free slots until a claim comes back short (nothing more is due).
+        let mut drained = false;
+        while in_flight.len() < concurrency && !shutdown.is_triggered() {
+            let free = concurrency - in_flight.len();
+            match claim(free).await {
+                Ok(items) => {
+                    let short = items.len() < free;
+                    if !items.is_empty() {
+                        ::metrics::histogram!("worker_claim_batch_size", "service" => service)
+                            .record(items.len() as f64);
+                    }
+                    for item in items {
+                        in_flight.spawn(work(item));
+                    }
+                    if short {
+                        drained = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    ::metrics::counter!("worker_errors_total", "service" => service).increment(1);
+                    tracing::error!(service, error.message = %e, "worker could not claim work; backing off");
+                    tokio::select! {
+                        () = shutdown.wait() => break 'run,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    drained = true;
+                    break;
+                }
+            }
+        }
+        gauge.set(in_flight.len() as f64);
+        if shutdown.is_triggered() {
+            break;
+        }
+        if !in_flight.is_empty() {
+            // Busy: claim again when a slot frees up, or (if there was room left
+            // over) when new work is announced.
+            tokio::select! {
+                () = shutdown.wait() => break,
+                done = in_flight.join_next() => finished(service, done),
+                () = subscription.woken(), if drained => {
+                    ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => "notify").increment(1);
+                }
+            }
+            continue;
+        }
+        let sleep_for = sleep_for(service, poll, next_due().await);
+        let timer_is_poll = sleep_for == poll;
+        tokio::select! {
+            () = shutdown.wait() => break,
+            () = subscription.woken() => {
+                ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => "notify").increment(1);
+            }
+            () = tokio::time::sleep(sleep_for) => {
+                let source = if timer_is_poll { "poll" } else { "timer" };
+                ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => source).increment(1);
+            }
+        }
+    }
+    if !in_flight.is_empty() {
+        tracing::info!(
+            service,
+            in_flight = in_flight.len(),
+            "stopping: finishing the items in flight"
+        );
+    }
+    while let Some(done) = in_flight.join_next().await {
+        finished(service, Some(done));
+        gauge.set(in_flight.len() as f64);
+    }
+    tracing::info!(service, "worker stopped");
+    Ok(())
+}
+
+/// Notes an item task that ended; a panic is logged (the item keeps its lease and
+/// is claimed again once it ends).
+fn finished(service: &'static str, done: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(e)) = done {
+        ::metrics::counter!("worker_errors_total", "service" => service).increment(1);
+        tracing::error!(service, error.message = %e, "an item's task failed; it is claimable again after its lease");
+    }
+}
+
+/// How long an idle loop sleeps: until the next due time, at most `poll`.
+fn sleep_for(
+    service: &'static str,
+    poll: Duration,
+    next_due: anyhow::Result<Option<DateTime<Utc>>>,
+) -> Duration {
+    match next_due {
+        Ok(Some(due)) => (due - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(poll),
+        Ok(None) => poll,
+        Err(e) => {
+            tracing::warn!(service, error.message = %e, "cannot read the next due time");
+            poll.min(Duration::from_secs(5))
+        }
+    }
+}
+
+/// Drains `tick` (which returns whether it found work) one item at a time and then
+/// waits for a notification on `channels`, the moment `next_due` names (a back-off
+/// or lease ending), the poll interval, or shutdown — whichever comes first. The
+/// loop listens on a connection of its own, not one of `pool`'s.
 pub async fn run_loop<F, Fut, D, DFut>(
     pool: &PgPool,
     service: &'static str,
@@ -403,10 +675,8 @@ where
     D: Fn() -> DFut,
     DFut: Future<Output = anyhow::Result<Option<chrono::DateTime<chrono::Utc>>>>,
 {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener
-        .listen_all(channels.iter().map(String::as_str))
-        .await?;
+    let wakeups = Wakeups::new();
+    let subscription = wakeups.subscribe(pool, &channels).await?;
     while !shutdown.is_triggered() {
         loop {
             match tick().await {
@@ -423,27 +693,13 @@ where
                 }
             }
         }
-        let sleep_for = match next_due().await {
-            Ok(Some(due)) => (due - chrono::Utc::now())
-                .to_std()
-                .unwrap_or(Duration::ZERO)
-                .min(poll),
-            Ok(None) => poll,
-            Err(e) => {
-                tracing::warn!(service, error.message = %e, "cannot read the next due time");
-                poll.min(Duration::from_secs(5))
-            }
-        };
+        let sleep_for = sleep_for(service, poll, next_due().await);
         let timer_is_poll = sleep_for == poll;
         tokio::select! {
             () = shutdown.wait() => break,
-            notification = listener.recv() => match notification {
-                Ok(_) => ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => "notify").increment(1),
-                Err(e) => {
-                    tracing::warn!(service, error.message = %e, "notification listener failed; reconnecting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            },
+            () = subscription.woken() => {
+                ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => "notify").increment(1);
+            }
             () = tokio::time::sleep(sleep_for) => {
                 let source = if timer_is_poll { "poll" } else { "timer" };
                 ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => source).increment(1);
