@@ -125,6 +125,22 @@ SELECT i, now() - interval '100 days', 'cs', 'seed', 'case.viewed', md5('case' |
        sha256(('prev' || i)::bytea), sha256(('hash' || i)::bytea)
 FROM generate_series(1, $HISTORY) i;
 
+-- Every tenth case sent material, every twentieth complained (answered), agents wrote notes.
+INSERT INTO case_explanations (id, case_id, statement, created_at)
+SELECT md5('explanation' || i)::uuid, md5('case' || i)::uuid, 'I was travelling.', now() - interval '100 days'
+FROM generate_series(1, $HISTORY, 10) i;
+
+INSERT INTO case_evidence (id, case_id, media_type, size_bytes, sha256, content, created_at)
+SELECT md5('evidence' || i)::uuid, md5('case' || i)::uuid, 'image/png', 1, sha256(('e' || i)::bytea),
+       '\x00'::bytea, now() - interval '100 days'
+FROM generate_series(1, $HISTORY, 10) i;
+
+INSERT INTO case_complaints (id, case_id, channel, body, status, created_at, due_at, answer, answered_at, answered_by)
+SELECT md5('complaint' || i)::uuid, md5('case' || i)::uuid, 'app', 'Too slow.', 'answered',
+       now() - interval '100 days', now() - interval '99 days', 'Sorry.', now() - interval '99 days',
+       md5('a former agent')::uuid
+FROM generate_series(1, $HISTORY, 20) i;
+
 INSERT INTO carrier_webhooks (id, type, received_at, payload, processed_at, attempts, available_at)
 SELECT 'evt_seed_' || i, 'subscriber.suspended', now() - interval '100 days', '{}',
        now() - interval '100 days', 1, now() - interval '100 days'
@@ -163,10 +179,15 @@ struct Monitor {
 }
 
 impl Monitor {
+    /// Takes a connection of the harness's pool (the server's connection slots are
+    /// shared with every running test).
     async fn connect(stack: &Stack) -> Self {
-        let product = PgConnection::connect(&stack.database_url)
+        let product = stack
+            .pool
+            .acquire()
             .await
-            .expect("monitor connection");
+            .expect("monitor connection")
+            .detach();
         Self {
             product,
             own_commits: 0,
@@ -341,11 +362,12 @@ async fn console_session(stack: &Stack, username: &str) -> String {
 async fn journey(
     stack: &Stack,
     s: &TestSubscriber,
-    monitor_db: &mut Option<&mut Meter>,
+    meter: &mut Meter,
+    record: bool,
 ) -> (String, String) {
     let (case, token) = stack.open_case(s).await;
-    if let Some(m) = monitor_db.as_deref_mut() {
-        m.stage("create").await;
+    if record {
+        meter.stage("create").await;
     }
     let (status, body) = stack.request_otp(&case, &token).await;
     assert_eq!(status, 202, "{body}");
@@ -357,15 +379,15 @@ async fn journey(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let code = stack.latest_code(contact).await;
-    if let Some(m) = monitor_db.as_deref_mut() {
-        m.stage("code send").await;
+    if record {
+        meter.stage("code send").await;
     }
     let (status, answer) = stack
         .verify(&case, &token, &json!({"method": "otp", "code": code}))
         .await;
     assert_eq!((status, answer["accepted"].as_bool()), (200, Some(true)));
-    if let Some(m) = monitor_db.as_deref_mut() {
-        m.stage("verify").await;
+    if record {
+        meter.stage("verify").await;
     }
     // Wait without the status API (its reads would count): the case row, read by the
     // monitor (counted and subtracted).
@@ -374,26 +396,20 @@ async fn journey(
         let sql = format!(
             "SELECT count(*) FROM reactivation_cases WHERE id = '{case}' AND state = 'reactivated'"
         );
-        let done = match monitor_db.as_deref_mut() {
-            Some(m) => m.monitor.scalar_i64(&sql).await,
-            None => sqlx::query_scalar::<_, i64>(&sql)
-                .fetch_one(&stack.pool)
-                .await
-                .expect("case row"),
-        };
+        let done = meter.monitor.scalar_i64(&sql).await;
         if done == 1 {
             break;
         }
         assert!(Instant::now() < deadline, "case never reactivated");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if let Some(m) = monitor_db.as_deref_mut() {
-        m.stage("hand-offs and messages").await;
+    if record {
+        meter.stage("hand-offs and messages").await;
     }
     let (status, view) = stack.status(&case, &token).await;
     assert_eq!((status, view["state"].as_str()), (200, Some("reactivated")));
-    if let Some(m) = monitor_db.as_deref_mut() {
-        m.stage("status read").await;
+    if record {
+        meter.stage("status read").await;
     }
     (case, token)
 }
@@ -404,7 +420,15 @@ async fn a_clean_journey_scans_no_history_and_costs_few_transactions() {
     let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
     let sim_db = format!("systest_sim_{}", Uuid::new_v4().simple());
     let sim_url = with_database(&admin_url, &sim_db);
-    let mut admin = PgConnection::connect(&admin_url).await.expect("admin");
+    // The server's connection slots are shared with every running test: retry a while.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut admin = loop {
+        match PgConnection::connect(&admin_url).await {
+            Ok(c) => break c,
+            Err(e) => assert!(Instant::now() < deadline, "admin connection: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     sqlx::raw_sql(&format!("CREATE DATABASE {sim_db}"))
         .execute(&mut admin)
         .await
@@ -426,9 +450,17 @@ async fn a_clean_journey_scans_no_history_and_costs_few_transactions() {
 
     let stack = Stack::start_with(StackOptions {
         service_env: vec![("carrier-sim", "DATABASE_URL".into(), sim_url.clone())],
+        // Few connections per process: the server's slots are shared with every test.
+        env: vec![("REACTIVATION_DB_MAX_CONNECTIONS".into(), "3".into())],
         ..StackOptions::default()
     })
     .await;
+    stack.create_agent("hot.supervisor", &["supervisor"]);
+    let api_token = stack.login("hot.supervisor").await;
+    let console = console_session(&stack, "hot.supervisor").await;
+    // One connection for everything the test does on the product database, taken
+    // once: the server's connection slots are shared with every running test.
+    let mut monitor = Monitor::connect(&stack).await;
     let started = Instant::now();
     // Bulk load: triggers and foreign-key checks off for this transaction (the rows
     // are consistent by construction), as a restore would do.
@@ -436,51 +468,44 @@ async fn a_clean_journey_scans_no_history_and_costs_few_transactions() {
         "BEGIN; SET LOCAL session_replication_role = replica; {} COMMIT;",
         SEED.replace("$HISTORY", &HISTORY.to_string())
     );
-    sqlx::raw_sql(&seed)
-        .execute(&stack.pool)
-        .await
-        .expect("seed the history");
-    // As an aged database is: vacuumed and analyzed (and autovacuum, whose
-    // transactions would count, has nothing left to do).
-    sqlx::raw_sql("VACUUM (ANALYZE)")
-        .execute(&stack.pool)
-        .await
-        .expect("vacuum");
-    sqlx::raw_sql(
+    for sql in [
+        seed.as_str(),
+        // As an aged database is: vacuumed and analyzed; and autovacuum, whose
+        // transactions would be counted, stays off.
+        "VACUUM (ANALYZE)",
         "DO $$ DECLARE t text; BEGIN
            FOR t IN SELECT relname FROM pg_stat_user_tables WHERE schemaname = 'public' LOOP
              EXECUTE format('ALTER TABLE %I SET (autovacuum_enabled = false)', t);
            END LOOP; END $$",
-    )
-    .execute(&stack.pool)
-    .await
-    .expect("autovacuum off");
+    ] {
+        sqlx::raw_sql(sql)
+            .execute(&mut monitor.product)
+            .await
+            .expect("seed the history");
+    }
     println!(
         "seeded {HISTORY} finished cases in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let no_sim_tables: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'carrier_sim'",
-    )
-    .fetch_one(&stack.pool)
-    .await
-    .expect("schemas");
-    assert_eq!(no_sim_tables, 0, "the simulator must use its own database");
+    let sim_tables = monitor
+        .scalar_i64(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'carrier_sim'",
+        )
+        .await;
+    assert_eq!(sim_tables, 0, "the simulator must use its own database");
 
-    stack.create_agent("hot.supervisor", &["supervisor"]);
-    let api_token = stack.login("hot.supervisor").await;
-    let console = console_session(&stack, "hot.supervisor").await;
 
     // A first journey warms the services' statement caches and connections.
     let warm = TestSubscriber::clean(900);
     stack.add_subscriber(&warm).await;
-    journey(&stack, &warm, &mut None).await;
+    let mut meter = Meter::start(monitor).await;
+    journey(&stack, &warm, &mut meter, false).await;
     // The measured one; the number has finished cases in the history as well.
     let s = TestSubscriber::clean(901);
     stack.add_subscriber(&s).await;
 
-    let mut meter = Meter::start(Monitor::connect(&stack).await).await;
-    journey(&stack, &s, &mut Some(&mut meter)).await;
+    meter = Meter::start(meter.monitor).await;
+    journey(&stack, &s, &mut meter, true).await;
     let (status, queue) = stack
         .call(
             stack
