@@ -133,6 +133,8 @@ pub async fn queue(
                   EXISTS (SELECT 1 FROM case_complaints k WHERE k.case_id = c.id AND k.status = 'open') AS "complaint!"
            FROM reactivation_cases c
            WHERE c.state = ANY($1::case_state[])
+             -- Spelled out so the planner reads open cases only (partial index).
+             AND c.state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
            ORDER BY "complaint!" DESC, c.state_entered_at
            LIMIT $2"#,
         states as &[CaseState],

@@ -43,6 +43,8 @@ pub async fn stage_load(
            FROM reactivation_cases c
            LEFT JOIN unnest($2::case_state[], $3::float8[]) AS s(state, secs) ON s.state = c.state
            WHERE c.state = ANY($1::case_state[])
+             -- Spelled out so the planner reads open cases only (partial index).
+             AND c.state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
            GROUP BY c.state
            ORDER BY c.state"#,
         states as &[CaseState],

@@ -111,6 +111,9 @@ pub async fn events_after(
                   c.identity_proven_at
            FROM case_events e JOIN reactivation_cases c ON c.id = e.case_id
            WHERE e.tx_id IS NOT NULL AND (e.tx_id, e.seq) > ($1, $2)
+             -- Implied by the row comparison, but the planner estimates a plain
+             -- bound well: it reads case_events_follow from the cursor on.
+             AND e.tx_id >= $1
              AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
            ORDER BY e.tx_id, e.seq
            LIMIT $3"#,
@@ -148,7 +151,9 @@ pub async fn events_after(
 pub async fn events_pending(db: impl PgExecutor<'_>, cursor: Cursor) -> Result<bool, StoreError> {
     Ok(sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM case_events
-                          WHERE tx_id IS NOT NULL AND (tx_id, seq) > ($1, $2)) AS "pending!""#,
+                          WHERE tx_id IS NOT NULL AND (tx_id, seq) > ($1, $2)
+                            -- Implied, but estimated well: an index read from the cursor on.
+                            AND tx_id >= $1) AS "pending!""#,
         cursor.tx_id,
         cursor.seq,
     )

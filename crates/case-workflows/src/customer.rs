@@ -108,9 +108,15 @@ pub async fn read_status(
     sla: &case_domain::sla::SlaConfig,
     case: &CaseRow,
 ) -> Result<StatusView, WorkflowError> {
-    let timeline = case_store::timeline(pool, case.id).await?;
-    let assessment = case_store::risk::latest_assessment(pool, case.id).await?;
-    let counts = case_store::material::count_material(pool, case.id).await?;
+    // One read-only transaction: one commit, and the three reads see one snapshot.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let timeline = case_store::timeline(&mut *tx, case.id).await?;
+    let assessment = case_store::risk::latest_assessment(&mut *tx, case.id).await?;
+    let counts = case_store::material::count_material(&mut *tx, case.id).await?;
+    tx.commit().await?;
     let eta = crate::eta::case_eta(pool, sla, case, &timeline, Utc::now()).await;
     Ok(status_view(case, timeline, assessment, counts, eta))
 }

@@ -14,10 +14,15 @@ use crate::WorkflowError;
 /// /metrics; the GROUP BY need not run more often).
 pub const REFRESH_EVERY: Duration = Duration::from_secs(10);
 
-/// Sets the `reactivation_cases` gauge of every state from the database.
+/// Sets the `reactivation_cases` gauge of every open state from the database, and the
+/// dead-letter gauges, in one transaction (one round trip's worth of commits per tick).
+/// Terminal states are not counted: that would read the whole history every tick.
 pub async fn refresh_case_gauges(pool: &PgPool) -> Result<(), WorkflowError> {
-    let counts = case_store::cases_per_state(pool).await?;
-    for state in CaseState::ALL {
+    let mut tx = pool.begin().await?;
+    let counts = case_store::cases_per_state(&mut *tx).await?;
+    case_store::queue::publish_dead_gauges(&mut *tx).await?;
+    tx.commit().await?;
+    for state in CaseState::ALL.into_iter().filter(|s| !s.is_terminal()) {
         let n = counts
             .iter()
             .find(|(s, _)| *s == state)
@@ -38,10 +43,7 @@ pub async fn refresh_every(pool: PgPool, every: Duration, stop: impl Future<Outp
             () = &mut stop => return,
             _ = tick.tick() => {
                 if let Err(e) = refresh_case_gauges(&pool).await {
-                    tracing::warn!(error.message = %e, "cannot refresh case gauges");
-                }
-                if let Err(e) = case_store::queue::publish_dead_gauges(&pool).await {
-                    tracing::warn!(error.message = %e, "cannot refresh the dead-letter gauges");
+                    tracing::warn!(error.message = %e, "cannot refresh the case and dead-letter gauges");
                 }
             }
         }

@@ -353,13 +353,19 @@ impl IdentityCases {
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
-        let Some(sends) =
-            store::take_otp_send(&self.pool, case_id, identity::MAX_OTP_SENDS).await?
+        // The case's send and the number's daily budget are taken in one transaction:
+        // when the budget is spent, the case's send is not taken either.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| IdentityError::Internal(e.into()))?;
+        let Some(sends) = store::take_otp_send(&mut *tx, case_id, identity::MAX_OTP_SENDS).await?
         else {
             return Err(IdentityError::TooManyCodes);
         };
-        let daily = number_budget::reserve(
-            &self.pool,
+        let daily = number_budget::reserve_in(
+            &mut tx,
             &Reserve {
                 msisdn: msisdn.e164(),
                 kind: BudgetKind::Code,
@@ -372,9 +378,13 @@ impl IdentityCases {
         )
         .await?;
         if matches!(daily, Reservation::Spent { .. }) {
-            store::return_otp_send(&self.pool, case_id).await?;
+            // Rolled back: the case's send is not taken.
+            drop(tx);
             return Err(IdentityError::TooManyCodes);
         }
+        tx.commit()
+            .await
+            .map_err(|e| IdentityError::Internal(e.into()))?;
         let code = data_protection::one_time_code();
         let code_id = Uuid::now_v7();
         let sent = self
@@ -599,11 +609,15 @@ impl IdentityCases {
                     },
                 )
                 .await;
-                match moved {
-                    Ok(_) => tx
-                        .commit()
-                        .await
-                        .map_err(|e| IdentityError::Internal(e.into()))?,
+                // The answer's count, read before the commit (one transaction).
+                let spent = match moved {
+                    Ok(_) => {
+                        let spent = self.failures(&mut *tx, msisdn).await?;
+                        tx.commit()
+                            .await
+                            .map_err(|e| IdentityError::Internal(e.into()))?;
+                        spent
+                    }
                     // A concurrent proof moved the case first: only that request is
                     // accepted; this one is told where the case is now.
                     Err(StoreError::StaleVersion { .. } | StoreError::Refused(_)) => {
@@ -616,8 +630,7 @@ impl IdentityCases {
                         return Err(IdentityError::OtherCaseProven);
                     }
                     Err(e) => return Err(e.into()),
-                }
-                let spent = self.failures(msisdn).await?;
+                };
                 Ok(Verdict {
                     accepted: true,
                     remaining_attempts: identity::remaining_attempts(spent),
@@ -626,7 +639,7 @@ impl IdentityCases {
             IdentityDecision::Failed => {
                 number_budget::settle_proof(&self.pool, slot, ProofOutcome::Failed).await?;
                 store::record_failed_attempt(&self.pool, case_id).await?;
-                let spent = self.failures(msisdn).await?;
+                let spent = self.failures(&self.pool, msisdn).await?;
                 if identity::locked_out(spent) {
                     self.escalate(case).await?;
                 }
@@ -639,9 +652,13 @@ impl IdentityCases {
     }
 
     /// Failed proofs on the number in the window (not those still being judged).
-    async fn failures(&self, msisdn: &Msisdn) -> Result<i32, IdentityError> {
+    async fn failures(
+        &self,
+        db: impl sqlx::PgExecutor<'_>,
+        msisdn: &Msisdn,
+    ) -> Result<i32, IdentityError> {
         let used = number_budget::window_use(
-            &self.pool,
+            db,
             msisdn.e164(),
             BudgetKind::Proof,
             identity::budget_window(),
