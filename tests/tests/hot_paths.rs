@@ -448,7 +448,6 @@ async fn journey(
 }
 
 #[tokio::test]
-#[ignore = "case_events is still read by a sequential scan during create, verify and the queue read (source not found yet, issue 12 item 1); run with --run-ignored"]
 async fn a_clean_journey_scans_no_history_and_costs_few_transactions() {
     // The simulator gets a database of its own (created and dropped here).
     let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");

@@ -36,7 +36,11 @@ pub async fn state_figures(
                   count(*) AS "samples!",
                   count(*) FILTER (WHERE e.at >= $2) AS "recent!"
            FROM case_events e
-           JOIN case_events p ON p.case_id = e.case_id AND p.version = e.version - 1
+           -- LATERAL: the entering event is looked up per exit through the
+           -- (case_id, version) key, so the cost follows the exits in the window,
+           -- never the whole event log (a plain join let the planner hash all of it).
+           CROSS JOIN LATERAL (SELECT p.at FROM case_events p
+                               WHERE p.case_id = e.case_id AND p.version = e.version - 1) p
            WHERE e.at >= $1 AND e.from_state IS NOT NULL
            GROUP BY e.from_state"#,
         since,

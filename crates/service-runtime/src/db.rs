@@ -151,7 +151,15 @@ pub async fn connect_with_retry(
 /// connection first (a pool retries a refused connection until its acquire timeout
 /// and then reports only the timeout), then the pool.
 pub async fn try_connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
+    // Custom plans always: sqlx prepares every statement, and after five runs
+    // Postgres may switch a statement to a generic plan costed with average
+    // selectivities. For the hot queries, whose good plan depends on the values
+    // (a follower's cursor near the end of the event log, a time window, one
+    // number), the generic plan is a sequential scan of the whole history once the
+    // history is large (tests/tests/hot_paths.rs). Planning each run costs far less.
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .options([("plan_cache_mode", "force_custom_plan")]);
     let probe = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options))
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
