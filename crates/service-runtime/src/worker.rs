@@ -102,16 +102,7 @@ pub trait ClaimSource: Send + Sync + 'static {
         lease: Duration,
         max: usize,
     ) -> impl Future<Output = anyhow::Result<Vec<Self::Claim>>> + Send {
-        async move {
-            let mut claims = Vec::new();
-            while claims.len() < max {
-                match self.claim(pool, worker, lease).await? {
-                    Some(claim) => claims.push(claim),
-                    None => break,
-                }
-            }
-            Ok(claims)
-        }
+        claim_one_at_a_time(max, move || self.claim(pool, worker, lease))
     }
     /// Extends the claim's lease.
     fn renew(
@@ -137,6 +128,23 @@ pub trait ClaimSource: Send + Sync + 'static {
     /// Whether `error` means the case moved on while it was processed (lease lost,
     /// stale version): it is left alone and not counted as a failure.
     fn superseded(&self, error: &anyhow::Error) -> bool;
+}
+
+/// The default batch claim of both sources: up to `max` single claims, stopping at
+/// the first that finds nothing.
+async fn claim_one_at_a_time<T, F, Fut>(max: usize, mut claim: F) -> anyhow::Result<Vec<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let mut claimed = Vec::new();
+    while claimed.len() < max {
+        match claim().await? {
+            Some(item) => claimed.push(item),
+            None => break,
+        }
+    }
+    Ok(claimed)
 }
 
 /// What a case step did with a claimed case.
@@ -201,16 +209,7 @@ pub trait OutboxSource: Send + Sync + 'static {
         lease: Duration,
         max: usize,
     ) -> impl Future<Output = anyhow::Result<Vec<Self::Message>>> + Send {
-        async move {
-            let mut messages = Vec::new();
-            while messages.len() < max {
-                match self.claim(pool, worker, lease).await? {
-                    Some(message) => messages.push(message),
-                    None => break,
-                }
-            }
-            Ok(messages)
-        }
+        claim_one_at_a_time(max, move || self.claim(pool, worker, lease))
     }
     /// Extends the message's lease.
     fn renew(
