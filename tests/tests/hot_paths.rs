@@ -29,9 +29,8 @@ use std::{
 
 use reqwest::header;
 use serde_json::json;
-use sqlx::{Connection, PgConnection, Row};
-use system_tests::{AGENT_PASSWORD, Stack, StackOptions, TestSubscriber, with_database};
-use uuid::Uuid;
+use sqlx::{PgConnection, Row};
+use system_tests::{AGENT_PASSWORD, Stack, StackOptions, TestSubscriber};
 
 /// Finished cases seeded before the journey.
 const HISTORY: i64 = 200_000;
@@ -449,40 +448,11 @@ async fn journey(
 
 #[tokio::test]
 async fn a_clean_journey_scans_no_history_and_costs_few_transactions() {
-    // The simulator gets a database of its own (created and dropped here).
+    // The simulator gets a database of its own (the harness creates, migrates and
+    // drops it), so the product database's counters hold the product's work only.
     let admin_url = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let sim_db = format!("systest_sim_{}", Uuid::new_v4().simple());
-    let sim_url = with_database(&admin_url, &sim_db);
-    // The server's connection slots are shared with every running test: retry a while.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut admin = loop {
-        match PgConnection::connect(&admin_url).await {
-            Ok(c) => break c,
-            Err(e) => assert!(Instant::now() < deadline, "admin connection: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    sqlx::raw_sql(&format!("CREATE DATABASE {sim_db}"))
-        .execute(&mut admin)
-        .await
-        .expect("simulator database");
-    let _drop_sim = DropDatabase {
-        admin_url: admin_url.clone(),
-        name: sim_db.clone(),
-    };
-    // `serve` checks the product's tables at start, whichever service it runs.
-    let migrated = std::process::Command::new(system_tests::binary())
-        .arg("migrate")
-        .env("DATABASE_URL", &sim_url)
-        .output()
-        .expect("run migrate");
-    assert!(
-        migrated.status.success(),
-        "migrate the simulator's database"
-    );
-
     let stack = Stack::start_with(StackOptions {
-        service_env: vec![("carrier-sim", "DATABASE_URL".into(), sim_url.clone())],
+        carrier_database_server: Some(admin_url),
         // Few connections per process: the server's slots are shared with every test.
         env: vec![("REACTIVATION_DB_MAX_CONNECTIONS".into(), "3".into())],
         ..StackOptions::default()
@@ -594,32 +564,4 @@ async fn a_clean_journey_scans_no_history_and_costs_few_transactions() {
     // transactions this test does not attribute (about 25 per 11 s window in the
     // queue-read and dashboard stages, which should cost 2-4), so it overstates.
     println!("budget for a clean journey: {JOURNEY_BUDGET} transactions (not asserted yet)");
-}
-
-/// Drops a database the test created, when the test ends (passed or failed).
-struct DropDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for DropDatabase {
-    fn drop(&mut self) {
-        let (url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(mut admin) = PgConnection::connect(&url).await {
-                    let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
 }
