@@ -212,6 +212,10 @@ test('an analyst claims, requests information, sees the answer arrive live, appr
     assert.deepEqual(after, { marker: 'still the same page', loadedAt }, 'updated without a reload');
     assert.match(await page.locator('#h-expl').locator('..').innerText(), /\+86\*{7}7031/, 'counterparties masked');
     const img = page.locator('figure.evidence img');
+    // The image loads lazily: bring it into view (the page grew with the departments
+    // and supervision cards), then wait for it.
+    await img.waitFor({ state: 'attached' });
+    await img.scrollIntoViewIfNeeded();
     await img.waitFor();
     await page.waitForFunction(() => {
       const i = document.querySelector('figure.evidence img');

@@ -341,6 +341,9 @@ impl Stack {
                     options.poll_secs.to_string(),
                 ),
                 ("REACTIVATION_DB_MAX_CONNECTIONS".into(), "5".into()),
+                // Messages go at once (a test of the window that collapses a case's
+                // quick transitions into one message sets it through `options.env`).
+                ("REACTIVATION_MESSAGE_WINDOW_SECONDS".into(), "0".into()),
                 // Every test's client is 127.0.0.1: per-client limits would throttle the
                 // suite. A test of the limits sets them back on through `options.env`.
                 ("REACTIVATION_RATE_LIMITS".into(), "off".into()),

@@ -553,7 +553,7 @@ async fn a_rejection_is_appealed_once_within_fifteen_days_and_never_for_the_extr
     // The extreme tier's remedy is a store visit, not an appeal.
     let extreme = TestSubscriber::clean(222);
     add_subscriber(&stack, &extreme, &[], "police_request").await;
-    let (refused, refused_token) = open_and_verify(&stack, &extreme, "rejected").await;
+    let (refused, refused_token) = open_and_verify(&stack, &extreme, "awaiting_store_visit").await;
     let (_, status_body) = stack.status(&refused, &refused_token).await;
     assert_eq!(status_body["needs"], json!(["store_visit"]));
     let (status, problem) = post_json(&stack, &refused, &refused_token, "appeal", &appeal).await;

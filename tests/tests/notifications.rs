@@ -107,8 +107,8 @@ async fn every_customer_relevant_transition_sends_one_message_in_the_subscribers
         .collect();
     assert_eq!(bodies.len(), relevant.len(), "{bodies:#?}");
     for body in &bodies {
-        assert!(body.starts_with("【复机服务】号码+86*******"), "{body}");
-        assert!(body.contains("投诉"), "{body}");
+        assert!(body.starts_with("【复机服务】尾号"), "{body}");
+        assert!(case_domain::sms::fits_one(body), "one SMS segment: {body}");
         assert!(
             !body.contains(&s.msisdn[3..]),
             "the number is masked: {body}"
@@ -118,7 +118,7 @@ async fn every_customer_relevant_transition_sends_one_message_in_the_subscribers
     let expected = [
         "我们已收到您的复机申请",
         "身份已核验",
-        "安全人员将审核",
+        "安全人员",
         "部分通过",
         "已恢复来电和短信接收",
         "您的申请已通过",
@@ -128,7 +128,9 @@ async fn every_customer_relevant_transition_sends_one_message_in_the_subscribers
         assert!(body.contains(words), "expected {words}: {body}");
     }
     // While a department had the case, the message said when it should be done.
-    assert!(bodies[2].contains("预计完成时间"), "{}", bodies[2]);
+    assert!(bodies[2].contains("预计北京时间"), "{}", bodies[2]);
+    // The final message names the complaint path.
+    assert!(bodies[6].contains("投诉"), "{}", bodies[6]);
     // The subscriber's status shows an ETA computed the same way.
     assert!(review["eta"].is_string(), "{review}");
     assert!(done["eta"].is_null());

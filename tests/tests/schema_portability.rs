@@ -14,13 +14,9 @@ use sqlx::PgPool;
 
 /// Trigger functions allowed to call `pg_notify`: (function, why and what to do before
 /// the table it fires on is distributed).
-const NOTIFYING_TRIGGERS_ALLOWED: &[(&str, &str)] = &[(
-    "feed_case_event_to_webhooks",
-    "queues each case event for outbound webhooks in the transaction of the transition \
-     and wakes the webhooks service; fires on case_events, which stays on the \
-     coordinator until sharding, when the insert into webhook_event_feed and its \
-     NOTIFY move into case_store's transition statement (docs/scaling.md)",
-)];
+/// Empty: the last one, `feed_case_event_to_webhooks`, no longer notifies (the
+/// transition's one `case_changed` notification wakes the webhook fan-out).
+const NOTIFYING_TRIGGERS_ALLOWED: &[(&str, &str)] = &[];
 
 /// Every function in the `public` schema that a trigger executes, with whether its
 /// source calls `pg_notify`, and the tables it fires on.

@@ -268,7 +268,8 @@ async fn dev_seeds_only_when_asked_and_serve_refuses_a_database_it_seeded() {
     assert!(!printed.contains("Demo agent logins"), "{printed}");
     assert!(demo_agents().await.is_empty());
 
-    // With --demo-data: the six demo agents, each marked demo.
+    // With --demo-data: the seven demo agents (one per role, a second analyst for
+    // four-eyes appeals), each marked demo.
     let log = logs.join(format!("{}-dev-demo.log", uuid::Uuid::new_v4().simple()));
     let (env, ready) = dev_env();
     let mut dev = spawn(&["dev", "--demo-data"], &env, Some(&log));
@@ -276,7 +277,7 @@ async fn dev_seeds_only_when_asked_and_serve_refuses_a_database_it_seeded() {
     let _ = dev.kill();
     let _ = dev.wait();
     let agents = demo_agents().await;
-    assert_eq!(agents.len(), 6, "{agents:?}");
+    assert_eq!(agents.len(), 7, "{agents:?}");
     assert!(agents.iter().all(|(_, demo)| *demo), "{agents:?}");
 
     // serve refuses that database, naming the variable and the accounts.

@@ -323,7 +323,7 @@ pub fn parse_roles<S: AsRef<str>>(names: &[S]) -> Result<Vec<Role>, String> {
             }
             _ => {
                 return Err(format!(
-                    "{} is not an agent role (cs, security, technical, supervisor, admin)",
+                    "{} is not an agent role (cs, store, security, technical, supervisor, admin)",
                     name.as_ref().escape_debug()
                 ));
             }

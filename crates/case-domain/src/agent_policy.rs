@@ -13,13 +13,22 @@ use crate::{CaseEvent, CaseState, Department, Role, events_for};
 pub const CLAIM_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// Agents who work cases (everyone but admins) may read the shared case view.
-pub const CASE_READERS: &[Role] = &[Role::Cs, Role::Security, Role::Technical, Role::Supervisor];
+pub const CASE_READERS: &[Role] = &[
+    Role::Cs,
+    Role::Store,
+    Role::Security,
+    Role::Technical,
+    Role::Supervisor,
+];
 
 /// Agents who may see personal data unmasked (always with a recorded reason).
 pub const UNMASKERS: &[Role] = &[Role::Security, Role::Supervisor];
 
 /// Who may export a case's regulator dossier.
 pub const DOSSIER_READERS: &[Role] = &[Role::Supervisor, Role::Security, Role::Cs];
+
+/// Who may look numbers up and record the in-person check of a store visit.
+pub const STORE_AGENTS: &[Role] = &[Role::Store, Role::Supervisor];
 
 /// Who may read the supervisors' views: the false-positive report and the escalations.
 pub const SUPERVISORS: &[Role] = &[Role::Supervisor];

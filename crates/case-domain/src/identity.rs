@@ -45,22 +45,24 @@ pub fn unproven_case_lifetime() -> Duration {
     Duration::hours(24)
 }
 
-/// Whether `event` proves the requester's identity (by the policy, or by a CS agent).
+/// Whether `event` proves the requester's identity (by the policy, by a CS agent, or
+/// by a store agent who saw the original ID card in person).
 /// From then on the case is the number's one case past identity.
 pub fn proves_identity(event: CaseEvent) -> bool {
     matches!(
         event,
-        CaseEvent::ProofsAccepted | CaseEvent::IdentityVerified
+        CaseEvent::ProofsAccepted | CaseEvent::IdentityVerified | CaseEvent::StoreVisitVerified
     )
 }
 
 /// The states an open case that has not proven identity can be in; when another
 /// case for the number proves identity, these are closed as superseded.
-pub const SUPERSEDABLE: [CaseState; 4] = [
+pub const SUPERSEDABLE: [CaseState; 5] = [
     CaseState::AwaitingIdentity,
     CaseState::IdentityReview,
     CaseState::AwaitingCustomerIdentity,
     CaseState::Rejected,
+    CaseState::AwaitingStoreVisit,
 ];
 
 /// When a spent budget frees its next slot: 24 hours after the oldest use still in the window.
@@ -164,7 +166,12 @@ mod tests {
         for e in CaseEvent::ALL {
             assert_eq!(
                 proves_identity(e),
-                matches!(e, CaseEvent::ProofsAccepted | CaseEvent::IdentityVerified),
+                matches!(
+                    e,
+                    CaseEvent::ProofsAccepted
+                        | CaseEvent::IdentityVerified
+                        | CaseEvent::StoreVisitVerified
+                ),
                 "{e}"
             );
         }

@@ -23,13 +23,21 @@ pub use values::{CaseId, Channel, Locale, Restoration, UnknownValue, hex};
 
 pub mod account;
 pub mod agent_policy;
+pub mod assisted;
 pub mod complaint;
+pub mod complaint_notice;
 pub mod decision;
 pub mod eta;
 pub mod identity;
+pub mod ladder;
+
 pub mod material;
 pub mod notice;
 pub mod progress;
+pub mod retention;
 pub mod risk;
+pub mod route;
 pub mod sla;
+pub mod sms;
 pub mod subscriber_policy;
+pub mod supervision;

@@ -38,6 +38,11 @@ pub enum CaseState {
     PartiallyReactivated,
     /// Refused with a reason code and remedy; the subscriber may appeal once in 15 days.
     Rejected,
+    /// The tier asks for a store visit (extreme at opening, or refused online on risk):
+    /// the case waits on the subscriber to show the original ID card at a store, where
+    /// a store agent records the in-person check. Owned by the subscriber (the SLA
+    /// clock is stopped); reminders and an expiry come from the timers service.
+    AwaitingStoreVisit,
     /// Terminal: the number works again.
     Reactivated,
     /// Terminal: withdrawn by the subscriber (or on their behalf).
@@ -50,7 +55,7 @@ pub enum CaseState {
 
 impl CaseState {
     /// Every state, in lifecycle order.
-    pub const ALL: [CaseState; 14] = [
+    pub const ALL: [CaseState; 15] = [
         Self::AwaitingIdentity,
         Self::IdentityReview,
         Self::AwaitingCustomerIdentity,
@@ -61,6 +66,7 @@ impl CaseState {
         Self::ProvisioningFailed,
         Self::PartiallyReactivated,
         Self::Rejected,
+        Self::AwaitingStoreVisit,
         Self::Reactivated,
         Self::Cancelled,
         Self::Expired,
@@ -83,6 +89,7 @@ impl CaseState {
             Self::ProvisioningFailed => "provisioning_failed",
             Self::PartiallyReactivated => "partially_reactivated",
             Self::Rejected => "rejected",
+            Self::AwaitingStoreVisit => "awaiting_store_visit",
             Self::Reactivated => "reactivated",
             Self::Cancelled => "cancelled",
             Self::Expired => "expired",
@@ -113,9 +120,10 @@ impl CaseState {
                 Some(Security)
             }
             Self::Provisioning | Self::ProvisioningFailed => Some(Technical),
-            Self::AwaitingCustomerIdentity | Self::AwaitingCustomerSecurity | Self::Rejected => {
-                Some(Subscriber)
-            }
+            Self::AwaitingCustomerIdentity
+            | Self::AwaitingCustomerSecurity
+            | Self::Rejected
+            | Self::AwaitingStoreVisit => Some(Subscriber),
             Self::Reactivated | Self::Cancelled | Self::Expired | Self::Closed => None,
         }
     }
@@ -167,8 +175,15 @@ pub enum CaseEvent {
     RiskCleared,
     /// The risk rules graded the number above the lowest tier: a security analyst reviews.
     RiskFlagged,
-    /// The risk rules refused online reactivation (extreme tier): the remedy is a store visit.
+    /// The risk rules refused online reactivation (extreme tier): the remedy is a store
+    /// visit, and the case waits for it.
     RiskRefused,
+    /// The tier read when the case opened asks for a store visit before anything else
+    /// (extreme): the case waits for it.
+    StoreVisitRequired,
+    /// A store agent saw the original ID card in person and compared the face
+    /// (`in_person_id`, the strongest proof): the case goes on to risk assessment.
+    StoreVisitVerified,
     /// A security analyst approved full restoration.
     Approved,
     /// A security analyst approved inbound-only restoration first (半恢复).
@@ -200,7 +215,7 @@ pub enum CaseEvent {
 
 impl CaseEvent {
     /// Every event.
-    pub const ALL: [CaseEvent; 22] = [
+    pub const ALL: [CaseEvent; 24] = [
         Self::Opened,
         Self::ProofsAccepted,
         Self::IdentityEscalated,
@@ -210,6 +225,8 @@ impl CaseEvent {
         Self::RiskCleared,
         Self::RiskFlagged,
         Self::RiskRefused,
+        Self::StoreVisitRequired,
+        Self::StoreVisitVerified,
         Self::Approved,
         Self::PartlyApproved,
         Self::Rejected,
@@ -237,6 +254,8 @@ impl CaseEvent {
             Self::RiskCleared => "risk_cleared",
             Self::RiskFlagged => "risk_flagged",
             Self::RiskRefused => "risk_refused",
+            Self::StoreVisitRequired => "store_visit_required",
+            Self::StoreVisitVerified => "store_visit_verified",
             Self::Approved => "approved",
             Self::PartlyApproved => "partly_approved",
             Self::Rejected => "rejected",
@@ -254,7 +273,7 @@ impl CaseEvent {
     }
 
     /// The agent API's action names (`POST /v1/agent/cases/{id}/actions`) and the event each means.
-    pub const AGENT_ACTIONS: [(&'static str, CaseEvent); 8] = [
+    pub const AGENT_ACTIONS: [(&'static str, CaseEvent); 9] = [
         ("verify_identity", Self::IdentityVerified),
         ("request_info", Self::InfoRequested),
         ("approve", Self::Approved),
@@ -263,6 +282,8 @@ impl CaseEvent {
         ("retry_provisioning", Self::ProvisioningRetried),
         ("resolve_manually", Self::ResolvedManually),
         ("close", Self::Closed),
+        // A supervisor withdraws the request on the subscriber's behalf (reason required).
+        ("cancel", Self::Cancelled),
     ];
 
     /// The event an agent action name stands for.
@@ -288,7 +309,7 @@ impl fmt::Display for CaseEvent {
     }
 }
 
-/// Who may cause events. Agents hold one or more of cs, security, technical,
+/// Who may cause events. Agents hold one or more of cs, store, security, technical,
 /// supervisor, admin; `customer` is the subscriber holding the case token; `system`
 /// is a service worker or a timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -303,6 +324,8 @@ pub enum Role {
     Customer,
     /// Customer-service agent.
     Cs,
+    /// Store (营业厅) agent: sees the subscriber and the original ID card in person.
+    Store,
     /// Security analyst.
     Security,
     /// Technical (network) staff.
@@ -317,9 +340,10 @@ pub enum Role {
 
 impl Role {
     /// Every role.
-    pub const ALL: [Role; 7] = [
+    pub const ALL: [Role; 8] = [
         Self::Customer,
         Self::Cs,
+        Self::Store,
         Self::Security,
         Self::Technical,
         Self::Supervisor,
@@ -328,8 +352,9 @@ impl Role {
     ];
 
     /// The roles an agent account can hold.
-    pub const AGENT_ROLES: [Role; 5] = [
+    pub const AGENT_ROLES: [Role; 6] = [
         Self::Cs,
+        Self::Store,
         Self::Security,
         Self::Technical,
         Self::Supervisor,
@@ -341,6 +366,7 @@ impl Role {
         match self {
             Self::Customer => "customer",
             Self::Cs => "cs",
+            Self::Store => "store",
             Self::Security => "security",
             Self::Technical => "technical",
             Self::Supervisor => "supervisor",
@@ -474,6 +500,7 @@ const fn t(from: S, event: E, to: S, roles: &'static [R]) -> Transition {
 const SYSTEM: &[R] = &[R::System];
 const CUSTOMER: &[R] = &[R::Customer];
 const CS: &[R] = &[R::Cs, R::Supervisor];
+const STORE: &[R] = &[R::Store, R::Supervisor];
 const SECURITY: &[R] = &[R::Security, R::Supervisor];
 const TECHNICAL: &[R] = &[R::Technical, R::Supervisor];
 const WITHDRAW: &[R] = &[R::Customer, R::Supervisor];
@@ -498,6 +525,12 @@ pub const TRANSITIONS: &[Transition] = &[
     t(S::AwaitingIdentity, E::Superseded, S::Cancelled, SYSTEM),
     t(S::AwaitingIdentity, E::Cancelled, S::Cancelled, WITHDRAW),
     t(S::AwaitingIdentity, E::Expired, S::Expired, SYSTEM),
+    t(
+        S::AwaitingIdentity,
+        E::StoreVisitRequired,
+        S::AwaitingStoreVisit,
+        SYSTEM,
+    ),
     t(
         S::IdentityReview,
         E::IdentityVerified,
@@ -535,7 +568,12 @@ pub const TRANSITIONS: &[Transition] = &[
     // Security: risk.
     t(S::RiskAssessment, E::RiskCleared, S::Provisioning, SYSTEM),
     t(S::RiskAssessment, E::RiskFlagged, S::SecurityReview, SYSTEM),
-    t(S::RiskAssessment, E::RiskRefused, S::Rejected, SYSTEM),
+    t(
+        S::RiskAssessment,
+        E::RiskRefused,
+        S::AwaitingStoreVisit,
+        SYSTEM,
+    ),
     t(S::RiskAssessment, E::Cancelled, S::Cancelled, WITHDRAW),
     t(S::SecurityReview, E::Approved, S::Provisioning, SECURITY),
     t(
@@ -576,6 +614,16 @@ pub const TRANSITIONS: &[Transition] = &[
     t(S::Rejected, E::Cancelled, S::Cancelled, WITHDRAW),
     t(S::Rejected, E::Closed, S::Closed, SYSTEM),
     t(S::Rejected, E::Superseded, S::Cancelled, SYSTEM),
+    // The store visit: a store agent checks the original ID card in person.
+    t(
+        S::AwaitingStoreVisit,
+        E::StoreVisitVerified,
+        S::RiskAssessment,
+        STORE,
+    ),
+    t(S::AwaitingStoreVisit, E::Cancelled, S::Cancelled, WITHDRAW),
+    t(S::AwaitingStoreVisit, E::Expired, S::Expired, SYSTEM),
+    t(S::AwaitingStoreVisit, E::Superseded, S::Cancelled, SYSTEM),
     // Technical: provisioning.
     t(S::Provisioning, E::Restored, S::Reactivated, SYSTEM),
     t(
@@ -707,6 +755,11 @@ mod tests {
         (S::AwaitingIdentity, E::Superseded, S::Cancelled),
         (S::AwaitingIdentity, E::Cancelled, S::Cancelled),
         (S::AwaitingIdentity, E::Expired, S::Expired),
+        (
+            S::AwaitingIdentity,
+            E::StoreVisitRequired,
+            S::AwaitingStoreVisit,
+        ),
         (S::IdentityReview, E::IdentityVerified, S::RiskAssessment),
         (
             S::IdentityReview,
@@ -726,7 +779,7 @@ mod tests {
         (S::AwaitingCustomerIdentity, E::Superseded, S::Cancelled),
         (S::RiskAssessment, E::RiskCleared, S::Provisioning),
         (S::RiskAssessment, E::RiskFlagged, S::SecurityReview),
-        (S::RiskAssessment, E::RiskRefused, S::Rejected),
+        (S::RiskAssessment, E::RiskRefused, S::AwaitingStoreVisit),
         (S::RiskAssessment, E::Cancelled, S::Cancelled),
         (S::SecurityReview, E::Approved, S::Provisioning),
         (S::SecurityReview, E::PartlyApproved, S::Provisioning),
@@ -750,6 +803,14 @@ mod tests {
         (S::Rejected, E::Cancelled, S::Cancelled),
         (S::Rejected, E::Superseded, S::Cancelled),
         (S::Rejected, E::Closed, S::Closed),
+        (
+            S::AwaitingStoreVisit,
+            E::StoreVisitVerified,
+            S::RiskAssessment,
+        ),
+        (S::AwaitingStoreVisit, E::Cancelled, S::Cancelled),
+        (S::AwaitingStoreVisit, E::Expired, S::Expired),
+        (S::AwaitingStoreVisit, E::Superseded, S::Cancelled),
         (S::Provisioning, E::Restored, S::Reactivated),
         (S::Provisioning, E::PartlyRestored, S::PartiallyReactivated),
         (
@@ -893,6 +954,50 @@ mod tests {
             ),
             (S::Rejected, E::Appealed, R::Customer, Ok(S::SecurityReview)),
             (
+                S::AwaitingStoreVisit,
+                E::StoreVisitVerified,
+                R::Store,
+                Ok(S::RiskAssessment),
+            ),
+            (
+                S::AwaitingStoreVisit,
+                E::StoreVisitVerified,
+                R::Supervisor,
+                Ok(S::RiskAssessment),
+            ),
+            // Only a store agent (or a supervisor) records the in-person check.
+            (
+                S::AwaitingStoreVisit,
+                E::StoreVisitVerified,
+                R::Cs,
+                Err(Forbidden {
+                    from: S::AwaitingStoreVisit,
+                    event: E::StoreVisitVerified,
+                    role: R::Cs,
+                }),
+            ),
+            (
+                S::AwaitingStoreVisit,
+                E::StoreVisitVerified,
+                R::Customer,
+                Err(Forbidden {
+                    from: S::AwaitingStoreVisit,
+                    event: E::StoreVisitVerified,
+                    role: R::Customer,
+                }),
+            ),
+            // A store agent takes no other decision.
+            (
+                S::SecurityReview,
+                E::Approved,
+                R::Store,
+                Err(Forbidden {
+                    from: S::SecurityReview,
+                    event: E::Approved,
+                    role: R::Store,
+                }),
+            ),
+            (
                 S::Reactivated,
                 E::Cancelled,
                 R::Supervisor,
@@ -919,6 +1024,7 @@ mod tests {
             E::Approved,
             E::PartlyApproved,
             E::IdentityVerified,
+            E::StoreVisitVerified,
             E::Appealed,
             E::CustomerResponded,
         ] {

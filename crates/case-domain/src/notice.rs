@@ -2,15 +2,22 @@
 //! and the message texts (zh-CN and English) for transitions, reminders and
 //! carrier suspension notices.
 //!
-//! Messages name the number only masked (`+86*******8001`), never the name or the
-//! ID number, and contain no six-digit runs (those are one-time codes). Times are
-//! shown in Beijing time (UTC+8).
+//! Messages name the number only masked (`+86*******8001`, in Chinese `尾号8001`),
+//! never the name or the ID number, and contain no six-digit runs (those are
+//! one-time codes). Times are shown in Beijing time (UTC+8).
+//!
+//! Every text fits one billed SMS segment where the content allows ([`crate::sms`]:
+//! 70 characters once any Chinese character is in it, 160 GSM-7 characters in
+//! English): a quoted reason or question that would not fit is left to the case
+//! page (the headline says so), and the complaint hint is added only where it fits.
+//! A unit test measures every template in both languages with worst-case values.
 
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::{
     CaseEvent, CaseState, Msisdn,
     risk::{Need, ReasonCode},
+    sms,
 };
 
 /// The longest agent-written reason quoted in a message, in characters.
@@ -24,9 +31,10 @@ pub fn notifies_subscriber(event: CaseEvent) -> bool {
     use CaseEvent::*;
     match event {
         Opened | ProofsAccepted | IdentityEscalated | IdentityVerified | InfoRequested
-        | CustomerResponded | RiskFlagged | RiskRefused | Approved | PartlyApproved | Rejected
-        | Appealed | Restored | PartlyRestored | ProvisioningFailed | ResolvedManually
-        | Superseded | Cancelled | Expired | Closed => true,
+        | CustomerResponded | RiskFlagged | RiskRefused | StoreVisitRequired
+        | StoreVisitVerified | Approved | PartlyApproved | Rejected | Appealed | Restored
+        | PartlyRestored | ProvisioningFailed | ResolvedManually | Superseded | Cancelled
+        | Expired | Closed => true,
         RiskCleared | ProvisioningRetried => false,
     }
 }
@@ -56,18 +64,16 @@ fn clip(text: &str) -> String {
 
 fn need_text(need: Need, locale: &str) -> Option<&'static str> {
     let text = match (need, zh(locale)) {
-        (Need::IdentityProof, false) => {
-            "prove your identity with a one-time code or your service password"
-        }
-        (Need::IdentityProof, true) => "通过验证码或服务密码证明您的身份",
-        (Need::Explanation, false) => "explain the flagged contacts and traffic",
-        (Need::Explanation, true) => "说明被标记的联系人和通信情况",
-        (Need::Evidence, false) => "upload supporting documents",
+        (Need::IdentityProof, false) => "prove it is you (code or service password)",
+        (Need::IdentityProof, true) => "用验证码或服务密码验证身份",
+        (Need::Explanation, false) => "explain the flagged use",
+        (Need::Explanation, true) => "说明被标记的通信",
+        (Need::Evidence, false) => "upload documents",
         (Need::Evidence, true) => "上传证明材料",
-        (Need::StoreVisit, false) => "visit a store of your carrier with your original ID card",
-        (Need::StoreVisit, true) => "携带本人身份证原件前往营业厅",
-        (Need::Information, false) => "answer the agent's request on your case page",
-        (Need::Information, true) => "在复机申请页面回复工作人员的要求",
+        (Need::StoreVisit, false) => "visit a store with your original ID card",
+        (Need::StoreVisit, true) => "携带身份证原件前往营业厅",
+        (Need::Information, false) => "answer the agent on your case page",
+        (Need::Information, true) => "在申请页面回复工作人员",
         // Not the subscriber's to do.
         (Need::SecurityReview, _) => return None,
     };
@@ -79,25 +85,93 @@ fn needs_line(needs: &[Need], locale: &str) -> Option<String> {
     if items.is_empty() {
         None
     } else if zh(locale) {
-        Some(format!("需要您：{}。", items.join("；")))
+        Some(format!("请{}。", items.join("；")))
     } else {
-        Some(format!("What you need to do: {}.", items.join("; ")))
+        Some(format!("To do: {}.", items.join("; ")))
     }
 }
 
 fn complaint_line(locale: &str) -> &'static str {
     if zh(locale) {
-        "如有不满，可在App或网页的复机申请页面提交投诉，我们将在15天内答复。"
+        "如有异议可在申请页投诉。"
     } else {
-        "Not satisfied? Send a complaint from your case page in the app or on the web; we answer within 15 days."
+        "Disagree? Complain on your case page (answer in 15 days)."
     }
 }
 
-fn prefix(msisdn: &Msisdn, locale: &str) -> String {
+/// A time in Beijing time without the year (`12-02 18:30`), for the short Chinese texts.
+fn beijing_short(at: DateTime<Utc>) -> String {
+    let offset = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    at.with_timezone(&offset).format("%m-%d %H:%M").to_string()
+}
+
+fn deadline_line(deadline: DateTime<Utc>, locale: &str) -> String {
     if zh(locale) {
-        format!("【复机服务】号码{}：", msisdn.masked())
+        format!(
+            "请于北京时间{}前处理，逾期申请将失效。",
+            beijing_short(deadline)
+        )
     } else {
-        format!("[Reactivation] Number {}: ", msisdn.masked())
+        format!(
+            "Act by {} Beijing time or it lapses.",
+            beijing_short(deadline)
+        )
+    }
+}
+
+fn eta_line(eta: DateTime<Utc>, locale: &str) -> String {
+    if zh(locale) {
+        format!("预计北京时间{}前完成。", beijing_short(eta))
+    } else {
+        format!("ETA {} Beijing time.", beijing_short(eta))
+    }
+}
+
+/// The number as messages name it: masked (`+86*******8001`; in Chinese `尾号8001`,
+/// the usual form of carrier texts).
+fn prefix(msisdn: &Msisdn, locale: &str) -> String {
+    let masked = msisdn.masked();
+    if zh(locale) {
+        let tail = &masked[masked.len().saturating_sub(4)..];
+        format!("【复机服务】尾号{tail}：")
+    } else {
+        format!("Reactivation {masked}: ")
+    }
+}
+
+/// The parts of a message; [`assemble`] makes them fit one SMS segment where the
+/// content allows.
+struct Parts {
+    /// The headline with what it quotes (an agent's words, the risk reasons).
+    full: String,
+    /// The headline pointing to the case page instead of quoting, if it quotes.
+    short: Option<String>,
+    /// What follows (needs, deadline, ETA), always sent.
+    tail: Vec<String>,
+    /// Sent only when the message still fits one segment with it.
+    optional: Option<String>,
+}
+
+/// Joins the parts: the quote is kept only when the whole fits one segment (else
+/// the headline points to the case page, where everything is shown), and the
+/// optional line only when it still fits.
+fn assemble(prefix: &str, p: Parts, locale: &str) -> String {
+    let sep = if zh(locale) { "" } else { " " };
+    let join = |head: &str, optional: Option<&str>| {
+        let mut parts: Vec<&str> = vec![head];
+        parts.extend(p.tail.iter().map(String::as_str));
+        parts.extend(optional);
+        format!("{prefix}{}", parts.join(sep))
+    };
+    let head = match &p.short {
+        Some(short) if !sms::fits_one(&join(&p.full, None)) => short.as_str(),
+        _ => p.full.as_str(),
+    };
+    let with_optional = join(head, p.optional.as_deref());
+    if p.optional.is_some() && sms::fits_one(&with_optional) {
+        with_optional
+    } else {
+        join(head, None)
     }
 }
 
@@ -122,7 +196,8 @@ pub struct TransitionNotice<'a> {
     pub risk_reasons: &'a [ReasonCode],
 }
 
-fn headline(n: &TransitionNotice<'_>, locale: &str) -> String {
+/// The headline: (with what it quotes, pointing to the case page instead).
+fn headline(n: &TransitionNotice<'_>, locale: &str) -> (String, Option<String>) {
     use CaseEvent::*;
     let z = zh(locale);
     let reason = n.reason.map(clip).unwrap_or_default();
@@ -131,112 +206,174 @@ fn headline(n: &TransitionNotice<'_>, locale: &str) -> String {
             .iter()
             .map(|r| field(&r.text(locale)))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(if z { "" } else { " " })
     };
+    let fixed = |text: &str| (text.to_owned(), None);
+    let quoted = |full: String, short: &str| (full, Some(short.to_owned()));
     match (n.event, z) {
-        (Opened, false) => "we received your request to restore the number.".into(),
-        (Opened, true) => "我们已收到您的复机申请。".into(),
+        (Opened, false) => fixed("we received your request to restore the number."),
+        (Opened, true) => fixed("我们已收到您的复机申请。"),
         (ProofsAccepted, false) => {
-            "your identity is confirmed; we are checking the number's recent use.".into()
+            fixed("your identity is confirmed; we are checking the number's recent use.")
         }
-        (ProofsAccepted, true) => "身份已核验，正在检查号码近期使用情况。".into(),
-        (IdentityEscalated, false) => "a customer-service agent will check your identity.".into(),
-        (IdentityEscalated, true) => "将由客服人员人工核验您的身份。".into(),
+        (ProofsAccepted, true) => fixed("身份已核验，正在检查号码近期使用情况。"),
+        (IdentityEscalated, false) => fixed("a customer-service agent will check your identity."),
+        (IdentityEscalated, true) => fixed("将由客服人员人工核验您的身份。"),
         (IdentityVerified, false) => {
-            "an agent confirmed your identity; we are checking the number's recent use.".into()
+            fixed("an agent confirmed your identity; we are checking the number's recent use.")
         }
-        (IdentityVerified, true) => "客服已确认您的身份，正在检查号码近期使用情况。".into(),
-        (InfoRequested, false) => format!("we need more information from you: {reason}"),
-        (InfoRequested, true) => format!("需要您补充信息：{reason}"),
-        (CustomerResponded, false) => "we received your answer; the review continues.".into(),
-        (CustomerResponded, true) => "我们已收到您的回复，审核继续进行。".into(),
-        (RiskFlagged, false) => format!(
-            "a security analyst will review the number's recent use. Why: {} What to do: {}",
-            risk(|t| t.why),
-            risk(|t| t.remedy)
+        (IdentityVerified, true) => fixed("客服已确认您的身份，正在检查号码近期使用情况。"),
+        (InfoRequested, false) => quoted(
+            format!("we need more information: {reason}"),
+            "we need more information; see the request on your case page.",
         ),
-        (RiskFlagged, true) => format!(
-            "安全人员将审核号码的近期使用情况。原因：{}处理方式：{}",
-            risk(|t| t.why),
-            risk(|t| t.remedy)
+        (InfoRequested, true) => quoted(
+            format!("需要您补充信息：{reason}"),
+            "需要您补充信息，详见申请页面。",
         ),
-        (RiskRefused, false) => format!(
-            "the number cannot be restored online. Why: {} What to do: {}",
-            risk(|t| t.why),
-            risk(|t| t.remedy)
+        (CustomerResponded, false) => fixed("we received your answer; the review continues."),
+        (CustomerResponded, true) => fixed("我们已收到您的回复，审核继续进行。"),
+        (RiskFlagged, false) => quoted(
+            format!(
+                "a security analyst will review the number's recent use. Why: {} What to do: {}",
+                risk(|t| t.why),
+                risk(|t| t.remedy)
+            ),
+            "security review; why: see your case page.",
         ),
-        (RiskRefused, true) => format!(
-            "该号码无法在线复机。原因：{}处理方式：{}",
-            risk(|t| t.why),
-            risk(|t| t.remedy)
+        (RiskFlagged, true) => quoted(
+            format!(
+                "安全人员将审核号码近期使用情况。原因：{}处理方式：{}",
+                risk(|t| t.why),
+                risk(|t| t.remedy)
+            ),
+            "转安全人员审核，原因见申请页面。",
         ),
-        (Approved, false) => "your request was approved; service is being restored.".into(),
-        (Approved, true) => "您的申请已通过，正在恢复服务。".into(),
-        (PartlyApproved, false) => "your request was partly approved: incoming calls and SMS are restored first, full service after a further review.".into(),
-        (PartlyApproved, true) => "您的申请已部分通过：先恢复来电和短信接收，其余服务待进一步审核。".into(),
-        (Rejected, false) => format!("your request was refused. {reason}"),
-        (Rejected, true) => format!("您的申请未通过。{reason}"),
-        (Appealed, false) => {
-            "we received your appeal; a different analyst will review the case.".into()
+        (StoreVisitRequired, false) if n.risk_reasons.is_empty() => {
+            fixed("the number can only be restored after a visit to a store.")
         }
-        (Appealed, true) => "我们已收到您的申诉，将由另一位审核人员复核。".into(),
-        (Restored | ResolvedManually, false) => "your number works again.".into(),
-        (Restored | ResolvedManually, true) => "您的号码已恢复正常使用。".into(),
-        (PartlyRestored, false) => "incoming calls and SMS work again; outgoing service stays barred until the review ends.".into(),
-        (PartlyRestored, true) => "已恢复来电和短信接收；呼出等服务待审核结束后恢复。".into(),
-        (ProvisioningFailed, false) => "restoring the number takes longer than expected; our technical team is on it.".into(),
-        (ProvisioningFailed, true) => "号码恢复耗时超出预期，技术人员正在处理。".into(),
-        (Superseded, false) => "another request for this number proved the subscriber's identity, so this one is closed. If you did not make it, nothing more is needed.".into(),
-        (Superseded, true) => "本号码的另一份复机申请已通过身份验证，本申请已关闭。如非您本人提交，无需任何操作。".into(),
-        (Cancelled, false) => "your request was withdrawn.".into(),
-        (Cancelled, true) => "您的复机申请已撤销。".into(),
-        (Expired, false) => "your request expired because we did not hear from you in time. You can open a new request at any time.".into(),
-        (Expired, true) => "由于未在规定时间内收到您的回复，申请已过期。您可随时重新提交申请。".into(),
-        (Closed, false) => "your case is closed. If you still need help, open a new request or visit a store.".into(),
-        (Closed, true) => "您的申请已结案。如仍需帮助，可重新提交申请或前往营业厅办理。".into(),
-        (RiskCleared | ProvisioningRetried, false) => "your case moved on.".into(),
-        (RiskCleared | ProvisioningRetried, true) => "您的申请已进入下一步。".into(),
+        (StoreVisitRequired, false) => quoted(
+            format!(
+                "the number can only be restored after a visit to a store. Why: {}",
+                risk(|t| t.why)
+            ),
+            "the number can only be restored after a visit to a store; why is on your case page.",
+        ),
+        (StoreVisitRequired, true) if n.risk_reasons.is_empty() => {
+            fixed("该号码需到营业厅办理复机。")
+        }
+        (StoreVisitRequired, true) => quoted(
+            format!("该号码需到营业厅办理复机。原因：{}", risk(|t| t.why)),
+            "该号码需到营业厅办理复机，原因见申请页面。",
+        ),
+        (StoreVisitVerified, false) => {
+            fixed("the store confirmed your identity; we are checking the number's recent use.")
+        }
+        (StoreVisitVerified, true) => fixed("营业厅已核验您的身份，正在检查号码近期使用情况。"),
+        (RiskRefused, false) => quoted(
+            format!(
+                "the number cannot be restored online. Why: {} What to do: {}",
+                risk(|t| t.why),
+                risk(|t| t.remedy)
+            ),
+            "the number cannot be restored online; why and what to do are on your case page.",
+        ),
+        (RiskRefused, true) => quoted(
+            format!(
+                "该号码无法在线复机。原因：{}处理方式：{}",
+                risk(|t| t.why),
+                risk(|t| t.remedy)
+            ),
+            "该号码无法在线复机，原因及处理方式见申请页面。",
+        ),
+        (Approved, false) => fixed("your request was approved; service is being restored."),
+        (Approved, true) => fixed("您的申请已通过，正在恢复服务。"),
+        (PartlyApproved, false) => fixed(
+            "your request was partly approved: incoming calls and SMS first, the rest after a further review.",
+        ),
+        (PartlyApproved, true) => {
+            fixed("您的申请已部分通过：先恢复来电和短信接收，其余服务待进一步审核。")
+        }
+        (Rejected, false) => quoted(
+            format!("your request was refused. {reason}"),
+            "your request was refused; the reason and how to appeal are on your case page.",
+        ),
+        (Rejected, true) => quoted(
+            format!("您的申请未通过。{reason}"),
+            "您的申请未通过，原因及申诉方式见申请页面。",
+        ),
+        (Appealed, false) => fixed("appeal received; another analyst will review it."),
+        (Appealed, true) => fixed("已收到您的申诉，将由其他人员复核。"),
+        (Restored | ResolvedManually, false) => fixed("your number works again."),
+        (Restored | ResolvedManually, true) => fixed("您的号码已恢复正常使用。"),
+        (PartlyRestored, false) => fixed("inbound calls and SMS work; the rest after review."),
+        (PartlyRestored, true) => fixed("已恢复来电和短信接收，其余服务待审核。"),
+        (ProvisioningFailed, false) => {
+            fixed("restoring the number takes longer than expected; our technical team is on it.")
+        }
+        (ProvisioningFailed, true) => fixed("号码恢复耗时超出预期，技术人员正在处理。"),
+        (Superseded, false) => fixed(
+            "another request for this number proved the subscriber's identity; this one is closed. Not yours? Nothing to do.",
+        ),
+        (Superseded, true) => fixed(
+            "本号码的另一份复机申请已通过身份验证，本申请已关闭。如非您本人提交，无需任何操作。",
+        ),
+        (Cancelled, false) => fixed("your request was withdrawn."),
+        (Cancelled, true) => fixed("您的复机申请已撤销。"),
+        (Expired, false) => fixed(
+            "your request expired because we did not hear from you in time. You can open a new request at any time.",
+        ),
+        (Expired, true) => {
+            fixed("由于未在规定时间内收到您的回复，申请已过期。您可随时重新提交申请。")
+        }
+        (Closed, false) => {
+            fixed("your case is closed. Need more help? Open a new request or visit a store.")
+        }
+        (Closed, true) => fixed("您的申请已结案。如仍需帮助，可重新提交申请或前往营业厅办理。"),
+        (RiskCleared | ProvisioningRetried, false) => fixed("your case moved on."),
+        (RiskCleared | ProvisioningRetried, true) => fixed("您的申请已进入下一步。"),
     }
 }
 
-/// The message for a transition, in `locale` (zh-CN, else English).
+/// The message for a transition, in `locale` (zh-CN, else English): one SMS
+/// segment where the content allows (see [`assemble`]).
 pub fn transition_message(n: &TransitionNotice<'_>, locale: &str) -> String {
-    let z = zh(locale);
-    let mut parts = vec![format!(
-        "{}{}",
-        prefix(n.msisdn, locale),
-        headline(n, locale)
-    )];
+    let (full, short) = headline(n, locale);
+    let mut tail = Vec::new();
+    // An information request says what is needed in its headline already.
+    let needs: Vec<Need> = n
+        .needs
+        .iter()
+        .copied()
+        .filter(|need| !(n.event == CaseEvent::InfoRequested && *need == Need::Information))
+        .collect();
     if !n.state.is_terminal()
-        && let Some(line) = needs_line(n.needs, locale)
+        && let Some(line) = needs_line(&needs, locale)
     {
-        parts.push(line);
+        tail.push(line);
     }
     if let Some(deadline) = n.deadline {
-        parts.push(if z {
-            format!(
-                "请在{}（北京时间）前处理，逾期申请将失效。",
-                beijing_time(deadline)
-            )
-        } else {
-            format!(
-                "Please act by {} (Beijing time), or the request lapses.",
-                beijing_time(deadline)
-            )
-        });
+        tail.push(deadline_line(deadline, locale));
     }
     if let Some(eta) = n.eta {
-        parts.push(if z {
-            format!("预计完成时间：{}（北京时间）。", beijing_time(eta))
-        } else {
-            format!("Expected by {} (Beijing time).", beijing_time(eta))
-        });
+        tail.push(eta_line(eta, locale));
     }
-    parts.push(complaint_line(locale).into());
-    parts.join(if z { "" } else { " " })
+    // The complaint path where the subscriber may disagree with how the case ended.
+    let optional = (n.state.is_terminal() || n.state == CaseState::Rejected)
+        .then(|| complaint_line(locale).to_owned());
+    assemble(
+        &prefix(n.msisdn, locale),
+        Parts {
+            full,
+            short,
+            tail,
+            optional,
+        },
+        locale,
+    )
 }
 
-/// A reminder while the case waits on the subscriber (the `ordinal`-th one).
+/// A reminder while the case waits on the subscriber.
 pub fn reminder_message(
     msisdn: &Msisdn,
     needs: &[Need],
@@ -244,33 +381,25 @@ pub fn reminder_message(
     locale: &str,
 ) -> String {
     let z = zh(locale);
-    let mut parts = vec![format!(
-        "{}{}",
-        prefix(msisdn, locale),
-        if z {
-            "提醒：您的复机申请正在等待您处理。"
-        } else {
-            "reminder: your reactivation request is waiting for you."
-        }
-    )];
-    if let Some(line) = needs_line(needs, locale) {
-        parts.push(line);
-    }
+    let head = if z {
+        "提醒：申请待您处理。"
+    } else {
+        "reminder: your request waits."
+    };
+    let mut tail: Vec<String> = needs_line(needs, locale).into_iter().collect();
     if let Some(deadline) = deadline {
-        parts.push(if z {
-            format!(
-                "请在{}（北京时间）前处理，逾期申请将失效。",
-                beijing_time(deadline)
-            )
-        } else {
-            format!(
-                "Please act by {} (Beijing time), or the request lapses.",
-                beijing_time(deadline)
-            )
-        });
+        tail.push(deadline_line(deadline, locale));
     }
-    parts.push(complaint_line(locale).into());
-    parts.join(if z { "" } else { " " })
+    assemble(
+        &prefix(msisdn, locale),
+        Parts {
+            full: head.into(),
+            short: None,
+            tail,
+            optional: None,
+        },
+        locale,
+    )
 }
 
 /// The carrier's suspension reasons, as the subscriber is told them: (why, what to do).
@@ -315,26 +444,36 @@ fn suspension_text(reason: &str, locale: &str) -> (String, String) {
     (why.to_owned(), what.to_owned())
 }
 
-/// The message to a subscriber whose number the carrier just suspended: why, what
-/// to do and where to start (`start_url`).
+/// The message to a subscriber whose number the carrier just suspended: where to
+/// start (`start_url`), and why and what to do when that still fits one segment
+/// (the start page says both).
 pub fn suspension_message(msisdn: &Msisdn, reason: &str, start_url: &str, locale: &str) -> String {
     let (why, what) = suspension_text(reason, locale);
-    if zh(locale) {
-        format!(
-            "【复机服务】您的号码{}已被保护性停机。原因：{}处理方式：{}办理入口：{}（或运营商App）。如有疑问可投诉，我们将在15天内答复。",
-            msisdn.masked(),
-            why,
-            what,
-            start_url
+    let masked = msisdn.masked();
+    let (full, short, start) = if zh(locale) {
+        let tail = &masked[masked.len().saturating_sub(4)..];
+        (
+            format!("【复机服务】尾号{tail}号码已保护性停机。原因：{why}处理方式：{what}办理："),
+            format!("【复机服务】尾号{tail}号码已保护性停机，原因及办理见："),
+            start_url.to_owned(),
         )
     } else {
-        format!(
-            "[Reactivation] Your number {} was suspended for your protection. Why: {} What to do: {} Start here: {} (or in your carrier's app). Questions or complaints: we answer within 15 days.",
-            msisdn.masked(),
-            why,
-            what,
-            start_url
+        (
+            format!(
+                "Reactivation: your number {masked} was suspended for your protection. Why: {why} What to do: {what}"
+            ),
+            format!(
+                "Reactivation: your number {masked} was suspended for your protection; why and what to do are on the page."
+            ),
+            format!("Start: {start_url}"),
         )
+    };
+    let sep = if zh(locale) { "" } else { " " };
+    let with_why = format!("{full}{sep}{start}");
+    if sms::fits_one(&with_why) {
+        with_why
+    } else {
+        format!("{short}{sep}{start}")
     }
 }
 
@@ -366,6 +505,8 @@ mod tests {
             (RiskCleared, false),
             (RiskFlagged, true),
             (RiskRefused, true),
+            (StoreVisitRequired, true),
+            (StoreVisitVerified, true),
             (Approved, true),
             (PartlyApproved, true),
             (Rejected, true),
@@ -409,7 +550,7 @@ mod tests {
     }
 
     #[test]
-    fn every_message_is_masked_localised_and_mentions_the_complaint_path() {
+    fn every_message_is_masked_and_localised() {
         let m = number();
         let eta = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_000);
         for t in crate::TRANSITIONS {
@@ -419,19 +560,114 @@ mod tests {
                 n.reason = Some("Please send a photo of your work contract.");
                 n.risk_reasons = &[ReasonCode::BulkSms];
                 let text = transition_message(&n, locale);
-                assert!(text.contains("+86*******8001"), "{text}");
                 assert!(!text.contains("13812348001"), "{text}");
                 assert!(no_six_digit_run(&text), "{text}");
-                assert!(text.chars().count() < 2000);
                 if locale == "zh-CN" {
-                    assert!(text.contains("投诉"), "{text}");
+                    assert!(text.starts_with("【复机服务】尾号8001："), "{text}");
                     assert!(text.contains("北京时间"), "{text}");
                 } else {
-                    assert!(text.contains("complaint"), "{text}");
-                    assert!(text.is_ascii() || text.contains('…'), "{text}");
+                    assert!(text.starts_with("Reactivation +86*******8001: "), "{text}");
+                    assert!(text.is_ascii(), "{text}");
                 }
             }
         }
+    }
+
+    /// Realistic worst cases: the longest needs of each state, the longest risk
+    /// reasons, an ETA and a deadline where the state has them, a typical agent
+    /// question and the longest standard refusal text.
+    fn worst_cases<'a>(m: &'a Msisdn, locale: &str) -> Vec<TransitionNotice<'a>> {
+        let at = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_790);
+        let rejection = crate::decision::RejectionCode::EvidenceNotVerifiable.text(locale);
+        let question = if zh(locale) {
+            "请上传您的工作证明。"
+        } else {
+            "Who is the contact you called most?"
+        };
+        crate::TRANSITIONS
+            .iter()
+            .filter(|t| notifies_subscriber(t.event))
+            .map(|t| {
+                let needs: &'static [Need] = match t.to {
+                    CaseState::AwaitingIdentity => &[Need::IdentityProof],
+                    CaseState::AwaitingCustomerIdentity | CaseState::AwaitingCustomerSecurity => {
+                        &[Need::Information]
+                    }
+                    CaseState::SecurityReview | CaseState::PartiallyReactivated => {
+                        &[Need::Explanation, Need::Evidence, Need::SecurityReview]
+                    }
+                    CaseState::Rejected => &[Need::StoreVisit],
+                    _ => &[],
+                };
+                let department =
+                    t.to.department()
+                        .is_some_and(|d| d != crate::Department::Subscriber);
+                TransitionNotice {
+                    event: t.event,
+                    state: t.to,
+                    msisdn: m,
+                    needs,
+                    eta: department.then_some(at),
+                    deadline: crate::sla::EXPIRING_STATES.contains(&t.to).then_some(at),
+                    reason: match t.event {
+                        CaseEvent::Rejected => Some(rejection),
+                        CaseEvent::InfoRequested => Some(question),
+                        _ => None,
+                    },
+                    risk_reasons: &[ReasonCode::FraudLinkedContacts, ReasonCode::BulkSms],
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_template_fits_one_sms_segment_in_every_locale() {
+        let m = Msisdn::parse("+8619912349999").unwrap();
+        let at = DateTime::<Utc>::UNIX_EPOCH + Duration::days(20_790);
+        let mut texts: Vec<String> = Vec::new();
+        for locale in ["zh-CN", "en"] {
+            texts.extend(
+                worst_cases(&m, locale)
+                    .iter()
+                    .map(|n| transition_message(n, locale)),
+            );
+            for needs in [
+                &[Need::IdentityProof][..],
+                &[Need::Information],
+                &[Need::Explanation, Need::Evidence],
+            ] {
+                texts.push(reminder_message(&m, needs, Some(at), locale));
+            }
+            for reason in [
+                "fraud_linked_contacts",
+                "bulk_sms",
+                "international_calls",
+                "police_request",
+                "real_name_reverification",
+                "long_inactivity",
+                "something_new",
+            ] {
+                texts.push(suspension_message(
+                    &m,
+                    reason,
+                    "https://reactivation.example.cn/start",
+                    locale,
+                ));
+            }
+        }
+        let long: Vec<(usize, &String)> = texts
+            .iter()
+            .map(|t| (sms::segments(t), t))
+            .filter(|(n, _)| *n > 1)
+            .collect();
+        assert!(long.is_empty(), "more than one segment: {long:#?}");
+        // The short texts still carry their quote when it fits.
+        let zh = worst_cases(&m, "zh-CN");
+        let info = zh
+            .iter()
+            .find(|n| n.event == CaseEvent::InfoRequested)
+            .unwrap();
+        assert!(transition_message(info, "zh-CN").contains("请上传您的工作证明。"));
     }
 
     #[test]
@@ -445,6 +681,15 @@ mod tests {
             text.contains("您的申请未通过") && text.contains(reason),
             "{text}"
         );
+        // Too long to quote in one English segment: the case page has it.
+        let reason = crate::decision::RejectionCode::FraudConfirmed.text("en");
+        n.reason = Some(reason);
+        let text = transition_message(&n, "en");
+        assert!(
+            text.contains("refused") && text.contains("case page") && !text.contains(reason),
+            "{text}"
+        );
+        assert!(sms::fits_one(&text), "{text}");
 
         let mut n = notice(
             CaseEvent::InfoRequested,
@@ -456,16 +701,16 @@ mod tests {
         n.deadline = Some(DateTime::<Utc>::UNIX_EPOCH + Duration::hours(16));
         let text = transition_message(&n, "en");
         assert!(text.contains("Who is +86*******0002?"), "{text}");
-        assert!(text.contains("answer the agent's request"), "{text}");
-        assert!(text.contains("1970-01-02 00:00 (Beijing time)"), "{text}");
-        // A long reason is clipped.
+        assert!(text.contains("01-02 00:00 Beijing time"), "{text}");
+        // A long question is not quoted: the case page shows it.
         let long = "x".repeat(3000);
         n.reason = Some(&long);
-        assert!(transition_message(&n, "en").chars().count() < 1000);
+        let text = transition_message(&n, "en");
+        assert!(text.contains("case page") && sms::fits_one(&text), "{text}");
     }
 
     #[test]
-    fn risk_messages_say_why_and_what_to_do() {
+    fn risk_messages_say_why_where_it_fits_and_what_to_do() {
         let m = number();
         let mut n = notice(
             CaseEvent::RiskFlagged,
@@ -473,13 +718,21 @@ mod tests {
             &m,
             &[Need::Explanation, Need::SecurityReview],
         );
-        n.risk_reasons = &[ReasonCode::FraudLinkedContacts];
+        n.risk_reasons = &[ReasonCode::FraudLinkedContacts, ReasonCode::BulkSms];
+        // The reasons do not fit one segment with what to do: the case page says why.
         let text = transition_message(&n, "zh-CN");
-        let t = ReasonCode::FraudLinkedContacts.text("zh-CN");
-        assert!(text.contains(t.why) && text.contains(t.remedy), "{text}");
-        assert!(text.contains("说明被标记的联系人"), "{text}");
+        assert!(text.contains("原因见申请页面"), "{text}");
+        assert!(text.contains("说明被标记的通信"), "{text}");
+        assert!(sms::fits_one(&text), "{text}");
+        // In English a short reason fits: it is quoted.
+        n.risk_reasons = &[ReasonCode::InternationalCalls];
+        n.needs = &[];
+        let text = transition_message(&n, "en");
+        let t = ReasonCode::InternationalCalls.text("en");
+        assert!(text.contains(t.why) || text.contains("case page"), "{text}");
+        assert!(sms::fits_one(&text), "{text}");
         // Security review is not the subscriber's to do.
-        assert!(!text.contains("security"), "{text}");
+        assert_eq!(needs_line(&[Need::SecurityReview], "en"), None);
     }
 
     #[test]
@@ -496,13 +749,24 @@ mod tests {
             &[],
         );
         n.eta = Some(at);
-        assert!(
-            transition_message(&n, "en").contains("Expected by 2026-12-02 18:30 (Beijing time).")
-        );
-        assert!(
-            transition_message(&n, "zh-CN")
-                .contains("预计完成时间：2026-12-02 18:30（北京时间）。")
-        );
+        assert!(transition_message(&n, "en").contains("ETA 12-02 18:30 Beijing time."));
+        assert!(transition_message(&n, "zh-CN").contains("预计北京时间12-02 18:30前完成。"));
+    }
+
+    #[test]
+    fn the_complaint_path_is_named_where_a_case_ends_and_it_fits() {
+        let m = number();
+        for locale in ["zh-CN", "en"] {
+            let n = notice(CaseEvent::Closed, CaseState::Closed, &m, &[]);
+            let text = transition_message(&n, locale);
+            assert!(text.contains("投诉") || text.contains("Complain"), "{text}");
+            let n = notice(CaseEvent::Approved, CaseState::Provisioning, &m, &[]);
+            let text = transition_message(&n, locale);
+            assert!(
+                !text.contains("投诉") && !text.contains("Complain"),
+                "{text}"
+            );
+        }
     }
 
     #[test]
@@ -513,23 +777,24 @@ mod tests {
         assert!(text.contains("提醒") && text.contains("验证码"), "{text}");
         let text = reminder_message(&m, &[Need::Information], Some(deadline), "en");
         assert!(
-            text.starts_with("[Reactivation] Number +86*******8001: reminder"),
+            text.starts_with("Reactivation +86*******8001: reminder"),
             "{text}"
         );
 
         for (reason, expect_en) in [
-            ("fraud_linked_contacts", "reported for fraud"),
-            ("police_request", "Visit a store"),
-            ("real_name_reverification", "re-check the real name"),
-            ("long_inactivity", "not used for a long time"),
-            ("something_new", "unusual use"),
+            ("fraud_linked_contacts", "suspended for your protection"),
+            ("police_request", "suspended for your protection"),
+            ("long_inactivity", "suspended for your protection"),
+            ("something_new", "suspended for your protection"),
         ] {
             let en = suspension_message(&m, reason, "https://example.cn/start", "en");
             assert!(en.contains(expect_en), "{en}");
             assert!(en.contains("https://example.cn/start") && en.contains("+86*******8001"));
             assert!(no_six_digit_run(&en), "{en}");
+            assert!(sms::fits_one(&en), "{en}");
             let zh = suspension_message(&m, reason, "https://example.cn/start", "zh-CN");
             assert!(zh.contains("保护性停机") && zh.contains("原因"), "{zh}");
+            assert!(zh.contains("尾号8001") && sms::fits_one(&zh), "{zh}");
         }
     }
 }

@@ -18,7 +18,11 @@ pub fn default_stage_sla(state: CaseState) -> Option<Duration> {
         SecurityReview | PartiallyReactivated => Some(Duration::hours(24)),
         Provisioning => Some(Duration::minutes(30)),
         ProvisioningFailed => Some(Duration::hours(4)),
-        AwaitingIdentity | AwaitingCustomerIdentity | AwaitingCustomerSecurity | Rejected => None,
+        AwaitingIdentity
+        | AwaitingCustomerIdentity
+        | AwaitingCustomerSecurity
+        | Rejected
+        | AwaitingStoreVisit => None,
         Reactivated | Cancelled | Expired | Closed => None,
     }
 }
@@ -34,6 +38,7 @@ pub fn needs(state: CaseState, tier: Option<RiskTier>) -> Vec<Need> {
             tier.map_or_else(|| vec![Need::SecurityReview], |t| t.needs().to_vec())
         }
         Rejected if tier == Some(RiskTier::Extreme) => vec![Need::StoreVisit],
+        AwaitingStoreVisit => vec![Need::StoreVisit],
         _ => vec![],
     }
 }
@@ -81,6 +86,10 @@ mod tests {
         );
         assert_eq!(
             needs(CaseState::Rejected, Some(RiskTier::Extreme)),
+            vec![Need::StoreVisit]
+        );
+        assert_eq!(
+            needs(CaseState::AwaitingStoreVisit, None),
             vec![Need::StoreVisit]
         );
         assert!(needs(CaseState::Reactivated, Some(RiskTier::Low)).is_empty());

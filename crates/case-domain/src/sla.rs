@@ -24,11 +24,19 @@ pub const SECOND_ESCALATION_FACTOR: i32 = 2;
 
 /// The states where the case waits on the subscriber and may expire, in
 /// configuration order.
-pub const EXPIRING_STATES: [CaseState; 3] = [
+pub const EXPIRING_STATES: [CaseState; 4] = [
     CaseState::AwaitingIdentity,
     CaseState::AwaitingCustomerIdentity,
     CaseState::AwaitingCustomerSecurity,
+    CaseState::AwaitingStoreVisit,
 ];
+
+/// How long a subscriber asked to visit a store has to come before the case expires
+/// (`REACTIVATION_EXPIRY_AWAITING_STORE_VISIT_MINUTES` overrides it); the reminders
+/// (`REACTIVATION_REMINDERS_MINUTES`) apply as in every waiting state.
+pub fn store_visit_window() -> Duration {
+    Duration::days(15)
+}
 
 /// The stage a waiting state pauses: the state that asked the subscriber and takes
 /// the case back when they answer.
@@ -46,7 +54,8 @@ pub fn deadline_event(state: CaseState) -> Option<CaseEvent> {
     match state {
         CaseState::AwaitingIdentity
         | CaseState::AwaitingCustomerIdentity
-        | CaseState::AwaitingCustomerSecurity => Some(CaseEvent::Expired),
+        | CaseState::AwaitingCustomerSecurity
+        | CaseState::AwaitingStoreVisit => Some(CaseEvent::Expired),
         CaseState::Rejected => Some(CaseEvent::Closed),
         _ => None,
     }
@@ -75,6 +84,7 @@ pub struct SlaConfig {
     stage: BTreeMap<CaseState, Duration>,
     expiry: BTreeMap<CaseState, Duration>,
     reminders: Vec<Duration>,
+    complaint_answer: Duration,
 }
 
 impl Default for SlaConfig {
@@ -85,19 +95,21 @@ impl Default for SlaConfig {
                 .filter_map(|s| default_stage_sla(s).map(|d| (s, d)))
                 .collect(),
             // A request that has not proven identity lasts a day (it never blocks the
-            // number, but should not linger); a subscriber asked for more gets a week.
+            // number, but should not linger); a subscriber asked for more gets a week;
+            // a subscriber asked to visit a store gets [`store_visit_window`].
             expiry: EXPIRING_STATES
                 .into_iter()
                 .map(|s| {
-                    let window = if s == CaseState::AwaitingIdentity {
-                        crate::identity::unproven_case_lifetime()
-                    } else {
-                        Duration::days(7)
+                    let window = match s {
+                        CaseState::AwaitingIdentity => crate::identity::unproven_case_lifetime(),
+                        CaseState::AwaitingStoreVisit => store_visit_window(),
+                        _ => Duration::days(7),
                     };
                     (s, window)
                 })
                 .collect(),
             reminders: vec![Duration::hours(24), Duration::hours(48)],
+            complaint_answer: crate::complaint::answer_window(),
         }
     }
 }
@@ -119,6 +131,10 @@ pub fn expiry_variable(state: CaseState) -> String {
 
 /// The variable that lists the reminders (minutes after entering a waiting state).
 pub const REMINDERS_VARIABLE: &str = "REACTIVATION_REMINDER_MINUTES";
+
+/// The variable that sets a complaint's answer clock in minutes (default the legal
+/// 15 days; tests set 0 so a complaint is overdue at once).
+pub const COMPLAINT_ANSWER_VARIABLE: &str = "REACTIVATION_COMPLAINT_ANSWER_MINUTES";
 
 fn minutes(variable: &str, raw: &str) -> Result<Duration, SlaConfigError> {
     let n: i64 = raw.trim().parse().map_err(|_| SlaConfigError {
@@ -169,6 +185,9 @@ impl SlaConfig {
                 config.expiry.insert(state, minutes(&variable, &raw)?);
             }
         }
+        if let Some(raw) = get(COMPLAINT_ANSWER_VARIABLE) {
+            config.complaint_answer = minutes(COMPLAINT_ANSWER_VARIABLE, &raw)?;
+        }
         if let Some(raw) = get(REMINDERS_VARIABLE) {
             config.reminders = if raw.trim().eq_ignore_ascii_case("none") {
                 vec![]
@@ -200,6 +219,11 @@ impl SlaConfig {
             CaseState::Rejected => Some(appeal_window()),
             s => self.expiry.get(&s).copied(),
         }
+    }
+
+    /// How long the carrier has to answer a complaint (15 days unless configured).
+    pub fn complaint_answer_window(&self) -> Duration {
+        self.complaint_answer
     }
 
     /// Reminders after entering a waiting state (the `awaiting_*` states only).
@@ -389,6 +413,19 @@ mod tests {
     }
 
     #[test]
+    fn the_complaint_clock_is_fifteen_days_unless_configured() {
+        assert_eq!(
+            SlaConfig::default().complaint_answer_window(),
+            Duration::days(15)
+        );
+        let c = config(&[(COMPLAINT_ANSWER_VARIABLE, "0")]).unwrap();
+        assert_eq!(c.complaint_answer_window(), Duration::zero());
+        let e = config(&[(COMPLAINT_ANSWER_VARIABLE, "-1")]).unwrap_err();
+        assert_eq!(e.variable, COMPLAINT_ANSWER_VARIABLE);
+        assert!(config(&[(COMPLAINT_ANSWER_VARIABLE, "two weeks")]).is_err());
+    }
+
+    #[test]
     fn variables_override_the_defaults() {
         let c = config(&[
             ("REACTIVATION_SLA_SECURITY_REVIEW_MINUTES", "90"),
@@ -498,6 +535,15 @@ mod tests {
             );
         }
         assert_eq!(kinds(Rejected), vec![(TimerKind::Deadline, at(24 * 15))]);
+        // A store visit has its own, longer window, with the usual reminders.
+        assert_eq!(
+            kinds(AwaitingStoreVisit),
+            vec![
+                (TimerKind::Reminder(1), at(24)),
+                (TimerKind::Reminder(2), at(48)),
+                (TimerKind::Deadline, at(24 * 15)),
+            ]
+        );
         for s in CaseState::ALL.into_iter().filter(|s| s.is_terminal()) {
             assert!(kinds(s).is_empty(), "{s}");
         }
@@ -521,7 +567,8 @@ mod tests {
             let expected = match s {
                 CaseState::AwaitingIdentity
                 | CaseState::AwaitingCustomerIdentity
-                | CaseState::AwaitingCustomerSecurity => Some(CaseEvent::Expired),
+                | CaseState::AwaitingCustomerSecurity
+                | CaseState::AwaitingStoreVisit => Some(CaseEvent::Expired),
                 CaseState::Rejected => Some(CaseEvent::Closed),
                 _ => None,
             };

@@ -117,10 +117,13 @@ pub struct QueueRow {
     pub tier: Option<String>,
     /// Whether the case has an unanswered complaint (raises its priority).
     pub complaint: bool,
+    /// Whether the subscriber asked for expedited handling (raises it, after complaints).
+    pub expedited: bool,
 }
 
-/// Open cases in `states`: those with an unanswered complaint first, then oldest in
-/// state first (the caller orders by SLA due within each priority).
+/// Open cases in `states`: those with an unanswered complaint first, then those
+/// that asked for expedited handling, then oldest in state first (the caller orders
+/// by SLA due within each priority).
 pub async fn queue(
     db: impl PgExecutor<'_>,
     states: &[CaseState],
@@ -130,12 +133,13 @@ pub async fn queue(
         QueueRow,
         r#"SELECT c.id, c.state AS "state: CaseState", c.version, c.msisdn AS "msisdn: case_domain::Msisdn", c.state_entered_at, c.lease_owner, c.lease_expires_at,
                   (SELECT r.tier::text FROM risk_assessments r WHERE r.case_id = c.id ORDER BY r.assessed_at DESC, r.id DESC LIMIT 1) AS tier,
-                  EXISTS (SELECT 1 FROM case_complaints k WHERE k.case_id = c.id AND k.status = 'open') AS "complaint!"
+                  EXISTS (SELECT 1 FROM case_complaints k WHERE k.case_id = c.id AND k.status = 'open') AS "complaint!",
+                  EXISTS (SELECT 1 FROM case_expedite_requests x WHERE x.case_id = c.id) AS "expedited!"
            FROM reactivation_cases c
            WHERE c.state = ANY($1::case_state[])
              -- Spelled out so the planner reads open cases only (partial index).
              AND c.state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
-           ORDER BY "complaint!" DESC, c.state_entered_at
+           ORDER BY "complaint!" DESC, "expedited!" DESC, c.state_entered_at
            LIMIT $2"#,
         states as &[CaseState],
         limit,

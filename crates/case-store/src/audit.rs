@@ -89,6 +89,16 @@ pub async fn record(conn: &mut PgConnection, entry: &AuditEntry<'_>) -> Result<i
 }
 
 async fn append(conn: &mut PgConnection, entry: &AuditEntry<'_>) -> Result<i64, StoreError> {
+    append_at(conn, entry, Utc::now()).await
+}
+
+/// Appends one entry stamped `at` (the wall clock for every product write; tests
+/// back-date rows through `testing::record_audit_at`). Must run inside a transaction.
+pub(crate) async fn append_at(
+    conn: &mut PgConnection,
+    entry: &AuditEntry<'_>,
+    at: DateTime<Utc>,
+) -> Result<i64, StoreError> {
     sqlx::query!("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
         .execute(&mut *conn)
         .await?;
@@ -96,7 +106,7 @@ async fn append(conn: &mut PgConnection, entry: &AuditEntry<'_>) -> Result<i64, 
         .fetch_optional(&mut *conn)
         .await?;
     let (seq, prev) = last.map_or((1, vec![0u8; 32]), |r| (r.seq + 1, r.hash));
-    let at = Utc::now().trunc_subsecs(6);
+    let at = at.trunc_subsecs(6);
     let text = Canonical {
         seq,
         at,
@@ -142,48 +152,77 @@ pub enum ChainReport {
     },
 }
 
-/// Walks the whole chain in order, recomputing every hash.
+/// Rows read per round trip while walking the chain (memory stays flat).
+const VERIFY_PAGE: i64 = 5_000;
+
+/// Walks the whole chain in order from its first row, recomputing every hash.
 pub async fn verify_chain(conn: &mut PgConnection) -> Result<ChainReport, StoreError> {
-    let rows = sqlx::query!(
-        r#"SELECT seq, at, actor_role AS "actor_role: Role", actor_id, action, case_id, detail, reason, prev_hash, hash
-           FROM audit_log ORDER BY seq"#
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut prev = vec![0u8; 32];
-    for (expected_seq, r) in (1i64..).zip(rows.iter()) {
-        if r.seq != expected_seq {
-            return Ok(ChainReport::Broken {
+    verify_chain_from(conn, 0, &[0u8; 32], None).await
+}
+
+/// Walks the chain after position `after_seq`, whose hash is `after_hash` (an anchor:
+/// 0 and 32 zero bytes for the start of the chain, or an audit checkpoint), up to
+/// `upto` (inclusive; the head when `None`), recomputing every hash. The rows are read
+/// page by page. The count in [`ChainReport::Intact`] is the rows walked.
+pub async fn verify_chain_from(
+    conn: &mut PgConnection,
+    after_seq: i64,
+    after_hash: &[u8],
+    upto: Option<i64>,
+) -> Result<ChainReport, StoreError> {
+    let upto = upto.unwrap_or(i64::MAX);
+    let mut prev = after_hash.to_vec();
+    let mut expected_seq = after_seq + 1;
+    let mut walked = 0i64;
+    loop {
+        let rows = sqlx::query!(
+            r#"SELECT seq, at, actor_role AS "actor_role: Role", actor_id, action, case_id, detail, reason, prev_hash, hash
+               FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3"#,
+            expected_seq,
+            upto,
+            VERIFY_PAGE,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        let page = rows.len() as i64;
+        for r in rows {
+            if r.seq != expected_seq {
+                return Ok(ChainReport::Broken {
+                    seq: r.seq,
+                    problem: format!("expected seq {expected_seq}: a row is missing"),
+                });
+            }
+            if r.prev_hash != prev {
+                return Ok(ChainReport::Broken {
+                    seq: r.seq,
+                    problem: "prev_hash does not match the previous row's hash".into(),
+                });
+            }
+            let text = Canonical {
                 seq: r.seq,
-                problem: format!("expected seq {expected_seq}: a row is missing"),
-            });
+                at: r.at,
+                role: r.actor_role,
+                actor_id: &r.actor_id,
+                action: &r.action,
+                case_id: r.case_id,
+                detail: &r.detail,
+                reason: r.reason.as_deref(),
+            }
+            .text();
+            if chain_hash(&prev, &text)[..] != r.hash[..] {
+                return Ok(ChainReport::Broken {
+                    seq: r.seq,
+                    problem: "the row's content does not match its hash".into(),
+                });
+            }
+            prev = r.hash;
+            expected_seq += 1;
+            walked += 1;
         }
-        if r.prev_hash != prev {
-            return Ok(ChainReport::Broken {
-                seq: r.seq,
-                problem: "prev_hash does not match the previous row's hash".into(),
-            });
+        if page < VERIFY_PAGE {
+            return Ok(ChainReport::Intact(walked));
         }
-        let text = Canonical {
-            seq: r.seq,
-            at: r.at,
-            role: r.actor_role,
-            actor_id: &r.actor_id,
-            action: &r.action,
-            case_id: r.case_id,
-            detail: &r.detail,
-            reason: r.reason.as_deref(),
-        }
-        .text();
-        if chain_hash(&prev, &text)[..] != r.hash[..] {
-            return Ok(ChainReport::Broken {
-                seq: r.seq,
-                problem: "the row's content does not match its hash".into(),
-            });
-        }
-        prev = r.hash.clone();
     }
-    Ok(ChainReport::Intact(rows.len() as i64))
 }
 
 /// The newest row's position and hash: the chain head. Written out periodically

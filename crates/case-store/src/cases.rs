@@ -156,7 +156,7 @@ pub async fn create_case(
     )
     .execute(&mut *conn)
     .await?;
-    notify(conn, &case, &[]).await?;
+    notify(conn, &case, &[], &[]).await?;
     Ok(case)
 }
 
@@ -396,10 +396,12 @@ pub async fn transition_in(
         .collect();
     wake.sort();
     wake.dedup();
-    notify(conn, &case, &wake).await?;
-    if proving {
-        supersede_unproven(conn, &case).await?;
-    }
+    let superseded = if proving {
+        supersede_unproven(conn, &case).await?
+    } else {
+        Vec::new()
+    };
+    notify(conn, &case, &wake, &superseded).await?;
     tracing::debug!(case_id = %case.id, from = %current.state, to = %case.state, event = %req.event, actor = %req.actor, "case transition");
     Ok(Transitioned {
         case,
@@ -454,8 +456,12 @@ pub const SUPERSEDER: &str = "identity";
 
 /// Closes the number's other open cases that have not proven identity, now that
 /// `winner` has (`superseded`, in the caller's transaction). Their token hashes are
-/// replaced by random ones, so their tokens stop working.
-async fn supersede_unproven(conn: &mut PgConnection, winner: &CaseRow) -> Result<(), StoreError> {
+/// replaced by random ones, so their tokens stop working. Returns them as they are
+/// now, for the winner's one notification.
+async fn supersede_unproven(
+    conn: &mut PgConnection,
+    winner: &CaseRow,
+) -> Result<Vec<CaseRow>, StoreError> {
     let states: Vec<String> = case_domain::identity::SUPERSEDABLE
         .iter()
         .map(|s| s.as_str().to_owned())
@@ -476,6 +482,7 @@ async fn supersede_unproven(conn: &mut PgConnection, winner: &CaseRow) -> Result
     .fetch_all(&mut *conn)
     .await?;
     let system = Actor::system(SUPERSEDER);
+    let mut superseded = Vec::with_capacity(others.len());
     for other in others {
         let to = decide(other.state, CaseEvent::Superseded, system.role)?;
         let case = sqlx::query_as!(
@@ -502,37 +509,77 @@ async fn supersede_unproven(conn: &mut PgConnection, winner: &CaseRow) -> Result
             Some("another request for this number proved the subscriber's identity"),
         )
         .await?;
-        notify(conn, &case, &[]).await?;
         tracing::info!(case_id = %case.id, winner = %winner.id, "unproven case superseded");
+        superseded.push(case);
     }
-    Ok(())
+    Ok(superseded)
 }
 
-/// Announces the case's change with one `NOTIFY` on [`CASE_CHANGED_CHANNEL`]: the
-/// live views and the timers read the change from its payload, and its `wake` list
-/// (the work channel of the new state and the outbox channels of `wake`, e.g. the
-/// topics of the messages the transition wrote) wakes the workers of those channels
-/// through their process's routed listener (`service_runtime::wake`). One
-/// notification per case change instead of one per channel: every notifying commit
-/// serialises on Postgres's notification queue, and every listener reads every
+/// Other cases changed by the same transaction that one notification carries
+/// (`"also"`); more go out in further notifications, so a payload stays well under
+/// PostgreSQL's 8000-byte limit.
+const ALSO_PER_NOTIFICATION: usize = 32;
+
+/// Announces the transaction's case changes with one `NOTIFY` on
+/// [`CASE_CHANGED_CHANNEL`]: the live views and the timers read the change from its
+/// payload (`case_id`, `version`, `state`, `at`, and `also`: the other cases the
+/// same transaction changed, e.g. the unproven cases a proof superseded), and its
+/// `wake` list wakes the workers of those channels through their process's routed
+/// listener (`service_runtime::wake`): the work channel of the new state, the
+/// outbox channels of `wake` (the topics of the messages the transition wrote) and,
+/// while any outbound webhook endpoint is registered, the webhook fan-out (the
+/// `case_events` trigger queued the event for it). One notification per
+/// transaction instead of one per channel or per case: every notifying commit
+/// serialises on PostgreSQL's notification queue, and every listener reads every
 /// notification.
 async fn notify(
     conn: &mut PgConnection,
     case: &CaseRow,
     wake: &[String],
+    also: &[CaseRow],
 ) -> Result<(), StoreError> {
+    let change = |c: &CaseRow| {
+        json!({
+            "case_id": c.id,
+            "version": c.version,
+            "state": c.state,
+            "at": c.state_entered_at,
+        })
+    };
     let mut channels = vec![case.state.work_channel()];
     channels.extend(wake.iter().cloned());
-    let change = json!({
-        "case_id": case.id,
-        "version": case.version,
-        "state": case.state,
-        "at": case.state_entered_at,
-        "wake": channels,
-    })
-    .to_string();
-    sqlx::query!("SELECT pg_notify($1, $2)", CASE_CHANGED_CHANNEL, change)
+    let mut chunks = also.chunks(ALSO_PER_NOTIFICATION);
+    let mut payload = change(case);
+    payload["wake"] = json!(channels);
+    if let Some(first) = chunks.next() {
+        payload["also"] = first.iter().map(change).collect();
+    }
+    // The feed's wake-up rides on the case change (the trigger that queues the
+    // event checks the same condition): no second notification.
+    sqlx::query!(
+        r#"SELECT pg_notify($1, CASE
+               WHEN EXISTS (SELECT 1 FROM webhook_endpoints
+                            WHERE disabled_at IS NULL AND deleted_at IS NULL)
+               THEN jsonb_set($2::text::jsonb, '{wake}',
+                              ($2::text::jsonb -> 'wake') || to_jsonb($3::text))::text
+               ELSE $2::text END)"#,
+        CASE_CHANGED_CHANNEL,
+        payload.to_string(),
+        crate::webhooks::EVENT_FEED_CHANNEL,
+    )
+    .execute(&mut *conn)
+    .await?;
+    for rest in chunks {
+        let mut payload = change(&rest[0]);
+        payload["wake"] = json!([]);
+        payload["also"] = rest[1..].iter().map(change).collect();
+        sqlx::query!(
+            "SELECT pg_notify($1, $2)",
+            CASE_CHANGED_CHANNEL,
+            payload.to_string()
+        )
         .execute(&mut *conn)
         .await?;
+    }
     Ok(())
 }

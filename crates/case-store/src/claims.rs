@@ -38,6 +38,8 @@ pub struct Claim {
     /// Whether this is the first claim since the case entered its state: then
     /// `waited` is the hand-off latency (commit of the transition → claim).
     pub first_in_state: bool,
+    /// The case's number (read by the claim itself: no second statement).
+    pub msisdn: case_domain::Msisdn,
 }
 
 fn interval(d: Duration) -> f64 {
@@ -81,6 +83,7 @@ pub async fn claim_batch(
                attempt = c.attempt + 1, updated_at = now()
            FROM next WHERE c.id = next.id
            RETURNING c.id, c.state AS "state: CaseState", c.version, c.attempt,
+                     c.msisdn AS "msisdn: case_domain::Msisdn",
                      c.lease_expires_at AS "lease_expires_at!",
                      extract(epoch FROM now() - c.state_entered_at)::float8 AS "waited!",
                      next.fresh AS "fresh!""#,
@@ -104,6 +107,7 @@ pub async fn claim_batch(
             lease_expires_at: r.lease_expires_at,
             waited: Duration::from_secs_f64(r.waited.max(0.0)),
             first_in_state: r.fresh,
+            msisdn: r.msisdn,
         })
         .collect();
     // Longest waiting first (UPDATE ... RETURNING keeps no order).

@@ -1,25 +1,34 @@
-//! Complaints about a case: opened by the subscriber with a 15-day answer clock,
-//! closed by an agent's answer. They never move a case; an open complaint only raises
-//! the case in the agent queues (see [`crate::agent_work::queue`]).
+//! Complaints: opened by the subscriber about their case, or logged by an agent from
+//! any channel (hotline, store, social media, a 12300 referral) against a case or
+//! only a number, each with its answer clock; escalated by the timers service once
+//! overdue; closed by an agent's answer. They never move a case; an open complaint
+//! only raises its case in the agent queues (see [`crate::agent_work::queue`]).
 
-use case_domain::complaint::{self, ComplaintChannel, ComplaintStatus};
-use chrono::{DateTime, Utc};
+use case_domain::{
+    CaseState, Locale, Msisdn,
+    complaint::{self, ComplaintChannel, ComplaintStatus},
+};
+use chrono::{DateTime, Duration, Utc};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use crate::StoreError;
 
-/// A stored complaint. `Debug` leaves out the free texts (they may hold personal data).
+/// A stored complaint. `Debug` leaves out the free texts and the number (personal data).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ComplaintRow {
     /// Complaint id.
     pub id: Uuid,
-    /// The case.
-    pub case_id: Uuid,
-    /// Where it was made (web, app, social, regulator, hotline).
+    /// The case, if the complaint is linked to one.
+    pub case_id: Option<Uuid>,
+    /// The subscriber's number (personal data: masked when printed).
+    pub msisdn: Msisdn,
+    /// Where it was made (web, app, social, regulator, hotline, store).
     pub channel: String,
     /// The subscriber's text.
     pub body: String,
+    /// The sender's reference (12300 work-order number, post id, ticket), if any.
+    pub reference: Option<String>,
     /// open or answered.
     pub status: String,
     /// When it was made.
@@ -34,6 +43,12 @@ pub struct ComplaintRow {
     pub answered_by: Option<Uuid>,
     /// That agent's username.
     pub answered_by_username: Option<String>,
+    /// The agent who logged it (None: the subscriber made it).
+    pub logged_by_username: Option<String>,
+    /// The language messages about it are in (the complaint's, else the case's, else zh-CN).
+    pub locale: Locale,
+    /// When the timers service escalated it for being overdue.
+    pub escalated_at: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for ComplaintRow {
@@ -41,12 +56,14 @@ impl std::fmt::Debug for ComplaintRow {
         f.debug_struct("ComplaintRow")
             .field("id", &self.id)
             .field("case_id", &self.case_id)
+            .field("msisdn", &self.msisdn.masked())
             .field("channel", &self.channel)
             .field("status", &self.status)
             .field("created_at", &self.created_at)
             .field("due_at", &self.due_at)
             .field("answered_at", &self.answered_at)
             .field("answered_by", &self.answered_by)
+            .field("escalated_at", &self.escalated_at)
             .finish_non_exhaustive()
     }
 }
@@ -63,26 +80,62 @@ impl ComplaintRow {
 pub enum OpenRefusal {
     /// No such case.
     NotFound,
-    /// The case already has [`complaint::MAX_OPEN_PER_CASE`] unanswered complaints.
+    /// The case (or the number) already has [`complaint::MAX_OPEN_PER_CASE`] unanswered complaints.
     TooManyOpen,
 }
 
-/// Advisory-lock namespace of complaint openings (the second key is the case id's hash).
+/// Advisory-lock namespace of complaint openings (the second key is the case id's
+/// or the number's hash).
 const COMPLAINT_LOCK: i32 = 0x00c0_d7a1;
 
 /// Opens a complaint on a case, due [`complaint::ANSWER_DAYS`] days after the
-/// database's clock. Openings on one case are serialised (an advisory lock held until
-/// the caller's transaction ends), so the cap on open complaints holds under
-/// concurrent requests. The caller's transaction commits it.
+/// database's clock (see [`open_complaint_within`]).
 pub async fn open_complaint(
     conn: &mut PgConnection,
     case_id: Uuid,
     channel: ComplaintChannel,
     body: &str,
 ) -> Result<Result<ComplaintRow, OpenRefusal>, StoreError> {
-    // Serialise complaints of one case with a transaction-scoped advisory lock, not a
-    // row lock: a lock on the case row would make workers' SKIP LOCKED claims pass
-    // the case over.
+    open_complaint_within(conn, case_id, channel, body, complaint::answer_window()).await
+}
+
+/// Opens a complaint on a case, due `window` after the database's clock. Openings on
+/// one case are serialised (an advisory lock held until the caller's transaction
+/// ends), so the cap on open complaints holds under concurrent requests. The
+/// caller's transaction commits it.
+pub async fn open_complaint_within(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    channel: ComplaintChannel,
+    body: &str,
+    window: Duration,
+) -> Result<Result<ComplaintRow, OpenRefusal>, StoreError> {
+    let Some(msisdn) = lock_case_complaints(conn, case_id).await? else {
+        return Ok(Err(OpenRefusal::NotFound));
+    };
+    insert(
+        conn,
+        &LoggedComplaint {
+            case_id: Some(case_id),
+            msisdn: &msisdn,
+            channel,
+            body,
+            reference: None,
+            logged_by: None,
+            locale: None,
+            window,
+        },
+    )
+    .await
+}
+
+/// Serialises complaint openings of one case and returns its number (`None`: no case).
+async fn lock_case_complaints(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+) -> Result<Option<Msisdn>, StoreError> {
+    // A transaction-scoped advisory lock, not a row lock: a lock on the case row
+    // would make workers' SKIP LOCKED claims pass the case over.
     sqlx::query!(
         "SELECT pg_advisory_xact_lock($1, hashtext($2))",
         COMPLAINT_LOCK,
@@ -90,39 +143,135 @@ pub async fn open_complaint(
     )
     .execute(&mut *conn)
     .await?;
-    let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM reactivation_cases WHERE id = $1) AS "x!""#,
+    Ok(sqlx::query_scalar!(
+        r#"SELECT msisdn AS "msisdn: Msisdn" FROM reactivation_cases WHERE id = $1"#,
         case_id
     )
-    .fetch_one(&mut *conn)
-    .await?;
-    if !exists {
-        return Ok(Err(OpenRefusal::NotFound));
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// A complaint an agent logs from a channel other than the subscriber's case page.
+#[derive(Debug, Clone)]
+pub struct LoggedComplaint<'a> {
+    /// The case, when it is about one (its number must be `msisdn`).
+    pub case_id: Option<Uuid>,
+    /// The subscriber's number.
+    pub msisdn: &'a Msisdn,
+    /// Where it came in.
+    pub channel: ComplaintChannel,
+    /// What the subscriber complains about.
+    pub body: &'a str,
+    /// The sender's reference.
+    pub reference: Option<&'a str>,
+    /// The agent logging it (None: the subscriber through the API).
+    pub logged_by: Option<Uuid>,
+    /// The subscriber's language, when known.
+    pub locale: Option<Locale>,
+    /// The answer clock.
+    pub window: Duration,
+}
+
+/// The latest open case of a number (to link a complaint logged against the number).
+pub async fn open_case_of_number(
+    db: impl PgExecutor<'_>,
+    msisdn: &Msisdn,
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT id FROM reactivation_cases
+           WHERE msisdn = $1 AND state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
+           ORDER BY created_at DESC, id DESC LIMIT 1"#,
+        msisdn.e164()
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Logs an agent's complaint, linked to `case_id` or to the number alone. Openings
+/// on one case, or on one number without a case, are serialised, and each holds at
+/// most [`complaint::MAX_OPEN_PER_CASE`] unanswered complaints. `NotFound` when the
+/// case does not exist or is another number's.
+pub async fn log_complaint(
+    conn: &mut PgConnection,
+    complaint: &LoggedComplaint<'_>,
+) -> Result<Result<ComplaintRow, OpenRefusal>, StoreError> {
+    match complaint.case_id {
+        Some(case_id) => match lock_case_complaints(conn, case_id).await? {
+            Some(number) if number == *complaint.msisdn => {}
+            _ => return Ok(Err(OpenRefusal::NotFound)),
+        },
+        None => {
+            sqlx::query!(
+                "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                COMPLAINT_LOCK,
+                complaint.msisdn.e164()
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
     }
+    insert(conn, complaint).await
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    k: &LoggedComplaint<'_>,
+) -> Result<Result<ComplaintRow, OpenRefusal>, StoreError> {
     let open = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM case_complaints WHERE case_id = $1 AND status = 'open'"#,
-        case_id
+        r#"SELECT count(*) AS "n!" FROM case_complaints
+           WHERE status = 'open'
+             AND (($1::uuid IS NOT NULL AND case_id = $1)
+                  OR ($1::uuid IS NULL AND case_id IS NULL AND msisdn = $2))"#,
+        k.case_id,
+        k.msisdn.e164(),
     )
     .fetch_one(&mut *conn)
     .await?;
     if open >= complaint::MAX_OPEN_PER_CASE {
         return Ok(Err(OpenRefusal::TooManyOpen));
     }
-    let row = sqlx::query_as!(
-        ComplaintRow,
-        r#"INSERT INTO case_complaints (id, case_id, channel, body, created_at, due_at)
-           VALUES ($1, $2, $3, $4, now(), now() + make_interval(days => $5))
-           RETURNING id, case_id, channel, body, status, created_at, due_at, answer, answered_at,
-                     answered_by, NULL::text AS "answered_by_username?""#,
-        Uuid::now_v7(),
-        case_id,
-        channel.as_str(),
-        body,
-        complaint::ANSWER_DAYS as i32,
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        r#"INSERT INTO case_complaints (id, case_id, msisdn, channel, body, reference, logged_by,
+                                        locale, created_at, due_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), now() + make_interval(secs => $9))"#,
+        id,
+        k.case_id,
+        k.msisdn.e164(),
+        k.channel.as_str(),
+        k.body,
+        k.reference,
+        k.logged_by,
+        k.locale.map(|l| l.as_str()),
+        k.window.num_seconds() as f64,
     )
-    .fetch_one(&mut *conn)
+    .execute(&mut *conn)
     .await?;
+    notify_opened(&mut *conn).await?;
+    let row = load(&mut *conn, id)
+        .await?
+        .ok_or(StoreError::NotFound(id))?;
     Ok(Ok(row))
+}
+
+/// One complaint.
+pub async fn load(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<ComplaintRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        ComplaintRow,
+        r#"SELECT k.id, k.case_id, COALESCE(k.msisdn, c.msisdn) AS "msisdn!: Msisdn", k.channel,
+                  k.body, k.reference, k.status, k.created_at, k.due_at, k.answer, k.answered_at,
+                  k.answered_by, a.username AS "answered_by_username?",
+                  l.username AS "logged_by_username?",
+                  COALESCE(k.locale, c.locale, 'zh-CN') AS "locale!: Locale", k.escalated_at
+           FROM case_complaints k
+           LEFT JOIN reactivation_cases c ON c.id = k.case_id
+           LEFT JOIN agents a ON a.id = k.answered_by
+           LEFT JOIN agents l ON l.id = k.logged_by
+           WHERE k.id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?)
 }
 
 /// A case's complaints, oldest first.
@@ -132,9 +281,15 @@ pub async fn list_for_case(
 ) -> Result<Vec<ComplaintRow>, StoreError> {
     Ok(sqlx::query_as!(
         ComplaintRow,
-        r#"SELECT k.id, k.case_id, k.channel, k.body, k.status, k.created_at, k.due_at, k.answer,
-                  k.answered_at, k.answered_by, a.username AS "answered_by_username?"
-           FROM case_complaints k LEFT JOIN agents a ON a.id = k.answered_by
+        r#"SELECT k.id, k.case_id, COALESCE(k.msisdn, c.msisdn) AS "msisdn!: Msisdn", k.channel,
+                  k.body, k.reference, k.status, k.created_at, k.due_at, k.answer, k.answered_at,
+                  k.answered_by, a.username AS "answered_by_username?",
+                  l.username AS "logged_by_username?",
+                  COALESCE(k.locale, c.locale, 'zh-CN') AS "locale!: Locale", k.escalated_at
+           FROM case_complaints k
+           LEFT JOIN reactivation_cases c ON c.id = k.case_id
+           LEFT JOIN agents a ON a.id = k.answered_by
+           LEFT JOIN agents l ON l.id = k.logged_by
            WHERE k.case_id = $1 ORDER BY k.created_at, k.id"#,
         case_id
     )
@@ -159,18 +314,23 @@ pub async fn answer_complaint(
     agent_id: Uuid,
     answer: &str,
 ) -> Result<Result<ComplaintRow, AnswerRefusal>, StoreError> {
-    let answered = sqlx::query_as!(
-        ComplaintRow,
-        r#"WITH done AS (
-               UPDATE case_complaints
-               SET status = 'answered', answer = $4, answered_at = now(), answered_by = $3
-               WHERE id = $1 AND case_id = $2 AND status = 'open'
-               RETURNING *
-           )
-           SELECT d.id AS "id!", d.case_id AS "case_id!", d.channel AS "channel!", d.body AS "body!",
-                  d.status AS "status!", d.created_at AS "created_at!", d.due_at AS "due_at!",
-                  d.answer, d.answered_at, d.answered_by, a.username AS "answered_by_username?"
-           FROM done d LEFT JOIN agents a ON a.id = d.answered_by"#,
+    answer_one(conn, Some(case_id), complaint_id, agent_id, answer).await
+}
+
+/// Records an agent's answer and closes the complaint, which must be open and, when
+/// `case_id` is given, about that case.
+pub async fn answer_one(
+    conn: &mut PgConnection,
+    case_id: Option<Uuid>,
+    complaint_id: Uuid,
+    agent_id: Uuid,
+    answer: &str,
+) -> Result<Result<ComplaintRow, AnswerRefusal>, StoreError> {
+    let answered = sqlx::query_scalar!(
+        r#"UPDATE case_complaints
+           SET status = 'answered', answer = $4, answered_at = now(), answered_by = $3
+           WHERE id = $1 AND ($2::uuid IS NULL OR case_id = $2) AND status = 'open'
+           RETURNING id"#,
         complaint_id,
         case_id,
         agent_id,
@@ -178,11 +338,15 @@ pub async fn answer_complaint(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(row) = answered {
+    if answered.is_some() {
+        let row = load(&mut *conn, complaint_id)
+            .await?
+            .ok_or(StoreError::NotFound(complaint_id))?;
         return Ok(Ok(row));
     }
     let exists = sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM case_complaints WHERE id = $1 AND case_id = $2) AS "x!""#,
+        r#"SELECT EXISTS (SELECT 1 FROM case_complaints
+                          WHERE id = $1 AND ($2::uuid IS NULL OR case_id = $2)) AS "x!""#,
         complaint_id,
         case_id
     )
@@ -200,10 +364,10 @@ pub async fn answer_complaint(
 pub struct ComplaintListRow {
     /// The complaint.
     pub complaint: ComplaintRow,
-    /// The case's state now.
-    pub case_state: case_domain::CaseState,
-    /// The case's number (personal data: masked when printed).
-    pub msisdn: case_domain::Msisdn,
+    /// The case's state now (None: logged against a number without a case).
+    pub case_state: Option<CaseState>,
+    /// The number (personal data: masked when printed).
+    pub msisdn: Msisdn,
 }
 
 /// Complaints in `status` (every complaint when `None`), earliest due first.
@@ -213,13 +377,16 @@ pub async fn list_by_status(
     limit: i64,
 ) -> Result<Vec<ComplaintListRow>, StoreError> {
     let rows = sqlx::query!(
-        r#"SELECT k.id, k.case_id, k.channel, k.body, k.status, k.created_at, k.due_at, k.answer,
-                  k.answered_at, k.answered_by, a.username AS "answered_by_username?",
-                  c.state AS "case_state: case_domain::CaseState",
-                  c.msisdn AS "msisdn: case_domain::Msisdn"
+        r#"SELECT k.id, k.case_id, COALESCE(k.msisdn, c.msisdn) AS "msisdn!: Msisdn", k.channel,
+                  k.body, k.reference, k.status, k.created_at, k.due_at, k.answer, k.answered_at,
+                  k.answered_by, a.username AS "answered_by_username?",
+                  l.username AS "logged_by_username?",
+                  COALESCE(k.locale, c.locale, 'zh-CN') AS "locale!: Locale", k.escalated_at,
+                  c.state AS "case_state?: CaseState"
            FROM case_complaints k
-           JOIN reactivation_cases c ON c.id = k.case_id
+           LEFT JOIN reactivation_cases c ON c.id = k.case_id
            LEFT JOIN agents a ON a.id = k.answered_by
+           LEFT JOIN agents l ON l.id = k.logged_by
            WHERE ($1::text IS NULL OR k.status = $1)
            ORDER BY k.due_at, k.id
            LIMIT $2"#,
@@ -231,11 +398,15 @@ pub async fn list_by_status(
     Ok(rows
         .into_iter()
         .map(|r| ComplaintListRow {
+            msisdn: r.msisdn.clone(),
+            case_state: r.case_state,
             complaint: ComplaintRow {
                 id: r.id,
                 case_id: r.case_id,
+                msisdn: r.msisdn,
                 channel: r.channel,
                 body: r.body,
+                reference: r.reference,
                 status: r.status,
                 created_at: r.created_at,
                 due_at: r.due_at,
@@ -243,9 +414,81 @@ pub async fn list_by_status(
                 answered_at: r.answered_at,
                 answered_by: r.answered_by,
                 answered_by_username: r.answered_by_username,
+                logged_by_username: r.logged_by_username,
+                locale: r.locale,
+                escalated_at: r.escalated_at,
             },
-            case_state: r.case_state,
-            msisdn: r.msisdn,
         })
         .collect())
+}
+
+/// Open complaints the timers service escalated for being overdue, the oldest due first.
+pub async fn escalated_open(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+) -> Result<Vec<ComplaintListRow>, StoreError> {
+    Ok(list_by_status(db, Some(ComplaintStatus::Open), limit)
+        .await?
+        .into_iter()
+        .filter(|r| r.complaint.escalated_at.is_some())
+        .collect())
+}
+
+/// Claims the open complaint that became overdue first and is not escalated yet
+/// (due at `now`), for the caller's transaction (`FOR UPDATE SKIP LOCKED`: a
+/// second firer skips it). The caller escalates it with [`mark_escalated`].
+pub async fn claim_overdue(
+    conn: &mut PgConnection,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT id FROM case_complaints
+           WHERE status = 'open' AND escalated_at IS NULL AND due_at <= $1
+           ORDER BY due_at, id
+           LIMIT 1
+           FOR UPDATE SKIP LOCKED"#,
+        now
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Marks a claimed complaint escalated at `now` (never before it was made).
+pub async fn mark_escalated(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query!(
+        r#"UPDATE case_complaints SET escalated_at = greatest($2, created_at)
+           WHERE id = $1 AND status = 'open' AND escalated_at IS NULL"#,
+        id,
+        now
+    )
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// When the next open, unescalated complaint falls due (the timers service sleeps
+/// until then at most).
+pub async fn next_overdue_at(db: impl PgExecutor<'_>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "SELECT min(due_at) FROM case_complaints WHERE status = 'open' AND escalated_at IS NULL"
+    )
+    .fetch_one(db)
+    .await?)
+}
+
+/// The `NOTIFY` channel that wakes the timers service when a complaint is made (its
+/// clock may be due sooner than anything it waits for).
+pub const COMPLAINT_CHANNEL: &str = "complaint_opened";
+
+/// Wakes the timers service at commit of the caller's transaction.
+pub async fn notify_opened(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query!("SELECT pg_notify($1, '')", COMPLAINT_CHANNEL)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -1,7 +1,10 @@
 //! Moving every sealed value to the current key (`reactivation keys rotate`).
 //!
 //! The sealed values: `case_identities.full_name_enc` and `.id_number_enc` (bound
-//! to the case id), `webhook_endpoints.secret_sealed` (bound to the endpoint id), and
+//! to the case id) of identities still sealed directly under a master secret (an
+//! identity with a data key is sealed under that key and is not touched: its
+//! wrapped key is), `case_data_keys.wrapped_key` (bound to the case id),
+//! `webhook_endpoints.secret_sealed` (bound to the endpoint id), and
 //! the `case_token_enc` field (hex) of stored opening answers in
 //! `idempotency_keys.response_body` (bound to the `case_id` beside it; pruned after
 //! 24 hours). The store does no cryptography: the caller hands in the prefix every
@@ -24,10 +27,11 @@ use crate::StoreError;
 pub type Reseal<'a> = &'a (dyn Fn(&[u8], &Uuid) -> Result<Option<Vec<u8>>, String> + Sync);
 
 /// The sealed places, in the order they are rotated.
-pub const PLACES: [&str; 3] = [
+pub const PLACES: [&str; 4] = [
     "case_identities",
     "webhook_endpoints",
     "idempotency_keys.case_token_enc",
+    "case_data_keys",
 ];
 
 /// Where a rotation stands after a batch (or at the end).
@@ -48,7 +52,16 @@ pub async fn pending(pool: &PgPool, prefix: &[u8]) -> Result<Vec<(&'static str, 
     let hex_prefix = hex(prefix);
     let identities: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM case_identities
-          WHERE substr(full_name_enc, 1, $2) <> $1 OR substr(id_number_enc, 1, $2) <> $1",
+          WHERE (substr(full_name_enc, 1, $2) <> $1 OR substr(id_number_enc, 1, $2) <> $1) AND NOT EXISTS (SELECT 1 FROM case_data_keys k WHERE k.case_id = case_identities.case_id)
+           AND NOT EXISTS (SELECT 1 FROM case_personal_data_deletions d
+                            WHERE d.case_id = case_identities.case_id AND d.identity_deleted_at IS NOT NULL)",
+    )
+    .bind(prefix)
+    .bind(prefix.len() as i32)
+    .fetch_one(pool)
+    .await?;
+    let data_keys: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM case_data_keys WHERE substr(wrapped_key, 1, $2) <> $1",
     )
     .bind(prefix)
     .bind(prefix.len() as i32)
@@ -75,6 +88,7 @@ pub async fn pending(pool: &PgPool, prefix: &[u8]) -> Result<Vec<(&'static str, 
         (PLACES[0], identities),
         (PLACES[1], endpoints),
         (PLACES[2], answers),
+        (PLACES[3], data_keys),
     ])
 }
 
@@ -100,8 +114,29 @@ pub async fn rotate(
             "case_identities" => {
                 rotate_identities(pool, prefix, reseal, batch, &mut state, &mut progress).await?
             }
+            "case_data_keys" => {
+                rotate_column(
+                    pool,
+                    &DATA_KEYS,
+                    prefix,
+                    reseal,
+                    batch,
+                    &mut state,
+                    &mut progress,
+                )
+                .await?
+            }
             "webhook_endpoints" => {
-                rotate_endpoints(pool, prefix, reseal, batch, &mut state, &mut progress).await?
+                rotate_column(
+                    pool,
+                    &ENDPOINT_SECRETS,
+                    prefix,
+                    reseal,
+                    batch,
+                    &mut state,
+                    &mut progress,
+                )
+                .await?
             }
             _ => rotate_answers(pool, prefix, reseal, batch, &mut state, &mut progress).await?,
         }
@@ -125,7 +160,10 @@ async fn rotate_identities(
             "SELECT case_id, full_name_enc, id_number_enc FROM case_identities
               WHERE case_id > $3
                 AND (substr(full_name_enc, 1, $2) <> $1 OR substr(id_number_enc, 1, $2) <> $1)
-              ORDER BY case_id LIMIT $4 FOR UPDATE",
+                AND NOT EXISTS (SELECT 1 FROM case_data_keys k WHERE k.case_id = case_identities.case_id)
+                AND NOT EXISTS (SELECT 1 FROM case_personal_data_deletions d
+                                 WHERE d.case_id = case_identities.case_id AND d.identity_deleted_at IS NOT NULL)
+              ORDER BY case_id LIMIT $4 FOR UPDATE OF case_identities",
         )
         .bind(prefix)
         .bind(prefix.len() as i32)
@@ -165,38 +203,88 @@ async fn rotate_identities(
     }
 }
 
-async fn rotate_endpoints(
+/// A table whose rows each hold one sealed value, keyed by a UUID that is also the
+/// value's associated data: what [`rotate_column`] needs to re-seal it.
+struct SealedColumn {
+    table: &'static str,
+    id: &'static str,
+    column: &'static str,
+    /// Rows of the table that hold no sealed value (SQL, after `AND`).
+    present: &'static str,
+    /// The row lock: `SKIP LOCKED` where another process may hold the row for long.
+    lock: &'static str,
+    /// What the warning names a value that does not open.
+    what: &'static str,
+}
+
+/// Per-case data keys. SKIP LOCKED: a key the retention pass is destroying right
+/// now is not waited on.
+const DATA_KEYS: SealedColumn = SealedColumn {
+    table: "case_data_keys",
+    id: "case_id",
+    column: "wrapped_key",
+    present: "true",
+    lock: "FOR UPDATE SKIP LOCKED",
+    what: "data key not re-wrapped: it does not open",
+};
+
+/// Outbound webhook endpoints' signing secrets (NULL once the endpoint is deleted).
+const ENDPOINT_SECRETS: SealedColumn = SealedColumn {
+    table: "webhook_endpoints",
+    id: "id",
+    column: "secret_sealed",
+    present: "secret_sealed IS NOT NULL",
+    lock: "FOR UPDATE",
+    what: "endpoint secret not rotated: it does not open",
+};
+
+/// Re-seals, batch by batch (one transaction each), every value of `col` not yet
+/// sealed under the key whose ciphertexts start with `prefix`.
+async fn rotate_column(
     pool: &PgPool,
+    col: &SealedColumn,
     prefix: &[u8],
     reseal: Reseal<'_>,
     batch: i64,
     state: &mut Progress,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<(), StoreError> {
+    let select = format!(
+        "SELECT {id} AS id, {column} AS sealed FROM {table}
+          WHERE {id} > $3 AND {present} AND substr({column}, 1, $2) <> $1
+          ORDER BY {id} LIMIT $4 {lock}",
+        id = col.id,
+        column = col.column,
+        table = col.table,
+        present = col.present,
+        lock = col.lock,
+    );
+    let update = format!(
+        "UPDATE {table} SET {column} = $2 WHERE {id} = $1",
+        table = col.table,
+        column = col.column,
+        id = col.id,
+    );
     let mut after = Uuid::nil();
     loop {
         let mut tx = pool.begin().await?;
-        let rows = sqlx::query(
-            "SELECT id, secret_sealed FROM webhook_endpoints
-              WHERE id > $3 AND secret_sealed IS NOT NULL AND substr(secret_sealed, 1, $2) <> $1
-              ORDER BY id LIMIT $4 FOR UPDATE",
-        )
-        .bind(prefix)
-        .bind(prefix.len() as i32)
-        .bind(after)
-        .bind(batch)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(&select)
+            .bind(prefix)
+            .bind(prefix.len() as i32)
+            .bind(after)
+            .bind(batch)
+            .fetch_all(&mut *tx)
+            .await?;
         if rows.is_empty() {
             return Ok(());
         }
         for row in &rows {
             let id: Uuid = row.try_get("id")?;
             after = id;
-            let sealed: Vec<u8> = row.try_get("secret_sealed")?;
+            let sealed: Vec<u8> = row.try_get("sealed")?;
             match reseal(&sealed, &id) {
                 Ok(Some(new)) => {
-                    sqlx::query("UPDATE webhook_endpoints SET secret_sealed = $2 WHERE id = $1")
+                    sqlx::query(&update)
                         .bind(id)
                         .bind(new)
                         .execute(&mut *tx)
@@ -205,7 +293,7 @@ async fn rotate_endpoints(
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(endpoint_id = %id, error.message = %e, "endpoint secret not rotated: it does not open");
+                    tracing::warn!(table = col.table, id = %id, error.message = %e, "{}", col.what);
                     state.unreadable += 1;
                 }
             }

@@ -10,23 +10,32 @@
 
 pub mod agent_work;
 pub mod agents;
+pub mod assisted;
 pub mod audit;
 mod cases;
 mod claims;
 pub mod complaints;
 pub mod dashboard;
+pub mod data_keys;
 pub mod demo;
 mod error;
+pub mod expedite;
+pub mod history;
 mod idempotency;
 pub mod identity;
 pub mod key_rotation;
 pub mod material;
+pub mod messages;
 pub mod number_budget;
 mod outbox;
+pub mod prune;
 pub mod queue;
 pub mod recovery;
+pub mod retention;
 pub mod risk;
 pub mod stage_stats;
+pub mod store_visits;
+pub mod supervision;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod timers;

@@ -1,7 +1,7 @@
 //! Risk assessments and provisioning orders.
 
 use case_domain::{
-    Restoration,
+    Msisdn, Restoration,
     risk::{RecordedSignals, RiskTier},
 };
 use chrono::{DateTime, Utc};
@@ -252,6 +252,60 @@ pub async fn current_order(
     )
     .fetch_optional(db)
     .await?)
+}
+
+/// What the provisioning worker needs to send an order, read in one statement:
+/// the order, its case's number, whether it is still the case's current order, and
+/// the order it replaces (a retry's), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderToSend {
+    /// The order (= outbox id = idempotency key).
+    pub id: Uuid,
+    /// Its case.
+    pub case_id: Uuid,
+    /// The number to restore.
+    pub msisdn: Msisdn,
+    /// How much service it restores.
+    pub restoration: Restoration,
+    /// Whether it is its case's current order (the newest not withdrawn).
+    pub current: bool,
+    /// The order it replaces: (id, restoration, last known state).
+    pub supersedes: Option<(Uuid, Restoration, String)>,
+}
+
+/// See [`OrderToSend`]; `None` when there is no such order.
+pub async fn order_to_send(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<OrderToSend>, StoreError> {
+    let row = sqlx::query!(
+        r#"SELECT o.id, o.case_id, o.restoration AS "restoration: Restoration",
+                  c.msisdn AS "msisdn: Msisdn",
+                  coalesce((SELECT cur.id FROM provisioning_orders cur
+                            WHERE cur.case_id = o.case_id AND cur.state <> 'withdrawn'
+                            ORDER BY cur.created_at DESC, cur.id DESC LIMIT 1) = o.id,
+                           false) AS "current!",
+                  p.id AS "previous_id?", p.restoration AS "previous_restoration?: Restoration",
+                  p.state AS "previous_state?"
+           FROM provisioning_orders o
+           JOIN reactivation_cases c ON c.id = o.case_id
+           LEFT JOIN provisioning_orders p ON p.id = o.supersedes
+           WHERE o.id = $1"#,
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| OrderToSend {
+        id: r.id,
+        case_id: r.case_id,
+        msisdn: r.msisdn,
+        restoration: r.restoration,
+        current: r.current,
+        supersedes: match (r.previous_id, r.previous_restoration, r.previous_state) {
+            (Some(id), Some(restoration), Some(state)) => Some((id, restoration, state)),
+            _ => None,
+        },
+    }))
 }
 
 /// The order an order replaces (set for a retry's order), if any.

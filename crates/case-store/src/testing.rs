@@ -33,3 +33,18 @@ pub async fn open_case_in(pool: &PgPool, msisdn: &str, locale: &str) -> Uuid {
     tx.commit().await.expect("commit");
     id
 }
+
+/// Appends an audit row stamped `at` (a back-dated row, e.g. of a month to detach),
+/// chained to the head like any other; returns its `seq`.
+pub async fn record_audit_at(
+    pool: &PgPool,
+    entry: &crate::audit::AuditEntry<'_>,
+    at: chrono::DateTime<chrono::Utc>,
+) -> i64 {
+    let mut tx = pool.begin().await.expect("a transaction");
+    let seq = crate::audit::append_at(&mut tx, entry, at)
+        .await
+        .expect("the audit row is appended");
+    tx.commit().await.expect("commit");
+    seq
+}

@@ -409,7 +409,8 @@ pub async fn escalate(
 ) -> Result<bool, StoreError> {
     let raised = sqlx::query!(
         r#"UPDATE reactivation_cases
-           SET escalation_level = $4, escalated_at = $5, escalated_state = $3, escalated_version = $2
+           SET escalation_level = $4, escalated_at = $5, escalated_state = $3, escalated_version = $2,
+               escalated_by = NULL, escalation_reason = NULL
            WHERE id = $1 AND version = $2 AND state = $3 AND escalation_level < $4"#,
         case_id,
         version,
@@ -440,7 +441,8 @@ pub async fn clear_escalation(
 ) -> Result<(), StoreError> {
     sqlx::query!(
         r#"UPDATE reactivation_cases
-           SET escalation_level = 0, escalated_at = NULL, escalated_state = NULL, escalated_version = NULL
+           SET escalation_level = 0, escalated_at = NULL, escalated_state = NULL, escalated_version = NULL,
+               escalated_by = NULL, escalation_reason = NULL
            WHERE id = $1 AND escalation_level > 0 AND escalated_version < $2"#,
         case_id,
         version,

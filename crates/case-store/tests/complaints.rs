@@ -170,7 +170,7 @@ async fn complaint_cases_lead_the_queue_and_the_list_is_by_due_date(pool: PgPool
         open.iter().map(|r| r.complaint.id).collect::<Vec<_>>(),
         vec![a.id, b.id]
     );
-    assert_eq!(open[0].case_state, CaseState::AwaitingIdentity);
+    assert_eq!(open[0].case_state, Some(CaseState::AwaitingIdentity));
     assert_eq!(open[0].msisdn.e164(), "+8613800138001");
 
     let cs = agent(&pool, "cs.one").await;

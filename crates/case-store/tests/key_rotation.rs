@@ -165,7 +165,12 @@ async fn rotation_moves_everything_from_a_to_b_in_batches(pool: PgPool) {
     assert!(only_b.decrypt(&sealed, case_id).is_err());
     assert_eq!(
         key_rotation::pending(&pool, &prefix).await.unwrap(),
-        vec![(PLACES[0], 10), (PLACES[1], 4), (PLACES[2], 4)]
+        vec![
+            (PLACES[0], 10),
+            (PLACES[1], 4),
+            (PLACES[2], 4),
+            (PLACES[3], 0)
+        ]
     );
 
     let reseal =
@@ -183,7 +188,8 @@ async fn rotation_moves_everything_from_a_to_b_in_batches(pool: PgPool) {
         vec![
             (PLACES[0], 10, 10, 0),
             (PLACES[1], 4, 4, 0),
-            (PLACES[2], 4, 4, 0)
+            (PLACES[2], 4, 4, 0),
+            (PLACES[3], 0, 0, 0)
         ]
     );
     // Progress after every batch of 3: 4 + 2 + 2 batches, counting up.
@@ -198,7 +204,12 @@ async fn rotation_moves_everything_from_a_to_b_in_batches(pool: PgPool) {
     assert_all_under(&pool, &only_b, &written).await;
     assert_eq!(
         key_rotation::pending(&pool, &prefix).await.unwrap(),
-        vec![(PLACES[0], 0), (PLACES[1], 0), (PLACES[2], 0)]
+        vec![
+            (PLACES[0], 0),
+            (PLACES[1], 0),
+            (PLACES[2], 0),
+            (PLACES[3], 0)
+        ]
     );
     // A second run finds nothing to do and changes nothing.
     let again = key_rotation::rotate(&pool, &prefix, &reseal, 3, |_| {})
@@ -262,6 +273,11 @@ async fn an_interrupted_rotation_resumes_and_unreadable_rows_are_left_and_counte
     );
     assert_eq!(
         key_rotation::pending(&pool, &prefix).await.unwrap(),
-        vec![(PLACES[0], 1), (PLACES[1], 0), (PLACES[2], 0)]
+        vec![
+            (PLACES[0], 1),
+            (PLACES[1], 0),
+            (PLACES[2], 0),
+            (PLACES[3], 0)
+        ]
     );
 }

@@ -481,6 +481,108 @@ async fn transitions_notify_the_next_owner_and_the_change_feed(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
+async fn a_proof_that_supersedes_cases_with_webhooks_registered_sends_one_notification(
+    pool: PgPool,
+) {
+    // Two more unproven requests for the number, and an outbound webhook endpoint: the
+    // proof's transaction changes three cases and queues events for the fan-out.
+    let number = "+8613800138009";
+    let winner = open_case(&pool, number).await;
+    let mut losers = Vec::new();
+    for token in [8u8, 9] {
+        let new = NewCase {
+            id: Uuid::now_v7(),
+            msisdn: Msisdn::parse(number).unwrap(),
+            channel: case_domain::Channel::App,
+            locale: case_domain::Locale::ZhCn,
+            token_hash: [token; 32],
+        };
+        let mut conn = pool.acquire().await.unwrap();
+        create_case(&mut conn, &new, &Actor::system("test"))
+            .await
+            .unwrap();
+        losers.push(new.id);
+    }
+    case_store::webhooks::create_endpoint(
+        &pool,
+        Uuid::now_v7(),
+        "https://receiver.example/hook",
+        &["case.state_changed".to_owned()],
+        &[1, 2, 3],
+        None,
+    )
+    .await
+    .unwrap();
+    let mut listener = PgListener::connect_with(&pool).await.unwrap();
+    listener
+        .listen_all([
+            "case_changed",
+            "case_work_risk_assessment",
+            case_store::webhooks::EVENT_FEED_CHANNEL,
+        ])
+        .await
+        .unwrap();
+
+    let system = Actor::system("identity-verification");
+    transition(
+        &pool,
+        request(winner, 1, CaseEvent::ProofsAccepted, &system),
+    )
+    .await
+    .unwrap();
+
+    let n = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n.channel(), "case_changed");
+    let change: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+    assert_eq!(change["case_id"], winner.to_string());
+    assert_eq!(change["state"], "risk_assessment");
+    // The fan-out's wake-up rides on it (an endpoint is registered) ...
+    assert_eq!(
+        change["wake"],
+        serde_json::json!(["case_work_risk_assessment", "webhook_event_feed"])
+    );
+    // ... and so do the superseded cases.
+    let mut also: Vec<(String, String)> = change["also"]
+        .as_array()
+        .expect("also")
+        .iter()
+        .map(|c| {
+            (
+                c["case_id"].as_str().unwrap().to_owned(),
+                c["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    also.sort();
+    let mut expected: Vec<(String, String)> = losers
+        .iter()
+        .map(|id| (id.to_string(), "cancelled".to_owned()))
+        .collect();
+    expected.sort();
+    assert_eq!(also, expected);
+    // The events were queued for the fan-out all the same (the trigger still writes
+    // the feed; it no longer notifies).
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_event_feed")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(queued >= 3, "{queued}");
+    // Nothing else was sent by that commit: a marker sent afterwards comes next.
+    sqlx::query("SELECT pg_notify('case_changed', 'marker')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.payload(), "marker");
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
 async fn idempotency_keys_replay_refuse_mismatches_and_report_in_flight(pool: PgPool) {
     let scope = "POST /v1/cases";
     let body = [1u8; 32];
@@ -585,13 +687,13 @@ async fn every_table_and_column_has_a_comment(pool: PgPool) {
     let missing = sqlx::query_scalar!(
         r#"SELECT c.relname::text AS "name!"
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
-           WHERE c.relkind = 'r' AND c.relname <> '_sqlx_migrations' AND obj_description(c.oid, 'pg_class') IS NULL
+           WHERE c.relkind IN ('r', 'p') AND c.relname <> '_sqlx_migrations' AND obj_description(c.oid, 'pg_class') IS NULL
            UNION ALL
            SELECT c.relname || '.' || a.attname
            FROM pg_class c
            JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-           WHERE c.relkind = 'r' AND c.relname <> '_sqlx_migrations' AND col_description(c.oid, a.attnum) IS NULL"#
+           WHERE c.relkind IN ('r', 'p') AND c.relname <> '_sqlx_migrations' AND col_description(c.oid, a.attnum) IS NULL"#
     )
     .fetch_all(&pool)
     .await

@@ -27,6 +27,8 @@ pub const MAX_ATTEMPTS: i32 = 15;
 pub struct NotificationHandler {
     carrier: Arc<dyn Carrier>,
     source: OutboxTopics,
+    /// Opens sealed bodies (messages carrying a case token); without it they are given up.
+    sealed: Option<case_workflows::assisted::SealedBodies>,
 }
 
 impl NotificationHandler {
@@ -35,7 +37,14 @@ impl NotificationHandler {
         Self {
             carrier,
             source: OutboxTopics::new(vec![NOTIFICATION_TOPIC.to_owned()]),
+            sealed: None,
         }
+    }
+
+    /// Also delivers messages whose body is sealed (`body_sealed`, bound to the case).
+    pub fn with_sealed_bodies(mut self, sealed: case_workflows::assisted::SealedBodies) -> Self {
+        self.sealed = Some(sealed);
+        self
     }
 
     /// The back-off after `attempts` failed deliveries: 5 s doubling to 10 min, ±50 %.
@@ -61,7 +70,26 @@ impl OutboxHandler for NotificationHandler {
     async fn deliver(&self, _pool: &PgPool, message: &OutboxClaim) -> anyhow::Result<Delivery> {
         let payload = &message.payload;
         let field = |name: &str| payload.get(name).and_then(|v| v.as_str());
-        let (Some(number), Some(body)) = (field("msisdn"), field("body")) else {
+        let opened;
+        let body = match (field("body"), field("body_sealed"), message.case_id) {
+            (Some(body), None, _) => Some(body),
+            (None, Some(sealed), Some(case_id)) => {
+                let Some(sealed_bodies) = &self.sealed else {
+                    return Ok(Delivery::GiveUp(
+                        "sealed notification body and no key to open it".into(),
+                    ));
+                };
+                let Some(body) = sealed_bodies.open(sealed, case_id) else {
+                    return Ok(Delivery::GiveUp(
+                        "sealed notification body does not open with the product keys".into(),
+                    ));
+                };
+                opened = body;
+                Some(opened.as_str())
+            }
+            _ => None,
+        };
+        let (Some(number), Some(body)) = (field("msisdn"), body) else {
             return Ok(Delivery::GiveUp("malformed notification payload".into()));
         };
         let Ok(msisdn) = Msisdn::parse(number) else {

@@ -44,6 +44,9 @@ pub struct Followed {
     pub timers: u64,
     /// More events exist after the cursor (not yet safe to read, or past the batch).
     pub pending: bool,
+    /// The earliest due time of the timers this pass planned (written now or
+    /// already there), so the service knows when to fire next without asking.
+    pub earliest_due: Option<DateTime<Utc>>,
 }
 
 /// Handles the next batch of events after the cursor, at clock `now` (used for the
@@ -64,7 +67,11 @@ pub async fn follow(
     let mut done = Followed::default();
     let mut last = cursor;
     for event in &events {
-        let (messages, timers) = handle(&mut tx, event, &config.sla, &stats, now).await?;
+        let (messages, timers, due) = handle(&mut tx, event, config, &stats, now).await?;
+        done.earliest_due = match (done.earliest_due, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         done.events += 1;
         done.messages += messages;
         done.timers += timers;
@@ -84,16 +91,18 @@ pub async fn follow(
 async fn handle(
     conn: &mut PgConnection,
     event: &FollowedEvent,
-    sla: &SlaConfig,
+    config: &TimersConfig,
     stats: &case_domain::eta::LiveStats,
     now: DateTime<Utc>,
-) -> Result<(usize, u64), StoreError> {
+) -> Result<(usize, u64, Option<DateTime<Utc>>), StoreError> {
+    let sla = &config.sla;
     let timeline = case_store::timeline(&mut *conn, event.case_id).await?;
     let history = entries(&timeline, event.version);
 
     // The timers of the state entered, with what the stage had already used.
     let used = stage_elapsed(&history, event.at);
     let plan = plan_timers(event.to_state, event.at, used, sla);
+    let due = plan.iter().map(|t| t.due_at).min();
     let timers = store::insert_timers(
         &mut *conn,
         event.case_id,
@@ -114,7 +123,7 @@ async fn handle(
     }
 
     if !notifies_subscriber(event.event) {
-        return Ok((0, timers));
+        return Ok((0, timers, due));
     }
     let msisdn = &event.msisdn;
     let assessment = case_store::risk::latest_assessment(&mut *conn, event.case_id).await?;
@@ -167,21 +176,35 @@ async fn handle(
     )
     .await?;
     if !paid {
-        return Ok((0, timers));
+        return Ok((0, timers, due));
     }
-    let written = store::enqueue_message(
-        &mut *conn,
-        &message(
-            Some(event.case_id),
-            Some(event.id),
-            &dedupe_key,
-            msisdn,
-            "transition",
-            &body,
-        ),
-    )
-    .await?;
-    Ok((usize::from(written.is_some()), timers))
+    let outbox_row = message(
+        Some(event.case_id),
+        Some(event.id),
+        &dedupe_key,
+        msisdn,
+        "transition",
+        &body,
+    );
+    let written = if config.message_window > chrono::Duration::zero() {
+        // Held for the window and replaced by the case's next transition message
+        // within it: one message about the latest state.
+        let done = case_store::messages::enqueue_superseding(
+            &mut *conn,
+            &outbox_row,
+            &case_workflows::notices::status_key(event.case_id),
+            event.at,
+            event.at + config.message_window,
+        )
+        .await?;
+        if done.superseded > 0 {
+            ::metrics::counter!("notifications_superseded_total").increment(done.superseded);
+        }
+        done.id
+    } else {
+        store::enqueue_message(&mut *conn, &outbox_row).await?
+    };
+    Ok((usize::from(written.is_some()), timers, due))
 }
 
 /// When a case that entered a waiting `state` at `entered` lapses.

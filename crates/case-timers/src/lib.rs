@@ -9,12 +9,18 @@
 //!   waits on the subscriber, expiry (7 days) and closing of unappealed refusals
 //!   (15 days), and escalation of a stage past its SLA to the supervisors; the clock
 //!   is a parameter, so tests never sleep;
+//! - **overdue complaints**: an open complaint past its answer clock is escalated and
+//!   the subscriber told that 12300 is the next avenue (the use case
+//!   `case_workflows::complaints::escalate_overdue`, called from the service loop);
 //! - **delivery** ([`deliver::NotificationHandler`]): sends the messages through the
 //!   carrier to a contact on file, with a stable idempotency key;
 //! - **the ETA** (`case_workflows::eta::case_eta`) from the stage SLAs and cached live statistics;
 //! - delivering the carrier's **suspension notice**, which the webhooks worker enqueues
 //!   through the use case `case_workflows::notices` (re-exported here as
 //!   [`notify_suspension`] for old callers).
+//!
+//! - **housekeeping** ([`housekeeping`]): creates the monthly partitions of the history
+//!   ahead and prunes finished operational rows after their retention.
 //!
 //! Configuration ([`TimersConfig`]) is read once at start by the binary and passed
 //! down; nothing here reads the environment at first use.
@@ -28,6 +34,7 @@ pub mod config;
 pub mod deliver;
 pub mod fire;
 pub mod follow;
+pub mod housekeeping;
 pub mod service;
 
 pub use config::TimersConfig;

@@ -1,6 +1,8 @@
-//! The service loop: follow the event log and fire due timers, woken by every case
-//! change (`NOTIFY case_changed`), by the earliest timer's due time, and by the
-//! fallback poll. The wall clock is read here, once per pass, and handed down.
+//! The service loop: follow the event log, fire due timers and escalate overdue
+//! complaints, woken by every case change (`NOTIFY case_changed`), by every new
+//! complaint (`NOTIFY complaint_opened`), by the earliest timer's or complaint's due
+//! time, and by the fallback poll. The wall clock is read here, once per pass, and
+//! handed down.
 
 use std::{
     sync::{
@@ -10,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use service_runtime::{Shutdown, worker::run_loop};
 use sqlx::PgPool;
 
@@ -20,8 +22,59 @@ use crate::{SERVICE, TimersConfig, fire, follow};
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 /// A case must have been in its state this long before the sweep arms it.
 pub const SWEEP_SETTLE: Duration = Duration::from_secs(60);
+/// Batches per kind in one scheduled retention pass (the rest waits for the next
+/// pass, so a large backlog never holds up the timers for long).
+pub const RETENTION_BATCHES_PER_PASS: u32 = 10;
+/// Cases per retention batch (one transaction).
+pub const RETENTION_BATCH: i64 = 200;
 /// How soon the follower looks again when an older writer was still running.
 pub const RECHECK: Duration = Duration::from_millis(100);
+
+/// How long the loop trusts what it knows of the earliest pending timer before it
+/// asks the database again (timers written by another replica, or by a sweep there).
+pub const NEXT_FIRE_TRUSTED_FOR: Duration = Duration::from_secs(5);
+
+/// What the loop knows of the earliest pending timer, so that following a case
+/// change costs one transaction (the follower's) instead of a fire attempt that
+/// finds nothing and a `min(due_at)` query besides.
+#[derive(Debug, Default, Clone, Copy)]
+struct NextFire {
+    /// The earliest pending due time (`None`: no timer pending) as read or
+    /// planned at that instant; `None` when unknown.
+    known: Option<(Option<DateTime<Utc>>, Instant)>,
+}
+
+impl NextFire {
+    /// What is known and still trusted.
+    fn trusted(&self) -> Option<Option<DateTime<Utc>>> {
+        self.known
+            .filter(|(_, at)| at.elapsed() < NEXT_FIRE_TRUSTED_FOR)
+            .map(|(due, _)| due)
+    }
+
+    /// Whether a fire attempt may find a timer due at `now`.
+    fn worth_firing(&self, now: DateTime<Utc>) -> bool {
+        match self.trusted() {
+            None => true,
+            Some(due) => due.is_some_and(|d| d <= now),
+        }
+    }
+
+    /// The follower planned timers due at `due` at the earliest.
+    fn planned(&mut self, due: Option<DateTime<Utc>>) {
+        if let (Some((known, _)), Some(due)) = (&mut self.known, due) {
+            *known = Some(known.map_or(due, |k| k.min(due)));
+        }
+    }
+
+    fn read(&mut self, due: Option<DateTime<Utc>>) {
+        self.known = Some((due, Instant::now()));
+    }
+
+    fn forget(&mut self) {
+        self.known = None;
+    }
+}
 
 /// Runs the follower and the timers until shutdown.
 pub async fn run(
@@ -32,21 +85,42 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let recheck = Arc::new(AtomicBool::new(false));
     let last_sweep: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let next_fire: Arc<Mutex<NextFire>> = Arc::new(Mutex::new(NextFire::default()));
     let due_pool = pool.clone();
     let due_recheck = recheck.clone();
+    let due_next_fire = next_fire.clone();
     tracing::info!(service = SERVICE, "timers started");
-    run_loop(
+    let complaints = complaint_clock(pool.clone(), poll, shutdown.clone());
+    // The retention pass runs beside the timers (its batches never delay a timer).
+    let retention = config.retention_every.map(|every| {
+        let (pool, config, shutdown) = (pool.clone(), config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                // A failed pass is counted in /metrics and logged; the next pass
+                // resumes from the durable cursors.
+                if let Err(e) = retention_pass(&pool, &config, Utc::now()).await {
+                    tracing::warn!(error.message = %e, "retention pass failed");
+                }
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(every) => {}
+                }
+            }
+        })
+    });
+    let timers = run_loop(
         &pool,
         SERVICE,
         vec![case_store::CASE_CHANGED_CHANNEL.to_owned()],
         poll,
         shutdown,
         || {
-            let (pool, config, recheck, last_sweep) = (
+            let (pool, config, recheck, last_sweep, next_fire) = (
                 pool.clone(),
                 config.clone(),
                 recheck.clone(),
                 last_sweep.clone(),
+                next_fire.clone(),
             );
             async move {
                 let now = Utc::now();
@@ -59,6 +133,7 @@ pub async fn run(
                     let armed = fire::arm_unarmed(&pool, &config, now, settle).await?;
                     if armed > 0 {
                         tracing::info!(timers = armed, "armed open cases that had no timers");
+                        lock(&next_fire).forget();
                     }
                     if let Ok(mut t) = last_sweep.lock() {
                         *t = Some(Instant::now());
@@ -66,19 +141,140 @@ pub async fn run(
                 }
                 let followed = follow::follow(&pool, &config, now).await?;
                 recheck.store(followed.pending && followed.events == 0, Ordering::Relaxed);
-                let fired = fire::fire_one(&pool, &config, now).await?;
-                Ok(followed.events > 0 || fired)
+                let worth_firing = {
+                    let mut next = lock(&next_fire);
+                    next.planned(followed.earliest_due);
+                    next.worth_firing(now)
+                };
+                let fired = worth_firing && fire::fire_one(&pool, &config, now).await?;
+                if worth_firing {
+                    // Fired one (more may be due) or found none: ask again when idle.
+                    lock(&next_fire).forget();
+                }
+                // Go round again only while there is more: a full batch of events
+                // (more after it) or a timer fired (another may be due). A short
+                // batch drained the log; the next commit notifies again.
+                Ok((followed.events > 0 && followed.pending) || fired)
             }
         },
         move || {
-            let (pool, recheck) = (due_pool.clone(), due_recheck.clone());
+            let (pool, recheck, next_fire) =
+                (due_pool.clone(), due_recheck.clone(), due_next_fire.clone());
             async move {
                 if recheck.load(Ordering::Relaxed) {
                     return Ok(Some(Utc::now() + chrono::Duration::from_std(RECHECK)?));
                 }
-                Ok(case_store::timers::next_timer_due(&pool).await?)
+                if let Some(due) = lock(&next_fire).trusted() {
+                    return Ok(due);
+                }
+                let due = case_store::timers::next_timer_due(&pool).await?;
+                lock(&next_fire).read(due);
+                Ok(due)
             }
+        },
+    );
+    let result = tokio::try_join!(timers, complaints).map(|_| ());
+    if let Some(task) = retention {
+        task.abort();
+    }
+    result
+}
+
+/// The complaints' answer clock, a loop of its own: woken when a complaint is
+/// logged (`NOTIFY complaint_opened`) and at the next complaint's due time, it
+/// escalates the overdue ones. Kept apart from the case timers so that a case
+/// change does not cost a look at the complaints.
+async fn complaint_clock(pool: PgPool, poll: Duration, shutdown: Shutdown) -> anyhow::Result<()> {
+    let due_pool = pool.clone();
+    run_loop(
+        &pool,
+        SERVICE,
+        vec![case_store::complaints::COMPLAINT_CHANNEL.to_owned()],
+        poll,
+        shutdown,
+        || {
+            let pool = pool.clone();
+            async move {
+                Ok(case_workflows::complaints::escalate_overdue(
+                    &pool,
+                    &case_domain::Actor::system(SERVICE),
+                    Utc::now(),
+                )
+                .await?)
+            }
+        },
+        move || {
+            let pool = due_pool.clone();
+            async move { Ok(case_workflows::complaints::next_due(&pool).await?) }
         },
     )
     .await
+}
+
+/// One bounded retention pass (`case_workflows::retention::run`).
+async fn retention_pass(
+    pool: &PgPool,
+    config: &TimersConfig,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), case_workflows::WorkflowError> {
+    let options = case_workflows::retention::RunOptions {
+        dry_run: false,
+        batch: RETENTION_BATCH,
+        max_batches: RETENTION_BATCHES_PER_PASS,
+    };
+    case_workflows::retention::run(
+        pool,
+        &config.retention,
+        now,
+        options,
+        &case_domain::Actor::system(SERVICE),
+        |_| {},
+    )
+    .await?;
+    Ok(())
+}
+
+fn lock(next: &Mutex<NextFire>) -> std::sync::MutexGuard<'_, NextFire> {
+    next.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn an_unknown_next_fire_is_worth_a_try_and_a_known_one_only_when_due() {
+        let mut next = NextFire::default();
+        assert!(next.worth_firing(at(0)));
+        next.read(None);
+        assert!(!next.worth_firing(at(0)), "no timer pending");
+        next.planned(Some(at(60)));
+        assert_eq!(next.trusted(), Some(Some(at(60))));
+        assert!(!next.worth_firing(at(59)));
+        assert!(next.worth_firing(at(60)));
+        next.planned(Some(at(30)));
+        assert_eq!(next.trusted(), Some(Some(at(30))), "the earlier one wins");
+        next.planned(Some(at(90)));
+        assert_eq!(next.trusted(), Some(Some(at(30))));
+        next.forget();
+        assert_eq!(next.trusted(), None);
+        next.planned(Some(at(10)));
+        assert_eq!(next.trusted(), None, "a plan alone does not make it known");
+    }
+
+    #[test]
+    fn what_is_known_is_trusted_only_for_a_while() {
+        let mut next = NextFire {
+            known: Some((Some(at(0)), Instant::now() - NEXT_FIRE_TRUSTED_FOR)),
+        };
+        assert_eq!(next.trusted(), None);
+        assert!(next.worth_firing(at(-100)));
+        next.read(Some(at(0)));
+        assert_eq!(next.trusted(), Some(Some(at(0))));
+    }
 }

@@ -42,7 +42,7 @@ pub struct Agent {
     pub id: Uuid,
     /// Login name.
     pub username: String,
-    /// Roles (cs, security, technical, supervisor, admin).
+    /// Roles (cs, store, security, technical, supervisor, admin).
     pub roles: Vec<Role>,
 }
 
@@ -148,12 +148,14 @@ pub struct QueueItem {
     pub tier: Option<String>,
     /// The case has an unanswered complaint.
     pub complaint: bool,
-    /// Its priority (complaint or normal).
+    /// The subscriber asked for expedited handling.
+    pub expedited: bool,
+    /// Its priority (complaint, expedited or normal).
     pub priority: Priority,
 }
 
-/// A department's queue: cases with an unanswered complaint first, then earliest
-/// SLA due first. Only the department's roles (and supervisors) may read it.
+/// A department's queue: cases with an unanswered complaint first, then those that
+/// asked for expedited handling, then earliest SLA due first. Only the department's roles (and supervisors) may read it.
 pub async fn queue(
     pool: &PgPool,
     sla: &SlaConfig,
@@ -178,12 +180,13 @@ pub async fn queue(
                 claimed_by: holder,
                 msisdn: r.msisdn.masked(),
                 tier: r.tier,
-                priority: Priority::of(i64::from(r.complaint)),
+                priority: Priority::for_case(i64::from(r.complaint), r.expedited),
                 complaint: r.complaint,
+                expedited: r.expedited,
             }
         })
         .collect();
-    cases.sort_by_key(|c| (!c.complaint, c.sla_due_at));
+    cases.sort_by_key(|c| (c.priority, c.sla_due_at));
     Ok(cases)
 }
 
@@ -465,6 +468,12 @@ async fn decide_on(
             "request_info needs a reason: what the subscriber must provide",
         ));
     }
+    if event == CaseEvent::Cancelled && !reason.is_some_and(case_domain::supervision::reason_ok) {
+        return Err(invalid(
+            "reason",
+            "cancel needs a reason of 5 to 500 characters: why the request is withdrawn on the subscriber's behalf",
+        ));
+    }
     let identity_check = match event {
         CaseEvent::IdentityVerified => Some(decision.identity_check.ok_or_else(|| {
             invalid(
@@ -705,12 +714,12 @@ pub async fn unmask(
     let identity = case_store::identity::load_identity(pool, case.id)
         .await?
         .ok_or(WorkflowError::NotFound)?;
-    let full_name = keys
-        .decrypt(&identity.full_name_enc, &case.id)
-        .map_err(|e| WorkflowError::Internal(e.into()))?;
-    let id_number = keys
-        .decrypt(&identity.id_number_enc, &case.id)
-        .map_err(|e| WorkflowError::Internal(e.into()))?;
+    // Refused (`personal_data_deleted`, with the date) once retention destroyed the
+    // case's data key.
+    let crate::retention::OpenedIdentity {
+        full_name,
+        id_number,
+    } = crate::retention::open_identity(pool, keys, &identity).await?;
     audit_read(
         pool,
         agent,
@@ -820,32 +829,44 @@ pub struct Escalated {
     pub claimed_by: Option<String>,
     /// The number, masked.
     pub msisdn: String,
+    /// The agent who escalated the case by hand (None: an SLA escalation).
+    pub escalated_by: Option<String>,
+    /// Their reason.
+    pub escalation_reason: Option<String>,
 }
 
 /// The most escalated cases listed.
 const ESCALATIONS_LIMIT: i64 = 500;
 
-/// Open cases escalated to supervisors because a stage ran past its SLA (supervisors
-/// only): highest level first, then the oldest escalation.
+/// Open cases escalated to supervisors because a stage ran past its SLA or an agent
+/// escalated them by hand (supervisors only): highest level first, then the oldest
+/// escalation.
 pub async fn escalations(
     pool: &PgPool,
     agent: &Agent,
     now: DateTime<Utc>,
 ) -> Result<Vec<Escalated>, WorkflowError> {
     agent.require_any(SUPERVISORS)?;
-    Ok(case_store::timers::escalated_cases(pool, ESCALATIONS_LIMIT)
-        .await?
+    let rows = case_store::timers::escalated_cases(pool, ESCALATIONS_LIMIT).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.case_id).collect();
+    let manual = case_store::supervision::manual_escalations(pool, &ids).await?;
+    Ok(rows
         .into_iter()
-        .map(|r| Escalated {
-            case_id: r.case_id,
-            state: r.state,
-            version: r.version,
-            escalation_level: r.level,
-            escalated_at: r.escalated_at,
-            escalated_state: r.escalated_state,
-            state_entered_at: r.state_entered_at,
-            claimed_by: live_holder(r.lease_owner.as_deref(), r.lease_expires_at, now),
-            msisdn: r.msisdn.masked(),
+        .map(|r| {
+            let by_hand = manual.iter().find(|m| m.case_id == r.case_id);
+            Escalated {
+                escalated_by: by_hand.and_then(|m| m.escalated_by.clone()),
+                escalation_reason: by_hand.and_then(|m| m.reason.clone()),
+                case_id: r.case_id,
+                state: r.state,
+                version: r.version,
+                escalation_level: r.level,
+                escalated_at: r.escalated_at,
+                escalated_state: r.escalated_state,
+                state_entered_at: r.state_entered_at,
+                claimed_by: live_holder(r.lease_owner.as_deref(), r.lease_expires_at, now),
+                msisdn: r.msisdn.masked(),
+            }
         })
         .collect())
 }

@@ -58,6 +58,10 @@ pub struct StatusView {
     pub timeline: Vec<EventRow>,
     /// Opened at.
     pub created_at: DateTime<Utc>,
+    /// The departments the case passes, with typical times (see [`crate::progress`]).
+    pub route: Vec<case_domain::route::Step>,
+    /// The subscriber's request for expedited handling, if made.
+    pub expedite: Option<case_store::expedite::ExpediteRow>,
 }
 
 /// The subscriber's view of a case from what was read about it (no I/O).
@@ -85,6 +89,14 @@ pub fn status_view(
             .filter_map(|c| ReasonCode::parse(c))
             .collect(),
     });
+    // Typical times under the default SLAs; `read_status` uses the live figures.
+    let route = crate::progress::route_with(
+        &case_domain::sla::SlaConfig::default(),
+        case.state,
+        tier,
+        &timeline,
+        &Default::default(),
+    );
     StatusView {
         case_id: case.id,
         state: case.state,
@@ -99,6 +111,8 @@ pub fn status_view(
         evidence: counts.evidence,
         timeline,
         created_at: case.created_at,
+        route,
+        expedite: None,
     }
 }
 
@@ -116,9 +130,17 @@ pub async fn read_status(
     let timeline = case_store::timeline(&mut *tx, case.id).await?;
     let assessment = case_store::risk::latest_assessment(&mut *tx, case.id).await?;
     let counts = case_store::material::count_material(&mut *tx, case.id).await?;
+    let expedite = case_store::expedite::of_case(&mut *tx, case.id).await?;
     tx.commit().await?;
-    let eta = crate::eta::case_eta(pool, sla, case, &timeline, Utc::now()).await;
-    Ok(status_view(case, timeline, assessment, counts, eta))
+    let now = Utc::now();
+    let eta = crate::eta::case_eta(pool, sla, case, &timeline, now).await;
+    let tier = assessment.as_ref().map(|a| a.tier);
+    let route = crate::progress::route(pool, sla, case.state, tier, &timeline, now).await;
+    Ok(StatusView {
+        route,
+        expedite,
+        ..status_view(case, timeline, assessment, counts, eta)
+    })
 }
 
 /// The case a case token opens (`None`: no such case, or a wrong token).
@@ -253,9 +275,47 @@ where
     R: DeserializeOwned,
     F: FnOnce(&CaseOpened) -> A,
 {
+    open_case_by(pool, keys, request, retry, Opener::Subscriber, answer).await
+}
+
+/// Who opens a case: the subscriber, or an agent on their behalf
+/// ([`crate::assisted`]), whose opening also records itself, sends the token to the
+/// contact on file and is audited, in the same transaction.
+pub(crate) enum Opener<'a> {
+    /// The subscriber (the customer API).
+    Subscriber,
+    /// An agent on the subscriber's behalf.
+    Agent(&'a crate::assisted::AgentOpening<'a>),
+}
+
+impl Opener<'_> {
+    /// The Idempotency-Key scope: keys are per operation, and an agent's per agent.
+    fn scope(&self) -> String {
+        match self {
+            Self::Subscriber => OPEN_SCOPE.to_owned(),
+            Self::Agent(by) => format!("{} {}", crate::assisted::OPEN_SCOPE, by.agent.id),
+        }
+    }
+}
+
+/// [`open_case`] for `opener`: the same validation, idempotency and writes.
+pub(crate) async fn open_case_by<A, R, F>(
+    pool: &PgPool,
+    keys: &Keys,
+    request: OpenCaseRequest,
+    retry: Option<RetryKey<'_>>,
+    opener: Opener<'_>,
+    answer: F,
+) -> Result<Opening<A, R>, WorkflowError>
+where
+    A: Serialize,
+    R: DeserializeOwned,
+    F: FnOnce(&CaseOpened) -> A,
+{
     let valid = validate(request)?;
+    let scope = opener.scope();
     if let Some(retry) = retry {
-        match case_store::begin_idempotent(pool, OPEN_SCOPE, retry.key, &retry.fingerprint).await? {
+        match case_store::begin_idempotent(pool, &scope, retry.key, &retry.fingerprint).await? {
             IdempotencyBegin::Started => {}
             IdempotencyBegin::Replay { status, body } => {
                 let answer = reveal_token(keys, body)?;
@@ -265,12 +325,12 @@ where
             IdempotencyBegin::InFlight => return Ok(Opening::KeyInFlight),
         }
     }
-    let opened = create(pool, keys, valid, retry.map(|r| r.key), answer).await;
+    let opened = create(pool, keys, valid, retry.map(|r| r.key), &opener, answer).await;
     if opened.is_err()
         && let Some(retry) = retry
     {
         // Nothing was done: a retry with the same key runs again.
-        case_store::forget_idempotent(pool, OPEN_SCOPE, retry.key).await?;
+        case_store::forget_idempotent(pool, &scope, retry.key).await?;
     }
     Ok(Opening::Opened(opened?))
 }
@@ -280,6 +340,7 @@ async fn create<A, F>(
     keys: &Keys,
     valid: ValidOpen,
     key: Option<&str>,
+    opener: &Opener<'_>,
     answer: F,
 ) -> Result<A, WorkflowError>
 where
@@ -288,9 +349,13 @@ where
 {
     let case_id = Uuid::now_v7();
     let token = data_protection::issue_token();
+    // The personal data is sealed under the case's own data key, stored only wrapped
+    // by the master secret (envelope encryption: retention destroys the key).
+    let data_key = data_protection::CaseKey::generate();
+    let wrapped_key = keys.wrap_case_key(&data_key, &case_id);
     let identity = NewIdentity {
-        full_name_enc: keys.encrypt(valid.name.expose(), &case_id),
-        id_number_enc: keys.encrypt(valid.id.expose(), &case_id),
+        full_name_enc: data_key.encrypt(valid.name.expose(), &case_id),
+        id_number_enc: data_key.encrypt(valid.id.expose(), &case_id),
         full_name_masked: valid.name.masked(),
         id_number_last4: valid.id.last_four().to_owned(),
     };
@@ -301,9 +366,18 @@ where
         locale: valid.locale,
         token_hash: token.hash,
     };
+    let actor = match opener {
+        Opener::Subscriber => Actor::customer(),
+        Opener::Agent(by) => by.actor(),
+    };
     let mut tx = pool.begin().await?;
-    let case = case_store::create_case(&mut tx, &new, &Actor::customer()).await?;
+    let case = case_store::create_case(&mut tx, &new, &actor).await?;
+    case_store::data_keys::save_data_key(&mut *tx, case_id, &wrapped_key).await?;
     case_store::identity::save_identity(&mut *tx, case_id, &identity).await?;
+    if let Opener::Agent(by) = opener {
+        // The token goes to the contact on file, never into the answer.
+        crate::assisted::record_opening(&mut tx, keys, by, &case, &token.token).await?;
+    }
     // Read inside the transaction, so the answer shows the opening row it wrote.
     let timeline = case_store::timeline(&mut *tx, case_id).await?;
     let status = status_view(&case, timeline, None, Default::default(), None);
@@ -312,12 +386,15 @@ where
         status,
     });
     if let Some(key) = key {
-        // The stored answer is replayed to retries, but the token is kept only encrypted.
         let mut stored = serde_json::to_value(&given).map_err(anyhow::Error::from)?;
-        stored["case_token"] = serde_json::Value::Null;
-        stored["case_token_enc"] = serde_json::json!(hex(&keys.encrypt(&token.token, &case_id)));
+        if let Opener::Subscriber = opener {
+            // The stored answer is replayed to retries, but the token is kept only encrypted.
+            stored["case_token"] = serde_json::Value::Null;
+            stored["case_token_enc"] =
+                serde_json::json!(hex(&keys.encrypt(&token.token, &case_id)));
+        }
         stored["case_id"] = serde_json::json!(case_id);
-        case_store::complete_idempotent(&mut *tx, OPEN_SCOPE, key, CREATED, &stored).await?;
+        case_store::complete_idempotent(&mut *tx, &opener.scope(), key, CREATED, &stored).await?;
     }
     tx.commit().await?;
     tracing::info!(case_id = %case_id, "case opened");

@@ -1,7 +1,7 @@
 //! The regulator's dossier of a case, assembled from the store: everything a 12300
 //! complaint needs about one case (the case, its masked identity, the latest risk
 //! grading, the orders, every transition with the agents' names, the evidence
-//! metadata and the complaints). Each export is audited (`case.dossier`). The edge
+//! metadata and the complaints; after retention, what was deleted and when). Each export is audited (`case.dossier`). The edge
 //! lays it out (JSON or a printable page).
 
 use case_domain::agent_policy::DOSSIER_READERS;
@@ -12,6 +12,7 @@ use case_store::{
     identity::IdentityRow,
     material::EvidenceMeta,
     number_budget::ProofTried,
+    retention::DeletionRow,
     risk::{AssessmentRow, OrderRow},
 };
 use chrono::{DateTime, Utc};
@@ -61,6 +62,8 @@ pub struct DossierFacts {
     pub evidence: Vec<EvidenceMeta>,
     /// Complaints, oldest first.
     pub complaints: Vec<ComplaintRow>,
+    /// What retention deleted of the case's personal data, and when (none before).
+    pub deletions: Option<DeletionRow>,
     /// Export time.
     pub generated_at: DateTime<Utc>,
     /// The exporting agent's username.
@@ -87,6 +90,7 @@ pub async fn export(
     let timeline = case_store::timeline(pool, case.id).await?;
     let evidence = case_store::material::list_evidence(pool, case.id).await?;
     let complaints = case_store::complaints::list_for_case(pool, case.id).await?;
+    let deletions = case_store::retention::deletions(pool, case.id).await?;
     let agent_ids: Vec<Uuid> = timeline
         .iter()
         .filter(|e| e.actor_role.is_agent_role())
@@ -121,6 +125,7 @@ pub async fn export(
         agent_names,
         evidence,
         complaints,
+        deletions,
         generated_at: now,
         generated_by: agent.username.clone(),
     })

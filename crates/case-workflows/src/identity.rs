@@ -457,16 +457,15 @@ impl IdentityCases {
         )
         .await?;
         drop(conn);
-        let name = self
-            .keys
-            .decrypt(&row.full_name_enc, &case_id)
+        // Under the case's data key (a finished case's may be destroyed by retention:
+        // it is never asked about again, so that is an internal error here).
+        let opened = crate::retention::open_identity(&self.pool, &self.keys, &row)
+            .await
             .map_err(|e| IdentityError::Internal(e.into()))?;
-        let id = self
-            .keys
-            .decrypt(&row.id_number_enc, &case_id)
-            .map_err(|e| IdentityError::Internal(e.into()))?;
-        let name = PersonName::parse(&name).map_err(|e| IdentityError::Internal(e.into()))?;
-        let id = ResidentId::parse(&id).map_err(|e| IdentityError::Internal(e.into()))?;
+        let name =
+            PersonName::parse(&opened.full_name).map_err(|e| IdentityError::Internal(e.into()))?;
+        let id =
+            ResidentId::parse(&opened.id_number).map_err(|e| IdentityError::Internal(e.into()))?;
         let matched = self
             .carrier
             .subscriber_matches(msisdn, &name, &id)

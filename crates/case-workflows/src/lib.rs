@@ -18,6 +18,7 @@
 
 pub mod accounts;
 pub mod agent;
+pub mod assisted;
 pub mod complaints;
 pub mod customer;
 pub mod dossier;
@@ -28,6 +29,10 @@ pub mod identity;
 pub mod material;
 pub mod notices;
 pub mod orders;
+pub mod progress;
+pub mod retention;
 pub mod risk;
+pub mod store_visit;
+pub mod supervision;
 
 pub use error::{FieldError, WorkflowError};

@@ -339,6 +339,10 @@ pub async fn appeal(
     if already_appealed {
         return Err(refused(material::AppealRefusal::AlreadyAppealed));
     }
+    if locked.state == CaseState::AwaitingStoreVisit {
+        // Refused online with the store-visit remedy: the visit, not an appeal.
+        return Err(refused(material::AppealRefusal::StoreVisitRequired));
+    }
     if locked.state != CaseState::Rejected {
         return Err(refused(material::AppealRefusal::NotRejected(locked.state)));
     }

@@ -42,6 +42,12 @@ pub fn subscriber_message<'a>(
     }
 }
 
+/// The key under which a case's messages about its state replace one another while
+/// held (see `case_store::messages`).
+pub fn status_key(case_id: Uuid) -> String {
+    format!("case:{case_id}:status")
+}
+
 /// A message about a case, before it is enqueued: whether the number's budget lets it go.
 #[derive(Debug, Clone, Copy)]
 pub struct CaseMessage<'a> {
@@ -141,8 +147,9 @@ pub struct Suspension<'a> {
 }
 
 /// Records a suspension the carrier announced and tells the subscriber why, what to
-/// do and where to start, once per notice, in the caller's transaction. The carrier
-/// does not say the subscriber's language: notices go out in Chinese.
+/// do and where to start, once per notice, in the caller's transaction. The carrier's
+/// record does not say the subscriber's language: the notice goes out in the language
+/// of the number's most recent case, else in Chinese.
 pub async fn record_suspension(
     conn: &mut PgConnection,
     suspension: &Suspension<'_>,
@@ -155,12 +162,15 @@ pub async fn record_suspension(
         suspension.suspended_at,
     )
     .await?;
+    let locale = case_store::messages::number_locale(&mut *conn, suspension.msisdn.e164())
+        .await?
+        .unwrap_or(case_domain::Locale::ZhCn);
     notify_suspension(
         conn,
         &SuspensionNotice {
             msisdn: suspension.msisdn,
             reason: suspension.reason,
-            locale: "zh-CN",
+            locale: locale.as_str(),
             notice_id: suspension.webhook_id,
             start_url: suspension.start_url,
         },

@@ -248,30 +248,23 @@ pub async fn pending_order(
     pool: &PgPool,
     order_id: Uuid,
 ) -> Result<Option<PendingOrder>, WorkflowError> {
-    let Some(order) = store::load_order(pool, order_id).await? else {
+    // One statement: the order, its number, whether it is current, what it replaces.
+    let Some(order) = store::order_to_send(pool, order_id).await? else {
         return Ok(None);
-    };
-    let case = case_store::load_case(pool, order.case_id)
-        .await?
-        .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("order's case vanished")))?;
-    let current = store::current_order(pool, order.case_id).await? == Some(order_id);
-    let supersedes = match store::superseded_by(pool, order_id).await? {
-        Some(previous) => store::load_order(pool, previous)
-            .await?
-            .map(|p| SupersededOrder {
-                order_id: p.id,
-                restoration: p.restoration,
-                state: p.state,
-            }),
-        None => None,
     };
     Ok(Some(PendingOrder {
         order_id,
         case_id: order.case_id,
-        msisdn: case.msisdn,
+        msisdn: order.msisdn,
         restoration: order.restoration,
-        current,
-        supersedes,
+        current: order.current,
+        supersedes: order
+            .supersedes
+            .map(|(order_id, restoration, state)| SupersededOrder {
+                order_id,
+                restoration,
+                state,
+            }),
     }))
 }
 

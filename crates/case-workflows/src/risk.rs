@@ -10,7 +10,7 @@ use carrier_adapter::RiskSignals as CarrierSignals;
 use case_domain::{
     Actor, CaseEvent, CaseState, Msisdn, Restoration,
     material::{Material, remaining_needs},
-    risk::{self, ReasonCode, RecordedSignals, RiskSignals, RiskTier},
+    risk::{self, Need, ReasonCode, RecordedSignals, RiskSignals, RiskTier},
 };
 use case_store::{Claim, TransitionRequest, risk as store};
 use sqlx::{PgConnection, PgPool};
@@ -40,14 +40,6 @@ pub fn reason_text(tier: RiskTier, reasons: &[ReasonCode]) -> String {
     }
 }
 
-/// The number of a claimed case (to ask the carrier for its signals).
-pub async fn claimed_number(pool: &PgPool, claim: &Claim) -> Result<Msisdn, WorkflowError> {
-    let case = case_store::load_case(pool, claim.case_id)
-        .await?
-        .ok_or_else(|| WorkflowError::Internal(anyhow::anyhow!("claimed case vanished")))?;
-    Ok(case.msisdn)
-}
-
 /// Sends a claimed case to a security analyst because the carrier's signals stayed
 /// unavailable for too long (fail safe: a person decides instead of waiting forever).
 pub async fn refer_without_signals(pool: &PgPool, claim: &Claim) -> Result<(), WorkflowError> {
@@ -73,7 +65,8 @@ pub async fn refer_without_signals(pool: &PgPool, claim: &Claim) -> Result<(), W
 /// Grades the carrier's signals of a claimed case, stores the assessment and moves the
 /// case in one transaction, fenced by the claim: the lowest tier straight to
 /// provisioning (with its order), higher tiers to a security analyst, the extreme
-/// tier to `rejected`. Returns the tier.
+/// tier to `awaiting_store_visit` (the store-visit remedy) — or, once a store agent
+/// checked the original ID card in person, to a security analyst. Returns the tier.
 pub async fn grade_claimed_case(
     pool: &PgPool,
     claim: &Claim,
@@ -91,11 +84,24 @@ pub async fn grade_claimed_case(
         .iter()
         .map(|r| r.as_str().to_owned())
         .collect();
-    let needs: Vec<String> = assessment
-        .needs()
-        .iter()
-        .map(|n| n.as_str().to_owned())
-        .collect();
+    // A store agent checked the original ID card in person (`in_person_id`): the
+    // store-visit remedy is done, so the extreme tier goes to a security analyst
+    // instead of being refused online again.
+    // Asked only for the extreme tier: a lower tier's path does not depend on it, and
+    // a clean journey costs no read of the store visits.
+    let after_visit = assessment.tier == RiskTier::Extreme
+        && case_store::store_visits::latest(pool, claim.case_id)
+            .await?
+            .is_some();
+    let needs: Vec<String> = if after_visit {
+        vec![Need::SecurityReview.as_str().to_owned()]
+    } else {
+        assessment
+            .needs()
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect()
+    };
     // The numbers themselves: the subscriber is asked to explain each one.
     let recorded = RecordedSignals::new(&signals, carrier_signals.flagged_contacts.clone(), None);
     let reason = reason_text(assessment.tier, &assessment.reasons);
@@ -130,6 +136,9 @@ pub async fn grade_claimed_case(
             .await?;
         }
         RiskTier::Medium | RiskTier::High => {
+            case_store::transition_in(&mut tx, request(CaseEvent::RiskFlagged)).await?;
+        }
+        RiskTier::Extreme if after_visit => {
             case_store::transition_in(&mut tx, request(CaseEvent::RiskFlagged)).await?;
         }
         RiskTier::Extreme => {

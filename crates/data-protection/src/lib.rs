@@ -16,6 +16,10 @@
 //! New ciphertexts are always sealed under the current key; [`Keys::reseal`] moves
 //! an old ciphertext to the current key (`reactivation keys rotate`).
 //!
+//! Each case's personal data is sealed under its own data key, itself stored only
+//! wrapped by the master secrets (envelope encryption, [`CaseKey`]); destroying the
+//! wrapped key shreds the case's personal data.
+//!
 //! Keyed hashes of one-time codes carry no key id (the column is the bare 32-byte
 //! HMAC): they are written under the current key and [`Keys::otp_matches`] checks a
 //! code against every configured key; codes live 10 minutes, so after a rotation no
@@ -24,7 +28,11 @@
 //! Must not: store, log or print any secret or plaintext; do I/O other than the
 //! blocking-pool hand-off for argon2.
 
+mod envelope;
+
 use std::sync::{Arc, LazyLock};
+
+pub use envelope::{CASE_KEY_FORMAT, CaseKey};
 
 use aes_gcm::{
     Aes256Gcm, Key, Nonce,

@@ -9,7 +9,7 @@ use axum::{
 };
 use case_domain::{
     Role,
-    agent_policy::{CASE_READERS, DOSSIER_READERS, SUPERVISORS, UNMASKERS},
+    agent_policy::{CASE_READERS, DOSSIER_READERS, STORE_AGENTS, SUPERVISORS, UNMASKERS},
 };
 
 use crate::{AppState, agent_auth::AgentSession, error::ApiError};
@@ -67,6 +67,12 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
         Access::Roles(SUPERVISORS),
     ),
     ("get", "/v1/agent/escalations", Access::Roles(SUPERVISORS)),
+    ("get", "/v1/agent/store-visits", Access::Roles(STORE_AGENTS)),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/store-visit",
+        Access::Roles(STORE_AGENTS),
+    ),
     (
         "post",
         "/v1/agent/cases/{case_id}/complaints/{complaint_id}/answer",
@@ -76,6 +82,31 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
         "get",
         "/v1/agent/complaints",
         Access::Roles(crate::complaints::COMPLAINT_SUPERVISORS),
+    ),
+    (
+        "post",
+        "/v1/agent/complaints",
+        Access::Roles(crate::complaints::COMPLAINT_LOGGERS),
+    ),
+    (
+        "post",
+        "/v1/agent/complaints/{complaint_id}/answer",
+        Access::Roles(CASE_READERS),
+    ),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/reassign",
+        Access::Roles(case_domain::supervision::REASSIGNERS),
+    ),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/break-claim",
+        Access::Roles(case_domain::supervision::REASSIGNERS),
+    ),
+    (
+        "post",
+        "/v1/agent/cases/{case_id}/escalate",
+        Access::Roles(case_domain::supervision::ESCALATORS),
     ),
     (
         "get",
@@ -156,6 +187,16 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
         "post",
         "/v1/agent/admin/agents/{agent_id}/password",
         Access::Roles(crate::accounts::ACCOUNT_ADMINS),
+    ),
+    (
+        "post",
+        "/v1/agent/numbers/lookup",
+        Access::Roles(crate::assisted::LOOKUP_ROLES),
+    ),
+    (
+        "post",
+        "/v1/agent/cases",
+        Access::Roles(crate::assisted::OPENERS),
     ),
 ];
 

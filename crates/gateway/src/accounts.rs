@@ -29,7 +29,7 @@ pub struct AgentAccount {
     pub id: Uuid,
     /// Login name.
     pub username: String,
-    /// Roles: cs, security, technical, supervisor, admin.
+    /// Roles: cs, store, security, technical, supervisor, admin.
     #[schema(value_type = Vec<String>)]
     pub roles: Vec<Role>,
     /// Created.
@@ -68,7 +68,7 @@ pub struct NewAgent {
     pub username: String,
     /// At least 12 characters; not a common or breached password, not repeated or sequential characters, not containing the username.
     pub password: String,
-    /// One or more of cs, security, technical, supervisor, admin.
+    /// One or more of cs, store, security, technical, supervisor, admin.
     pub roles: Vec<String>,
 }
 
@@ -76,7 +76,7 @@ pub struct NewAgent {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRoles {
-    /// One or more of cs, security, technical, supervisor, admin (replaces the current ones).
+    /// One or more of cs, store, security, technical, supervisor, admin (replaces the current ones).
     pub roles: Vec<String>,
 }
 

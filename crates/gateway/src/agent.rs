@@ -76,14 +76,16 @@ pub struct QueueItem {
     pub tier: Option<String>,
     /// The case has an unanswered complaint: it comes first in the queue.
     pub complaint: bool,
-    /// complaint or normal.
+    /// The subscriber asked for expedited handling: after complaints, before the rest.
+    pub expedited: bool,
+    /// complaint, expedited or normal.
     pub priority: String,
 }
 
 /// A department queue.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueResponse {
-    /// Cases with an unanswered complaint first, then earliest SLA due first.
+    /// Cases with an unanswered complaint first, then expedited ones, then earliest SLA due first.
     pub cases: Vec<QueueItem>,
 }
 
@@ -258,6 +260,7 @@ impl From<wf::QueueItem> for QueueItem {
             msisdn: i.msisdn,
             tier: i.tier,
             complaint: i.complaint,
+            expedited: i.expedited,
             priority: i.priority.as_str().into(),
         }
     }
@@ -433,9 +436,9 @@ pub async fn get_case(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
-    /// verify_identity, request_info, approve, approve_partly, reject, retry_provisioning, resolve_manually or close.
+    /// verify_identity, request_info, approve, approve_partly, reject, retry_provisioning, resolve_manually, close, or cancel (supervisors: withdraw the request on the subscriber's behalf).
     pub action: String,
-    /// Why (shown to the subscriber for request_info and reject). Required for request_info.
+    /// Why (shown to the subscriber for request_info, reject and cancel). Required for request_info; 5 to 500 characters for cancel.
     #[serde(default)]
     pub reason: Option<String>,
     /// For reject: insufficient_explanation, evidence_not_verifiable, identity_not_confirmed or fraud_confirmed.
@@ -677,6 +680,7 @@ pub async fn add_note(
         (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Only security analysts and supervisors may unmask", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "personal-data-deleted: retention deleted the case's personal data (the detail says when); nothing to show", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "No reason given", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]

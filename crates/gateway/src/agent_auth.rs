@@ -137,7 +137,7 @@ pub struct LoginRequest {
 pub struct LoginResponse {
     /// Bearer token for the agent API (the console sets it as an HttpOnly cookie instead).
     pub token: String,
-    /// The agent's roles (cs, security, technical, supervisor, admin).
+    /// The agent's roles (cs, store, security, technical, supervisor, admin).
     #[schema(value_type = Vec<String>)]
     pub roles: Vec<Role>,
     /// Login name.

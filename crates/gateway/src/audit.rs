@@ -169,7 +169,7 @@ pub struct AuditRecord {
     pub seq: i64,
     /// When.
     pub at: DateTime<Utc>,
-    /// The role the actor used (cs, security, technical, supervisor, admin, system, ...).
+    /// The role the actor used (cs, store, security, technical, supervisor, admin, system, ...).
     pub actor_role: String,
     /// The agent's id, or a service's name.
     pub actor_id: String,

@@ -28,6 +28,10 @@ use crate::{
 /// Who may list complaints across cases.
 pub const COMPLAINT_SUPERVISORS: &[Role] = &[Role::Supervisor];
 
+/// Who may log a complaint that came by hotline, in a store, on social media or as
+/// a 12300 referral.
+pub const COMPLAINT_LOGGERS: &[Role] = complaint::LOGGERS;
+
 /// A complaint about the handling of a case.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,10 +48,20 @@ pub struct ComplaintRequest {
 pub struct ComplaintView {
     /// Complaint id.
     pub complaint_id: Uuid,
-    /// The case.
-    pub case_id: Uuid,
-    /// web, app, social, regulator or hotline.
+    /// The case (absent for a complaint an agent logged against a number without a case).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<Uuid>,
+    /// web, app, social, regulator (a 12300 referral), hotline or store.
     pub channel: String,
+    /// The sender's reference (agents only): the 12300 work-order number, a post id, a ticket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The agent who logged it (agents only; absent when the subscriber made it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logged_by: Option<String>,
+    /// When it was escalated to supervisors for being overdue (agents only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_at: Option<DateTime<Utc>>,
     /// The subscriber's text.
     pub text: String,
     /// open or answered.
@@ -78,6 +92,9 @@ impl ComplaintView {
             complaint_id: row.id,
             case_id: row.case_id,
             channel: row.channel,
+            reference: row.reference,
+            logged_by: row.logged_by_username,
+            escalated_at: row.escalated_at,
             text: row.body,
             status: status.as_str().into(),
             created_at: row.created_at,
@@ -94,6 +111,9 @@ impl ComplaintView {
     pub fn for_subscriber(row: ComplaintRow, now: DateTime<Utc>) -> Self {
         Self {
             answered_by: None,
+            reference: None,
+            logged_by: None,
+            escalated_at: None,
             ..Self::for_agents(row, now)
         }
     }
@@ -134,7 +154,14 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (request, _): (ComplaintRequest, _) = parse_json(&body)?;
-    let row = complaints::complain(&state.pool, case.id, &request.channel, &request.text).await?;
+    let row = complaints::complain(
+        &state.pool,
+        case.id,
+        &request.channel,
+        &request.text,
+        state.sla.complaint_answer_window(),
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(ComplaintView::for_subscriber(row, Utc::now())),
@@ -214,12 +241,164 @@ pub async fn answer(
         &state.pool,
         &actor,
         session.id(),
-        case_id,
+        Some(case_id),
         complaint_id,
         &request.answer,
     )
     .await?;
     Ok(Json(ComplaintView::for_agents(row, Utc::now())))
+}
+
+/// Answers a complaint by its id (also one logged against a number without a case)
+/// and closes it; the subscriber is told, and the answer is audited.
+#[utoipa::path(
+    post, path = "/v1/agent/complaints/{complaint_id}/answer", tag = "agent",
+    params(("complaint_id" = Uuid, Path, description = "Complaint id")),
+    request_body = AnswerRequest,
+    security(("agent_token" = [])),
+    responses(
+        (status = 200, description = "Answered and closed; the subscriber is told", body = ComplaintView),
+        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Admins do not answer complaints", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such complaint", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Already answered (code complaint_already_answered)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Empty or too long answer, unknown field", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn answer_by_id(
+    State(state): State<AppState>,
+    session: AgentSession,
+    Path(complaint_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ComplaintView>, ApiError> {
+    session.require_any(CASE_READERS)?;
+    let complaint_id: Uuid = complaint_id.parse().map_err(|_| ApiError::NotFound)?;
+    let (request, _): (AnswerRequest, _) = parse_json(&body)?;
+    let row = answer_as(&state, &session, None, complaint_id, &request.answer).await?;
+    Ok(Json(ComplaintView::for_agents(row, Utc::now())))
+}
+
+/// Answers a complaint as the session's agent (the API and the console).
+pub(crate) async fn answer_as(
+    state: &AppState,
+    session: &AgentSession,
+    case_id: Option<Uuid>,
+    complaint_id: Uuid,
+    answer: &str,
+) -> Result<ComplaintRow, ApiError> {
+    session.require_any(CASE_READERS)?;
+    let actor = session.actor(
+        session
+            .roles()
+            .iter()
+            .copied()
+            .find(|r| CASE_READERS.contains(r))
+            .unwrap_or(Role::Supervisor),
+    );
+    Ok(complaints::answer(
+        &state.pool,
+        &actor,
+        session.id(),
+        case_id,
+        complaint_id,
+        answer,
+    )
+    .await?)
+}
+
+/// A complaint an agent logs.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogComplaintRequest {
+    /// Where it came in: hotline, store, social (e.g. Weibo) or regulator (a 12300 referral).
+    #[schema(example = "regulator")]
+    pub channel: String,
+    /// What the subscriber complains about (1 to 2000 characters).
+    pub text: String,
+    /// The case it is about, if known.
+    #[serde(default)]
+    pub case_id: Option<Uuid>,
+    /// The subscriber's number: needed without case_id (then the number's open case,
+    /// if any, is linked); with case_id it must be the case's.
+    #[serde(default)]
+    #[schema(example = "+8613800138000")]
+    pub msisdn: Option<String>,
+    /// The sender's reference, up to 100 characters: required for a 12300 referral
+    /// (the regulator's work-order number); a post id or ticket otherwise.
+    #[serde(default)]
+    pub reference: Option<String>,
+    /// The subscriber's language for the messages about it (zh-CN or en); else the
+    /// case's, else zh-CN.
+    #[serde(default)]
+    pub locale: Option<String>,
+}
+
+/// A logged complaint, as agents see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LoggedComplaintView {
+    /// The complaint.
+    #[serde(flatten)]
+    pub complaint: ComplaintView,
+    /// The number, masked.
+    pub msisdn: String,
+}
+
+/// Logs a complaint that came by hotline, in a store, on social media or as a 12300
+/// referral (CS and supervisors), against a case or a number. Its answer clock
+/// starts now (15 days); it is escalated to supervisors when overdue.
+#[utoipa::path(
+    post, path = "/v1/agent/complaints", tag = "agent", operation_id = "log_complaint",
+    request_body = LogComplaintRequest,
+    security(("agent_token" = [])),
+    responses(
+        (status = 201, description = "Logged; the carrier answers by due_at", body = LoggedComplaintView),
+        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "CS agents and supervisors only", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such case", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The case or number already has 5 unanswered complaints (code too_many_open_complaints)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown channel, missing reference for a referral, bad number or locale, neither case nor number, empty or too long text, unknown field", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+    )
+)]
+pub async fn log(
+    State(state): State<AppState>,
+    session: AgentSession,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (request, _): (LogComplaintRequest, _) = parse_json(&body)?;
+    let row = log_as(&state, &session, request).await?;
+    let msisdn = row.msisdn.masked();
+    Ok((
+        StatusCode::CREATED,
+        Json(LoggedComplaintView {
+            complaint: ComplaintView::for_agents(row, Utc::now()),
+            msisdn,
+        }),
+    )
+        .into_response())
+}
+
+/// Logs a complaint as the session's agent (the API and the console).
+pub(crate) async fn log_as(
+    state: &AppState,
+    session: &AgentSession,
+    request: LogComplaintRequest,
+) -> Result<ComplaintRow, ApiError> {
+    Ok(complaints::log(
+        &state.pool,
+        &session.as_agent(),
+        &complaints::LogRequest {
+            channel: request.channel,
+            text: request.text,
+            case_id: request.case_id,
+            msisdn: request.msisdn,
+            reference: request.reference,
+            locale: request.locale,
+        },
+        state.sla.complaint_answer_window(),
+    )
+    .await?)
 }
 
 /// Which complaints.
@@ -238,8 +417,8 @@ pub struct ComplaintListItem {
     /// The complaint.
     #[serde(flatten)]
     pub complaint: ComplaintView,
-    /// The case's state now.
-    pub case_state: String,
+    /// The case's state now (absent without a case).
+    pub case_state: Option<String>,
     /// The case's number, masked.
     pub msisdn: String,
 }
@@ -251,7 +430,7 @@ pub struct ComplaintQueue {
     pub complaints: Vec<ComplaintListItem>,
 }
 
-/// Complaints across cases, earliest due first (open ones by default): what must be answered before the subscriber may go to the regulator.
+/// Complaints across cases and numbers, earliest due first (open ones by default): what must be answered before the subscriber may go to the regulator.
 #[utoipa::path(
     get, path = "/v1/agent/complaints", tag = "agent", operation_id = "complaint_queue",
     params(ComplaintQuery),
@@ -281,7 +460,7 @@ pub async fn queue(
         .into_iter()
         .map(|r| ComplaintListItem {
             complaint: ComplaintView::for_agents(r.complaint, now),
-            case_state: r.case_state.as_str().into(),
+            case_state: r.case_state.map(|s| s.as_str().into()),
             msisdn: r.msisdn.masked(),
         })
         .collect();

@@ -54,7 +54,7 @@ pub struct TimelineEntry {
     pub to: String,
     /// What happened.
     pub event: String,
-    /// Who acted: customer, system, cs, security, technical, supervisor.
+    /// Who acted: customer, system, cs, store, security, technical, supervisor.
     pub actor: String,
     /// Why, in customer-safe words.
     pub reason: Option<String>,
@@ -111,6 +111,11 @@ pub struct CaseStatus {
     pub timeline: Vec<TimelineEntry>,
     /// Opened at.
     pub created_at: DateTime<Utc>,
+    /// The department stages the case passes (done, current, ahead), what each
+    /// checks and its typical time.
+    pub departments: Vec<crate::progress::DepartmentStep>,
+    /// The subscriber's request for expedited handling, if made.
+    pub expedite: Option<crate::progress::ExpediteView>,
 }
 
 /// A new case and the token to follow it. The token is shown only here.
@@ -168,6 +173,12 @@ impl From<StatusView> for CaseStatus {
                 })
                 .collect(),
             created_at: v.created_at,
+            departments: v
+                .route
+                .iter()
+                .map(|s| crate::progress::DepartmentStep::new(s, locale))
+                .collect(),
+            expedite: v.expedite.map(Into::into),
         }
     }
 }
@@ -179,7 +190,7 @@ pub async fn case_status(state: &AppState, case: &CaseRow) -> Result<CaseStatus,
         .into())
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let mut values = headers.get_all("idempotency-key").iter();
     let Some(first) = values.next() else {
         return Ok(None);

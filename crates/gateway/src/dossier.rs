@@ -3,6 +3,10 @@
 //! the request, the facts (risk, proofs, orders), every transition with its actor and
 //! reason, the evidence list (metadata only) and the complaint history.
 //!
+//! After retention the personal data it deleted is marked "deleted on <date>"
+//! (name, ID number, and [`DossierDeletion`] per kind of data); the timeline,
+//! decisions, reasons and complaints are all still there.
+//!
 //! Two forms of the same [`Dossier`]: JSON, and a printable HTML page in the case's
 //! language (zh-CN or en). Every text in the page goes through [`escape_html`], so
 //! nothing the subscriber wrote can become markup. The facts are gathered, and
@@ -23,6 +27,7 @@ use case_store::{
     identity::IdentityRow,
     material::EvidenceMeta,
     number_budget::ProofTried,
+    retention::DeletionRow,
     risk::{AssessmentRow, OrderRow},
 };
 use case_workflows::dossier::DossierForm;
@@ -199,6 +204,39 @@ pub struct Dossier {
     pub evidence: Vec<DossierEvidence>,
     /// Every complaint, oldest first, with the carrier's answers.
     pub complaints: Vec<ComplaintView>,
+    /// What retention deleted of the personal data, and when (null: nothing yet).
+    pub personal_data_deletion: Option<DossierDeletion>,
+}
+
+/// What retention deleted of a case's personal data, and when; each `*_deleted_on`
+/// is null while that kind is still kept.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DossierDeletion {
+    /// When the case ended (retention periods count from here).
+    pub case_ended_at: DateTime<Utc>,
+    /// When the name and ID number were deleted (the case's data key destroyed).
+    pub identity_deleted_on: Option<DateTime<Utc>>,
+    /// When the evidence files were deleted.
+    pub evidence_deleted_on: Option<DateTime<Utc>>,
+    /// How many evidence files were deleted.
+    pub evidence_files_deleted: i32,
+    /// When the explanations (and the appeal statement) were deleted.
+    pub explanations_deleted_on: Option<DateTime<Utc>>,
+    /// How many explanations were deleted.
+    pub explanations_deleted: i32,
+    /// When the one-time code records were deleted.
+    pub codes_deleted_on: Option<DateTime<Utc>>,
+}
+
+/// "deleted on <date>" in the case's language.
+pub fn deleted_on(at: DateTime<Utc>, zh: bool) -> String {
+    let date = when(at, zh);
+    let day = date.get(..10).unwrap_or(&date);
+    if zh {
+        format!("已于 {day} 删除（保存期限届满）")
+    } else {
+        format!("deleted on {day} (retention period ended)")
+    }
 }
 
 /// What a dossier is assembled from (read by the handler; nothing here does I/O).
@@ -222,6 +260,8 @@ pub struct DossierInput<'a> {
     pub evidence: &'a [EvidenceMeta],
     /// Complaints.
     pub complaints: Vec<ComplaintView>,
+    /// What retention deleted, if anything.
+    pub deletions: Option<&'a DeletionRow>,
     /// Export time.
     pub generated_at: DateTime<Utc>,
     /// Exporting agent.
@@ -251,6 +291,7 @@ pub fn assemble(input: DossierInput<'_>) -> Dossier {
                 .map(|(_, n)| n.clone())
         })
     };
+    let identity_deleted = input.deletions.and_then(|d| d.identity_deleted_at);
     Dossier {
         case_id: case.id,
         language: locale.into(),
@@ -259,8 +300,14 @@ pub fn assemble(input: DossierInput<'_>) -> Dossier {
         parties: DossierParties {
             subscriber: DossierSubscriber {
                 msisdn: case.msisdn.masked(),
-                full_name: input.identity.map(|i| i.full_name_masked.clone()),
-                id_number: input.identity.map(|i| masked_id_number(&i.id_number_last4)),
+                full_name: match identity_deleted {
+                    Some(at) => Some(deleted_on(at, zh(locale))),
+                    None => input.identity.map(|i| i.full_name_masked.clone()),
+                },
+                id_number: match identity_deleted {
+                    Some(at) => Some(deleted_on(at, zh(locale))),
+                    None => input.identity.map(|i| masked_id_number(&i.id_number_last4)),
+                },
             },
             carrier: DossierCarrier {
                 name: if zh(locale) {
@@ -363,6 +410,15 @@ pub fn assemble(input: DossierInput<'_>) -> Dossier {
             })
             .collect(),
         complaints: input.complaints,
+        personal_data_deletion: input.deletions.map(|d| DossierDeletion {
+            case_ended_at: d.ended_at,
+            identity_deleted_on: d.identity_deleted_at,
+            evidence_deleted_on: d.evidence_deleted_at,
+            evidence_files_deleted: d.evidence_deleted,
+            explanations_deleted_on: d.explanations_deleted_at,
+            explanations_deleted: d.explanations_deleted,
+            codes_deleted_on: d.codes_deleted_at,
+        }),
     }
 }
 
@@ -880,6 +936,58 @@ pub fn render_html(d: &Dossier) -> String {
         none,
     );
     out.push_str("</section>");
+
+    if let Some(gone) = &d.personal_data_deletion {
+        let (title, ended, kept, name_id, evidence, explanations, codes) = if zh {
+            (
+                "个人信息删除记录（保存期限届满）",
+                "案件结束",
+                "保留中",
+                "姓名与身份证号",
+                "证据文件",
+                "情况说明与申诉理由",
+                "验证码记录",
+            )
+        } else {
+            (
+                "Personal data deleted under the retention policy",
+                "Case ended",
+                "kept",
+                "Name and ID number",
+                "Evidence files",
+                "Explanations and appeal statement",
+                "One-time code records",
+            )
+        };
+        let mark =
+            |at: Option<DateTime<Utc>>| at.map_or_else(|| kept.to_owned(), |t| deleted_on(t, zh));
+        let _ = write!(out, "<section><h2>7. {}</h2>", escape_html(title));
+        kv(
+            &mut out,
+            &[
+                (&time_label(ended), when(gone.case_ended_at, zh)),
+                (name_id, mark(gone.identity_deleted_on)),
+                (
+                    evidence,
+                    format!(
+                        "{} ({})",
+                        mark(gone.evidence_deleted_on),
+                        gone.evidence_files_deleted
+                    ),
+                ),
+                (
+                    explanations,
+                    format!(
+                        "{} ({})",
+                        mark(gone.explanations_deleted_on),
+                        gone.explanations_deleted
+                    ),
+                ),
+                (codes, mark(gone.codes_deleted_on)),
+            ],
+        );
+        out.push_str("</section>");
+    }
     let _ = writeln!(
         out,
         "<footer>{}</footer></body></html>",
@@ -1004,6 +1112,7 @@ pub async fn export(
         timeline: &facts.timeline,
         agent_names: &facts.agent_names,
         evidence: &facts.evidence,
+        deletions: facts.deletions.as_ref(),
         complaints: facts
             .complaints
             .into_iter()
@@ -1118,8 +1227,11 @@ mod tests {
     fn complaint(case_id: Uuid, text: &str, answer: Option<&str>) -> ComplaintView {
         ComplaintView {
             complaint_id: Uuid::now_v7(),
-            case_id,
+            case_id: Some(case_id),
             channel: "app".into(),
+            reference: None,
+            logged_by: None,
+            escalated_at: None,
             text: text.into(),
             status: if answer.is_some() { "answered" } else { "open" }.into(),
             created_at: at(2),
@@ -1255,6 +1367,7 @@ mod tests {
             timeline: &f.timeline,
             agent_names: &f.agents,
             evidence: &f.evidence,
+            deletions: None,
             complaints,
             generated_at: at(30),
             generated_by: "boss",
@@ -1389,6 +1502,7 @@ mod tests {
             timeline: &f.timeline[..1],
             agent_names: &[],
             evidence: &[],
+            deletions: None,
             complaints: vec![],
             generated_at: at(30),
             generated_by: "boss",
@@ -1397,6 +1511,61 @@ mod tests {
         assert_eq!(d.facts.risk_tier, None);
         let html = render_html(&d);
         assert!(html.contains("None"));
+    }
+
+    #[test]
+    fn after_retention_the_personal_data_is_marked_deleted_and_the_rest_stays() {
+        for (locale, marker) in [
+            ("en", "deleted on 2026-12-05 (retention period ended)"),
+            ("zh-CN", "已于 2026-12-05 删除（保存期限届满）"),
+        ] {
+            let f = fixture(locale);
+            let deleted_at = DateTime::parse_from_rfc3339("2026-12-05T03:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc);
+            let gone = DeletionRow {
+                case_id: f.case.id,
+                ended_at: at(20),
+                codes_deleted_at: Some(deleted_at),
+                explanations_deleted_at: Some(deleted_at),
+                evidence_deleted_at: Some(deleted_at),
+                identity_deleted_at: Some(deleted_at),
+                codes_deleted: 2,
+                explanations_deleted: 1,
+                evidence_deleted: 1,
+            };
+            let d = assemble(DossierInput {
+                case: &f.case,
+                identity: Some(&f.identity),
+                proofs_tried: &f.tried,
+                assessment: Some(&f.assessment),
+                orders: &f.orders,
+                timeline: &f.timeline,
+                agent_names: &f.agents,
+                evidence: &[],
+                deletions: Some(&gone),
+                complaints: vec![complaint(f.case.id, "still unhappy", None)],
+                generated_at: at(30),
+                generated_by: "boss",
+            });
+            assert_eq!(d.parties.subscriber.full_name.as_deref(), Some(marker));
+            assert_eq!(d.parties.subscriber.id_number.as_deref(), Some(marker));
+            let gone = d.personal_data_deletion.as_ref().unwrap();
+            assert_eq!(gone.identity_deleted_on, Some(deleted_at));
+            assert_eq!(gone.evidence_files_deleted, 1);
+            // The timeline, the reasons and the complaints are all still there.
+            assert_eq!(d.timeline.len(), f.timeline.len());
+            assert!(!d.facts.reasons.is_empty());
+            assert_eq!(d.complaints.len(), 1);
+            let html = render_html(&d);
+            assert!(html.contains(&escape_html(marker)), "{locale}");
+            assert!(!html.contains(&f.identity.full_name_masked));
+            let json = serde_json::to_value(&d).unwrap();
+            assert_eq!(
+                json["personal_data_deletion"]["evidence_files_deleted"],
+                serde_json::json!(1)
+            );
+        }
     }
 
     #[test]

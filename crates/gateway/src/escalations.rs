@@ -1,5 +1,7 @@
 //! The supervisors' escalation queue: open cases whose stage ran past its SLA
-//! (escalation is an attribute of the case, raised by the timers service).
+//! (escalation is an attribute of the case, raised by the timers service) or that an
+//! agent escalated by hand (with who and why), and open complaints left unanswered
+//! past their clock.
 
 use axum::{Json, extract::State};
 use chrono::{DateTime, Utc};
@@ -32,6 +34,12 @@ pub struct EscalatedItem {
     pub claimed_by: Option<String>,
     /// The number, masked.
     pub msisdn: String,
+    /// The agent who escalated the case by hand (absent for an SLA escalation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalated_by: Option<String>,
+    /// Their reason (absent for an SLA escalation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation_reason: Option<String>,
 }
 
 /// The escalation queue.
@@ -39,9 +47,11 @@ pub struct EscalatedItem {
 pub struct EscalationsResponse {
     /// Highest level first, then the oldest escalation.
     pub cases: Vec<EscalatedItem>,
+    /// Open complaints escalated because their answer is overdue, the oldest due first.
+    pub complaints: Vec<crate::complaints::ComplaintListItem>,
 }
 
-/// Open cases escalated to supervisors because a stage ran past its SLA.
+/// Open cases escalated to supervisors (a stage ran past its SLA, or an agent escalated it by hand), and open complaints escalated for being overdue.
 #[utoipa::path(
     get, path = "/v1/agent/escalations", tag = "agent",
     security(("agent_token" = [])),
@@ -55,9 +65,20 @@ pub async fn escalations(
     State(state): State<AppState>,
     session: AgentSession,
 ) -> Result<Json<EscalationsResponse>, ApiError> {
-    let rows =
-        case_workflows::agent::escalations(&state.pool, &session.as_agent(), Utc::now()).await?;
+    let agent = session.as_agent();
+    let now = Utc::now();
+    let rows = case_workflows::agent::escalations(&state.pool, &agent, now).await?;
+    let complaints = case_workflows::complaints::escalated(&state.pool, &agent)
+        .await?
+        .into_iter()
+        .map(|r| crate::complaints::ComplaintListItem {
+            complaint: crate::complaints::ComplaintView::for_agents(r.complaint, now),
+            case_state: r.case_state.map(|s| s.as_str().into()),
+            msisdn: r.msisdn.masked(),
+        })
+        .collect();
     Ok(Json(EscalationsResponse {
+        complaints,
         cases: rows
             .into_iter()
             .map(|r| EscalatedItem {
@@ -71,6 +92,8 @@ pub async fn escalations(
                 state_entered_at: r.state_entered_at,
                 claimed_by: r.claimed_by,
                 msisdn: r.msisdn,
+                escalated_by: r.escalated_by,
+                escalation_reason: r.escalation_reason,
             })
             .collect(),
     }))

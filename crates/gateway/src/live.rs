@@ -278,22 +278,51 @@ impl StatusEvent {
 /// Parses a `case_changed` payload (`{"case_id", "version", "state", "at"}`); a
 /// payload without `at` is dated `now`.
 pub fn parse_payload(payload: &str, now: DateTime<Utc>) -> Option<StatusEvent> {
+    parse_changes(payload, now).into_iter().next()
+}
+
+/// Every case change a `case_changed` payload announces: the case itself, then the
+/// other cases the same transaction changed (`"also"`, e.g. the number's unproven
+/// cases that a proof superseded; one `NOTIFY` per transaction). Unreadable
+/// entries are left out; an unreadable payload gives nothing.
+pub fn parse_changes(payload: &str, now: DateTime<Utc>) -> Vec<StatusEvent> {
     #[derive(Deserialize)]
-    struct Payload {
+    struct Change {
         case_id: Uuid,
         version: i32,
         state: String,
         #[serde(default)]
         at: Option<DateTime<Utc>>,
     }
-    let p: Payload = serde_json::from_str(payload).ok()?;
-    CaseState::parse(&p.state)?;
-    Some(StatusEvent {
-        case_id: p.case_id,
-        state: p.state,
-        version: p.version,
-        at: p.at.unwrap_or(now),
-    })
+    #[derive(Deserialize)]
+    struct Payload {
+        #[serde(flatten)]
+        change: Change,
+        #[serde(default)]
+        also: Vec<serde_json::Value>,
+    }
+    let event = |c: Change| {
+        CaseState::parse(&c.state).map(|_| StatusEvent {
+            case_id: c.case_id,
+            state: c.state,
+            version: c.version,
+            at: c.at.unwrap_or(now),
+        })
+    };
+    let Ok(p) = serde_json::from_str::<Payload>(payload) else {
+        return Vec::new();
+    };
+    let Some(first) = event(p.change) else {
+        return Vec::new();
+    };
+    std::iter::once(first)
+        .chain(
+            p.also
+                .into_iter()
+                .filter_map(|v| serde_json::from_value::<Change>(v).ok())
+                .filter_map(event),
+        )
+        .collect()
 }
 
 /// What the hub fans out.
@@ -507,10 +536,15 @@ async fn listen(hub: LiveHub, pool: PgPool, shutdown: Shutdown) {
                     tokio::select! {
                         () = shutdown.wait() => break,
                         next = listener.try_recv() => match next {
-                            Ok(Some(n)) => match parse_payload(n.payload(), Utc::now()) {
-                                Some(change) => hub.publish(Signal::Changed(change)),
-                                None => tracing::warn!("unreadable case_changed payload ignored"),
-                            },
+                            Ok(Some(n)) => {
+                                let changes = parse_changes(n.payload(), Utc::now());
+                                if changes.is_empty() {
+                                    tracing::warn!("unreadable case_changed payload ignored");
+                                }
+                                for change in changes {
+                                    hub.publish(Signal::Changed(change));
+                                }
+                            }
                             Ok(None) => {
                                 tracing::warn!("live status listener lost its connection; reconnecting");
                                 break;
@@ -749,6 +783,33 @@ mod tests {
         ] {
             assert_eq!(parse_payload(bad, now), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn one_payload_announces_every_case_its_transaction_changed() {
+        let now = Utc::now();
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let payload = format!(
+            r#"{{"case_id":"{a}","version":2,"state":"risk_assessment","wake":["x"],
+                "also":[{{"case_id":"{b}","version":2,"state":"cancelled","at":"2026-12-01T08:00:00Z"}},
+                        {{"case_id":"bad"}},
+                        {{"case_id":"{c}","version":3,"state":"cancelled"}}]}}"#
+        );
+        let changes = parse_changes(&payload, now);
+        let seen: Vec<(Uuid, i32, &str)> = changes
+            .iter()
+            .map(|e| (e.case_id, e.version, e.state.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (a, 2, "risk_assessment"),
+                (b, 2, "cancelled"),
+                (c, 3, "cancelled")
+            ]
+        );
+        assert_eq!(changes[2].at, now);
+        assert!(parse_changes("{}", now).is_empty());
     }
 
     fn case_row(id: Uuid, version: i32) -> CaseRow {

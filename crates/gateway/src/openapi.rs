@@ -14,7 +14,7 @@ use utoipa_axum::{
 
 use crate::{
     AppState, agent, agent_auth, complaints, customer, dead_letters, dossier, escalations, live,
-    material,
+    material, store_visits,
 };
 
 /// RFC 9457 problem details, the body of every error answer.
@@ -99,9 +99,16 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::unmask))
         .routes(routes!(agent::false_positives))
         .routes(routes!(escalations::escalations))
+        .routes(routes!(store_visits::lookup))
+        .routes(routes!(store_visits::record))
         .routes(routes!(complaints::create, complaints::list_mine))
+        .routes(routes!(crate::progress::expedite))
         .routes(routes!(complaints::answer))
-        .routes(routes!(complaints::queue))
+        .routes(routes!(complaints::queue, complaints::log))
+        .routes(routes!(complaints::answer_by_id))
+        .routes(routes!(crate::supervision::reassign))
+        .routes(routes!(crate::supervision::break_claim))
+        .routes(routes!(crate::supervision::escalate))
         .routes(routes!(dossier::export))
         .routes(routes!(live::customer_events))
         .routes(routes!(live::agent_events))
@@ -121,6 +128,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(crate::accounts::enable))
         .routes(routes!(crate::accounts::set_roles))
         .routes(routes!(crate::accounts::reset_password))
+        .routes(routes!(crate::assisted::lookup))
+        .routes(routes!(crate::assisted::open))
 }
 
 /// Adds the rate limits' `429` to every operation that draws on a budget

@@ -77,7 +77,7 @@ const MIN_DISTINCT_BYTES: usize = 16;
 fn uses_secret_key(service: Service) -> bool {
     matches!(
         service,
-        Service::Gateway | Service::Identity | Service::Webhooks | Service::All
+        Service::Gateway | Service::Identity | Service::Timers | Service::Webhooks | Service::All
     )
 }
 

@@ -49,6 +49,7 @@ pub const DEV_WEBHOOK_SECRET_BASE64: &str = "cmVhY3RpdmF0aW9uLWRldi1vbmx5LXdlYmh
 /// Demo agent accounts: (username, role).
 pub const DEMO_AGENTS: &[(&str, &str)] = &[
     ("cs.demo", "cs"),
+    ("store.demo", "store"),
     ("security.demo", "security"),
     ("security2.demo", "security"),
     ("technical.demo", "technical"),

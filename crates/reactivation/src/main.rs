@@ -6,7 +6,9 @@
 
 mod checks;
 mod dev;
+mod history;
 mod keys;
+mod retention;
 mod serve;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -48,10 +50,36 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The partitioned history: partitions, detaching old months.
+    History {
+        #[command(subcommand)]
+        command: history::HistoryCommand,
+    },
     /// The master secrets (REACTIVATION_SECRET_KEYS).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Retention of finished cases' personal data (REACTIVATION_RETENTION_*_DAYS).
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Deletes the personal data of finished cases past their retention periods:
+    /// destroys each case's data key (name and ID number unreadable everywhere,
+    /// backups included), deletes evidence, explanations and codes. Keeps the event
+    /// log, the audit log, decisions and complaints. In batches, resumable, idempotent.
+    Run {
+        /// Count what is due; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Cases per transaction.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
     },
 }
 
@@ -64,12 +92,25 @@ enum KeysCommand {
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch: i64,
     },
+    /// Gives every case opened before per-case data keys existed a data key of its
+    /// own (its name and ID number re-sealed under it), in batches; resumable,
+    /// idempotent, safe with the services running.
+    Envelope {
+        /// Cases per transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        batch: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Walks the hash chain; exits 1 and names the first row that does not match.
-    Verify,
+    /// Walks the hash chain from its anchor (the newest checkpoint of a detached range,
+    /// else the first row); exits 1 and names the first row that does not match.
+    Verify {
+        /// Start after this checkpoint (see `history partitions`) instead.
+        #[arg(long)]
+        from_checkpoint: Option<i64>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,7 +144,7 @@ enum AgentCommand {
         /// repeated or sequential characters, not containing the username.
         #[arg(long, env = "REACTIVATION_AGENT_PASSWORD", hide_env_values = true)]
         password: String,
-        /// Role; repeat for several: cs, security, technical, supervisor, admin.
+        /// Role; repeat for several: cs, store, security, technical, supervisor, admin.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
     },
@@ -124,7 +165,7 @@ enum AgentCommand {
         /// Login name.
         #[arg(long)]
         username: String,
-        /// Role; repeat for several: cs, security, technical, supervisor, admin.
+        /// Role; repeat for several: cs, store, security, technical, supervisor, admin.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
     },
@@ -164,11 +205,18 @@ async fn main() -> std::process::ExitCode {
         } => create_agent(&settings, &username, &password, &roles).await,
         Command::Agent { command } => administer_agent(&settings, command).await,
         Command::Audit {
-            command: AuditCommand::Verify,
-        } => verify_audit(&settings).await,
+            command: AuditCommand::Verify { from_checkpoint },
+        } => history::verify_audit(&settings, from_checkpoint).await,
+        Command::History { command } => history::run(&settings, command).await,
         Command::Keys {
             command: KeysCommand::Rotate { batch },
         } => keys::rotate(&settings, batch).await,
+        Command::Keys {
+            command: KeysCommand::Envelope { batch },
+        } => retention::envelope(&settings, batch).await,
+        Command::Retention {
+            command: RetentionCommand::Run { dry_run, batch },
+        } => retention::run(&settings, dry_run, batch).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -282,18 +330,4 @@ async fn create_agent(
         roles.join(", ")
     );
     Ok(())
-}
-
-async fn verify_audit(settings: &Settings) -> anyhow::Result<()> {
-    let pool = service_runtime::db::connect(settings.require_database_url()?, 2).await?;
-    let mut conn = pool.acquire().await?;
-    match case_store::audit::verify_chain(&mut conn).await? {
-        case_store::audit::ChainReport::Intact(rows) => {
-            println!("audit chain intact: {rows} rows");
-            Ok(())
-        }
-        case_store::audit::ChainReport::Broken { seq, problem } => {
-            anyhow::bail!("audit chain broken at row seq={seq}: {problem}")
-        }
-    }
 }

@@ -167,7 +167,11 @@ impl Wiring {
             Service::Timers => {
                 // Read and checked once at start; handed down (no global).
                 let config = Arc::new(case_timers::TimersConfig::from_env()?);
-                let handler = Arc::new(case_timers::NotificationHandler::new(self.carrier()?));
+                let handler = Arc::new(
+                    case_timers::NotificationHandler::new(self.carrier()?).with_sealed_bodies(
+                        case_workflows::assisted::SealedBodies::new(self.keys()?),
+                    ),
+                );
                 let listener = http::bind(config.addr).await?;
                 tasks.spawn(http::serve(
                     listener,
@@ -181,6 +185,12 @@ impl Wiring {
                     pool.clone(),
                     config,
                     settings.worker_poll,
+                    shutdown.clone(),
+                ));
+                // Partitions ahead and pruning: a pass now, then on its schedule.
+                tasks.spawn(case_timers::housekeeping::run(
+                    pool.clone(),
+                    case_timers::housekeeping::HousekeepingConfig::from_env()?,
                     shutdown.clone(),
                 ));
                 tasks.spawn(run_outbox_worker(pool, handler, workers, shutdown));
@@ -286,6 +296,28 @@ pub async fn serve(service: Service, settings: Settings) -> anyhow::Result<()> {
     supervise(tasks, &wiring.shutdown).await
 }
 
+/// `url` with `application_name=reactivation-<service>` added, unless the URL or
+/// `PGAPPNAME` already names the application: `pg_stat_activity`, the server log's
+/// `%a` and `pg_stat_statements` then tell which service holds a connection or ran a
+/// statement. A startup parameter, so it costs no round trip.
+fn with_application_name(url: &str, service: Service) -> String {
+    if url.contains("application_name=") || std::env::var_os("PGAPPNAME").is_some() {
+        return url.to_owned();
+    }
+    let name = match service {
+        Service::Gateway => "gateway",
+        Service::Identity => "identity",
+        Service::Risk => "risk",
+        Service::Provisioning => "provisioning",
+        Service::Timers => "timers",
+        Service::Webhooks => "webhooks",
+        Service::CarrierSim => "carrier-sim",
+        Service::All => "all",
+    };
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}application_name=reactivation-{name}")
+}
+
 /// Connects the pool; while the database cannot be reached (down, restarting, out of
 /// connection slots) the process does not exit: it retries with back-off (each
 /// attempt logged) and serves `/healthz`, `/readyz` (503 saying why) and 503 with
@@ -296,7 +328,7 @@ async fn wait_for_database(
     settings: &Settings,
     shutdown: &Shutdown,
 ) -> anyhow::Result<PgPool> {
-    let url = settings.require_database_url()?;
+    let url = &with_application_name(settings.require_database_url()?, service);
     let max = settings.db_max_connections + listen_connections(service);
     let status = db::StartupStatus::new();
     // The usual case: the database answers at once, nothing else is started.
@@ -354,5 +386,29 @@ pub fn listen_connections(service: Service) -> u32 {
     match service {
         Service::All | Service::Gateway => 1,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod application_name_tests {
+    use super::*;
+
+    #[test]
+    fn each_service_names_its_connections_unless_the_url_does() {
+        if std::env::var_os("PGAPPNAME").is_some() {
+            return;
+        }
+        assert_eq!(
+            with_application_name("postgres://u@h/db", Service::Risk),
+            "postgres://u@h/db?application_name=reactivation-risk"
+        );
+        assert_eq!(
+            with_application_name("postgres://u@h/db?sslmode=disable", Service::Gateway),
+            "postgres://u@h/db?sslmode=disable&application_name=reactivation-gateway"
+        );
+        assert_eq!(
+            with_application_name("postgres://u@h/db?application_name=mine", Service::Timers),
+            "postgres://u@h/db?application_name=mine"
+        );
     }
 }

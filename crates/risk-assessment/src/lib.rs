@@ -63,7 +63,8 @@ impl CaseStep for RiskStep {
     }
 
     async fn process(&self, pool: &PgPool, claim: &Claim) -> anyhow::Result<StepOutcome> {
-        let msisdn = risk::claimed_number(pool, claim).await?;
+        // The claim returned the number: no read of the case before asking the carrier.
+        let msisdn = claim.msisdn.clone();
         let carrier_signals = match self.carrier.risk_signals(&msisdn).await {
             Ok(s) => s,
             Err(CarrierError::Unavailable(why)) if claim.waited < MAX_WAIT_FOR_SIGNALS => {

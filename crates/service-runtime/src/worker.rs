@@ -551,10 +551,14 @@ where
     let concurrency = concurrency.max(1);
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let gauge = ::metrics::gauge!("worker_in_flight", "service" => service);
+    // Whether a claim may find something: false once a claim came back short (the
+    // queue was drained at that moment), true again on a notification, a timer or
+    // the poll. A finished item alone does not make the loop claim again when the
+    // last claim was short: that claim would find nothing and cost a transaction.
+    let mut may_have_work = true;
     'run: while !shutdown.is_triggered() {
         // Fill the free slots until a claim comes back short (nothing more is due).
-        let mut drained = false;
-        while in_flight.len() < concurrency && !shutdown.is_triggered() {
+        while may_have_work && in_flight.len() < concurrency && !shutdown.is_triggered() {
             let free = concurrency - in_flight.len();
             match claim(free).await {
                 Ok(items) => {
@@ -567,8 +571,7 @@ where
                         in_flight.spawn(work(item));
                     }
                     if short {
-                        drained = true;
-                        break;
+                        may_have_work = false;
                     }
                 }
                 Err(e) => {
@@ -578,8 +581,7 @@ where
                         () = shutdown.wait() => break 'run,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
-                    drained = true;
-                    break;
+                    may_have_work = false;
                 }
             }
         }
@@ -588,13 +590,19 @@ where
             break;
         }
         if !in_flight.is_empty() {
-            // Busy: claim again when a slot frees up, or (if there was room left
-            // over) when new work is announced.
+            // Busy: claim again when a slot frees up and the last claim filled every
+            // slot (more may be waiting), when new work is announced, or after the
+            // poll interval (a back-off of an item this loop released has ended).
             tokio::select! {
                 () = shutdown.wait() => break,
                 done = in_flight.join_next() => finished(service, done),
-                () = subscription.woken(), if drained => {
+                () = subscription.woken(), if !may_have_work => {
                     ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => "notify").increment(1);
+                    may_have_work = true;
+                }
+                () = tokio::time::sleep(poll), if !may_have_work => {
+                    ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => "poll").increment(1);
+                    may_have_work = true;
                 }
             }
             continue;
@@ -611,6 +619,7 @@ where
                 ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => source).increment(1);
             }
         }
+        may_have_work = true;
     }
     if !in_flight.is_empty() {
         tracing::info!(
@@ -665,7 +674,7 @@ pub async fn run_loop<F, Fut, D, DFut>(
     channels: Vec<String>,
     poll: Duration,
     shutdown: Shutdown,
-    mut tick: F,
+    tick: F,
     next_due: D,
 ) -> anyhow::Result<()>
 where
@@ -675,6 +684,32 @@ where
     DFut: Future<Output = anyhow::Result<Option<chrono::DateTime<chrono::Utc>>>>,
 {
     let wakeups = Wakeups::new();
+    run_loop_woken_by(
+        &wakeups, pool, service, channels, poll, shutdown, tick, next_due,
+    )
+    .await
+}
+
+/// [`run_loop`] on a given hub: loops of one process share its `LISTEN`
+/// connection, and a routed hub also wakes the loop when a routing payload names
+/// one of its channels.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_loop_woken_by<F, Fut, D, DFut>(
+    wakeups: &Wakeups,
+    pool: &PgPool,
+    service: &'static str,
+    channels: Vec<String>,
+    poll: Duration,
+    shutdown: Shutdown,
+    mut tick: F,
+    next_due: D,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<bool>>,
+    D: Fn() -> DFut,
+    DFut: Future<Output = anyhow::Result<Option<chrono::DateTime<chrono::Utc>>>>,
+{
     let subscription = wakeups.subscribe(pool, &channels).await?;
     while !shutdown.is_triggered() {
         loop {

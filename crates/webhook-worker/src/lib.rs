@@ -22,7 +22,7 @@ use std::{sync::Arc, time::Duration};
 
 use service_runtime::{
     Shutdown,
-    worker::{WorkerSettings, run_loop, worker_id},
+    worker::{Wakeups, WorkerSettings, run_loop, run_loop_woken_by, worker_id},
 };
 use sqlx::PgPool;
 
@@ -35,8 +35,8 @@ pub const SERVICE: &str = "webhooks";
 /// Time limit of one outbound delivery attempt (Standard Webhooks: 15–30 s).
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Runs the service's two loops until shutdown: inbound processing with fan-out of
-/// case events, and outbound delivery (kept apart so that a slow receiver never
+/// Runs the service's three loops until shutdown: inbound processing, fan-out of
+/// case events into deliveries, and outbound delivery (kept apart so that a slow receiver never
 /// delays the carrier's webhooks).
 pub async fn run(
     pool: PgPool,
@@ -50,44 +50,63 @@ pub async fn run(
     // A delivery's lease must outlast its attempt.
     let delivery_lease = lease.max(delivery.timeout * 2 + Duration::from_secs(5));
     let inbound_settings = Arc::new(inbound);
+    // One LISTEN connection for the inbound and fan-out loops, routed through the
+    // case changes: a transition's one notification names the fan-out's channel
+    // while any endpoint is registered (the trigger queued its event for it).
+    let wakeups = Wakeups::routed_through(case_store::CASE_CHANGED_CHANNEL);
     let inbound = {
         let (pool, worker) = (pool.clone(), worker_id("webhooks-in"));
         let due = pool.clone();
         let loop_pool = pool.clone();
         let shutdown = shutdown.clone();
+        let wakeups = wakeups.clone();
         async move {
             tracing::info!(worker, "carrier webhook processor started");
-            run_loop(
+            run_loop_woken_by(
+                &wakeups,
                 &loop_pool,
                 SERVICE,
-                vec![
-                    case_store::webhooks::CARRIER_WEBHOOK_CHANNEL.to_owned(),
-                    case_store::webhooks::EVENT_FEED_CHANNEL.to_owned(),
-                ],
+                vec![case_store::webhooks::CARRIER_WEBHOOK_CHANNEL.to_owned()],
                 settings.poll,
                 shutdown,
                 || {
                     let (pool, worker, config) =
                         (pool.clone(), worker.clone(), inbound_settings.clone());
-                    async move {
-                        let processed =
-                            inbound::process_one(&pool, &config, &worker, lease).await?;
-                        let fanned = outbound::fan_out_once(&pool).await?;
-                        Ok(processed || fanned)
-                    }
+                    async move { inbound::process_one(&pool, &config, &worker, lease).await }
+                },
+                move || {
+                    let pool = due.clone();
+                    async move { Ok(case_store::webhooks::next_carrier_webhook_due(&pool).await?) }
+                },
+            )
+            .await
+        }
+    };
+    let fan_out = {
+        let pool = pool.clone();
+        let due = pool.clone();
+        let loop_pool = pool.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            tracing::info!("webhook fan-out started");
+            run_loop_woken_by(
+                &wakeups,
+                &loop_pool,
+                SERVICE,
+                vec![case_store::webhooks::EVENT_FEED_CHANNEL.to_owned()],
+                settings.poll,
+                shutdown,
+                || {
+                    let pool = pool.clone();
+                    async move { outbound::fan_out_once(&pool).await }
                 },
                 move || {
                     let pool = due.clone();
                     async move {
-                        let next = case_store::webhooks::next_carrier_webhook_due(&pool).await?;
                         // Feed rows another fan-out held (or a failed one left) are retried soon.
-                        let feed = case_store::webhooks::feed_pending(&pool)
+                        Ok(case_store::webhooks::feed_pending(&pool)
                             .await?
-                            .then(|| chrono::Utc::now() + chrono::Duration::seconds(1));
-                        Ok(match (next, feed) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        })
+                            .then(|| chrono::Utc::now() + chrono::Duration::seconds(1)))
                     }
                 },
             )
@@ -121,6 +140,6 @@ pub async fn run(
             .await
         }
     };
-    tokio::try_join!(inbound, outbound)?;
+    tokio::try_join!(inbound, fan_out, outbound)?;
     Ok(())
 }

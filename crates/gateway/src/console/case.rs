@@ -215,9 +215,12 @@ struct CasePage {
     rejection_codes: Vec<CodeLabel>,
     identity_checks: Vec<CodeLabel>,
     supervisor_needed: bool,
+    tools: super::supervision::CaseTools,
     back: String,
     back_label: String,
     self_href: String,
+    departments: Vec<super::progress::DepartmentRow>,
+    expedite: Option<super::progress::ExpediteShown>,
 }
 
 fn size_text(bytes: i32) -> String {
@@ -249,6 +252,9 @@ pub(super) async fn page(
             "release" => "notice.release",
             "note" => "notice.note",
             "decided" => "notice.decided",
+            "reassigned" => "notice.reassigned",
+            "claim_broken" => "notice.claim_broken",
+            "escalated" => "notice.escalated",
             _ => return None,
         };
         Some(Notice {
@@ -349,10 +355,16 @@ async fn build(
         .map(|name| ActionView {
             label: ui.code("action", name),
             help: ui.t(&format!("action.{name}.help")),
-            reason_required: CaseEvent::from_agent_action(name) == Some(CaseEvent::InfoRequested),
+            reason_required: matches!(
+                CaseEvent::from_agent_action(name),
+                Some(CaseEvent::InfoRequested | CaseEvent::Cancelled)
+            ),
             is_reject: CaseEvent::from_agent_action(name) == Some(CaseEvent::Rejected),
             is_verify: CaseEvent::from_agent_action(name) == Some(CaseEvent::IdentityVerified),
-            danger: CaseEvent::from_agent_action(name) == Some(CaseEvent::Rejected),
+            danger: matches!(
+                CaseEvent::from_agent_action(name),
+                Some(CaseEvent::Rejected | CaseEvent::Cancelled)
+            ),
             name: (*name).to_owned(),
         })
         .collect();
@@ -462,10 +474,25 @@ async fn build(
         }
         _ => ("/console".to_owned(), ui.t("case.back_queue")),
     };
+    let route = case_workflows::progress::route(
+        pool,
+        &state.sla,
+        view.state,
+        view.risk.as_ref().map(|r| r.tier),
+        &view.timeline,
+        now,
+    )
+    .await;
+    let departments = super::progress::rows(ui, &route);
+    let expedite = case_workflows::progress::expedite_of(pool, view.case_id)
+        .await?
+        .map(|row| super::progress::ExpediteShown::new(ui, row));
     let title = format!("{} {}", ui.t("case.title"), head.short_id);
     Ok(CasePage {
         layout: ctx.layout(title, Some(session)),
         self_href: format!("/console/cases/{}", view.case_id),
+        departments,
+        expedite,
         notice,
         can_unmask: session.has_any(UNMASKERS),
         unmasked,
@@ -573,6 +600,7 @@ async fn build(
             })
             .collect(),
         supervisor_needed,
+        tools: super::supervision::case_tools(session, case_state, head.holder.is_some()),
         back,
         back_label,
         c: head,
@@ -678,12 +706,7 @@ pub(super) async fn act(
         return Err(ctx.refuse(Failure::BadForm));
     };
     let session = ctx.require_post(session, &form.csrf)?;
-    let version: i32 = form.expected_version.trim().parse().map_err(|_| {
-        ctx.fail(ApiError::Invalid(vec![crate::error::FieldError {
-            field: "expected_version".into(),
-            message: "expected_version must be a whole number".into(),
-        }]))
-    })?;
+    let version = expected_version(&ctx, &form.expected_version)?;
     let id = parse_case_id(&case_id).map_err(|e| ctx.fail(e))?;
     let decision = crate::agent::ActionRequest {
         action: form.action,
@@ -821,4 +844,13 @@ pub(super) async fn evidence(
         HeaderValue::from_static("same-origin"),
     );
     Ok(response)
+}
+/// The `expected_version` field of a case form: a whole number, else 422 on the page.
+pub(super) fn expected_version(ctx: &Ctx, raw: &str) -> Result<i32, ConsoleError> {
+    raw.trim().parse().map_err(|_| {
+        ctx.fail(ApiError::Invalid(vec![crate::error::FieldError {
+            field: "expected_version".into(),
+            message: "expected_version must be a whole number".into(),
+        }]))
+    })
 }

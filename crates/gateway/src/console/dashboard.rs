@@ -305,10 +305,17 @@ pub(super) async fn page(
         .map(|k| {
             let overdue = k.complaint.due_at < now;
             ComplaintRow {
-                case_id: k.complaint.case_id.to_string(),
-                short_id: short_id(k.complaint.case_id),
+                case_id: k
+                    .complaint
+                    .case_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+                short_id: k.complaint.case_id.map(short_id).unwrap_or_default(),
                 msisdn: k.msisdn.masked(),
-                state_label: ui.code("state", k.case_state.as_str()),
+                state_label: k
+                    .case_state
+                    .map(|s| ui.code("state", s.as_str()))
+                    .unwrap_or_else(|| ui.t("complaints.no_case")),
                 channel: k.complaint.channel.clone(),
                 due: iso(k.complaint.due_at),
                 due_text: ui.countdown((k.complaint.due_at - now).num_seconds()),

@@ -104,6 +104,8 @@ impl Ui {
     pub fn get(&self, key: &str) -> Option<&'static str> {
         LABELS
             .iter()
+            .chain(super::assisted::LABELS)
+            .chain(super::i18n_supervision::LABELS)
             .find(|(k, _, _)| *k == key)
             .map(|(_, en, zh)| match self.lang {
                 Lang::En => *en,
@@ -599,6 +601,7 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("dept.subscriber", "Waiting for the subscriber", "等待用户"),
     ("role.customer", "subscriber", "用户"),
     ("role.cs", "customer service", "客服"),
+    ("role.store", "store agent", "营业厅人员"),
     ("role.security", "security analyst", "安全分析员"),
     ("role.technical", "technical staff", "技术人员"),
     ("role.supervisor", "supervisor", "主管"),
@@ -635,6 +638,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "部分复机",
     ),
     ("state.rejected", "Rejected", "已拒绝"),
+    (
+        "state.awaiting_store_visit",
+        "Awaiting store visit",
+        "等待营业厅办理",
+    ),
     ("state.reactivated", "Reactivated", "已复机"),
     ("state.cancelled", "Cancelled", "已撤销"),
     ("state.expired", "Expired", "已过期"),
@@ -665,6 +673,16 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("event.risk_cleared", "Risk cleared", "风险评估通过"),
     ("event.risk_flagged", "Risk flagged", "风险标记"),
     ("event.risk_refused", "Refused on risk", "风险拒绝"),
+    (
+        "event.store_visit_required",
+        "Store visit required",
+        "需营业厅办理",
+    ),
+    (
+        "event.store_visit_verified",
+        "Verified in person at a store",
+        "营业厅现场核验通过",
+    ),
     ("event.approved", "Approved", "已批准"),
     (
         "event.partly_approved",
@@ -737,6 +755,20 @@ pub const LABELS: &[(&str, &str, &str)] = &[
         "身份无法确认",
     ),
     ("reject.fraud_confirmed", "Fraud confirmed", "确认涉诈"),
+    // Per-department progress and expedited handling.
+    ("case.departments", "Departments on the way", "经手部门"),
+    ("route.done", "done", "已完成"),
+    ("route.current", "now", "当前"),
+    ("route.ahead", "ahead", "待办"),
+    ("route.typical", "Typical time", "通常用时"),
+    ("route.source.live", "recent cases", "近期实际"),
+    ("route.source.sla", "SLA", "时限标准"),
+    (
+        "case.expedite",
+        "Expedited handling requested",
+        "用户申请加急处理",
+    ),
+    ("badge.expedited", "Expedited", "加急"),
 ];
 
 #[cfg(test)]
@@ -759,18 +791,44 @@ mod tests {
             include_str!("../../templates/console/dashboard.html"),
         ),
         ("error", include_str!("../../templates/console/error.html")),
+        (
+            "numbers",
+            include_str!("../../templates/console/numbers.html"),
+        ),
+        (
+            "assisted",
+            include_str!("../../templates/console/assisted.html"),
+        ),
+        (
+            "escalations",
+            include_str!("../../templates/console/escalations.html"),
+        ),
+        (
+            "complaints",
+            include_str!("../../templates/console/complaints.html"),
+        ),
+        (
+            "case_supervision",
+            include_str!("../../templates/console/case_supervision.html"),
+        ),
     ];
 
     fn has(key: &str) -> bool {
         LABELS
             .iter()
+            .chain(crate::console::assisted::LABELS)
+            .chain(super::super::i18n_supervision::LABELS)
             .any(|(k, en, zh)| *k == key && !en.is_empty() && !zh.is_empty())
     }
 
     #[test]
     fn keys_are_unique_and_both_languages_are_filled() {
         let mut seen = std::collections::HashSet::new();
-        for (key, en, zh) in LABELS {
+        for (key, en, zh) in LABELS
+            .iter()
+            .chain(crate::console::assisted::LABELS)
+            .chain(super::super::i18n_supervision::LABELS)
+        {
             assert!(seen.insert(*key), "duplicate label key {key}");
             assert!(!en.trim().is_empty() && !zh.trim().is_empty(), "{key}");
             assert_eq!(
@@ -843,6 +901,12 @@ mod tests {
         }
         for o in ["pending", "failed", "accepted", "released"] {
             assert!(has(&format!("proof_outcome.{o}")));
+        }
+        for c in case_domain::Channel::ALL {
+            assert!(has(&format!("channel.{c}")), "channel {c}");
+        }
+        for c in case_domain::assisted::AssistedCheck::ALL {
+            assert!(has(&format!("assisted_check.{}", c.as_str())));
         }
     }
 

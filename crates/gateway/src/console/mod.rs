@@ -14,12 +14,16 @@
 //! are not JSON API routes and are not in the OpenAPI document.
 
 mod assets;
+mod assisted;
 mod auth;
 mod case;
 mod dashboard;
 pub mod i18n;
+mod i18n_supervision;
 mod live;
+mod progress;
 mod queue;
+mod supervision;
 
 use askama::Template;
 use axum::{
@@ -80,8 +84,37 @@ pub fn router(state: AppState) -> Router {
         .route("/console/cases/{case_id}/notes", post(case::note))
         .route("/console/cases/{case_id}/unmask", post(case::unmask))
         .route(
+            "/console/cases/{case_id}/reassign",
+            post(supervision::reassign),
+        )
+        .route(
+            "/console/cases/{case_id}/break-claim",
+            post(supervision::break_claim),
+        )
+        .route(
+            "/console/cases/{case_id}/escalate",
+            post(supervision::escalate),
+        )
+        .route("/console/escalations", get(supervision::escalations))
+        .route(
+            "/console/complaints",
+            get(supervision::complaints).post(supervision::log),
+        )
+        .route(
+            "/console/complaints/{complaint_id}/answer",
+            post(supervision::answer),
+        )
+        .route(
             "/console/cases/{case_id}/evidence/{evidence_id}",
             get(case::evidence),
+        )
+        .route(
+            "/console/numbers",
+            get(assisted::numbers).post(assisted::lookup),
+        )
+        .route(
+            "/console/assisted",
+            get(assisted::form).post(assisted::open),
         )
         .route("/console/static/console.js", get(assets::script))
         .route("/console/static/console.css", get(assets::stylesheet))
@@ -276,11 +309,35 @@ impl Ctx {
                 }
             })
             .collect();
+            // The assisted channels: shown to the roles of their API routes.
+            for (path, api, label) in [
+                (
+                    "/console/numbers",
+                    "/v1/agent/numbers/lookup",
+                    "nav.numbers",
+                ),
+                ("/console/assisted", "/v1/agent/cases", "nav.assisted"),
+            ] {
+                if require_api_rule(s, "post", api).is_ok() {
+                    links.push(NavLink {
+                        current: self.path == path,
+                        label: self.ui.t(label),
+                        href: path.into(),
+                    });
+                }
+            }
             if s.has(Role::Supervisor) {
                 links.push(NavLink {
                     current: self.path == "/console/dashboard",
                     label: self.ui.t("nav.dashboard"),
                     href: "/console/dashboard".into(),
+                });
+            }
+            for (href, key) in supervision::nav_links(s) {
+                links.push(NavLink {
+                    current: self.path == href,
+                    label: self.ui.t(key),
+                    href: href.into(),
                 });
             }
             NavAgent {

@@ -28,6 +28,7 @@ pub(super) struct Row {
     version: i32,
     may_act: bool,
     complaint: bool,
+    expedited: bool,
     escalated: bool,
     appealed: bool,
 }
@@ -108,6 +109,7 @@ pub(super) async fn page(
                 version: item.version,
                 may_act: agent_may_act(session.roles(), item.state),
                 complaint: item.complaint,
+                expedited: item.expedited,
                 // The queue carries neither escalation nor appeal: no badge.
                 escalated: false,
                 appealed: false,

@@ -1,0 +1,292 @@
+//! The partitioned history and pruning against a real Postgres: partitions created
+//! ahead (idempotent, append-only on every partition, the DEFAULT partition catching
+//! the rest), a detach refused while the chain of its range is broken, and each kind
+//! of finished row pruned after its cutoff by two runners at once, nothing else.
+
+use case_domain::{Actor, Role};
+use case_store::{
+    MIGRATOR,
+    audit::AuditEntry,
+    history::{self, HistoryError},
+    prune::{Prunable, prune_batch},
+    testing::{open_case, record_audit_at},
+};
+use chrono::{NaiveDate, TimeZone, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).unwrap()
+}
+
+async fn scalar(pool: &PgPool, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn partitions_are_created_ahead_once_and_stay_append_only(pool: PgPool) {
+    // The migration created this month's partitions and the DEFAULT ones.
+    let this_month = history::month_of(Utc::now().date_naive());
+    let attached = history::partitions(&pool).await.unwrap();
+    for table in history::PARTITIONED {
+        assert!(
+            attached
+                .iter()
+                .any(|p| p.table == table && p.month == Some(this_month))
+        );
+        assert!(
+            attached
+                .iter()
+                .any(|p| p.table == table && p.month.is_none())
+        );
+    }
+
+    assert_eq!(
+        history::ensure_partitions(&pool, day(2031, 1, 15), 3)
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(
+        history::ensure_partitions(&pool, day(2031, 1, 1), 3)
+            .await
+            .unwrap(),
+        0,
+        "idempotent"
+    );
+    let refused = history::ensure_partitions(&pool, day(2031, 1, 1), 0).await;
+    assert!(refused.is_err(), "zero months is refused");
+
+    // Rows go to their month's partition; a month without one goes to DEFAULT.
+    let case_id = open_case(&pool, "+8613900000101").await;
+    sqlx::raw_sql(&format!(
+        "INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, at)
+         VALUES ('{}', '{case_id}', 2, 'awaiting_identity', 'cancelled', 'cancelled', 'customer', 'subscriber', '2031-02-03 00:00+00'),
+                ('{}', '{case_id}', 3, 'cancelled', 'closed', 'closed', 'system', 'case-timers', '2035-06-01 00:00+00')",
+        Uuid::now_v7(),
+        Uuid::now_v7()
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM history.case_events_p203102").await,
+        1
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM history.case_events_default").await,
+        1
+    );
+    // A month whose rows already are in DEFAULT is skipped (with a warning), not an error.
+    assert_eq!(
+        history::ensure_partitions(&pool, day(2035, 6, 1), 1)
+            .await
+            .unwrap(),
+        1,
+        "only audit_log's partition of 2035-06"
+    );
+
+    // Append-only on every partition: through the parent, and on the partition itself.
+    for sql in [
+        "UPDATE case_events SET reason = 'x'",
+        "DELETE FROM history.case_events_p203102",
+        "TRUNCATE history.case_events_p203102",
+        "TRUNCATE history.audit_log_p203101",
+        "TRUNCATE history.case_events_default",
+    ] {
+        let e = sqlx::query(sql).execute(&pool).await.expect_err(sql);
+        assert!(e.to_string().contains("append-only"), "{sql}: {e}");
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_detach_is_refused_while_the_chain_of_its_range_is_broken(pool: PgPool) {
+    history::ensure_partitions(&pool, day(2025, 1, 1), 1)
+        .await
+        .unwrap();
+    let actor = Actor {
+        role: Role::Cs,
+        id: "store.test".into(),
+    };
+    for d in 1..=3 {
+        record_audit_at(
+            &pool,
+            &AuditEntry {
+                actor: &actor,
+                action: "case.view",
+                case_id: None,
+                detail: serde_json::json!({ "d": d }),
+                reason: None,
+            },
+            Utc.with_ymd_and_hms(2025, 1, d, 8, 0, 0).unwrap(),
+        )
+        .await;
+    }
+    sqlx::raw_sql(
+        "BEGIN; SET LOCAL session_replication_role = replica;
+         UPDATE audit_log SET detail = '{\"d\": 9}' WHERE seq = 2; COMMIT;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let system = Actor::system("store.test");
+    let today = Utc::now().date_naive();
+    match history::detach_before(&pool, day(2025, 2, 1), today, &system).await {
+        Err(HistoryError::Refused(why)) => assert!(why.contains("broken at seq 2"), "{why}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Nothing changed: the partitions are attached, no checkpoint, no audit row.
+    assert!(
+        history::partitions(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.name == "audit_log_p202501")
+    );
+    assert!(history::checkpoints(&pool).await.unwrap().is_empty());
+    assert_eq!(scalar(&pool, "SELECT count(*) FROM audit_log").await, 3);
+
+    // Not the first day of a month, or not in the past: refused.
+    for before in [
+        day(2025, 2, 2),
+        history::month_of(today) + chrono::Months::new(1),
+    ] {
+        assert!(matches!(
+            history::detach_before(&pool, before, today, &system).await,
+            Err(HistoryError::Refused(_))
+        ));
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn finished_rows_are_pruned_after_their_cutoff_and_nothing_else(pool: PgPool) {
+    let old = "now() - interval '40 days'";
+    let recent = "now() - interval '1 day'";
+    let done = open_case(&pool, "+8613900000102").await;
+    let open = open_case(&pool, "+8613900000103").await;
+    sqlx::query("UPDATE reactivation_cases SET state = 'cancelled', version = 2 WHERE id = $1")
+        .bind(done)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let agent: Uuid = sqlx::query_scalar(
+        "INSERT INTO agents (id, username, password_hash, roles) VALUES ($1, 'prune.agent', 'x', '{cs}') RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let endpoint = Uuid::now_v7();
+    let mut seed = format!(
+        "INSERT INTO webhook_endpoints (id, url, event_types, created_at, deleted_at)
+         VALUES ('{endpoint}', 'https://example.com/hook', '{{case.state_changed}}', now(), now());"
+    );
+    for (n, at) in [(0, old), (1, old), (2, recent)] {
+        let id = Uuid::now_v7();
+        seed.push_str(&format!(
+            "INSERT INTO outbox (id, topic, dedupe_key, payload, delivered_at)
+               VALUES ('{id}', 'notification.sms', 'prune/{n}', '{{}}', {at});
+             INSERT INTO agent_sessions (token_hash, agent_id, created_at, expires_at)
+               VALUES (sha256('s{n}'), '{agent}', {at} - interval '1 hour', {at});
+             INSERT INTO carrier_webhooks (id, type, payload, processed_at)
+               VALUES ('evt_prune_{n}', 'subscriber.signals', '{{}}', {at});
+             INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload, status, attempts, finished_at)
+               VALUES ('{id}', '{endpoint}', '{}', 'case.state_changed', '{{}}', 'delivered', 1, {at});
+             INSERT INTO webhook_delivery_attempts (delivery_id, attempt, status_code, duration_ms)
+               VALUES ('{id}', 1, 200, 5);",
+            Uuid::now_v7()
+        ));
+    }
+    // Still to do, or waiting for an admin: never pruned.
+    seed.push_str(&format!(
+        "INSERT INTO outbox (id, topic, dedupe_key, payload, failed_at)
+           VALUES ('{}', 'notification.sms', 'prune/failed', '{{}}', {old});
+         INSERT INTO outbox (id, topic, dedupe_key, payload) VALUES ('{}', 'notification.sms', 'prune/pending', '{{}}');
+         INSERT INTO carrier_webhooks (id, type, payload, failed_at) VALUES ('evt_prune_failed', 'subscriber.signals', '{{}}', {old});
+         INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload, status, attempts, finished_at)
+           VALUES ('{}', '{endpoint}', '{}', 'case.state_changed', '{{}}', 'failed', 8, {old});",
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7()
+    ));
+    // Timers fired long ago: of a finished case (pruned), of an open case's current
+    // version (kept: the sweep would arm it again), and one fired recently.
+    for (case_id, version, ordinal, at) in [
+        (done, 1, 1, old),
+        (done, 1, 2, old),
+        (open, 1, 1, old),
+        (done, 2, 1, recent),
+    ] {
+        seed.push_str(&format!(
+            "INSERT INTO case_timers (id, case_id, case_version, state, kind, ordinal, due_at, fired_at, outcome)
+               VALUES ('{}', '{case_id}', {version}, 'awaiting_identity', 'reminder', {ordinal}, {at}, {at}, 'reminded');",
+            Uuid::now_v7()
+        ));
+    }
+    sqlx::raw_sql(&seed).execute(&pool).await.unwrap();
+
+    let cutoff = Utc::now() - chrono::Duration::days(30);
+    for kind in Prunable::ALL {
+        // Two runners at once, batches of one: together they delete exactly the two
+        // old rows (one each, or both by one while the other finds none left).
+        let (a, b) = tokio::join!(
+            prune_batch(&pool, kind, cutoff, 1),
+            prune_batch(&pool, kind, cutoff, 1)
+        );
+        let first = a.unwrap() + b.unwrap();
+        let mut rest = 0;
+        loop {
+            let n = prune_batch(&pool, kind, cutoff, 1).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            rest += n;
+        }
+        assert_eq!(first + rest, 2, "{kind:?}");
+    }
+    assert_eq!(
+        sqlx::query_scalar::<_, String>("SELECT dedupe_key FROM outbox ORDER BY dedupe_key")
+            .fetch_all(&pool)
+            .await
+            .unwrap(),
+        ["prune/2", "prune/failed", "prune/pending"]
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM agent_sessions").await,
+        1
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, String>("SELECT id FROM carrier_webhooks ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap(),
+        ["evt_prune_2", "evt_prune_failed"]
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, String>("SELECT status FROM webhook_deliveries ORDER BY status")
+            .fetch_all(&pool)
+            .await
+            .unwrap(),
+        ["delivered", "failed"]
+    );
+    assert_eq!(
+        scalar(&pool, "SELECT count(*) FROM webhook_delivery_attempts").await,
+        1
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, i32>(
+            "SELECT case_version * 10 + ordinal FROM case_timers WHERE case_id = $1 OR case_id = $2 ORDER BY 1"
+        )
+        .bind(done)
+        .bind(open)
+        .fetch_all(&pool)
+        .await
+        .unwrap(),
+        [11, 21],
+        "the open case's timer (11) and the recent one (21) stay"
+    );
+}
