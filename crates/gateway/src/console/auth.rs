@@ -45,6 +45,12 @@ fn home_of(session: &AgentSession) -> Option<String> {
     .into_iter()
     .find(|d| session.has_any(queue_roles(*d)))
     .map(|d| format!("/console/queue?department={}", super::department_code(d)))
+    .or_else(|| {
+        // A store agent has no queue: their work starts at the walk-in's number.
+        super::require_api_rule(session, "get", "/v1/agent/store-visits")
+            .is_ok()
+            .then(|| "/console/store-visits".into())
+    })
 }
 
 /// `/console`: the agent's start page, or the login page.

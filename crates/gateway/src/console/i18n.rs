@@ -102,10 +102,7 @@ impl Ui {
 
     /// The label for `key`, if there is one.
     pub fn get(&self, key: &str) -> Option<&'static str> {
-        LABELS
-            .iter()
-            .chain(super::assisted::LABELS)
-            .chain(super::i18n_supervision::LABELS)
+        all_labels()
             .find(|(k, _, _)| *k == key)
             .map(|(_, en, zh)| match self.lang {
                 Lang::En => *en,
@@ -145,6 +142,15 @@ impl Ui {
                 .replace("{}", &self.duration(-secs_left))
         }
     }
+}
+
+/// Every label table of the console: this file's and those kept beside their pages.
+pub fn all_labels() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
+    LABELS
+        .iter()
+        .chain(super::assisted::LABELS)
+        .chain(super::store_visit::LABELS)
+        .chain(super::i18n_supervision::LABELS)
 }
 
 /// (key, English, 简体中文).
@@ -800,6 +806,10 @@ mod tests {
             include_str!("../../templates/console/assisted.html"),
         ),
         (
+            "store_visits",
+            include_str!("../../templates/console/store_visits.html"),
+        ),
+        (
             "escalations",
             include_str!("../../templates/console/escalations.html"),
         ),
@@ -814,21 +824,13 @@ mod tests {
     ];
 
     fn has(key: &str) -> bool {
-        LABELS
-            .iter()
-            .chain(crate::console::assisted::LABELS)
-            .chain(super::super::i18n_supervision::LABELS)
-            .any(|(k, en, zh)| *k == key && !en.is_empty() && !zh.is_empty())
+        all_labels().any(|(k, en, zh)| *k == key && !en.is_empty() && !zh.is_empty())
     }
 
     #[test]
     fn keys_are_unique_and_both_languages_are_filled() {
         let mut seen = std::collections::HashSet::new();
-        for (key, en, zh) in LABELS
-            .iter()
-            .chain(crate::console::assisted::LABELS)
-            .chain(super::super::i18n_supervision::LABELS)
-        {
+        for (key, en, zh) in all_labels() {
             assert!(seen.insert(*key), "duplicate label key {key}");
             assert!(!en.trim().is_empty() && !zh.trim().is_empty(), "{key}");
             assert_eq!(

@@ -23,6 +23,7 @@ mod i18n_supervision;
 mod live;
 mod progress;
 mod queue;
+mod store_visit;
 mod supervision;
 
 use askama::Template;
@@ -116,6 +117,11 @@ pub fn router(state: AppState) -> Router {
             "/console/assisted",
             get(assisted::form).post(assisted::open),
         )
+        .route(
+            "/console/store-visits",
+            get(store_visit::form).post(store_visit::search),
+        )
+        .route("/console/store-visits/{case_id}", post(store_visit::record))
         .route("/console/static/console.js", get(assets::script))
         .route("/console/static/console.css", get(assets::stylesheet))
         .layer(middleware::from_fn_with_state(
@@ -310,15 +316,27 @@ impl Ctx {
             })
             .collect();
             // The assisted channels: shown to the roles of their API routes.
-            for (path, api, label) in [
+            for (path, method, api, label) in [
                 (
                     "/console/numbers",
+                    "post",
                     "/v1/agent/numbers/lookup",
                     "nav.numbers",
                 ),
-                ("/console/assisted", "/v1/agent/cases", "nav.assisted"),
+                (
+                    "/console/assisted",
+                    "post",
+                    "/v1/agent/cases",
+                    "nav.assisted",
+                ),
+                (
+                    "/console/store-visits",
+                    "get",
+                    "/v1/agent/store-visits",
+                    "nav.store_visits",
+                ),
             ] {
-                if require_api_rule(s, "post", api).is_ok() {
+                if require_api_rule(s, method, api).is_ok() {
                     links.push(NavLink {
                         current: self.path == path,
                         label: self.ui.t(label),
