@@ -284,3 +284,75 @@ test('a supervisor sees the dashboard with the day\'s figures', async () => {
     await browser.close();
   }
 });
+
+test('an admin creates an account, changes its roles, disables it, and the account cannot log in', async () => {
+  const browser = await launchBrowser();
+  try {
+    const page = await browser.context.newPage();
+    await login(page, 'admin.demo');
+    assert.equal(new URL(page.url()).pathname, '/console/accounts', 'the accounts page is an admin\'s start page');
+    await page.getByRole('heading', { name: 'Agent accounts', level: 1 }).waitFor();
+
+    // The password policy refuses a weak password and nothing is created.
+    const form = page.locator('#new-account');
+    await form.getByLabel('Username').fill('cs.newhire');
+    await form.getByLabel('Password (at least 12 characters)').fill('password1234');
+    await form.getByLabel('customer service').check();
+    const [weak] = await Promise.all([page.waitForNavigation(), form.getByRole('button', { name: 'Create the account' }).click()]);
+    assert.equal(weak.status(), 422);
+    await page.goto(`${stack.gateway}/console/accounts`);
+    assert.equal(await page.locator('tr[data-username="cs.newhire"]').count(), 0);
+
+    const password = 'Tea-garden at dawn 2026';
+    await form.getByLabel('Username').fill('cs.newhire');
+    await form.getByLabel('Password (at least 12 characters)').fill(password);
+    await form.getByLabel('customer service').check();
+    await Promise.all([page.waitForNavigation(), form.getByRole('button', { name: 'Create the account' }).click()]);
+    assert.match(await page.locator('#accounts-done').innerText(), /Account created: cs\.newhire/);
+    const row = page.locator('tr[data-username="cs.newhire"]');
+    assert.match(await row.innerText(), /customer service/);
+    assert.ok(!(await page.content()).includes(password), 'the password is not echoed');
+
+    // Roles: add the store role.
+    await row.locator('summary').click();
+    const roles = row.locator('form[data-action="roles"]');
+    await roles.getByLabel('store agent').check();
+    await Promise.all([page.waitForNavigation(), roles.getByRole('button', { name: 'Save roles' }).click()]);
+    assert.match(await page.locator('#accounts-done').innerText(), /Roles changed: cs\.newhire/);
+    assert.match(await row.innerText(), /customer service, store agent/);
+
+    // The new account logs in elsewhere, then is disabled: its session ends at once.
+    const other = await launchBrowser();
+    try {
+      const p2 = await other.context.newPage();
+      await p2.goto(`${stack.gateway}/console/login?lang=en`);
+      await p2.getByLabel('Username').fill('cs.newhire');
+      await p2.getByLabel('Password').fill(password);
+      await Promise.all([p2.waitForNavigation(), p2.getByRole('button', { name: 'Log in' }).click()]);
+      assert.match(p2.url(), /\/console\/queue\?department=cs/);
+
+      await Promise.all([page.waitForNavigation(), row.locator('button[data-action="disable"]').click()]);
+      assert.match(await page.locator('#accounts-done').innerText(), /Account disabled: cs\.newhire/);
+      assert.equal(await row.getAttribute('data-enabled'), 'false');
+
+      await p2.goto(`${stack.gateway}/console/queue?department=cs`);
+      assert.match(p2.url(), /\/console\/login/, 'the disabled agent is sent to the login page');
+    } finally {
+      await other.close();
+    }
+    await shot(page, 'accounts');
+
+    // The accounts page is for admins only.
+    const cs = await launchBrowser();
+    try {
+      const p3 = await cs.context.newPage();
+      await login(p3, 'cs.demo');
+      const refused = await p3.goto(`${stack.gateway}/console/accounts`);
+      assert.equal(refused.status(), 403);
+    } finally {
+      await cs.close();
+    }
+  } finally {
+    await browser.close();
+  }
+});

@@ -51,6 +51,12 @@ fn home_of(session: &AgentSession) -> Option<String> {
             .is_ok()
             .then(|| "/console/store-visits".into())
     })
+    .or_else(|| {
+        // An admin's work is the accounts.
+        session
+            .has_any(case_workflows::accounts::ACCOUNT_ADMINS)
+            .then(|| "/console/accounts".into())
+    })
 }
 
 /// `/console`: the agent's start page, or the login page.

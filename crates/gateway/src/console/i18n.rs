@@ -150,6 +150,7 @@ pub fn all_labels() -> impl Iterator<Item = &'static (&'static str, &'static str
         .iter()
         .chain(super::assisted::LABELS)
         .chain(super::store_visit::LABELS)
+        .chain(super::accounts::LABELS)
         .chain(super::i18n_supervision::LABELS)
 }
 
@@ -808,6 +809,10 @@ mod tests {
         (
             "store_visits",
             include_str!("../../templates/console/store_visits.html"),
+        ),
+        (
+            "accounts",
+            include_str!("../../templates/console/accounts.html"),
         ),
         (
             "escalations",

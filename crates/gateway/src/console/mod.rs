@@ -13,6 +13,7 @@
 //! both by construction. Console routes
 //! are not JSON API routes and are not in the OpenAPI document.
 
+mod accounts;
 mod assets;
 mod assisted;
 mod auth;
@@ -122,6 +123,23 @@ pub fn router(state: AppState) -> Router {
             get(store_visit::form).post(store_visit::search),
         )
         .route("/console/store-visits/{case_id}", post(store_visit::record))
+        .route(
+            "/console/accounts",
+            get(accounts::list).post(accounts::create),
+        )
+        .route(
+            "/console/accounts/{agent_id}/disable",
+            post(accounts::disable),
+        )
+        .route(
+            "/console/accounts/{agent_id}/enable",
+            post(accounts::enable),
+        )
+        .route("/console/accounts/{agent_id}/roles", post(accounts::roles))
+        .route(
+            "/console/accounts/{agent_id}/password",
+            post(accounts::password),
+        )
         .route("/console/static/console.js", get(assets::script))
         .route("/console/static/console.css", get(assets::stylesheet))
         .layer(middleware::from_fn_with_state(
@@ -349,6 +367,13 @@ impl Ctx {
                     current: self.path == "/console/dashboard",
                     label: self.ui.t("nav.dashboard"),
                     href: "/console/dashboard".into(),
+                });
+            }
+            if s.has_any(accounts::ACCOUNT_ADMINS_OF_PAGE) {
+                links.push(NavLink {
+                    current: self.path == "/console/accounts",
+                    label: self.ui.t("nav.accounts"),
+                    href: "/console/accounts".into(),
                 });
             }
             for (href, key) in supervision::nav_links(s) {
