@@ -18,6 +18,7 @@ export const FLAGGED = {
   full_name: '刘洋',
   id_number: '510107198809254475',
   service_password: '975310',
+  sms: '+8613900139004',
   flagged_contacts: ['+8613700137031', '+8613700137032'],
 };
 export const CLEAN = {
@@ -168,7 +169,12 @@ export class Stack {
     return { status: r.status, data };
   }
 
-  /** Opens a case for `s` and proves identity with the service password. */
+  /**
+   * Opens a case for `s` and proves identity as its risk tier asks (the
+   * verification ladder): the service password, then the one-time code sent to
+   * `s.sms` when the tier asks for both. A case whose tier asks for a store visit
+   * is left waiting for it.
+   */
   async openVerifiedCase(s, locale = 'en') {
     const opened = await this.api('POST', '/v1/cases', {
       json: { msisdn: s.msisdn, full_name: s.full_name, id_number: s.id_number, channel: 'app', locale },
@@ -180,9 +186,34 @@ export class Stack {
         token,
         json: { method: 'service_password', password: s.service_password },
       });
-      if (proof.status !== 200 || !proof.data.accepted) throw new Error(`verify: ${proof.status} ${JSON.stringify(proof.data)}`);
+      if (proof.status === 409 && String(proof.data.type || '').endsWith('store-visit-required')) return { id, token };
+      if (proof.status !== 200) throw new Error(`verify: ${proof.status} ${JSON.stringify(proof.data)}`);
+      if (!proof.data.accepted) {
+        const needed = JSON.stringify(proof.data.still_needed || []);
+        if (!needed.includes('"otp"') || !s.sms) throw new Error(`verify: ${JSON.stringify(proof.data)}`);
+        const sent = await this.api('POST', `/v1/cases/${id}/otp`, { token });
+        if (sent.status !== 202) throw new Error(`otp: ${sent.status} ${JSON.stringify(sent.data)}`);
+        const code = await this.latestCode(s.sms);
+        const second = await this.api('POST', `/v1/cases/${id}/verifications`, { token, json: { method: 'otp', code } });
+        if (second.status !== 200 || !second.data.accepted) throw new Error(`verify otp: ${second.status} ${JSON.stringify(second.data)}`);
+      }
     }
     return { id, token };
+  }
+
+  /** The six-digit code in the newest message the simulator delivered to `to`. */
+  async latestCode(to, timeoutMs = 30_000) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const r = await fetch(`${this.sim}/sim/outbox?to=${encodeURIComponent(to)}`);
+      const messages = await r.json();
+      for (const m of messages.slice().reverse()) {
+        const found = (m.body || '').match(/\b\d{6}\b/);
+        if (found) return found[0];
+      }
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    throw new Error(`no code reached ${to}`);
   }
 
   async caseStatus(c) {

@@ -303,14 +303,8 @@ async fn a_flagged_subscriber_stops_at_security_review_with_what_is_needed() {
     let s = TestSubscriber::flagged(60);
     stack.add_subscriber(&s).await;
     let (case, token) = stack.open_case(&s).await;
-    let (status, answer) = stack
-        .verify(
-            &case,
-            &token,
-            &json!({"method": "service_password", "password": s.password}),
-        )
-        .await;
-    assert_eq!((status, answer["accepted"].as_bool()), (200, Some(true)));
+    // The medium tier asks for both the password and a code before anything else.
+    stack.prove_identity(&case, &token, &s).await;
     let review = stack
         .wait_for_state(&case, &token, "security_review", SETTLE)
         .await;

@@ -30,17 +30,11 @@ async fn add_subscriber(stack: &Stack, s: &TestSubscriber, flagged: &[&str], rea
     assert_eq!(status, 201, "{answer}");
 }
 
-/// Opens a case for `s`, proves identity with the service password and waits for `state`.
+/// Opens a case for `s`, proves identity as its tier asks (the service password, and
+/// the code too for a flagged number) and waits for `state`.
 async fn open_and_verify(stack: &Stack, s: &TestSubscriber, state: &str) -> (String, String) {
     let (case, token) = stack.open_case(s).await;
-    let (status, answer) = stack
-        .verify(
-            &case,
-            &token,
-            &json!({"method": "service_password", "password": s.password}),
-        )
-        .await;
-    assert_eq!((status, answer["accepted"].as_bool()), (200, Some(true)));
+    stack.prove_identity(&case, &token, s).await;
     stack.wait_for_state(&case, &token, state, SETTLE).await;
     (case, token)
 }

@@ -1,5 +1,6 @@
 //! The store-visit remedy end to end (issue 14 item 2): an extreme-tier case (the
-//! carrier stopped the number on a police request) is refused online and waits in
+//! carrier stopped the number on a police request) is asked for a store visit before
+//! anything else (the verification ladder) and waits in
 //! `awaiting_store_visit`; a store agent looks the number up, records the in-person
 //! check (original ID card seen, face compared: the proof `in_person_id`), the case
 //! goes through risk assessment to a security analyst, who approves, and the real
@@ -144,11 +145,16 @@ async fn a_store_agent_completes_the_store_visit_remedy_of_an_extreme_tier_case(
         .filter_map(|e| e["event"].as_str())
         .collect();
     assert!(
-        events
-            .windows(3)
-            .any(|w| w == ["risk_refused", "store_visit_verified", "risk_flagged"]),
+        events.windows(3).any(|w| w
+            == [
+                "store_visit_required",
+                "store_visit_verified",
+                "risk_flagged"
+            ]),
         "{events:?}"
     );
+    // The ladder asked for the visit before anything else: nothing was refused online.
+    assert!(!events.contains(&"risk_refused"), "{events:?}");
     let store_step = done["timeline"]
         .as_array()
         .unwrap()

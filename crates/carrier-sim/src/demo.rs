@@ -182,8 +182,9 @@ pub const NO_BACKUP_CONTACT: DemoSubscriber = DemoSubscriber {
 pub const FLAGGED: DemoSubscriber = DemoSubscriber {
     key: "flagged",
     summary: "risk signals that grade medium (fraud-linked contacts, SMS bursts, international calls)",
-    how_to_try: "open a case and prove identity (password or OTP); the case goes to security \
-                 review, explain the flagged counterparties, an analyst decides (full or inbound only)",
+    how_to_try: "open a case: its tier (medium) asks for both the service password and the OTP; \
+                 the case then goes to security review, explain the flagged counterparties, an \
+                 analyst decides (full or inbound only)",
     msisdn: "+8613800138004",
     full_name: "刘洋",
     id_number: "510107198809254475",

@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::risk::RiskTier;
+use crate::{agent_policy::IdentityCheck, risk::RiskTier};
 
 /// A kind of identity proof the ladder counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -158,6 +158,60 @@ pub fn next_step(tier: RiskTier, given: &[ProofKind]) -> NextStep {
 /// A re-score can only raise the bar: the tier the ladder keeps.
 pub fn raise(current: RiskTier, rescored: RiskTier) -> RiskTier {
     current.max(rescored)
+}
+
+/// The ladder's kind for a subscriber's proof method (`otp`, `service_password`);
+/// call records are not a rung (they send the case to a CS agent).
+pub fn online_kind(method: &str) -> Option<ProofKind> {
+    match method {
+        "otp" => Some(Otp),
+        "service_password" => Some(ServicePassword),
+        _ => None,
+    }
+}
+
+/// The ladder's kind an agent's identity check gives, if it is one.
+pub fn agent_kind(check: IdentityCheck) -> Option<ProofKind> {
+    match check {
+        IdentityCheck::OriginalIdInPerson => Some(InPersonId),
+        IdentityCheck::CallbackToContactOnFile => Some(CsCallback),
+        IdentityCheck::VideoCallFaceMatch | IdentityCheck::DocumentsReviewed => None,
+    }
+}
+
+/// Whether an agent who confirms identity with `check` satisfies what `tier` still
+/// asks after `given`. Up to the medium tier an agent's judgement stands in for the
+/// online proofs (as before the ladder); the high tier asks for a call-back to the
+/// number on file or the original ID seen in person, the extreme tier for the latter.
+pub fn agent_check_suffices(tier: RiskTier, given: &[ProofKind], check: IdentityCheck) -> bool {
+    match tier {
+        RiskTier::Low | RiskTier::Medium => true,
+        RiskTier::High | RiskTier::Extreme => {
+            let Some(kind) = agent_kind(check) else {
+                return false;
+            };
+            // What is still open once the online rungs count as the agent's to judge.
+            let mut with = given.to_vec();
+            with.extend([Otp, ServicePassword, kind]);
+            satisfied(tier, &with)
+        }
+    }
+}
+
+/// The open rungs as names, for the API: each inner list is "any one of these".
+pub fn rung_names(rungs: &[Rung]) -> Vec<Vec<&'static str>> {
+    rungs
+        .iter()
+        .map(|rung| rung.iter().map(|k| k.as_str()).collect())
+        .collect()
+}
+
+/// Parses stored proof names, skipping any this version does not know.
+pub fn parse_given<S: AsRef<str>>(names: &[S]) -> Vec<ProofKind> {
+    names
+        .iter()
+        .filter_map(|n| ProofKind::parse(n.as_ref()))
+        .collect()
 }
 
 /// Why the tier asks what it asks, in words the subscriber may read before proving
@@ -336,5 +390,43 @@ mod tests {
             assert!(why(tier, "en").is_ascii());
             assert!(!why(tier, "zh-CN").is_ascii());
         }
+    }
+
+    #[test]
+    fn agents_checks_against_the_tiers() {
+        use IdentityCheck::*;
+        // tier, check, suffices.
+        let table = [
+            (RiskTier::Low, DocumentsReviewed, true),
+            (RiskTier::Medium, VideoCallFaceMatch, true),
+            (RiskTier::High, DocumentsReviewed, false),
+            (RiskTier::High, VideoCallFaceMatch, false),
+            (RiskTier::High, CallbackToContactOnFile, true),
+            (RiskTier::High, OriginalIdInPerson, true),
+            (RiskTier::Extreme, CallbackToContactOnFile, false),
+            (RiskTier::Extreme, DocumentsReviewed, false),
+            (RiskTier::Extreme, OriginalIdInPerson, true),
+        ];
+        for (tier, check, ok) in table {
+            assert_eq!(
+                agent_check_suffices(tier, &[], check),
+                ok,
+                "{tier:?} {check:?}"
+            );
+        }
+        assert_eq!(online_kind("otp"), Some(Otp));
+        assert_eq!(online_kind("service_password"), Some(ServicePassword));
+        assert_eq!(online_kind("call_records"), None);
+        assert_eq!(
+            parse_given(&["otp", "nonsense", "in_person_id"]),
+            vec![Otp, InPersonId]
+        );
+        assert_eq!(
+            rung_names(&outstanding(RiskTier::High, &[Otp])),
+            vec![
+                vec!["service_password"],
+                vec!["cs_callback", "in_person_id"]
+            ]
+        );
     }
 }

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use case_domain::risk::RiskTier;
+
 use crate::StoreError;
 
 /// What is stored about the requester's identity claim when a case is opened.
@@ -43,6 +45,10 @@ pub struct IdentityRow {
     pub verified_method: Option<String>,
     /// When identity was verified.
     pub verified_at: Option<DateTime<Utc>>,
+    /// The verification ladder's tier (None until graded).
+    pub proof_tier: Option<RiskTier>,
+    /// The ladder's proofs given so far.
+    pub proofs_given: Vec<String>,
 }
 
 /// Stores the identity claim of a new case (in the case's creating transaction).
@@ -73,7 +79,8 @@ pub async fn load_identity(
     Ok(sqlx::query_as!(
         IdentityRow,
         r#"SELECT case_id, full_name_enc, id_number_enc, full_name_masked, id_number_last4, subscriber_match,
-                  otp_sends, failed_attempts, verified_method, verified_at
+                  otp_sends, failed_attempts, verified_method, verified_at,
+                  proof_tier AS "proof_tier: RiskTier", proofs_given
            FROM case_identities WHERE case_id = $1"#,
         case_id
     )
@@ -215,4 +222,69 @@ pub async fn mark_identity_verified(
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// A case's place on the verification ladder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LadderRow {
+    /// The tier that decides the proofs asked (None until graded).
+    pub proof_tier: Option<RiskTier>,
+    /// The proofs given so far, by name.
+    pub proofs_given: Vec<String>,
+}
+
+/// The case's place on the ladder (None: no identity row, i.e. no such case).
+pub async fn ladder(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Option<LadderRow>, StoreError> {
+    Ok(sqlx::query_as!(
+        LadderRow,
+        r#"SELECT proof_tier AS "proof_tier: RiskTier", proofs_given FROM case_identities WHERE case_id = $1"#,
+        case_id
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Sets the case's proof tier if it has none yet, or raises it to `tier` (never
+/// lowers it); returns the tier it has now.
+pub async fn grade_proof_tier(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    tier: RiskTier,
+) -> Result<Option<RiskTier>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"UPDATE case_identities
+           SET proof_tier = GREATEST(proof_tier, $2),
+               tier_graded_at = COALESCE(tier_graded_at, now())
+           WHERE case_id = $1
+           RETURNING proof_tier AS "proof_tier!: RiskTier""#,
+        case_id,
+        tier as RiskTier,
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Records a ladder proof as given (once) and returns the proofs given now. The
+/// row lock this takes serialises concurrent proofs of one case: the second sees
+/// the first's proof once it committed.
+pub async fn add_proof(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    kind: &str,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"UPDATE case_identities
+           SET proofs_given = CASE WHEN $2 = ANY (proofs_given) THEN proofs_given
+                                   ELSE array_append(proofs_given, $2) END
+           WHERE case_id = $1
+           RETURNING proofs_given"#,
+        case_id,
+        kind,
+    )
+    .fetch_optional(db)
+    .await?
+    .unwrap_or_default())
 }

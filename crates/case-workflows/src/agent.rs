@@ -209,6 +209,13 @@ pub struct Proofs {
     pub name_id_match: NameIdMatch,
     /// The proofs offered on the case (method, outcome, when), oldest first.
     pub tried: Vec<ProofTried>,
+    /// The verification ladder: the tier that decides the proofs asked (None until
+    /// graded), the proofs given, and the steps still open (each: any one kind).
+    pub ladder_tier: Option<case_domain::risk::RiskTier>,
+    /// The ladder's proofs given so far.
+    pub ladder_given: Vec<&'static str>,
+    /// The ladder's steps still open.
+    pub ladder_needed: Vec<Vec<&'static str>>,
 }
 
 /// A note.
@@ -358,15 +365,24 @@ pub async fn case_view(
         claimed_by: holder,
         appealed,
         rejected_by,
-        proofs: identity.map(|i| Proofs {
-            full_name: i.full_name_masked,
-            id_number: format!("**************{}", i.id_number_last4),
-            otp_sends: i.otp_sends,
-            failed_attempts: i.failed_attempts,
-            verified_method: i.verified_method,
-            verified_at: i.verified_at,
-            name_id_match,
-            tried,
+        proofs: identity.map(|i| {
+            let given = case_domain::ladder::parse_given(&i.proofs_given);
+            let tier = i.proof_tier.unwrap_or(case_domain::risk::RiskTier::Low);
+            Proofs {
+                ladder_tier: i.proof_tier,
+                ladder_needed: case_domain::ladder::rung_names(&case_domain::ladder::outstanding(
+                    tier, &given,
+                )),
+                ladder_given: given.iter().map(|k| k.as_str()).collect(),
+                full_name: i.full_name_masked,
+                id_number: format!("**************{}", i.id_number_last4),
+                otp_sends: i.otp_sends,
+                failed_attempts: i.failed_attempts,
+                verified_method: i.verified_method,
+                verified_at: i.verified_at,
+                name_id_match,
+                tried,
+            }
         }),
         risk,
         orders,
@@ -486,12 +502,16 @@ async fn decide_on(
         })?),
         _ => None,
     };
-    // A name/ID the carrier said does not match takes a supervisor to verify.
+    // A name/ID the carrier said does not match takes a supervisor to verify; the
+    // case's tier on the verification ladder may ask for a call-back or the ID in person.
     if event == CaseEvent::IdentityVerified {
         may_verify(
             agent,
             &case_store::identity::load_identity(pool, case.id).await?,
         )?;
+        if let Some(check) = identity_check {
+            ladder_allows(pool, case.id, check).await?;
+        }
     }
     // 3. Claim for this agent (another holds it: ClaimedByOther), at the expected version.
     let fence = match agent_work::claim_for_agent(
@@ -563,6 +583,9 @@ async fn decide_on(
     }
     if event == CaseEvent::IdentityVerified {
         case_store::identity::mark_identity_verified(&mut *tx, case.id, "agent").await?;
+        if let Some(kind) = identity_check.and_then(case_domain::ladder::agent_kind) {
+            case_store::identity::add_proof(&mut *tx, case.id, kind.as_str()).await?;
+        }
     }
     audit::record(
         &mut tx,
@@ -585,6 +608,36 @@ async fn decide_on(
     tx.commit().await?;
     tracing::info!(case_id = %case.id, action = event.agent_action(), role = %role, "agent decision");
     Ok(moved.case)
+}
+
+/// Refuses an agent's identity check that does not give what the case's tier on the
+/// verification ladder asks (the high tier: a call-back to the number on file or the
+/// ID seen in person; the extreme tier: the latter).
+async fn ladder_allows(
+    pool: &PgPool,
+    case_id: uuid::Uuid,
+    check: IdentityCheck,
+) -> Result<(), WorkflowError> {
+    let Some(row) = case_store::identity::ladder(pool, case_id).await? else {
+        return Ok(());
+    };
+    let tier = row.proof_tier.unwrap_or(case_domain::risk::RiskTier::Low);
+    let given = case_domain::ladder::parse_given(&row.proofs_given);
+    if case_domain::ladder::agent_check_suffices(tier, &given, check) {
+        return Ok(());
+    }
+    Err(WorkflowError::Refused {
+        code: "ladder_requires",
+        detail: format!(
+            "This case's risk tier ({}) asks for {}: confirm identity that way.",
+            tier.as_str(),
+            if tier == case_domain::risk::RiskTier::Extreme {
+                "the original ID card seen in person (original_id_in_person)"
+            } else {
+                "a call-back to the number on file (callback_to_contact_on_file) or the original ID card seen in person (original_id_in_person)"
+            }
+        ),
+    })
 }
 
 /// `ForbiddenOf` when the carrier said the case's name and ID do not match and the

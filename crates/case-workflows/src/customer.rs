@@ -62,6 +62,38 @@ pub struct StatusView {
     pub route: Vec<case_domain::route::Step>,
     /// The subscriber's request for expedited handling, if made.
     pub expedite: Option<case_store::expedite::ExpediteRow>,
+    /// While the case waits for identity proofs: what its tier asks (the ladder).
+    pub identity_proofs: Option<IdentityProofs>,
+}
+
+/// What the verification ladder asks of a case waiting for identity proofs, told up
+/// front: the open rungs (each "any one of these"), the proofs given, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityProofs {
+    /// The rungs still open.
+    pub needed: Vec<Vec<&'static str>>,
+    /// The proofs given so far.
+    pub given: Vec<&'static str>,
+    /// Why the tier asks this, in the case's language (`None` until the carrier's
+    /// signals were read: then the lowest tier's rung is shown).
+    pub why: Option<&'static str>,
+}
+
+impl IdentityProofs {
+    /// From the case's place on the ladder.
+    pub fn of(row: &case_store::identity::LadderRow, locale: Locale) -> Self {
+        let given = case_domain::ladder::parse_given(&row.proofs_given);
+        let tier = row.proof_tier.unwrap_or(RiskTier::Low);
+        Self {
+            needed: case_domain::ladder::rung_names(&case_domain::ladder::outstanding(
+                tier, &given,
+            )),
+            given: given.iter().map(|k| k.as_str()).collect(),
+            why: row
+                .proof_tier
+                .map(|t| case_domain::ladder::why(t, locale.as_str())),
+        }
+    }
 }
 
 /// The subscriber's view of a case from what was read about it (no I/O).
@@ -113,6 +145,7 @@ pub fn status_view(
         created_at: case.created_at,
         route,
         expedite: None,
+        identity_proofs: None,
     }
 }
 
@@ -131,6 +164,12 @@ pub async fn read_status(
     let assessment = case_store::risk::latest_assessment(&mut *tx, case.id).await?;
     let counts = case_store::material::count_material(&mut *tx, case.id).await?;
     let expedite = case_store::expedite::of_case(&mut *tx, case.id).await?;
+    // Read only while proofs are asked: other states' answers cost nothing more.
+    let ladder = if case.state == CaseState::AwaitingIdentity {
+        case_store::identity::ladder(&mut *tx, case.id).await?
+    } else {
+        None
+    };
     tx.commit().await?;
     let now = Utc::now();
     let eta = crate::eta::case_eta(pool, sla, case, &timeline, now).await;
@@ -139,6 +178,7 @@ pub async fn read_status(
     Ok(StatusView {
         route,
         expedite,
+        identity_proofs: ladder.map(|l| IdentityProofs::of(&l, case.locale)),
         ..status_view(case, timeline, assessment, counts, eta)
     })
 }

@@ -19,6 +19,8 @@ use carrier_adapter::{Carrier, CarrierError, MessageChannel};
 use case_domain::{
     Actor, CaseEvent, CaseState, Msisdn, PersonName, ResidentId,
     identity::{self, IdentityDecision, ProofCheck},
+    ladder::{self, NextStep, ProofKind},
+    risk::{self, RiskTier},
 };
 use case_store::{
     CaseRow, StoreError, TransitionRequest, identity as store,
@@ -75,12 +77,17 @@ pub struct CodeSent {
 pub const CODE_SENT_WORDS: &str = "If a contact is on file with the carrier for this number, a code was sent to it. It expires in 10 minutes.";
 
 /// Whether a proof was accepted. Never says which part was wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
-    /// Accepted (identity verified, or passed to a CS agent for call records).
+    /// This request moved the case (identity verified, or passed to a CS agent for
+    /// call records or a call-back, or to a store visit).
     pub accepted: bool,
     /// Failed attempts left before the case goes to a CS agent.
     pub remaining_attempts: i32,
+    /// The proof was good and counted, but the case's tier asks for more before it
+    /// moves: the rungs still open, each "any one of these kinds"
+    /// (`case_domain::ladder`). Empty otherwise.
+    pub still_needed: Vec<Vec<String>>,
 }
 
 /// What the requester of a lost-token recovery is told, whatever the number.
@@ -166,6 +173,10 @@ pub enum IdentityError {
     /// The carrier could not be reached.
     #[error("carrier unavailable")]
     CarrierUnavailable,
+    /// The case's tier asks for the original ID card seen at a store before anything
+    /// else: no code is sent and no proof judged (the case now waits for the visit).
+    #[error("a store visit is required")]
+    StoreVisitRequired,
     /// The identity service (behind a remote [`IdentityPort`]) could not be reached.
     #[error("identity service unreachable: {0}")]
     Unreachable(String),
@@ -187,6 +198,24 @@ pub struct Wording {
 }
 
 impl IdentityError {
+    /// The HTTP status of a refusal the requester can act on (those with
+    /// [`Self::wording`]); both the identity service and the gateway answer with it.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Locked | Self::BudgetSpent { .. } => 423,
+            Self::TooManyCodes => 429,
+            Self::WrongState(_)
+            | Self::OtherCaseProven
+            | Self::ProofInFlight
+            | Self::StoreVisitRequired => 409,
+            Self::CarrierUnavailable | Self::Unreachable(_) => 503,
+            Self::NotFound => 404,
+            Self::Internal(_) => 500,
+            // Invalid proofs, no contact on file.
+            Self::Invalid(_) | Self::NoContactOnFile => 422,
+        }
+    }
+
     /// The words for a refusal the requester can act on; `None` for a missing case
     /// and for failures (unreachable, internal), which every edge words its own way.
     pub fn wording(&self) -> Option<Wording> {
@@ -231,6 +260,11 @@ impl IdentityError {
                 "Not waiting for identity proof",
                 format!("The case is {state}; identity proofs are not taken now."),
             ),
+            Self::StoreVisitRequired => (
+                "store-visit-required",
+                "A store visit is required",
+                "This number can only be restored after your original ID card was checked in person at a store of your carrier. Your request now waits for that visit; no code or password is taken online.".into(),
+            ),
             Self::CarrierUnavailable => (
                 "carrier-unavailable",
                 "Carrier unavailable",
@@ -259,6 +293,9 @@ pub trait IdentityPort: Send + Sync + std::fmt::Debug {
     async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError>;
     /// Judges one proof and moves the case when the policy says so.
     async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError>;
+    /// Grades a new case's place on the verification ladder from the carrier's
+    /// signals (an extreme-tier case goes to wait for a store visit at once).
+    async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError>;
     /// Asks for a new token for the number's case past identity: a code goes to a
     /// contact on file. The answer is the same whatever the number.
     async fn start_recovery(&self, msisdn: &str) -> Result<RecoveryStarted, IdentityError>;
@@ -286,6 +323,10 @@ impl IdentityPort for IdentityCases {
 
     async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
         IdentityCases::verify(self, case_id, proof).await
+    }
+
+    async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
+        IdentityCases::grade(self, case_id).await
     }
 
     async fn start_recovery(&self, msisdn: &str) -> Result<RecoveryStarted, IdentityError> {
@@ -340,6 +381,7 @@ impl IdentityCases {
         match case.state {
             CaseState::AwaitingIdentity => {}
             CaseState::IdentityReview => return Err(IdentityError::Locked),
+            CaseState::AwaitingStoreVisit => return Err(IdentityError::StoreVisitRequired),
             other => return Err(IdentityError::WrongState(other)),
         }
         let msisdn = case.msisdn.clone();
@@ -353,6 +395,9 @@ impl IdentityCases {
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
+        // The ladder first: a case whose tier asks for a store visit sends no code.
+        let (tier, given) = self.ladder(case_id, &msisdn).await?;
+        self.store_visit_first(&case, tier, &given).await?;
         // The case's send and the number's daily budget are taken in one transaction:
         // when the budget is spent, the case's send is not taken either.
         let mut tx = self
@@ -485,6 +530,10 @@ impl IdentityCases {
     pub async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
         let offered = Offered::parse(proof)?;
+        // The ladder before the budget: nothing online is judged for a case whose
+        // tier asks for a store visit.
+        let (tier, given) = self.ladder(case_id, &msisdn).await?;
+        self.store_visit_first(&case, tier, &given).await?;
         let slot = match number_budget::reserve(
             &self.pool,
             &Reserve {
@@ -515,7 +564,7 @@ impl IdentityCases {
                 )));
             }
         };
-        match self.judge(&case, &msisdn, offered, slot).await {
+        match self.judge(&case, &msisdn, offered, slot, tier).await {
             Ok(verdict) => Ok(verdict),
             Err(e) => {
                 // Not judged (the carrier could not be reached, a racing request won):
@@ -533,6 +582,7 @@ impl IdentityCases {
         msisdn: &Msisdn,
         offered: Offered,
         slot: Uuid,
+        tier: RiskTier,
     ) -> Result<Verdict, IdentityError> {
         let case_id = case.id;
         let mut otp_id = None;
@@ -577,6 +627,16 @@ impl IdentityCases {
                     .begin()
                     .await
                     .map_err(|e| IdentityError::Internal(e.into()))?;
+                // The proof counts on the ladder; the row lock this takes serialises
+                // two good proofs of one case, so the second sees the first.
+                let next = match ladder::online_kind(offered.method()) {
+                    Some(kind) if decision == IdentityDecision::Verified => {
+                        let given = store::add_proof(&mut *tx, case_id, kind.as_str()).await?;
+                        ladder::next_step(tier, &ladder::parse_given(&given))
+                    }
+                    // Call records: a CS agent confirms identity.
+                    _ => NextStep::CallBack,
+                };
                 if let Some(id) = otp_id
                     && !store::consume_otp(&mut *tx, id).await?
                 {
@@ -585,14 +645,41 @@ impl IdentityCases {
                     drop(tx);
                     return Err(self.overtaken(case_id).await);
                 }
-                let (event, reason) = if decision == IdentityDecision::Verified {
-                    store::mark_identity_verified(&mut *tx, case_id, offered.method()).await?;
-                    (CaseEvent::ProofsAccepted, "identity verified")
-                } else {
-                    (
+                let (event, reason) = match &next {
+                    NextStep::Proven => {
+                        store::mark_identity_verified(&mut *tx, case_id, offered.method()).await?;
+                        (CaseEvent::ProofsAccepted, "identity verified")
+                    }
+                    NextStep::MoreOnline(open) => {
+                        // Good, counted, and more is asked: the case does not move.
+                        number_budget::settle_proof(&mut *tx, slot, ProofOutcome::Accepted).await?;
+                        let spent = self.failures(&mut *tx, msisdn).await?;
+                        tx.commit()
+                            .await
+                            .map_err(|e| IdentityError::Internal(e.into()))?;
+                        ::metrics::counter!("identity_ladder_proofs_total", "outcome" => "more_needed")
+                            .increment(1);
+                        return Ok(Verdict {
+                            accepted: false,
+                            remaining_attempts: identity::remaining_attempts(spent),
+                            still_needed: ladder::rung_names(open)
+                                .into_iter()
+                                .map(|r| r.into_iter().map(str::to_owned).collect())
+                                .collect(),
+                        });
+                    }
+                    NextStep::CallBack if decision == IdentityDecision::NeedsAgent => (
                         CaseEvent::IdentityEscalated,
                         "call records given; a customer-service agent confirms identity",
-                    )
+                    ),
+                    NextStep::CallBack => (
+                        CaseEvent::IdentityEscalated,
+                        "online proofs given; the risk tier asks a customer-service agent to call back the number on file",
+                    ),
+                    NextStep::StoreVisit => (
+                        CaseEvent::StoreVisitRequired,
+                        "online proofs given; the risk tier asks for the original ID card at a store",
+                    ),
                 };
                 number_budget::settle_proof(&mut *tx, slot, ProofOutcome::Accepted).await?;
                 let moved = case_store::transition_in(
@@ -633,6 +720,7 @@ impl IdentityCases {
                 Ok(Verdict {
                     accepted: true,
                     remaining_attempts: identity::remaining_attempts(spent),
+                    still_needed: Vec::new(),
                 })
             }
             IdentityDecision::Failed => {
@@ -645,8 +733,105 @@ impl IdentityCases {
                 Ok(Verdict {
                     accepted: false,
                     remaining_attempts: identity::remaining_attempts(spent),
+                    still_needed: Vec::new(),
                 })
             }
+        }
+    }
+
+    /// The case's place on the ladder: the tier that decides its proofs (graded from
+    /// the carrier's signals the first time it is needed) and the proofs given.
+    async fn ladder(
+        &self,
+        case_id: Uuid,
+        msisdn: &Msisdn,
+    ) -> Result<(RiskTier, Vec<ProofKind>), IdentityError> {
+        let row = store::ladder(&self.pool, case_id)
+            .await?
+            .ok_or(IdentityError::NotFound)?;
+        let given = ladder::parse_given(&row.proofs_given);
+        let tier = match row.proof_tier {
+            Some(tier) => tier,
+            // Graded only for a requester who named the number's subscriber: anyone
+            // else would learn from the answers how the carrier sees the number (a
+            // police stop, fraud links). Their proofs fail on the name/ID anyway, so
+            // for them the ladder is the lowest rung, as for every other number.
+            None if !self.name_id_match(case_id, msisdn).await? => RiskTier::Low,
+            None => self.grade_tier(case_id, msisdn).await?,
+        };
+        Ok((tier, given))
+    }
+
+    /// Reads the carrier's signals for the number and sets the case's proof tier
+    /// (if a concurrent grading set one first, or a re-score raised it, that one).
+    async fn grade_tier(&self, case_id: Uuid, msisdn: &Msisdn) -> Result<RiskTier, IdentityError> {
+        let signals = self
+            .carrier
+            .risk_signals(msisdn)
+            .await
+            .map_err(carrier_failure)?;
+        let graded = risk::assess(&risk::RiskSignals {
+            fraud_linked_contacts: signals.fraud_linked_contacts,
+            sms_peak_per_hour: signals.sms_peak_per_hour,
+            intl_calls_24h: signals.intl_calls_24h,
+            suspension_reason: signals.suspension_reason.clone(),
+        })
+        .tier;
+        let tier = store::grade_proof_tier(&self.pool, case_id, graded)
+            .await?
+            .unwrap_or(graded);
+        ::metrics::counter!("identity_ladder_graded_total", "tier" => tier.as_str()).increment(1);
+        Ok(tier)
+    }
+
+    /// Grades a newly opened case's proof tier (the gateway asks right after the
+    /// opening, so the status answer can say up front what will be needed), when the
+    /// name and ID given match the number's subscriber (else nothing is graded or
+    /// told). Grading again changes nothing.
+    #[tracing::instrument(skip(self), fields(case_id = %case_id))]
+    pub async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
+        let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
+        let (tier, given) = self.ladder(case.id, &msisdn).await?;
+        // Nothing online is asked of an extreme-tier case: it waits for the visit now.
+        match self.store_visit_first(&case, tier, &given).await {
+            Ok(()) | Err(IdentityError::StoreVisitRequired) => Ok(tier),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refuses online proofs (and codes) for a case whose tier asks only for a store
+    /// visit, and moves it to wait for the visit (`store_visit_required`).
+    async fn store_visit_first(
+        &self,
+        case: &CaseRow,
+        tier: RiskTier,
+        given: &[ProofKind],
+    ) -> Result<(), IdentityError> {
+        if ladder::next_step(tier, given) != NextStep::StoreVisit {
+            return Ok(());
+        }
+        let system = Actor::system(SERVICE);
+        let moved = case_store::transition(
+            &self.pool,
+            TransitionRequest {
+                case_id: case.id,
+                expected_version: case.version,
+                event: CaseEvent::StoreVisitRequired,
+                actor: &system,
+                reason: Some(
+                    "the risk tier asks for the original ID card seen in person at a store",
+                ),
+                fence: None,
+                outbox: vec![],
+            },
+        )
+        .await;
+        match moved {
+            // Moved already (a concurrent request did it, or it was cancelled).
+            Ok(_) | Err(StoreError::StaleVersion { .. } | StoreError::Refused(_)) => {
+                Err(IdentityError::StoreVisitRequired)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -126,6 +126,11 @@ pub async fn grade_claimed_case(
         &recorded,
     )
     .await?;
+    // The verification ladder's tier only rises with a later grading (a low one
+    // changes nothing, so it costs no statement).
+    if assessment.tier > RiskTier::Low {
+        case_store::identity::grade_proof_tier(&mut *tx, claim.case_id, assessment.tier).await?;
+    }
     match assessment.tier {
         RiskTier::Low => {
             store::transition_into_provisioning(

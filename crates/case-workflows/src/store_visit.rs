@@ -222,6 +222,8 @@ pub async fn record(
         },
     )
     .await?;
+    // The strongest proof on the verification ladder.
+    case_store::identity::add_proof(&mut *tx, case.id, ProofKind::InPersonId.as_str()).await?;
     audit::record(
         &mut tx,
         &AuditEntry {

@@ -128,6 +128,22 @@ pub struct ProofsView {
     pub name_id_match: String,
     /// The proofs offered on the case, oldest first (at most 100).
     pub tried: Vec<ProofTriedView>,
+    /// The verification ladder: the tier that decides which proofs the case asks
+    /// (`low` … `extreme`; null until graded), the proofs given (`otp`,
+    /// `service_password`, `cs_callback`, `in_person_id`) and the steps still open,
+    /// each satisfied by any one of its kinds.
+    pub ladder: LadderView,
+}
+
+/// A case's place on the verification ladder.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LadderView {
+    /// The tier (null until graded).
+    pub tier: Option<String>,
+    /// The proofs given so far.
+    pub given: Vec<String>,
+    /// The steps still open.
+    pub needed: Vec<Vec<String>>,
 }
 
 /// One proof offered on a case.
@@ -302,6 +318,15 @@ impl AgentCaseView {
                 verified_method: p.verified_method,
                 verified_at: p.verified_at,
                 name_id_match: p.name_id_match.as_str().into(),
+                ladder: LadderView {
+                    tier: p.ladder_tier.map(|t| t.as_str().to_owned()),
+                    given: p.ladder_given.iter().map(|k| (*k).to_owned()).collect(),
+                    needed: p
+                        .ladder_needed
+                        .iter()
+                        .map(|r| r.iter().map(|k| (*k).to_owned()).collect())
+                        .collect(),
+                },
                 tried: p
                     .tried
                     .into_iter()

@@ -250,6 +250,7 @@ pub async fn open(
     .await?;
     match opening {
         Opening::Opened(opened) => {
+            crate::customer::grade_in_background(&state, opened.case_id);
             Ok((StatusCode::CREATED, Json(AssistedCaseCreated::from(opened))).into_response())
         }
         Opening::Replayed { status, answer } => Ok((

@@ -116,6 +116,23 @@ pub struct CaseStatus {
     pub departments: Vec<crate::progress::DepartmentStep>,
     /// The subscriber's request for expedited handling, if made.
     pub expedite: Option<crate::progress::ExpediteView>,
+    /// While the case waits for identity proofs: what its risk tier asks, up front
+    /// (the verification ladder).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity_proofs: Option<IdentityProofsView>,
+}
+
+/// What the verification ladder asks of a case waiting for identity proofs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IdentityProofsView {
+    /// The proofs still asked: each inner list is one step, satisfied by any one of
+    /// its kinds (`otp`, `service_password`, `cs_callback`, `in_person_id`).
+    pub needed: Vec<Vec<String>>,
+    /// The proofs given so far.
+    pub given: Vec<String>,
+    /// Why the case's risk tier asks this, in the case's language (no reason code or
+    /// signal); absent until the carrier's signals were read.
+    pub why: Option<String>,
 }
 
 /// A new case and the token to follow it. The token is shown only here.
@@ -179,6 +196,15 @@ impl From<StatusView> for CaseStatus {
                 .map(|s| crate::progress::DepartmentStep::new(s, locale))
                 .collect(),
             expedite: v.expedite.map(Into::into),
+            identity_proofs: v.identity_proofs.map(|p| IdentityProofsView {
+                needed: p
+                    .needed
+                    .into_iter()
+                    .map(|r| r.into_iter().map(str::to_owned).collect())
+                    .collect(),
+                given: p.given.into_iter().map(str::to_owned).collect(),
+                why: p.why.map(str::to_owned),
+            }),
         }
     }
 }
@@ -260,6 +286,7 @@ pub async fn create_case(
     .await?;
     match opening {
         Opening::Opened(created) => {
+            grade_in_background(&state, created.case_id);
             let body = serde_json::to_value(created).map_err(anyhow::Error::from)?;
             Ok(json_response(StatusCode::CREATED, &body))
         }
@@ -270,6 +297,19 @@ pub async fn create_case(
         Opening::KeyReused => Err(ApiError::IdempotencyMismatch),
         Opening::KeyInFlight => Err(ApiError::IdempotencyInFlight),
     }
+}
+
+/// Asks the identity service to grade a new case's place on the verification
+/// ladder from the carrier's signals, without holding up the answer. If it cannot
+/// (the identity service or the carrier down, this process gone), the case is graded
+/// at its first code request or proof instead.
+pub(crate) fn grade_in_background(state: &AppState, case_id: Uuid) {
+    let identity = state.identity.clone();
+    tokio::spawn(async move {
+        if let Err(e) = identity.grade(case_id).await {
+            tracing::info!(%case_id, error.message = %e, "ladder not graded at opening; it is at the first proof");
+        }
+    });
 }
 
 /// Where the case stands: state, department, needs, ETA and the whole timeline.
@@ -333,12 +373,20 @@ impl From<Proof> for VerificationRequest {
 }
 
 /// Whether a proof was accepted. Never says which part was wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerificationResponse {
-    /// The proof was accepted (identity verified, or passed to a CS agent for call records).
+    /// `true` only for the request that moved the case: identity verified, or passed
+    /// on to a CS agent (call records, or the call-back the high tier asks for) or to
+    /// a store visit.
     pub accepted: bool,
     /// Failed attempts left before the case goes to a CS agent.
     pub remaining_attempts: i32,
+    /// Present when the proof was good and counted but the case's risk tier asks for
+    /// more before it moves (the verification ladder): the rungs still open, each a
+    /// list of proof kinds any one of which satisfies it (`otp`, `service_password`,
+    /// `cs_callback`, `in_person_id`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub still_needed: Vec<Vec<String>>,
 }
 
 impl From<Verdict> for VerificationResponse {
@@ -346,6 +394,7 @@ impl From<Verdict> for VerificationResponse {
         Self {
             accepted: v.accepted,
             remaining_attempts: v.remaining_attempts,
+            still_needed: v.still_needed,
         }
     }
 }
@@ -375,16 +424,7 @@ impl From<CodeSent> for OtpSent {
 /// The answer to an identity failure (the words the identity service has always used).
 fn identity_failure(e: IdentityError) -> Response {
     if let Some(words) = e.wording() {
-        let status = match e {
-            IdentityError::Locked | IdentityError::BudgetSpent { .. } => StatusCode::LOCKED,
-            IdentityError::TooManyCodes => StatusCode::TOO_MANY_REQUESTS,
-            IdentityError::WrongState(_)
-            | IdentityError::OtherCaseProven
-            | IdentityError::ProofInFlight => StatusCode::CONFLICT,
-            IdentityError::CarrierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            // Invalid proofs, no contact on file.
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let problem = Problem::new(status, words.slug, words.title, words.detail);
         if let IdentityError::BudgetSpent { frees_at } = e {
             // When to come back: the moment the number's oldest failure leaves the window.

@@ -1198,6 +1198,8 @@ mod tests {
             failed_attempts: 0,
             verified_method: Some("otp".into()),
             verified_at: Some(at(1)),
+            proof_tier: None,
+            proofs_given: vec!["otp".into()],
         }
     }
 

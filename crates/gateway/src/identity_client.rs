@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use case_domain::CaseState;
+use case_domain::{CaseState, risk::RiskTier};
 use case_workflows::identity::{
     CodeSent, IdentityError, IdentityPort, Proof, RecoveryOutcome, RecoveryStarted, Verdict,
 };
@@ -92,7 +92,13 @@ impl IdentityPort for HttpIdentity {
         Ok(Verdict {
             accepted: answer.accepted,
             remaining_attempts: answer.remaining_attempts,
+            still_needed: answer.still_needed,
         })
+    }
+
+    async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
+        let graded: Graded = call(self.post(case_id, "grade")).await?;
+        Ok(graded.proof_tier)
     }
 
     async fn start_recovery(&self, msisdn: &str) -> Result<RecoveryStarted, IdentityError> {
@@ -138,6 +144,12 @@ impl IdentityPort for HttpIdentity {
             ))),
         }
     }
+}
+
+/// The identity service's answer to a grading.
+#[derive(Debug, Deserialize)]
+struct Graded {
+    proof_tier: RiskTier,
 }
 
 /// The problem answer of the identity service, as far as it is read here.
@@ -194,6 +206,7 @@ fn failure(status: u16, body: &[u8]) -> IdentityError {
         ("too-many-codes", _) => IdentityError::TooManyCodes,
         ("no-contact-on-file", _) => IdentityError::NoContactOnFile,
         ("carrier-unavailable", _) => IdentityError::CarrierUnavailable,
+        ("store-visit-required", _) => IdentityError::StoreVisitRequired,
         ("wrong-state", Some(p)) => match p.state.as_deref().and_then(CaseState::parse) {
             Some(state) => IdentityError::WrongState(state),
             None => IdentityError::Internal(anyhow::anyhow!(

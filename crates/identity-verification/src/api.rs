@@ -39,12 +39,15 @@ impl From<VerificationRequest> for Proof {
 }
 
 /// Whether a proof was accepted. Never says which part was wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerificationResponse {
-    /// The proof was accepted (identity verified, or passed to a CS agent for call records).
+    /// This request moved the case (identity verified, or passed on to an agent or a store visit).
     pub accepted: bool,
     /// Failed attempts left before the case goes to a CS agent.
     pub remaining_attempts: i32,
+    /// The proof counted, and the case's tier asks for more: the open rungs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub still_needed: Vec<Vec<String>>,
 }
 
 impl From<Verdict> for VerificationResponse {
@@ -52,8 +55,16 @@ impl From<Verdict> for VerificationResponse {
         Self {
             accepted: v.accepted,
             remaining_attempts: v.remaining_attempts,
+            still_needed: v.still_needed,
         }
     }
+}
+
+/// A case's proof tier was graded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Graded {
+    /// The tier that decides which proofs the case asks for (`low` … `extreme`).
+    pub proof_tier: String,
 }
 
 /// A code was asked for: the same answer whether or not the number has a contact on

@@ -14,8 +14,8 @@ use service_runtime::{Problem, config::InternalTokens};
 use uuid::Uuid;
 
 use crate::api::{
-    OtpSent, RecoveryAccepted, RecoveryCode, RecoveryRequest, RecoveryResult, VerificationRequest,
-    VerificationResponse,
+    Graded, OtpSent, RecoveryAccepted, RecoveryCode, RecoveryRequest, RecoveryResult,
+    VerificationRequest, VerificationResponse,
 };
 
 /// `POST /internal/v1/cases/{id}/otp`, `POST /internal/v1/cases/{id}/verifications`,
@@ -26,6 +26,7 @@ pub fn router(service: IdentityCases, tokens: InternalTokens) -> Router {
         Router::new()
             .route("/internal/v1/cases/{case_id}/otp", post(send_code))
             .route("/internal/v1/cases/{case_id}/verifications", post(verify))
+            .route("/internal/v1/cases/{case_id}/grade", post(grade))
             .route("/internal/v1/recoveries", post(start_recovery))
             .route(
                 "/internal/v1/recoveries/{recovery_id}",
@@ -39,6 +40,18 @@ pub fn router(service: IdentityCases, tokens: InternalTokens) -> Router {
 async fn send_code(State(service): State<IdentityCases>, Path(case_id): Path<Uuid>) -> Response {
     match service.send_code(case_id).await {
         Ok(sent) => (StatusCode::ACCEPTED, Json(OtpSent::from(sent))).into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+/// Grades a new case's place on the verification ladder (the gateway asks right
+/// after opening it).
+async fn grade(State(service): State<IdentityCases>, Path(case_id): Path<Uuid>) -> Response {
+    match service.grade(case_id).await {
+        Ok(tier) => Json(Graded {
+            proof_tier: tier.as_str().to_owned(),
+        })
+        .into_response(),
         Err(e) => failure(e),
     }
 }
@@ -154,16 +167,7 @@ fn problem(e: &IdentityError) -> Problem {
             _ => Problem::internal(),
         };
     };
-    let status = match e {
-        IdentityError::Locked | IdentityError::BudgetSpent { .. } => StatusCode::LOCKED,
-        IdentityError::TooManyCodes => StatusCode::TOO_MANY_REQUESTS,
-        IdentityError::WrongState(_)
-        | IdentityError::OtherCaseProven
-        | IdentityError::ProofInFlight => StatusCode::CONFLICT,
-        IdentityError::CarrierUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        // Invalid proofs, no contact on file.
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     Problem::new(status, words.slug, words.title, words.detail)
 }
 

@@ -374,7 +374,11 @@ pub(super) async fn open(
     .await
     .map_err(|e| ctx.fail(e.into()))?;
     let opened = match opening {
-        Opening::Opened(o) | Opening::Replayed { answer: o, .. } => o,
+        Opening::Opened(o) => {
+            crate::customer::grade_in_background(&state, o.case_id);
+            o
+        }
+        Opening::Replayed { answer: o, .. } => o,
         Opening::KeyReused => return Err(ctx.fail(ApiError::IdempotencyMismatch)),
         Opening::KeyInFlight => return Err(ctx.fail(ApiError::IdempotencyInFlight)),
     };
