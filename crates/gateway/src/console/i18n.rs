@@ -106,6 +106,7 @@ impl Ui {
             .iter()
             .chain(super::assisted::LABELS)
             .chain(super::i18n_supervision::LABELS)
+            .chain(super::reports::LABELS)
             .find(|(k, _, _)| *k == key)
             .map(|(_, en, zh)| match self.lang {
                 Lang::En => *en,
@@ -811,6 +812,10 @@ mod tests {
             "case_supervision",
             include_str!("../../templates/console/case_supervision.html"),
         ),
+        (
+            "reports",
+            include_str!("../../templates/console/reports.html"),
+        ),
     ];
 
     fn has(key: &str) -> bool {
@@ -818,6 +823,7 @@ mod tests {
             .iter()
             .chain(crate::console::assisted::LABELS)
             .chain(super::super::i18n_supervision::LABELS)
+            .chain(crate::console::reports::LABELS)
             .any(|(k, en, zh)| *k == key && !en.is_empty() && !zh.is_empty())
     }
 
@@ -828,6 +834,7 @@ mod tests {
             .iter()
             .chain(crate::console::assisted::LABELS)
             .chain(super::super::i18n_supervision::LABELS)
+            .chain(crate::console::reports::LABELS)
         {
             assert!(seen.insert(*key), "duplicate label key {key}");
             assert!(!en.trim().is_empty() && !zh.trim().is_empty(), "{key}");

@@ -23,6 +23,7 @@ mod i18n_supervision;
 mod live;
 mod progress;
 mod queue;
+mod reports;
 mod supervision;
 
 use askama::Template;
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/logout", post(auth::logout))
         .route("/console/queue", get(queue::page))
         .route("/console/dashboard", get(dashboard::page))
+        .route("/console/reports", get(reports::page))
         .route("/console/events", get(live::events))
         .route("/console/cases/{case_id}", get(case::page))
         .route("/console/cases/{case_id}/claim", post(case::claim))
@@ -331,6 +333,13 @@ impl Ctx {
                     current: self.path == "/console/dashboard",
                     label: self.ui.t("nav.dashboard"),
                     href: "/console/dashboard".into(),
+                });
+            }
+            if require_api_rule(s, "get", reports::API_RULE).is_ok() {
+                links.push(NavLink {
+                    current: self.path == "/console/reports",
+                    label: self.ui.t("nav.reports"),
+                    href: "/console/reports".into(),
                 });
             }
             for (href, key) in supervision::nav_links(s) {
