@@ -423,7 +423,7 @@ async fn reports_show_what_was_done_and_only_to_supervisors() {
 
     // Bad input: problem+json, and nothing recorded.
     let long_ago = (today() - Days::new(366)).to_string();
-    let bad: Vec<(&str, Vec<(&str, &str)>, u16)> = vec![
+    let bad: Vec<BadRequest> = vec![
         (
             "/v1/agent/reports/cases",
             vec![("from", to), ("to", &yesterday)],
@@ -536,6 +536,9 @@ async fn reports_show_what_was_done_and_only_to_supervisors() {
     let (ok, out) = stack.verify_audit();
     assert!(ok, "{out}");
 }
+
+/// A refused request: path, query, status.
+type BadRequest<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
 
 /// Finished cases seeded for the export.
 const EXPORTED: i64 = 100_000;
@@ -660,7 +663,7 @@ async fn stream_export(
             *out.totals.entry(outcome).or_default() += 1;
         }
         carry.drain(..complete);
-        if out.chunks % 8 == 0 {
+        if out.chunks.is_multiple_of(8) {
             out.rss_peak = out.rss_peak.max(memory_kib(pid).0);
         }
     }
