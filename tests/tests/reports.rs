@@ -809,6 +809,52 @@ async fn an_export_of_100000_cases_streams_with_flat_memory_and_matches_the_repo
             hwm_after - hwm_before
         );
     }
+    // At most two exports at once per gateway (each holds a database connection): a
+    // third is turned away with 503 and Retry-After, and not audited. Unread, the first
+    // two (23 MB of NDJSON each, more than the sockets buffer) keep their slots.
+    let audited = audit_count(&stack, "cases.export").await;
+    let client = reqwest::Client::new();
+    let open = || {
+        client
+            .get(format!("{}/v1/agent/exports/cases", stack.url("gateway")))
+            .query(&[
+                ("from", from.as_str()),
+                ("to", to.as_str()),
+                ("format", "json"),
+            ])
+            .bearer_auth(&boss)
+            .send()
+    };
+    let first = open().await.unwrap();
+    let second = open().await.unwrap();
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let third = open().await.unwrap();
+    assert_eq!(third.status(), 503);
+    assert!(third.headers().contains_key("retry-after"));
+    let problem: Value = third.json().await.unwrap();
+    assert_eq!(
+        problem["type"]
+            .as_str()
+            .map(|t| t.ends_with("exports-busy")),
+        Some(true),
+        "{problem}"
+    );
+    assert_eq!(audit_count(&stack, "cases.export").await, audited + 2);
+    // A client that leaves frees its slot: the query ends with the transfer.
+    drop((first, second));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let again = open().await.unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert_eq!(again.status(), 503);
+        assert!(
+            Instant::now() < deadline,
+            "abandoned exports kept their slots"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let page = stack
         .http
         .get(format!("{}/console/reports", stack.url("gateway")))

@@ -38,6 +38,31 @@ use crate::{AppState, agent_auth::AgentSession, error::ApiError, error::FieldErr
 pub const CHUNK_BYTES: usize = 32 * 1024;
 /// Chunks of the export that may wait for a slow client (the rest waits in Postgres).
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// Case exports one gateway process streams at once: each holds a database connection
+/// for its whole transfer, so they must not take the pool from the product.
+pub const MAX_CONCURRENT_EXPORTS: usize = 2;
+/// Seconds a client turned away because of [`MAX_CONCURRENT_EXPORTS`] is asked to wait.
+const EXPORTS_BUSY_RETRY_SECS: u32 = 10;
+
+static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_EXPORTS);
+
+/// `503` with `Retry-After` while [`MAX_CONCURRENT_EXPORTS`] exports are running.
+fn exports_busy() -> Response {
+    let mut response = service_runtime::Problem::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "exports-busy",
+        "Too many exports",
+        format!(
+            "{MAX_CONCURRENT_EXPORTS} case exports are running on this server; retry in a few seconds."
+        ),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(EXPORTS_BUSY_RETRY_SECS),
+    );
+    response
+}
 
 /// The range and format of a report or an export.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -537,6 +562,7 @@ fn write_row(out: &mut String, row: &ExportRow, format: Format) {
         (status = 401, description = "Not logged in", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Supervisors only", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
         (status = 422, description = "The range or format is not valid", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "Two exports are already running on this server (`exports-busy`); `Retry-After` says when to come back", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
 pub async fn export_cases(
@@ -546,6 +572,10 @@ pub async fn export_cases(
     query: Result<Query<RangeQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (range, format) = parse(&query_of(query)?, &headers)?;
+    // Held by the streaming task until the last chunk is sent (or the client leaves).
+    let Ok(permit) = EXPORTS.try_acquire() else {
+        return Ok(exports_busy());
+    };
     wf::begin_case_export(&state.pool, &session.as_agent(), range, format.as_str()).await?;
     // Taken before answering, so a pool that is exhausted is a 503-class problem, not
     // a broken download.
@@ -554,6 +584,7 @@ pub async fn export_cases(
         tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
     let (start, end) = (range.start(), range.end());
     tokio::spawn(async move {
+        let _permit = permit;
         let mut conn = conn;
         let rows = case_store::reports::export_cases(&mut conn, start, end);
         futures_util::pin_mut!(rows);
