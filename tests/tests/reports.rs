@@ -827,7 +827,10 @@ async fn an_export_of_100000_cases_streams_with_flat_memory_and_matches_the_repo
     };
     let first = open().await.unwrap();
     let second = open().await.unwrap();
-    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
     let third = open().await.unwrap();
     assert_eq!(third.status(), 503);
     assert!(third.headers().contains_key("retry-after"));

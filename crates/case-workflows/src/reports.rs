@@ -96,10 +96,8 @@ pub async fn report(
     figures(pool, kind, range, sla, now).await
 }
 
-/// A report's figures without the role check or the audit row (the console's Reports
-/// page shows the cases summary of the range it links to; the caller checked the
-/// role).
-pub async fn figures(
+/// A report's figures (the caller checked the role and audited the read).
+async fn figures(
     pool: &PgPool,
     kind: ReportKind,
     range: DateRange,
