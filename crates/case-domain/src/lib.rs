@@ -34,6 +34,7 @@ pub mod ladder;
 pub mod material;
 pub mod notice;
 pub mod progress;
+pub mod reports;
 pub mod retention;
 pub mod risk;
 pub mod route;

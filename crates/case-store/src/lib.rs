@@ -31,6 +31,7 @@ mod outbox;
 pub mod prune;
 pub mod queue;
 pub mod recovery;
+pub mod reports;
 pub mod retention;
 pub mod risk;
 pub mod stage_stats;

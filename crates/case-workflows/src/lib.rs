@@ -30,6 +30,7 @@ pub mod material;
 pub mod notices;
 pub mod orders;
 pub mod progress;
+pub mod reports;
 pub mod retention;
 pub mod risk;
 pub mod store_visit;

@@ -66,6 +66,12 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
         "/v1/agent/reports/false-positives",
         Access::Roles(SUPERVISORS),
     ),
+    (
+        "get",
+        "/v1/agent/reports/{report}",
+        Access::Roles(SUPERVISORS),
+    ),
+    ("get", "/v1/agent/exports/cases", Access::Roles(SUPERVISORS)),
     ("get", "/v1/agent/escalations", Access::Roles(SUPERVISORS)),
     ("get", "/v1/agent/store-visits", Access::Roles(STORE_AGENTS)),
     (

@@ -312,16 +312,7 @@ pub const CSV_HEADER: &str = "seq,at,actor_role,actor_id,action,case_id,reason,d
 /// One CSV field: quoted when needed (RFC 4180); a value a spreadsheet would run as
 /// a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading `'`.
 fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
-    } else {
-        value.to_owned()
-    };
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value
-    }
+    crate::reports::csv_field(value)
 }
 
 fn csv_line(r: &AuditRow) -> String {

@@ -51,17 +51,43 @@ pub fn refuse_nul_json(value: &serde_json::Value) -> Result<(), ApiError> {
 /// Form bodies are read whole to look for NULs: no more than this (axum's default
 /// body limit, which the console's forms have).
 const FORM_LIMIT: usize = 2 * 1024 * 1024;
+/// The most of a refused request's body read (and thrown away) before the answer.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+/// The longest a refused request's body is read before the answer.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards what a client is still sending of a request refused from its
+/// head alone (at most [`DRAIN_LIMIT`] bytes, [`DRAIN_TIME`]), so that it reads the
+/// refusal: closing the connection with its body unread makes the kernel reset it,
+/// and the client may lose the answer mid-read.
+async fn drain(body: axum::body::Body) {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    })
+    .await;
+}
 
 /// The text that does not come as JSON — the path, the query string, and
 /// `application/x-www-form-urlencoded` bodies (the console's forms) — must not decode
 /// to a NUL character either: 422 naming the field (`path`, or the parameter's name).
 pub async fn refuse_nul(request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path.contains("%00") {
-        return ApiError::Invalid(vec![nul_error("path")]).into_response();
-    }
-    if let Some(field) = request.uri().query().and_then(nul_in_urlencoded) {
-        return ApiError::Invalid(vec![nul_error(field)]).into_response();
+    let refused = if path.contains("%00") {
+        Some("path".to_owned())
+    } else {
+        request.uri().query().and_then(nul_in_urlencoded)
+    };
+    if let Some(field) = refused {
+        drain(request.into_body()).await;
+        return ApiError::Invalid(vec![nul_error(&field)]).into_response();
     }
     let is_form = request
         .headers()

@@ -32,6 +32,7 @@ mod material;
 mod openapi;
 mod progress;
 pub mod rate_limit;
+pub mod reports;
 mod state;
 mod store_visits;
 mod supervision;

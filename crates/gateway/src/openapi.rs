@@ -98,6 +98,8 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::add_note))
         .routes(routes!(agent::unmask))
         .routes(routes!(agent::false_positives))
+        .routes(routes!(crate::reports::report))
+        .routes(routes!(crate::reports::export_cases))
         .routes(routes!(escalations::escalations))
         .routes(routes!(store_visits::lookup))
         .routes(routes!(store_visits::record))

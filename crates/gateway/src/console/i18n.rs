@@ -151,6 +151,7 @@ pub fn all_labels() -> impl Iterator<Item = &'static (&'static str, &'static str
         .chain(super::assisted::LABELS)
         .chain(super::store_visit::LABELS)
         .chain(super::accounts::LABELS)
+        .chain(super::reports::LABELS)
         .chain(super::i18n_supervision::LABELS)
 }
 
@@ -825,6 +826,10 @@ mod tests {
         (
             "case_supervision",
             include_str!("../../templates/console/case_supervision.html"),
+        ),
+        (
+            "reports",
+            include_str!("../../templates/console/reports.html"),
         ),
     ];
 

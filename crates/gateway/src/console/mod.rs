@@ -24,6 +24,7 @@ mod i18n_supervision;
 mod live;
 mod progress;
 mod queue;
+mod reports;
 mod store_visit;
 mod supervision;
 
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/logout", post(auth::logout))
         .route("/console/queue", get(queue::page))
         .route("/console/dashboard", get(dashboard::page))
+        .route("/console/reports", get(reports::page))
         .route("/console/events", get(live::events))
         .route("/console/cases/{case_id}", get(case::page))
         .route("/console/cases/{case_id}/claim", post(case::claim))
@@ -374,6 +376,13 @@ impl Ctx {
                     current: self.path == "/console/accounts",
                     label: self.ui.t("nav.accounts"),
                     href: "/console/accounts".into(),
+                });
+            }
+            if require_api_rule(s, "get", reports::API_RULE).is_ok() {
+                links.push(NavLink {
+                    current: self.path == "/console/reports",
+                    label: self.ui.t("nav.reports"),
+                    href: "/console/reports".into(),
                 });
             }
             for (href, key) in supervision::nav_links(s) {
