@@ -36,6 +36,7 @@ pub mod notice;
 pub mod progress;
 pub mod retention;
 pub mod risk;
+pub mod risk_rules;
 pub mod route;
 pub mod sla;
 pub mod sms;
