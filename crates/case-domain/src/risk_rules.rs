@@ -117,7 +117,9 @@ pub enum ThresholdError {
         max: u32,
     },
     /// The number of highs that make a case extreme is not between 1 and 3.
-    #[error("the number of rules at high that make a case extreme must be between 1 and 3, not {0}")]
+    #[error(
+        "the number of rules at high that make a case extreme must be between 1 and 3, not {0}"
+    )]
     HighsForExtreme(u32),
 }
 
@@ -244,44 +246,45 @@ pub struct ReplayReport {
     pub rules: Vec<RuleReplay>,
 }
 
-/// Grades every replayed assessment again under `proposal` and counts what changes.
-pub fn replay<'a>(
-    cases: impl IntoIterator<Item = &'a ReplayCase>,
-    proposal: &RiskThresholds,
-) -> ReplayReport {
-    let mut report = ReplayReport {
-        assessments: 0,
-        flagged_recorded: 0,
-        flagged_proposed: 0,
-        newly_flagged: 0,
-        cleared: 0,
-        false_positive_cases: 0,
-        false_positive_cases_passing: 0,
-        rules: ReasonCode::ALL
-            .into_iter()
-            .map(|reason| RuleReplay {
-                reason,
-                fired_recorded: 0,
-                fired_proposed: 0,
-                false_positives: 0,
-                false_positives_passing: 0,
-            })
-            .collect(),
-    };
-    for case in cases {
+impl ReplayReport {
+    /// Nothing replayed yet.
+    pub fn empty() -> Self {
+        Self {
+            assessments: 0,
+            flagged_recorded: 0,
+            flagged_proposed: 0,
+            newly_flagged: 0,
+            cleared: 0,
+            false_positive_cases: 0,
+            false_positive_cases_passing: 0,
+            rules: ReasonCode::ALL
+                .into_iter()
+                .map(|reason| RuleReplay {
+                    reason,
+                    fired_recorded: 0,
+                    fired_proposed: 0,
+                    false_positives: 0,
+                    false_positives_passing: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// Grades one assessment again under `proposal` and counts it.
+    pub fn add(&mut self, case: &ReplayCase, proposal: &RiskThresholds) {
         let proposed = assess_with(&case.signals, proposal);
         let was_flagged = case.tier > RiskTier::Low;
         let is_flagged = proposed.tier > RiskTier::Low;
-        report.assessments += 1;
-        report.flagged_recorded += u64::from(was_flagged);
-        report.flagged_proposed += u64::from(is_flagged);
-        report.newly_flagged += u64::from(!was_flagged && is_flagged);
-        report.cleared += u64::from(was_flagged && !is_flagged);
+        self.assessments += 1;
+        self.flagged_recorded += u64::from(was_flagged);
+        self.flagged_proposed += u64::from(is_flagged);
+        self.newly_flagged += u64::from(!was_flagged && is_flagged);
+        self.cleared += u64::from(was_flagged && !is_flagged);
         if !case.false_positives.is_empty() {
-            report.false_positive_cases += 1;
-            report.false_positive_cases_passing += u64::from(!is_flagged);
+            self.false_positive_cases += 1;
+            self.false_positive_cases_passing += u64::from(!is_flagged);
         }
-        for line in &mut report.rules {
+        for line in &mut self.rules {
             let fires = proposed.reasons.contains(&line.reason);
             line.fired_recorded += u64::from(case.reasons.contains(&line.reason));
             line.fired_proposed += u64::from(fires);
@@ -290,6 +293,17 @@ pub fn replay<'a>(
                 line.false_positives_passing += u64::from(!fires);
             }
         }
+    }
+}
+
+/// Grades every replayed assessment again under `proposal` and counts what changes.
+pub fn replay<'a>(
+    cases: impl IntoIterator<Item = &'a ReplayCase>,
+    proposal: &RiskThresholds,
+) -> ReplayReport {
+    let mut report = ReplayReport::empty();
+    for case in cases {
+        report.add(case, proposal);
     }
     report
 }
@@ -472,8 +486,10 @@ mod tests {
             let problems = thresholds.problems();
             let got: Vec<(ThresholdError, String)> =
                 problems.iter().map(|p| (*p, p.field())).collect();
-            let want: Vec<(ThresholdError, String)> =
-                expected.iter().map(|(p, f)| (*p, (*f).to_owned())).collect();
+            let want: Vec<(ThresholdError, String)> = expected
+                .iter()
+                .map(|(p, f)| (*p, (*f).to_owned()))
+                .collect();
             assert_eq!(got, want, "{thresholds:?}");
             assert_eq!(thresholds.validated().is_ok(), expected.is_empty());
             for p in problems {
@@ -513,7 +529,12 @@ mod tests {
         };
         let cases: &[(RiskThresholds, RiskSignals, RiskTier, &[ReasonCode])] = &[
             (lenient, signals(2, 300, 15, None), Low, &[]),
-            (lenient, signals(3, 300, 15, None), Medium, &[FraudLinkedContacts]),
+            (
+                lenient,
+                signals(3, 300, 15, None),
+                Medium,
+                &[FraudLinkedContacts],
+            ),
             (
                 lenient,
                 signals(5, 400, 20, None),
@@ -526,8 +547,18 @@ mod tests {
                 Extreme,
                 &[ConfirmedFraud],
             ),
-            (two_highs, signals(3, 500, 0, None), Extreme, &[FraudLinkedContacts, BulkSms]),
-            (two_highs, signals(3, 499, 0, None), High, &[FraudLinkedContacts, BulkSms]),
+            (
+                two_highs,
+                signals(3, 500, 0, None),
+                Extreme,
+                &[FraudLinkedContacts, BulkSms],
+            ),
+            (
+                two_highs,
+                signals(3, 499, 0, None),
+                High,
+                &[FraudLinkedContacts, BulkSms],
+            ),
             (
                 RiskThresholds {
                     highs_for_extreme: 1,
@@ -665,7 +696,11 @@ mod tests {
         };
         let report = replay(&history, &strict);
         assert_eq!(
-            (report.flagged_proposed, report.newly_flagged, report.cleared),
+            (
+                report.flagged_proposed,
+                report.newly_flagged,
+                report.cleared
+            ),
             (6, 1, 0)
         );
         assert_eq!(report.false_positive_cases_passing, 0);

@@ -33,6 +33,7 @@ pub mod queue;
 pub mod recovery;
 pub mod retention;
 pub mod risk;
+pub mod risk_rules;
 pub mod stage_stats;
 pub mod store_visits;
 pub mod supervision;

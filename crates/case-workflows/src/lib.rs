@@ -32,6 +32,7 @@ pub mod orders;
 pub mod progress;
 pub mod retention;
 pub mod risk;
+pub mod risk_rules;
 pub mod store_visit;
 pub mod supervision;
 

@@ -62,8 +62,9 @@ pub async fn refer_without_signals(pool: &PgPool, claim: &Claim) -> Result<(), W
     Ok(())
 }
 
-/// Grades the carrier's signals of a claimed case, stores the assessment and moves the
-/// case in one transaction, fenced by the claim: the lowest tier straight to
+/// Grades the carrier's signals of a claimed case under the current version of the
+/// risk rules, stores the assessment (with that version) and moves the case in one
+/// transaction, fenced by the claim: the lowest tier straight to
 /// provisioning (with its order), higher tiers to a security analyst, the extreme
 /// tier to `awaiting_store_visit` (the store-visit remedy) — or, once a store agent
 /// checked the original ID card in person, to a security analyst. Returns the tier.
@@ -78,7 +79,9 @@ pub async fn grade_claimed_case(
         intl_calls_24h: carrier_signals.intl_calls_24h,
         suspension_reason: carrier_signals.suspension_reason.clone(),
     };
-    let assessment = risk::assess(&signals);
+    // One row through a unique index: the version graded under is the one recorded.
+    let rules = case_store::risk_rules::current(pool).await?;
+    let assessment = risk::assess_with(&signals, &rules.thresholds);
     let codes: Vec<String> = assessment
         .reasons
         .iter()
@@ -124,6 +127,7 @@ pub async fn grade_claimed_case(
         &codes,
         &needs,
         &recorded,
+        rules.version,
     )
     .await?;
     match assessment.tier {
@@ -146,7 +150,7 @@ pub async fn grade_claimed_case(
         }
     }
     tx.commit().await?;
-    tracing::info!(case_id = %claim.case_id, tier = assessment.tier.as_str(), reasons = ?codes, "risk assessed");
+    tracing::info!(case_id = %claim.case_id, tier = assessment.tier.as_str(), reasons = ?codes, rule_version = rules.version, "risk assessed");
     Ok(assessment.tier)
 }
 
@@ -163,7 +167,8 @@ pub struct NewSignals {
 
 /// Re-scores the number's open case from new signals when it is under security
 /// review (or waits for the subscriber's answer to security, or is partly restored),
-/// in the caller's transaction: a new assessment whose needs are the tier's, minus
+/// in the caller's transaction, under the current version of the risk rules (recorded
+/// with it): a new assessment whose needs are the tier's, minus
 /// what the subscriber's material already satisfies — the rule the material
 /// endpoints use. Returns why nothing was done, if so.
 pub async fn rescore(
@@ -191,7 +196,8 @@ pub async fn rescore(
             .as_ref()
             .and_then(|a| a.signals.suspension_reason.clone());
     }
-    let assessment = risk::assess(&signals);
+    let rules = case_store::risk_rules::current(&mut *conn).await?;
+    let assessment = risk::assess_with(&signals, &rules.thresholds);
     let explained = case_store::material::explained_contacts(&mut *conn, case.id).await?;
     let counts = case_store::material::count_material(&mut *conn, case.id).await?;
     let needs = remaining_needs(
@@ -217,9 +223,10 @@ pub async fn rescore(
         &codes,
         &needs,
         &recorded,
+        rules.version,
     )
     .await?;
-    tracing::info!(case_id = %case.id, tier = assessment.tier.as_str(), reasons = ?codes, "case re-scored from the carrier's signals");
+    tracing::info!(case_id = %case.id, tier = assessment.tier.as_str(), reasons = ?codes, rule_version = rules.version, "case re-scored from the carrier's signals");
     Ok(None)
 }
 

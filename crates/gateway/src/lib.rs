@@ -32,6 +32,7 @@ mod material;
 mod openapi;
 mod progress;
 pub mod rate_limit;
+mod risk_rules;
 mod state;
 mod store_visits;
 mod supervision;
