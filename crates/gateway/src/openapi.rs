@@ -98,8 +98,11 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::add_note))
         .routes(routes!(agent::unmask))
         .routes(routes!(agent::false_positives))
-        .routes(routes!(crate::risk_rules::list, crate::risk_rules::change))
-        .routes(routes!(crate::risk_rules::replay))
+        .routes(routes!(
+            crate::risk_rules::risk_rules,
+            crate::risk_rules::change_risk_rules
+        ))
+        .routes(routes!(crate::risk_rules::replay_risk_rules))
         .routes(routes!(escalations::escalations))
         .routes(routes!(store_visits::lookup))
         .routes(routes!(store_visits::record))

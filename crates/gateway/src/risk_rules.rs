@@ -241,7 +241,7 @@ impl ReplayView {
         (status = 403, description = "Supervisors only", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
-pub async fn list(
+pub async fn risk_rules(
     State(state): State<AppState>,
     session: AgentSession,
 ) -> Result<Json<RiskRulesView>, ApiError> {
@@ -271,7 +271,7 @@ pub async fn list(
         (status = 422, description = "Thresholds out of bounds (each named: medium at least 1 and at most high, high within the rule's bound, highs_for_extreme 1 to 3), reason missing or out of bounds, unknown field", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
-pub async fn change(
+pub async fn change_risk_rules(
     State(state): State<AppState>,
     session: AgentSession,
     body: Bytes,
@@ -311,7 +311,7 @@ pub async fn change(
         (status = 422, description = "Thresholds out of bounds (each named), days not between 1 and 90, unknown field", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
-pub async fn replay(
+pub async fn replay_risk_rules(
     State(state): State<AppState>,
     session: AgentSession,
     body: Bytes,
