@@ -325,6 +325,10 @@ async fn a_threshold_is_replayed_over_labelled_history_then_adopted() {
     assert!(ok, "{out}");
 }
 
+/// A refused request: (token, path, raw body, status, problem type slug, the
+/// invalid field if any).
+type BadInput<'a> = (&'a str, &'a str, String, u16, &'a str, Option<&'a str>);
+
 #[tokio::test]
 async fn racing_supervisors_and_bad_inputs() {
     let stack = Stack::start().await;
@@ -357,8 +361,7 @@ async fn racing_supervisors_and_bad_inputs() {
         t
     };
     let change = |thresholds: Value| json!({"based_on": 1, "thresholds": thresholds, "reason": "tuning after review"});
-    // (token, path, raw body, status, problem type slug, invalid field if any)
-    let bad: Vec<(&str, &str, String, u16, &str, Option<&str>)> = vec![
+    let bad: Vec<BadInput<'_>> = vec![
         (
             one.as_str(),
             "/v1/agent/risk-rules",
