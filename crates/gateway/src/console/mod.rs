@@ -23,6 +23,7 @@ mod i18n_supervision;
 mod live;
 mod progress;
 mod queue;
+mod risk_rules;
 mod supervision;
 
 use askama::Template;
@@ -96,6 +97,10 @@ pub fn router(state: AppState) -> Router {
             post(supervision::escalate),
         )
         .route("/console/escalations", get(supervision::escalations))
+        .route(
+            "/console/risk-rules",
+            get(risk_rules::show).post(risk_rules::submit),
+        )
         .route(
             "/console/complaints",
             get(supervision::complaints).post(supervision::log),
