@@ -580,3 +580,191 @@ async fn racing_supervisors_and_bad_inputs() {
             .unwrap();
     assert_eq!(current, 1);
 }
+
+mod console {
+    //! The supervisors' console page over HTTP: replay a proposal, adopt it.
+
+    use reqwest::{StatusCode, header};
+    use system_tests::{AGENT_PASSWORD, Stack};
+
+    use super::with_signals;
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// The value of `name="{field}" value="…"` in a page.
+    fn hidden(html: &str, field: &str) -> String {
+        let marker = format!("name=\"{field}\" value=\"");
+        let start = html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {field} in page"))
+            + marker.len();
+        html[start..start + html[start..].find('"').expect("closing quote")].to_owned()
+    }
+
+    fn cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
+        response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| {
+                c.split(';')
+                    .next()
+                    .and_then(|kv| kv.split_once('='))
+                    .filter(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_owned())
+            })
+    }
+
+    async fn console_login(stack: &Stack, username: &str) -> String {
+        let gw = stack.url("gateway");
+        let page = client()
+            .get(format!("{gw}/console/login"))
+            .send()
+            .await
+            .unwrap();
+        let login_cookie = cookie_value(&page, "reactivation_login_csrf").expect("login csrf");
+        let token = hidden(&page.text().await.unwrap(), "login_csrf");
+        let answer = client()
+            .post(format!("{gw}/console/login"))
+            .header(
+                header::COOKIE,
+                format!("reactivation_login_csrf={login_cookie}"),
+            )
+            .form(&[
+                ("username", username),
+                ("password", AGENT_PASSWORD),
+                ("login_csrf", &token),
+                ("next", ""),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "login {username}");
+        format!(
+            "reactivation_session={}",
+            cookie_value(&answer, "reactivation_session").expect("session cookie")
+        )
+    }
+
+    async fn page(stack: &Stack, cookie: &str) -> (StatusCode, String) {
+        let r = client()
+            .get(format!("{}/console/risk-rules", stack.url("gateway")))
+            .header(header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    }
+
+    async fn submit(stack: &Stack, cookie: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let r = client()
+            .post(format!("{}/console/risk-rules", stack.url("gateway")))
+            .header(header::COOKIE, cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let location = r
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        (status, if location.is_empty() { body } else { location })
+    }
+
+    async fn current_version(stack: &Stack) -> i32 {
+        sqlx::query_scalar("SELECT version FROM risk_rule_versions WHERE activated")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_supervisor_replays_and_adopts_a_proposal_in_the_console() {
+        let stack = Stack::start().await;
+        stack.create_agent("boss", &["supervisor"]);
+        stack.create_agent("analyst.one", &["security"]);
+        let boss = console_login(&stack, "boss").await;
+        let analyst = console_login(&stack, "analyst.one").await;
+        // One case flagged for its SMS bursts alone (150 an hour).
+        stack
+            .case_in_security_review(&with_signals(600, (0, 150, 0)))
+            .await;
+
+        let (status, html) = page(&stack, &boss).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("id=\"current-version\">1<"), "{html}");
+        assert!(html.contains("/console/risk-rules"), "nav link");
+        let csrf = hidden(&html, "csrf");
+        let form = |op: &'static str, sms_medium: &'static str, reason: &'static str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("op", op.to_owned()),
+                ("based_on", "1".to_owned()),
+                ("fraud_linked_contacts_medium", "1".to_owned()),
+                ("fraud_linked_contacts_high", "3".to_owned()),
+                ("bulk_sms_medium", sms_medium.to_owned()),
+                ("bulk_sms_high", "800".to_owned()),
+                ("international_calls_medium", "10".to_owned()),
+                ("international_calls_high", "50".to_owned()),
+                ("highs_for_extreme", "3".to_owned()),
+                ("days", "7".to_owned()),
+                ("reason", reason.to_owned()),
+            ]
+        };
+        let (stack, boss) = (&stack, boss.as_str());
+        let send = |f: Vec<(&'static str, String)>| async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            submit(stack, boss, &pairs).await
+        };
+
+        // Replay: the one case would pass; nothing changes.
+        let (status, html) = send(form("replay", "400", "")).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        for (count, n) in [
+            ("assessments", 1),
+            ("flagged_recorded", 1),
+            ("flagged_proposed", 0),
+            ("cleared", 1),
+        ] {
+            assert!(
+                html.contains(&format!("data-count=\"{count}\">{n}<")),
+                "{count}: {html}"
+            );
+        }
+        assert_eq!(current_version(stack).await, 1);
+
+        // A threshold out of bounds is refused and changes nothing.
+        let (status, _) = send(form("adopt", "0", "SMS bursts of shops")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let (status, _) = send(form("adopt", "x", "SMS bursts of shops")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(current_version(stack).await, 1);
+
+        // Adopt.
+        let (status, location) = send(form("adopt", "400", "SMS bursts of shops")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{location}");
+        assert_eq!(location, "/console/risk-rules?done=changed");
+        assert_eq!(current_version(stack).await, 2);
+        let (_, html) = page(stack, boss).await;
+        assert!(html.contains("id=\"current-version\">2<"), "{html}");
+        assert!(html.contains("SMS bursts of shops"));
+        // The form was based on version 1: adopting it again is refused.
+        let (status, _) = send(form("adopt", "300", "SMS bursts of shops")).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(current_version(stack).await, 2);
+
+        // Not for analysts.
+        let (status, _) = page(stack, &analyst).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+}
