@@ -79,8 +79,10 @@ pub async fn grade_claimed_case(
         intl_calls_24h: carrier_signals.intl_calls_24h,
         suspension_reason: carrier_signals.suspension_reason.clone(),
     };
-    // One row through a unique index: the version graded under is the one recorded.
-    let rules = case_store::risk_rules::current(pool).await?;
+    // Read in the grading transaction (one row through a unique index, no extra
+    // round trip of its own): the version graded under is the one recorded.
+    let mut tx = pool.begin().await?;
+    let rules = case_store::risk_rules::current(&mut *tx).await?;
     let assessment = risk::assess_with(&signals, &rules.thresholds);
     let codes: Vec<String> = assessment
         .reasons
@@ -93,7 +95,7 @@ pub async fn grade_claimed_case(
     // Asked only for the extreme tier: a lower tier's path does not depend on it, and
     // a clean journey costs no read of the store visits.
     let after_visit = assessment.tier == RiskTier::Extreme
-        && case_store::store_visits::latest(pool, claim.case_id)
+        && case_store::store_visits::latest(&mut *tx, claim.case_id)
             .await?
             .is_some();
     let needs: Vec<String> = if after_visit {
@@ -119,7 +121,6 @@ pub async fn grade_claimed_case(
         outbox: vec![],
     };
 
-    let mut tx = pool.begin().await?;
     store::save_assessment(
         &mut *tx,
         claim.case_id,
