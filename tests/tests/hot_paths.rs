@@ -56,6 +56,9 @@ const BOUNDED: &[&str] = &[
     "webhook_event_feed",
     // The migrations table.
     "_sqlx_migrations",
+    // Configuration: one row per version of the risk rules' thresholds (a supervisor's
+    // change); the risk service reads the current one with each grading.
+    "risk_rule_versions",
 ];
 
 /// Below this many rows, a partition of the history counts as small (see `scans`).

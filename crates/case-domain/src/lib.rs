@@ -37,6 +37,7 @@ pub mod progress;
 pub mod reports;
 pub mod retention;
 pub mod risk;
+pub mod risk_rules;
 pub mod route;
 pub mod sla;
 pub mod sms;

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::risk_rules::RiskThresholds;
+
 /// The carrier's traffic signals for a number (counts only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RiskSignals {
@@ -221,10 +223,16 @@ impl Assessment {
 /// Carrier suspension reasons that rule out online reactivation.
 const CONFIRMED_FRAUD_REASONS: &[&str] = &["confirmed_fraud", "police_request", "court_order"];
 
-/// Grades a number. Each rule names its reason code and the tier it calls for; the
-/// case's tier is the highest of them, and three reasons at high together (or a
-/// confirmed-fraud suspension) make it extreme.
+/// Grades a number under the rules' first version ([`RiskThresholds::default`]).
 pub fn assess(signals: &RiskSignals) -> Assessment {
+    assess_with(signals, &RiskThresholds::default())
+}
+
+/// Grades a number under `thresholds`. Each rule names its reason code and the tier
+/// it calls for; the case's tier is the highest of them, and
+/// `thresholds.highs_for_extreme` reasons at high together (or a confirmed-fraud
+/// suspension) make it extreme.
+pub fn assess_with(signals: &RiskSignals, thresholds: &RiskThresholds) -> Assessment {
     let mut fired: Vec<(RiskTier, ReasonCode)> = Vec::new();
     if signals
         .suspension_reason
@@ -233,23 +241,31 @@ pub fn assess(signals: &RiskSignals) -> Assessment {
     {
         fired.push((RiskTier::Extreme, ReasonCode::ConfirmedFraud));
     }
-    let graded = |value: u32, medium: u32, high: u32| match value {
-        v if v >= high => Some(RiskTier::High),
-        v if v >= medium => Some(RiskTier::Medium),
-        _ => None,
-    };
-    if let Some(t) = graded(signals.fraud_linked_contacts, 1, 3) {
-        fired.push((t, ReasonCode::FraudLinkedContacts));
-    }
-    if let Some(t) = graded(signals.sms_peak_per_hour, 100, 500) {
-        fired.push((t, ReasonCode::BulkSms));
-    }
-    if let Some(t) = graded(signals.intl_calls_24h, 10, 50) {
-        fired.push((t, ReasonCode::InternationalCalls));
+    let graded = [
+        (
+            signals.fraud_linked_contacts,
+            thresholds.fraud_linked_contacts,
+            ReasonCode::FraudLinkedContacts,
+        ),
+        (
+            signals.sms_peak_per_hour,
+            thresholds.bulk_sms,
+            ReasonCode::BulkSms,
+        ),
+        (
+            signals.intl_calls_24h,
+            thresholds.international_calls,
+            ReasonCode::InternationalCalls,
+        ),
+    ];
+    for (value, rule, code) in graded {
+        if let Some(t) = rule.grade(value) {
+            fired.push((t, code));
+        }
     }
     fired.sort_by_key(|f| std::cmp::Reverse(f.0));
     let highs = fired.iter().filter(|(t, _)| *t == RiskTier::High).count();
-    let tier = if highs >= 3 {
+    let tier = if highs >= thresholds.highs_for_extreme as usize {
         RiskTier::Extreme
     } else {
         fired.first().map_or(RiskTier::Low, |(t, _)| *t)

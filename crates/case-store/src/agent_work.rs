@@ -215,31 +215,38 @@ pub async fn label_false_positives(
     Ok(())
 }
 
-/// Per reason code: cases it flagged (above the lowest tier) and how many of them
-/// were approved after review.
+/// Per rule version and reason code: cases the code flagged (above the lowest tier)
+/// under that version and how many of them were approved after review.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FalsePositiveRow {
+    /// The version of the risk rules.
+    pub rule_version: i32,
     /// Reason code.
     pub reason_code: String,
-    /// Cases flagged by it.
+    /// Cases flagged by it under that version.
     pub flagged: i64,
     /// Of those, approved after review.
     pub approved: i64,
 }
 
-/// The false-positive report.
+/// The false-positive report: one row per (rule version, reason code). A case
+/// flagged by a code counts once, under the version of the latest assessment in
+/// which the code flagged it (the one its review decided on), so the totals per code
+/// are those of the cases the code flagged.
 pub async fn false_positive_report(
     db: impl PgExecutor<'_>,
 ) -> Result<Vec<FalsePositiveRow>, StoreError> {
     Ok(sqlx::query_as!(
         FalsePositiveRow,
         r#"WITH flagged AS (
-               SELECT DISTINCT r.case_id, code FROM risk_assessments r, unnest(r.reason_codes) AS code WHERE r.tier <> 'low'
+               SELECT DISTINCT ON (r.case_id, code) r.case_id, code, r.rule_version
+               FROM risk_assessments r, unnest(r.reason_codes) AS code WHERE r.tier <> 'low'
+               ORDER BY r.case_id, code, r.assessed_at DESC, r.id DESC
            )
-           SELECT f.code AS "reason_code!", count(*) AS "flagged!",
+           SELECT f.rule_version AS "rule_version!", f.code AS "reason_code!", count(*) AS "flagged!",
                   count(l.case_id) AS "approved!"
            FROM flagged f LEFT JOIN outcome_labels l ON l.case_id = f.case_id AND l.reason_code = f.code
-           GROUP BY f.code ORDER BY f.code"#
+           GROUP BY f.rule_version, f.code ORDER BY f.rule_version, f.code"#
     )
     .fetch_all(db)
     .await?)

@@ -34,6 +34,7 @@ pub mod recovery;
 pub mod reports;
 pub mod retention;
 pub mod risk;
+pub mod risk_rules;
 pub mod stage_stats;
 pub mod store_visits;
 pub mod supervision;

@@ -319,7 +319,8 @@ pub async fn record_appeal(
 }
 
 /// Re-scores a case after new material: a new assessment row with the tier, reasons
-/// and signals of assessment `from` and the `needs` still open. Timestamped with the
+/// and signals of assessment `from` (graded under its rule version) and the `needs`
+/// still open. Timestamped with the
 /// clock (not the transaction start), so it is the latest even when an older
 /// transaction commits it.
 pub async fn rescore_assessment(
@@ -329,8 +330,8 @@ pub async fn rescore_assessment(
 ) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     let written = sqlx::query!(
-        r#"INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, assessed_at)
-           SELECT $1, case_id, tier, reason_codes, $3, signals, greatest(clock_timestamp(), assessed_at)
+        r#"INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, rule_version, assessed_at)
+           SELECT $1, case_id, tier, reason_codes, $3, signals, rule_version, greatest(clock_timestamp(), assessed_at)
            FROM risk_assessments WHERE id = $2"#,
         id,
         from,

@@ -25,11 +25,13 @@ pub struct AssessmentRow {
     pub needs: Vec<String>,
     /// The signals used.
     pub signals: RecordedSignals,
+    /// The version of the risk rules it was graded under.
+    pub rule_version: i32,
     /// When.
     pub assessed_at: DateTime<Utc>,
 }
 
-/// Stores an assessment.
+/// Stores an assessment graded under version `rule_version` of the risk rules.
 pub async fn save_assessment(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
@@ -37,16 +39,18 @@ pub async fn save_assessment(
     reason_codes: &[String],
     needs: &[String],
     signals: &RecordedSignals,
+    rule_version: i32,
 ) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     sqlx::query!(
-        "INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, rule_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         id,
         case_id,
         tier as RiskTier,
         reason_codes,
         needs,
         sqlx::types::Json(signals) as _,
+        rule_version,
     )
     .execute(db)
     .await?;
@@ -60,7 +64,7 @@ pub async fn latest_assessment(
 ) -> Result<Option<AssessmentRow>, StoreError> {
     Ok(sqlx::query!(
         r#"SELECT id, case_id, tier AS "tier: RiskTier", reason_codes, needs,
-                  signals AS "signals: sqlx::types::Json<RecordedSignals>", assessed_at
+                  signals AS "signals: sqlx::types::Json<RecordedSignals>", rule_version, assessed_at
            FROM risk_assessments WHERE case_id = $1 ORDER BY assessed_at DESC, id DESC LIMIT 1"#,
         case_id
     )
@@ -73,6 +77,7 @@ pub async fn latest_assessment(
         reason_codes: r.reason_codes,
         needs: r.needs,
         signals: r.signals.0,
+        rule_version: r.rule_version,
         assessed_at: r.assessed_at,
     }))
 }

@@ -276,11 +276,12 @@ pub async fn save_rescored_assessment(
     reason_codes: &[String],
     needs: &[String],
     signals: &RecordedSignals,
+    rule_version: i32,
 ) -> Result<Uuid, StoreError> {
     let id = Uuid::now_v7();
     sqlx::query!(
-        r#"INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, assessed_at)
-           VALUES ($1, $2, $3, $4, $5, $6,
+        r#"INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, rule_version, assessed_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7,
                    greatest(clock_timestamp(),
                             (SELECT max(assessed_at) FROM risk_assessments WHERE case_id = $2)))"#,
         id,
@@ -289,6 +290,7 @@ pub async fn save_rescored_assessment(
         reason_codes,
         needs,
         sqlx::types::Json(signals) as _,
+        rule_version,
     )
     .execute(db)
     .await?;

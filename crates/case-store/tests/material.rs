@@ -206,6 +206,7 @@ async fn a_rescore_keeps_tier_reasons_and_signals_and_becomes_the_latest(pool: P
         &codes,
         &["explanation".to_owned(), "security_review".to_owned()],
         &signals,
+        1,
     )
     .await
     .unwrap();

@@ -78,7 +78,7 @@ async fn recorded_signals_that_do_not_parse_are_an_error(pool: PgPool) {
         flagged_contacts: vec!["+8613900000001".into()],
         ..Default::default()
     };
-    risk::save_assessment(&pool, id, RiskTier::Medium, &[], &[], &signals)
+    risk::save_assessment(&pool, id, RiskTier::Medium, &[], &[], &signals, 1)
         .await
         .unwrap();
     let latest = risk::latest_assessment(&pool, id).await.unwrap().unwrap();

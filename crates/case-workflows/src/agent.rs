@@ -826,9 +826,11 @@ pub async fn evidence_file(
     })
 }
 
-/// One reason code's feedback.
+/// One reason code's feedback under one version of the risk rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FalsePositiveLine {
+    /// The version of the risk rules.
+    pub rule_version: i32,
     /// Reason code.
     pub reason_code: String,
     /// Cases it flagged.
@@ -839,7 +841,8 @@ pub struct FalsePositiveLine {
     pub false_positive_rate: f64,
 }
 
-/// Per reason code, how many flagged cases were later approved (supervisors only).
+/// Per rule version and reason code, how many flagged cases were later approved
+/// (supervisors only).
 pub async fn false_positive_report(
     pool: &PgPool,
     agent: &Agent,
@@ -854,6 +857,7 @@ pub async fn false_positive_report(
             } else {
                 0.0
             },
+            rule_version: r.rule_version,
             reason_code: r.reason_code,
             flagged: r.flagged,
             approved: r.approved,

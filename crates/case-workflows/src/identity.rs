@@ -770,12 +770,17 @@ impl IdentityCases {
             .risk_signals(msisdn)
             .await
             .map_err(carrier_failure)?;
-        let graded = risk::assess(&risk::RiskSignals {
-            fraud_linked_contacts: signals.fraud_linked_contacts,
-            sms_peak_per_hour: signals.sms_peak_per_hour,
-            intl_calls_24h: signals.intl_calls_24h,
-            suspension_reason: signals.suspension_reason.clone(),
-        })
+        // Under the risk rules' current version, as the risk stage grades.
+        let rules = case_store::risk_rules::current(&self.pool).await?;
+        let graded = risk::assess_with(
+            &risk::RiskSignals {
+                fraud_linked_contacts: signals.fraud_linked_contacts,
+                sms_peak_per_hour: signals.sms_peak_per_hour,
+                intl_calls_24h: signals.intl_calls_24h,
+                suspension_reason: signals.suspension_reason.clone(),
+            },
+            &rules.thresholds,
+        )
         .tier;
         let tier = store::grade_proof_tier(&self.pool, case_id, graded)
             .await?

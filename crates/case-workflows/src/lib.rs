@@ -33,6 +33,7 @@ pub mod progress;
 pub mod reports;
 pub mod retention;
 pub mod risk;
+pub mod risk_rules;
 pub mod store_visit;
 pub mod supervision;
 

@@ -451,6 +451,7 @@ mod tests {
             reason_codes: vec![],
             needs: vec![],
             signals,
+            rule_version: 1,
             assessed_at: Utc::now(),
         };
         let signals = RecordedSignals {

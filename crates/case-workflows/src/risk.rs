@@ -62,8 +62,9 @@ pub async fn refer_without_signals(pool: &PgPool, claim: &Claim) -> Result<(), W
     Ok(())
 }
 
-/// Grades the carrier's signals of a claimed case, stores the assessment and moves the
-/// case in one transaction, fenced by the claim: the lowest tier straight to
+/// Grades the carrier's signals of a claimed case under the current version of the
+/// risk rules, stores the assessment (with that version) and moves the case in one
+/// transaction, fenced by the claim: the lowest tier straight to
 /// provisioning (with its order), higher tiers to a security analyst, the extreme
 /// tier to `awaiting_store_visit` (the store-visit remedy) — or, once a store agent
 /// checked the original ID card in person, to a security analyst. Returns the tier.
@@ -78,7 +79,11 @@ pub async fn grade_claimed_case(
         intl_calls_24h: carrier_signals.intl_calls_24h,
         suspension_reason: carrier_signals.suspension_reason.clone(),
     };
-    let assessment = risk::assess(&signals);
+    // Read in the grading transaction (one row through a unique index, no extra
+    // round trip of its own): the version graded under is the one recorded.
+    let mut tx = pool.begin().await?;
+    let rules = case_store::risk_rules::current(&mut *tx).await?;
+    let assessment = risk::assess_with(&signals, &rules.thresholds);
     let codes: Vec<String> = assessment
         .reasons
         .iter()
@@ -90,7 +95,7 @@ pub async fn grade_claimed_case(
     // Asked only for the extreme tier: a lower tier's path does not depend on it, and
     // a clean journey costs no read of the store visits.
     let after_visit = assessment.tier == RiskTier::Extreme
-        && case_store::store_visits::latest(pool, claim.case_id)
+        && case_store::store_visits::latest(&mut *tx, claim.case_id)
             .await?
             .is_some();
     let needs: Vec<String> = if after_visit {
@@ -116,7 +121,6 @@ pub async fn grade_claimed_case(
         outbox: vec![],
     };
 
-    let mut tx = pool.begin().await?;
     store::save_assessment(
         &mut *tx,
         claim.case_id,
@@ -124,6 +128,7 @@ pub async fn grade_claimed_case(
         &codes,
         &needs,
         &recorded,
+        rules.version,
     )
     .await?;
     // The verification ladder's tier only rises with a later grading (a low one
@@ -151,7 +156,7 @@ pub async fn grade_claimed_case(
         }
     }
     tx.commit().await?;
-    tracing::info!(case_id = %claim.case_id, tier = assessment.tier.as_str(), reasons = ?codes, "risk assessed");
+    tracing::info!(case_id = %claim.case_id, tier = assessment.tier.as_str(), reasons = ?codes, rule_version = rules.version, "risk assessed");
     Ok(assessment.tier)
 }
 
@@ -168,7 +173,8 @@ pub struct NewSignals {
 
 /// Re-scores the number's open case from new signals when it is under security
 /// review (or waits for the subscriber's answer to security, or is partly restored),
-/// in the caller's transaction: a new assessment whose needs are the tier's, minus
+/// in the caller's transaction, under the current version of the risk rules (recorded
+/// with it): a new assessment whose needs are the tier's, minus
 /// what the subscriber's material already satisfies — the rule the material
 /// endpoints use. Returns why nothing was done, if so.
 pub async fn rescore(
@@ -196,7 +202,8 @@ pub async fn rescore(
             .as_ref()
             .and_then(|a| a.signals.suspension_reason.clone());
     }
-    let assessment = risk::assess(&signals);
+    let rules = case_store::risk_rules::current(&mut *conn).await?;
+    let assessment = risk::assess_with(&signals, &rules.thresholds);
     let explained = case_store::material::explained_contacts(&mut *conn, case.id).await?;
     let counts = case_store::material::count_material(&mut *conn, case.id).await?;
     let needs = remaining_needs(
@@ -222,9 +229,10 @@ pub async fn rescore(
         &codes,
         &needs,
         &recorded,
+        rules.version,
     )
     .await?;
-    tracing::info!(case_id = %case.id, tier = assessment.tier.as_str(), reasons = ?codes, "case re-scored from the carrier's signals");
+    tracing::info!(case_id = %case.id, tier = assessment.tier.as_str(), reasons = ?codes, rule_version = rules.version, "case re-scored from the carrier's signals");
     Ok(None)
 }
 

@@ -73,6 +73,14 @@ pub const AGENT_ROUTES: &[(&str, &str, Access)] = &[
     ),
     ("get", "/v1/agent/exports/cases", Access::Roles(SUPERVISORS)),
     ("get", "/v1/agent/escalations", Access::Roles(SUPERVISORS)),
+    // The risk rules: the audience of the false-positive report.
+    ("get", "/v1/agent/risk-rules", Access::Roles(SUPERVISORS)),
+    ("post", "/v1/agent/risk-rules", Access::Roles(SUPERVISORS)),
+    (
+        "post",
+        "/v1/agent/risk-rules/replay",
+        Access::Roles(SUPERVISORS),
+    ),
     ("get", "/v1/agent/store-visits", Access::Roles(STORE_AGENTS)),
     (
         "post",

@@ -557,9 +557,11 @@ pub struct UnmaskedView {
     pub id_number: String,
 }
 
-/// One reason code's feedback.
+/// One reason code's feedback under one version of the risk rules.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FalsePositiveLine {
+    /// The version of the risk rules the cases were flagged under (see `GET /v1/agent/risk-rules`).
+    pub rule_version: i32,
     /// Reason code.
     pub reason_code: String,
     /// Cases it flagged.
@@ -573,7 +575,7 @@ pub struct FalsePositiveLine {
 /// The false-positive report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FalsePositiveReport {
-    /// Per reason code.
+    /// Per rule version and reason code, by version then code.
     pub reasons: Vec<FalsePositiveLine>,
 }
 
@@ -732,7 +734,7 @@ pub async fn unmask(
     }))
 }
 
-/// Per reason code, how many flagged cases were later approved: feedback for tuning the carrier's rules.
+/// Per rule version and reason code, how many flagged cases were later approved: feedback for tuning the risk rules. A case counts once per code, under the version of the latest assessment the code flagged it in.
 #[utoipa::path(
     get, path = "/v1/agent/reports/false-positives", tag = "agent",
     security(("agent_token" = [])),
@@ -751,6 +753,7 @@ pub async fn false_positives(
         reasons: lines
             .into_iter()
             .map(|r| FalsePositiveLine {
+                rule_version: r.rule_version,
                 reason_code: r.reason_code,
                 flagged: r.flagged,
                 approved: r.approved,

@@ -1321,6 +1321,7 @@ mod tests {
                     flagged_contacts: vec!["+8613700137001".into()],
                     ..Default::default()
                 },
+                rule_version: 1,
                 assessed_at: at(4),
             },
             orders: vec![OrderRow {

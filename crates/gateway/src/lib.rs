@@ -33,6 +33,7 @@ mod openapi;
 mod progress;
 pub mod rate_limit;
 pub mod reports;
+mod risk_rules;
 mod state;
 mod store_visits;
 mod supervision;

@@ -100,6 +100,11 @@ fn documented() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::false_positives))
         .routes(routes!(crate::reports::report))
         .routes(routes!(crate::reports::export_cases))
+        .routes(routes!(
+            crate::risk_rules::risk_rules,
+            crate::risk_rules::change_risk_rules
+        ))
+        .routes(routes!(crate::risk_rules::replay_risk_rules))
         .routes(routes!(escalations::escalations))
         .routes(routes!(store_visits::lookup))
         .routes(routes!(store_visits::record))

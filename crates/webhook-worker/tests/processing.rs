@@ -198,6 +198,7 @@ async fn signals_rescore_a_case_under_security_review_only(pool: PgPool) {
             suspension_reason: Some("fraud_linked_contacts".into()),
             ..Default::default()
         },
+        1,
     )
     .await
     .unwrap();

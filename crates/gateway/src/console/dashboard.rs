@@ -116,6 +116,7 @@ pub(super) struct ThroughputRow {
 #[derive(Debug)]
 pub(super) struct FalsePositiveRow {
     code: String,
+    rule_version: i32,
     label: String,
     flagged: i64,
     approved: i64,
@@ -283,6 +284,10 @@ pub(super) async fn page(
             })
             .collect(),
     );
+    // Once the rules changed, a bar says which version's it is.
+    let several_versions = report
+        .windows(2)
+        .any(|w| w[0].rule_version != w[1].rule_version);
     let fp_chart = Chart::new(
         "chart-fp",
         ui.t("dash.chart.fp"),
@@ -292,7 +297,11 @@ pub(super) async fn page(
             .iter()
             .map(|r| {
                 (
-                    ui.code("reason", &r.reason_code),
+                    if several_versions {
+                        format!("v{} {}", r.rule_version, ui.code("reason", &r.reason_code))
+                    } else {
+                        ui.code("reason", &r.reason_code)
+                    },
                     r.false_positive_rate,
                     format!("{:.0}%", r.false_positive_rate * 100.0),
                     r.false_positive_rate >= 0.5,
@@ -341,6 +350,7 @@ pub(super) async fn page(
             .iter()
             .map(|r| FalsePositiveRow {
                 code: r.reason_code.clone(),
+                rule_version: r.rule_version,
                 label: ui.code("reason", &r.reason_code),
                 flagged: r.flagged,
                 approved: r.approved,

@@ -504,6 +504,7 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("dash.flagged", "Flagged", "标记数"),
     ("dash.approved", "Approved after review", "复核后批准"),
     ("dash.fp_rate", "False-positive rate", "误报率"),
+    ("dash.rule_version", "Rule version", "规则版本"),
     (
         "dash.complaints_by_due",
         "Open complaints by due date",

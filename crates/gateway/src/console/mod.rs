@@ -25,6 +25,7 @@ mod live;
 mod progress;
 mod queue;
 mod reports;
+mod risk_rules;
 mod store_visit;
 mod supervision;
 
@@ -100,6 +101,10 @@ pub fn router(state: AppState) -> Router {
             post(supervision::escalate),
         )
         .route("/console/escalations", get(supervision::escalations))
+        .route(
+            "/console/risk-rules",
+            get(risk_rules::show).post(risk_rules::submit),
+        )
         .route(
             "/console/complaints",
             get(supervision::complaints).post(supervision::log),

@@ -55,6 +55,9 @@ pub(crate) fn nav_links(session: &AgentSession) -> Vec<(&'static str, &'static s
     if complaints_page_allowed(session) {
         links.push(("/console/complaints", "nav.complaints"));
     }
+    if require_api_rule(session, "get", "/v1/agent/risk-rules").is_ok() {
+        links.push(("/console/risk-rules", "nav.risk_rules"));
+    }
     links
 }
 
