@@ -212,12 +212,17 @@ async fn other_roles_bad_input_and_a_spent_lookup_budget_are_refused_and_change_
         let (status, problem) = lookup(&stack, token, &caller.msisdn).await;
         assert_eq!(status, 403, "{problem}");
     }
-    // A store agent looks numbers up but opens no hotline case (the store path is not built).
+    // A store agent looks numbers up but opens no hotline case, and a store case only
+    // with the in-person check; a CS agent opens no store case.
     let (status, problem) = open_for(&stack, &store, &hotline_body(&caller), None).await;
     assert_eq!(status, 403, "{problem}");
     let mut at_store = hotline_body(&caller);
     at_store["channel"] = json!("store");
     let (status, problem) = open_for(&stack, &store, &at_store, None).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["errors"][0]["field"], "identity_check", "{problem}");
+    at_store["identity_check"] = json!("in_person_id");
+    let (status, problem) = open_for(&stack, &cs, &at_store, None).await;
     assert_eq!(status, 403, "{problem}");
     let (status, found) = lookup(&stack, &store, &caller.msisdn).await;
     assert_eq!(status, 200, "{found}");
@@ -338,4 +343,83 @@ async fn other_roles_bad_input_and_a_spent_lookup_budget_are_refused_and_change_
     );
     let (ok, out) = stack.verify_audit();
     assert!(ok, "{out}");
+}
+
+#[tokio::test]
+async fn a_store_agent_opens_a_case_for_a_walk_in_whose_id_card_proves_identity_and_it_is_reactivated()
+ {
+    let stack = Stack::start().await;
+    let walk_in = TestSubscriber::clean(1403);
+    stack.add_subscriber(&walk_in).await;
+    let stranger = TestSubscriber {
+        full_name: "李四".into(),
+        id_number: TestSubscriber::clean(1404).id_number,
+        ..TestSubscriber::clean(1405)
+    };
+    stack.add_subscriber(&TestSubscriber::clean(1405)).await;
+    stack.create_agent("store.y", &["store"]);
+    let store = stack.login("store.y").await;
+    let body = |s: &TestSubscriber| {
+        json!({
+            "msisdn": s.msisdn,
+            "full_name": s.full_name,
+            "id_number": s.id_number,
+            "channel": "store",
+            "identity_check": "in_person_id",
+            "locale": s.locale,
+        })
+    };
+
+    let (status, opened) = open_for(&stack, &store, &body(&walk_in), Some("walk-in-1")).await;
+    assert_eq!(status, 201, "{opened}");
+    assert_eq!(opened["channel"], "store");
+    assert_eq!(opened["identity_check"], "in_person_id");
+    assert_eq!(opened["proof_still_needed"], false);
+    let case = opened["case_id"].as_str().unwrap().to_owned();
+    // The token still goes to the contact on file, never to the agent.
+    let token = token_from_sms(&stack, walk_in.backup_sms.as_deref().unwrap()).await;
+    assert!(!opened.to_string().contains(&token));
+    // No code, no password: the card seen in person proved identity.
+    let done = stack
+        .wait_for_state(&case, &token, "reactivated", SETTLE)
+        .await;
+    let accepted = done["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "proofs_accepted")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        accepted["reason"],
+        "the original ID card was seen in person at a store"
+    );
+    assert_eq!(
+        count(
+            &stack,
+            "SELECT count(*) FROM number_budget_uses WHERE kind = 'proof'"
+        )
+        .await,
+        0,
+        "no online proof was judged"
+    );
+    assert_eq!(
+        stack.sim_subscriber(&walk_in.msisdn).await["status"],
+        "active"
+    );
+
+    // A card that is not the number's subscriber's proves nothing: the case waits.
+    let (status, opened) = open_for(&stack, &store, &body(&stranger), None).await;
+    assert_eq!(status, 201, "{opened}");
+    let other = opened["case_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let state: String =
+        sqlx::query_scalar("SELECT state::text FROM reactivation_cases WHERE id = $1::uuid")
+            .bind(&other)
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(state, "awaiting_identity");
+    let (ok, report) = stack.verify_audit();
+    assert!(ok, "{report}");
 }

@@ -1,12 +1,14 @@
 //! Agent-assisted channels: an agent looks a number up and opens a case on behalf of
-//! the subscriber who called the hotline (or, once the store role exists, walked into
-//! a store). What each role may do, how the agent says identity was checked, what
+//! the subscriber who called the hotline or walked into a store. What each role may do, how the agent says identity was checked, what
 //! that check counts for, the lookup limit per agent and the text of the SMS that
 //! carries the case token to the subscriber's contact on file.
 //!
 //! The opening itself is the subscriber's opening (same checks, same idempotency);
 //! a check recorded by the agent never verifies identity alone on the hotline: the
-//! caller still proves with a one-time code or the service password on the case.
+//! caller still proves with a one-time code or the service password on the case. At a
+//! store, the original ID card seen in person with the face compared (`in_person_id`)
+//! is the strongest proof of the verification ladder: it satisfies every tier, once the
+//! carrier confirms the name and ID given match the number's subscriber.
 
 use chrono::Duration;
 
@@ -17,7 +19,7 @@ pub const NUMBER_LOOKUP_ROLES: &[Role] = &[Role::Cs, Role::Store, Role::Supervis
 
 /// Roles that may open a case for a subscriber on some channel (the union of
 /// [`opening_roles`]); the route's access rule.
-pub const ASSISTED_OPENERS: &[Role] = &[Role::Cs, Role::Supervisor];
+pub const ASSISTED_OPENERS: &[Role] = &[Role::Cs, Role::Store, Role::Supervisor];
 
 /// Lookups one agent may make in [`lookup_window`]; past it the lookup is refused
 /// (429) until the oldest one leaves the window.
@@ -41,7 +43,8 @@ pub const LOOKUP_MAX_CASES: i64 = 20;
 pub fn opening_roles(channel: Channel) -> &'static [Role] {
     match channel {
         Channel::Hotline => &[Role::Cs, Role::Supervisor],
-        Channel::Web | Channel::App | Channel::Store => &[],
+        Channel::Store => &[Role::Store, Role::Supervisor],
+        Channel::Web | Channel::App => &[],
     }
 }
 
@@ -51,16 +54,20 @@ pub enum AssistedCheck {
     /// A hotline call: the agent spoke with the caller (name and ID number given on
     /// the phone). Not enough alone: the case still needs a code or the service password.
     HotlineCall,
+    /// At a store: the agent saw the original ID card in person and compared the face
+    /// with its photo. The strongest proof (`ladder::ProofKind::InPersonId`).
+    InPersonId,
 }
 
 impl AssistedCheck {
     /// Every check, in API order.
-    pub const ALL: [AssistedCheck; 1] = [Self::HotlineCall];
+    pub const ALL: [AssistedCheck; 2] = [Self::HotlineCall, Self::InPersonId];
 
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::HotlineCall => "hotline_call",
+            Self::InPersonId => "in_person_id",
         }
     }
 
@@ -73,13 +80,16 @@ impl AssistedCheck {
     pub fn channel(self) -> Channel {
         match self {
             Self::HotlineCall => Channel::Hotline,
+            Self::InPersonId => Channel::Store,
         }
     }
 
-    /// Whether the check proves identity by itself. A hotline call does not.
+    /// Whether the check proves identity by itself. A hotline call does not; the
+    /// original ID card seen in person does (with the carrier's name/ID match).
     pub fn verifies_identity(self) -> bool {
         match self {
             Self::HotlineCall => false,
+            Self::InPersonId => true,
         }
     }
 }
@@ -109,7 +119,7 @@ impl OpeningRefusal {
     pub fn detail(self) -> &'static str {
         match self {
             Self::ChannelNotAssisted => {
-                "Agents open cases on the hotline channel only; subscribers use the web or the app."
+                "Agents open cases on the hotline and store channels only; subscribers use the web or the app."
             }
             Self::RoleMayNotOpen => "Your role may not open cases on this channel.",
             Self::CheckNotForChannel => "This identity check does not belong to this channel.",
@@ -211,6 +221,36 @@ mod tests {
                 Err(RoleMayNotOpen),
             ),
             (
+                &[Role::Store],
+                Channel::Store,
+                AssistedCheck::InPersonId,
+                Ok(Role::Store),
+            ),
+            (
+                &[Role::Supervisor],
+                Channel::Store,
+                AssistedCheck::InPersonId,
+                Ok(Role::Supervisor),
+            ),
+            (
+                &[Role::Cs],
+                Channel::Store,
+                AssistedCheck::InPersonId,
+                Err(RoleMayNotOpen),
+            ),
+            (
+                &[Role::Store],
+                Channel::Store,
+                AssistedCheck::HotlineCall,
+                Err(CheckNotForChannel),
+            ),
+            (
+                &[Role::Cs],
+                Channel::Hotline,
+                AssistedCheck::InPersonId,
+                Err(CheckNotForChannel),
+            ),
+            (
                 &[Role::Admin],
                 Channel::Hotline,
                 AssistedCheck::HotlineCall,
@@ -225,12 +265,6 @@ mod tests {
             (
                 &[Role::Cs],
                 Channel::App,
-                AssistedCheck::HotlineCall,
-                Err(ChannelNotAssisted),
-            ),
-            (
-                &[Role::Cs],
-                Channel::Store,
                 AssistedCheck::HotlineCall,
                 Err(ChannelNotAssisted),
             ),
@@ -257,6 +291,7 @@ mod tests {
     #[test]
     fn a_hotline_call_does_not_verify_identity_alone() {
         assert!(!AssistedCheck::HotlineCall.verifies_identity());
+        assert!(AssistedCheck::InPersonId.verifies_identity());
         for check in AssistedCheck::ALL {
             assert_eq!(AssistedCheck::parse(check.as_str()), Some(check));
         }

@@ -224,7 +224,7 @@ pub async fn open_for_subscriber(
         ));
     }
     let channel = Channel::parse(&request.channel)
-        .map_err(|_| WorkflowError::invalid("channel", "channel must be hotline"))?;
+        .map_err(|_| WorkflowError::invalid("channel", "channel must be hotline or store"))?;
     let check = AssistedCheck::parse(&request.identity_check).ok_or_else(|| {
         WorkflowError::invalid(
             "identity_check",

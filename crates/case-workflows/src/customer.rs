@@ -417,6 +417,17 @@ where
     if let Opener::Agent(by) = opener {
         // The token goes to the contact on file, never into the answer.
         crate::assisted::record_opening(&mut tx, keys, by, &case, &token.token).await?;
+        if by.check.verifies_identity() {
+            // The original ID card seen in person at a store: the ladder's strongest
+            // proof. The identity service accepts it once the carrier confirms the
+            // name and ID (its grading right after the opening).
+            case_store::identity::add_proof(
+                &mut *tx,
+                case_id,
+                case_domain::ladder::ProofKind::InPersonId.as_str(),
+            )
+            .await?;
+        }
     }
     // Read inside the transaction, so the answer shows the opening row it wrote.
     let timeline = case_store::timeline(&mut *tx, case_id).await?;

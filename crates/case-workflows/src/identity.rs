@@ -797,10 +797,51 @@ impl IdentityCases {
     pub async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
         let (tier, given) = self.ladder(case.id, &msisdn).await?;
+        // Proven already (the original ID card seen at a store when the case was
+        // opened): accepted once the carrier confirms the name and ID.
+        if ladder::satisfied(tier, &given) && self.name_id_match(case.id, &msisdn).await? {
+            self.accept_in_person(&case).await?;
+            return Ok(tier);
+        }
         // Nothing online is asked of an extreme-tier case: it waits for the visit now.
         match self.store_visit_first(&case, tier, &given).await {
             Ok(()) | Err(IdentityError::StoreVisitRequired) => Ok(tier),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Moves a case whose identity was proven in person at a store on to risk
+    /// assessment (`proofs_accepted`).
+    async fn accept_in_person(&self, case: &CaseRow) -> Result<(), IdentityError> {
+        let system = Actor::system(SERVICE);
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| IdentityError::Internal(e.into()))?;
+        store::mark_identity_verified(&mut *tx, case.id, "agent").await?;
+        let moved = case_store::transition_in(
+            &mut tx,
+            TransitionRequest {
+                case_id: case.id,
+                expected_version: case.version,
+                event: CaseEvent::ProofsAccepted,
+                actor: &system,
+                reason: Some("the original ID card was seen in person at a store"),
+                fence: None,
+                outbox: vec![],
+            },
+        )
+        .await;
+        match moved {
+            Ok(_) => tx
+                .commit()
+                .await
+                .map_err(|e| IdentityError::Internal(e.into())),
+            // Moved already (a concurrent grading), or cancelled meanwhile.
+            Err(StoreError::StaleVersion { .. } | StoreError::Refused(_)) => Ok(()),
+            Err(StoreError::OpenCaseExists) => Err(IdentityError::OtherCaseProven),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -69,8 +69,8 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ),
     (
         "assisted.intro",
-        "Opens a reactivation case on the caller's behalf. The case token goes by SMS to the contact on file with the carrier, never to you. A hotline call does not prove identity alone: the caller then proves with the code sent to them or with the service password.",
-        "代来电用户提交复机申请。申请凭证将以短信发送到运营商登记的联系方式，不会显示给您。热线通话本身不足以证明身份：来电用户还需使用收到的验证码或服务密码完成验证。",
+        "Opens a reactivation case on the caller's behalf. The case token goes by SMS to the contact on file with the carrier, never to you. A hotline call does not prove identity alone: the caller then proves with the code sent to them or with the service password. At a store, the original ID card seen in person with the face compared proves identity by itself.",
+        "代来电用户提交复机申请。申请凭证将以短信发送到运营商登记的联系方式，不会显示给您。热线通话本身不足以证明身份：来电用户还需使用收到的验证码或服务密码完成验证。在营业厅当面核验身份证原件并比对本人，可直接证明身份。",
     ),
     (
         "assisted.msisdn",
@@ -99,6 +99,11 @@ pub const LABELS: &[(&str, &str, &str)] = &[
     ("channel.store", "Store", "营业厅"),
     ("channel.web", "Web", "网页"),
     ("channel.app", "App", "App"),
+    (
+        "assisted_check.in_person_id",
+        "Original ID card seen in person, face compared (proves identity by itself)",
+        "已当面核验身份证原件并比对本人（可直接证明身份）",
+    ),
     (
         "assisted_check.hotline_call",
         "Hotline call (the caller still proves with a code or the service password)",
