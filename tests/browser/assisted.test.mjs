@@ -21,6 +21,7 @@ const CALLER = {
   full_name: '赵敏',
   id_number: '110105198805120034',
   service_password: '551177',
+  recent: ['+8613700137551', '+8613700137552', '+8613700137553'],
   sms: '+8613900139555',
 };
 
@@ -51,22 +52,7 @@ async function waitForMessage(to, find, what) {
 
 before(async () => {
   stack = await Stack.start();
-  const r = await fetch(`${stack.sim}/sim/subscribers`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      msisdn: CALLER.msisdn,
-      full_name: CALLER.full_name,
-      id_number: CALLER.id_number,
-      service_password: CALLER.service_password,
-      backup_contacts: [{ kind: 'sms', address: CALLER.sms }],
-      recent_contacts: ['+8613700137551', '+8613700137552', '+8613700137553'],
-      signals: { fraud_linked_contacts: 0, sms_peak_per_hour: 0, intl_calls_24h: 0 },
-      status: 'suspended',
-      suspension_reason: 'real_name_reverification',
-    }),
-  });
-  assert.equal(r.status, 201, await r.text());
+  await stack.addSubscriber(CALLER);
 });
 
 after(async () => {

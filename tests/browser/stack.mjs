@@ -231,6 +231,30 @@ export class Stack {
     throw new Error(`case ${c.id} did not reach ${state}; it is ${JSON.stringify(last && last.state)}`);
   }
 
+  /**
+   * Registers a subscriber of a test's own at the carrier simulator: `s` has
+   * msisdn, full_name, id_number, service_password, sms (the backup contact) and
+   * recent (three recent counterparties); no risk signals; suspended for `reason`.
+   */
+  async addSubscriber(s, reason = 'real_name_reverification') {
+    const r = await fetch(`${this.sim}/sim/subscribers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        msisdn: s.msisdn,
+        full_name: s.full_name,
+        id_number: s.id_number,
+        service_password: s.service_password,
+        backup_contacts: [{ kind: 'sms', address: s.sms }],
+        recent_contacts: s.recent,
+        signals: { fraud_linked_contacts: 0, sms_peak_per_hour: 0, intl_calls_24h: 0 },
+        status: 'suspended',
+        suspension_reason: reason,
+      }),
+    });
+    if (r.status !== 201) throw new Error(`sim subscriber: ${r.status} ${await r.text()}`);
+  }
+
   async simSubscriber(msisdn) {
     const r = await fetch(`${this.sim}/sim/subscribers/${encodeURIComponent(msisdn)}`);
     return r.json();

@@ -22,6 +22,7 @@ const WALK_IN = {
   full_name: '孙丽',
   id_number: '44030419900307561X',
   service_password: '662288',
+  recent: ['+8613700137661', '+8613700137662', '+8613700137663'],
   sms: '+8613900139566',
 };
 
@@ -41,22 +42,7 @@ async function login(page, username) {
 
 before(async () => {
   stack = await Stack.start();
-  const r = await fetch(`${stack.sim}/sim/subscribers`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      msisdn: WALK_IN.msisdn,
-      full_name: WALK_IN.full_name,
-      id_number: WALK_IN.id_number,
-      service_password: WALK_IN.service_password,
-      backup_contacts: [{ kind: 'sms', address: WALK_IN.sms }],
-      recent_contacts: ['+8613700137661', '+8613700137662', '+8613700137663'],
-      signals: { fraud_linked_contacts: 0, sms_peak_per_hour: 0, intl_calls_24h: 0 },
-      status: 'suspended',
-      suspension_reason: 'police_request',
-    }),
-  });
-  assert.equal(r.status, 201, await r.text());
+  await stack.addSubscriber(WALK_IN, 'police_request');
 });
 
 after(async () => {

@@ -570,14 +570,26 @@ impl Stack {
 
     /// Registers a subscriber at the carrier simulator.
     pub async fn add_subscriber(&self, subscriber: &TestSubscriber) {
-        let (status, body) = self
+        self.add_sim_subscriber(&subscriber.sim_body()).await;
+    }
+
+    /// Registers `subscriber` at the simulator, suspended for `reason` (for example
+    /// `police_request`, which the risk rules grade extreme).
+    pub async fn add_subscriber_suspended_for(&self, subscriber: &TestSubscriber, reason: &str) {
+        let mut body = subscriber.sim_body();
+        body["suspension_reason"] = json!(reason);
+        self.add_sim_subscriber(&body).await;
+    }
+
+    async fn add_sim_subscriber(&self, body: &Value) {
+        let (status, answer) = self
             .call(
                 self.http
                     .post(format!("{}/sim/subscribers", self.url("carrier-sim")))
-                    .json(&subscriber.sim_body()),
+                    .json(body),
             )
             .await;
-        assert_eq!(status, 201, "sim refused the subscriber: {body}");
+        assert_eq!(status, 201, "sim refused the subscriber: {answer}");
     }
 
     /// `POST /v1/cases` with an optional Idempotency-Key.
@@ -967,13 +979,39 @@ impl Stack {
     pub async fn case_in_security_review(&self, s: &TestSubscriber) -> (String, String, Value) {
         self.add_subscriber(s).await;
         let (case, token) = self.open_verified_case(s).await;
+        // A high tier on the verification ladder asks a CS agent to call back first.
+        if self.status(&case, &token).await.1["state"] == "identity_review" {
+            self.call_back(&case).await;
+        }
         let status = self
             .wait_for_state(&case, &token, "security_review", Duration::from_secs(30))
             .await;
         (case, token, status)
     }
 
-    /// Opens a case for `s` and proves identity with the service password.
+    /// A CS agent of the case's own calls the number on file back and confirms
+    /// identity (`verify_identity` with `callback_to_contact_on_file`), as the high
+    /// tier of the verification ladder asks.
+    pub async fn call_back(&self, case: &str) {
+        let username = format!("cs.callback.{}", &case[case.len() - 12..]);
+        self.create_agent(&username, &["cs"]);
+        let cs = self.login(&username).await;
+        let version = self.agent_case(&cs, case).await["version"]
+            .as_i64()
+            .expect("a version");
+        let (status, answer) = self
+            .act(
+                &cs,
+                case,
+                "verify_identity",
+                version,
+                json!({"identity_check": "callback_to_contact_on_file", "reason": "called back the number on file; the subscriber answered"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    /// Opens a case for `s` and proves identity as its tier asks online.
     pub async fn open_verified_case(&self, s: &TestSubscriber) -> (String, String) {
         let (case, token) = self.open_case(s).await;
         self.prove_identity(&case, &token, s).await;

@@ -285,17 +285,9 @@ async fn high_tier_asks_both_proofs_and_a_call_back_which_a_cs_agent_gives() {
 async fn extreme_tier_asks_for_a_store_visit_before_anything_else() {
     let stack = Stack::start().await;
     let s = TestSubscriber::clean(805);
-    let mut body = s.sim_body();
-    body["suspension_reason"] = json!("police_request");
-    let (status, answer) = stack
-        .call(
-            stack
-                .http
-                .post(format!("{}/sim/subscribers", stack.url("carrier-sim")))
-                .json(&body),
-        )
+    stack
+        .add_subscriber_suspended_for(&s, "police_request")
         .await;
-    assert_eq!(status, 201, "{answer}");
     let (case, token) = stack.open_case(&s).await;
     // Graded when it opened: it waits for the visit without any proof asked online.
     let waiting = stack
@@ -346,17 +338,9 @@ async fn extreme_tier_asks_for_a_store_visit_before_anything_else() {
 async fn a_requester_without_the_subscribers_name_and_id_learns_nothing_of_the_tier() {
     let stack = Stack::start().await;
     let s = TestSubscriber::clean(806);
-    let mut body = s.sim_body();
-    body["suspension_reason"] = json!("police_request");
-    let (status, answer) = stack
-        .call(
-            stack
-                .http
-                .post(format!("{}/sim/subscribers", stack.url("carrier-sim")))
-                .json(&body),
-        )
+    stack
+        .add_subscriber_suspended_for(&s, "police_request")
         .await;
-    assert_eq!(status, 201, "{answer}");
     // A stranger with the number but another person's name and ID.
     let stranger = TestSubscriber {
         full_name: "李四".into(),

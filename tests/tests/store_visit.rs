@@ -41,17 +41,9 @@ async fn lookup(stack: &Stack, token: &str, msisdn: &str) -> (u16, Value) {
 async fn a_store_agent_completes_the_store_visit_remedy_of_an_extreme_tier_case() {
     let stack = Stack::start().await;
     let s = TestSubscriber::clean(731);
-    let mut body = s.sim_body();
-    body["suspension_reason"] = json!("police_request");
-    let (status, answer) = stack
-        .call(
-            stack
-                .http
-                .post(format!("{}/sim/subscribers", stack.url("carrier-sim")))
-                .json(&body),
-        )
+    stack
+        .add_subscriber_suspended_for(&s, "police_request")
         .await;
-    assert_eq!(status, 201, "{answer}");
     let (case, token) = stack.open_verified_case(&s).await;
     let waiting = stack
         .wait_for_state(&case, &token, "awaiting_store_visit", SETTLE)
