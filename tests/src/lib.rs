@@ -1125,3 +1125,79 @@ impl Drop for PrivateCluster {
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
+
+/// The agent console over plain HTTP, as a browser without script would use it:
+/// a client that does not follow redirects, the form's hidden fields, the cookies
+/// a response sets, and a login through the console's form.
+pub mod console {
+    use reqwest::{StatusCode, header};
+
+    use crate::{AGENT_PASSWORD, Stack};
+
+    /// A client that shows redirects instead of following them.
+    pub fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// The value of `name="{field}" value="…"` in a page.
+    pub fn hidden(html: &str, field: &str) -> String {
+        let marker = format!("name=\"{field}\" value=\"");
+        let start = html
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {field} in page"))
+            + marker.len();
+        html[start..start + html[start..].find('"').expect("closing quote")].to_owned()
+    }
+
+    /// The value of the cookie `name` a response sets, if it sets it.
+    pub fn cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
+        response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| {
+                c.split(';')
+                    .next()
+                    .and_then(|kv| kv.split_once('='))
+                    .filter(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_owned())
+            })
+    }
+
+    /// Logs `username` (password [`AGENT_PASSWORD`]) in through the console's form;
+    /// returns the `Cookie` header value of the session.
+    pub async fn login(stack: &Stack, username: &str) -> String {
+        let gw = stack.url("gateway");
+        let page = client()
+            .get(format!("{gw}/console/login"))
+            .send()
+            .await
+            .unwrap();
+        let login_cookie = cookie_value(&page, "reactivation_login_csrf").expect("login csrf");
+        let token = hidden(&page.text().await.unwrap(), "login_csrf");
+        let answer = client()
+            .post(format!("{gw}/console/login"))
+            .header(
+                header::COOKIE,
+                format!("reactivation_login_csrf={login_cookie}"),
+            )
+            .form(&[
+                ("username", username),
+                ("password", AGENT_PASSWORD),
+                ("login_csrf", &token),
+                ("next", ""),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "login {username}");
+        format!(
+            "reactivation_session={}",
+            cookie_value(&answer, "reactivation_session").expect("session cookie")
+        )
+    }
+}

@@ -5,25 +5,10 @@
 //! the OpenAPI document.
 
 use reqwest::{StatusCode, header};
-use system_tests::{AGENT_PASSWORD, Stack, TestSubscriber};
-
-/// A browser-like client that does not follow redirects and keeps no cookies.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-/// The value of `name="{field}" value="…"` in a page.
-fn hidden(html: &str, field: &str) -> String {
-    let marker = format!("name=\"{field}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {field} in page"))
-        + marker.len();
-    html[start..start + html[start..].find('"').expect("closing quote")].to_owned()
-}
+use system_tests::{
+    AGENT_PASSWORD, Stack, TestSubscriber,
+    console::{client, hidden},
+};
 
 fn set_cookies(response: &reqwest::Response) -> Vec<String> {
     response

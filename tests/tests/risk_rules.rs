@@ -585,72 +585,12 @@ mod console {
     //! The supervisors' console page over HTTP: replay a proposal, adopt it.
 
     use reqwest::{StatusCode, header};
-    use system_tests::{AGENT_PASSWORD, Stack};
+    use system_tests::{
+        Stack,
+        console::{client, hidden, login as console_login},
+    };
 
     use super::with_signals;
-
-    fn client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client")
-    }
-
-    /// The value of `name="{field}" value="…"` in a page.
-    fn hidden(html: &str, field: &str) -> String {
-        let marker = format!("name=\"{field}\" value=\"");
-        let start = html
-            .find(&marker)
-            .unwrap_or_else(|| panic!("no {field} in page"))
-            + marker.len();
-        html[start..start + html[start..].find('"').expect("closing quote")].to_owned()
-    }
-
-    fn cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
-        response
-            .headers()
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|c| {
-                c.split(';')
-                    .next()
-                    .and_then(|kv| kv.split_once('='))
-                    .filter(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_owned())
-            })
-    }
-
-    async fn console_login(stack: &Stack, username: &str) -> String {
-        let gw = stack.url("gateway");
-        let page = client()
-            .get(format!("{gw}/console/login"))
-            .send()
-            .await
-            .unwrap();
-        let login_cookie = cookie_value(&page, "reactivation_login_csrf").expect("login csrf");
-        let token = hidden(&page.text().await.unwrap(), "login_csrf");
-        let answer = client()
-            .post(format!("{gw}/console/login"))
-            .header(
-                header::COOKIE,
-                format!("reactivation_login_csrf={login_cookie}"),
-            )
-            .form(&[
-                ("username", username),
-                ("password", AGENT_PASSWORD),
-                ("login_csrf", &token),
-                ("next", ""),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "login {username}");
-        format!(
-            "reactivation_session={}",
-            cookie_value(&answer, "reactivation_session").expect("session cookie")
-        )
-    }
 
     async fn page(stack: &Stack, cookie: &str) -> (StatusCode, String) {
         let r = client()

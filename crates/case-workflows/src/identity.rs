@@ -23,7 +23,8 @@ use case_domain::{
     risk::{self, RiskTier},
 };
 use case_store::{
-    CaseRow, StoreError, TransitionRequest, identity as store,
+    CaseRow, StoreError, TransitionRequest,
+    identity::{self as store, IdentityRow},
     number_budget::{self, BudgetKind, ProofOutcome, Reservation, Reserve},
 };
 use data_protection::Keys;
@@ -396,7 +397,7 @@ impl IdentityCases {
     pub async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
         // The ladder first: a case whose tier asks for a store visit sends no code.
-        let (tier, given) = self.ladder(case_id, &msisdn).await?;
+        let (tier, given, _) = self.ladder(case_id, &msisdn).await?;
         self.store_visit_first(&case, tier, &given).await?;
         // The case's send and the number's daily budget are taken in one transaction:
         // when the budget is spent, the case's send is not taken either.
@@ -474,13 +475,17 @@ impl IdentityCases {
 
     /// Whether the name and ID given at opening match the number's subscriber
     /// (asked of the carrier once, then remembered).
-    async fn name_id_match(&self, case_id: Uuid, msisdn: &Msisdn) -> Result<bool, IdentityError> {
-        let row = store::load_identity(&self.pool, case_id)
-            .await?
-            .ok_or(IdentityError::NotFound)?;
+    /// `row` is the case's identity row as read; it is updated with the answer, so
+    /// the caller asks at most once with it.
+    async fn name_id_match(
+        &self,
+        row: &mut IdentityRow,
+        msisdn: &Msisdn,
+    ) -> Result<bool, IdentityError> {
         if let Some(known) = row.subscriber_match {
             return Ok(known);
         }
+        let case_id = row.case_id;
         // Every decryption of personal data is audited, before it happens.
         let mut conn = self
             .pool
@@ -504,7 +509,7 @@ impl IdentityCases {
         drop(conn);
         // Under the case's data key (a finished case's may be destroyed by retention:
         // it is never asked about again, so that is an internal error here).
-        let opened = crate::retention::open_identity(&self.pool, &self.keys, &row)
+        let opened = crate::retention::open_identity(&self.pool, &self.keys, row)
             .await
             .map_err(|e| IdentityError::Internal(e.into()))?;
         let name =
@@ -517,6 +522,7 @@ impl IdentityCases {
             .await
             .map_err(carrier_failure)?;
         store::record_subscriber_match(&self.pool, case_id, matched).await?;
+        row.subscriber_match = Some(matched);
         Ok(matched)
     }
 
@@ -532,7 +538,7 @@ impl IdentityCases {
         let offered = Offered::parse(proof)?;
         // The ladder before the budget: nothing online is judged for a case whose
         // tier asks for a store visit.
-        let (tier, given) = self.ladder(case_id, &msisdn).await?;
+        let (tier, given, mut identity) = self.ladder(case_id, &msisdn).await?;
         self.store_visit_first(&case, tier, &given).await?;
         let slot = match number_budget::reserve(
             &self.pool,
@@ -564,7 +570,10 @@ impl IdentityCases {
                 )));
             }
         };
-        match self.judge(&case, &msisdn, offered, slot, tier).await {
+        match self
+            .judge(&case, &msisdn, offered, slot, tier, &mut identity)
+            .await
+        {
             Ok(verdict) => Ok(verdict),
             Err(e) => {
                 // Not judged (the carrier could not be reached, a racing request won):
@@ -583,6 +592,7 @@ impl IdentityCases {
         offered: Offered,
         slot: Uuid,
         tier: RiskTier,
+        identity: &mut IdentityRow,
     ) -> Result<Verdict, IdentityError> {
         let case_id = case.id;
         let mut otp_id = None;
@@ -616,7 +626,7 @@ impl IdentityCases {
             }
         };
         // Asked whatever the proof's outcome, so the answer's timing does not tell.
-        let name_id = self.name_id_match(case_id, msisdn).await?;
+        let name_id = self.name_id_match(identity, msisdn).await?;
         let decision = identity::decide_proof(name_id, check);
         let system = Actor::system(SERVICE);
 
@@ -740,13 +750,14 @@ impl IdentityCases {
     }
 
     /// The case's place on the ladder: the tier that decides its proofs (graded from
-    /// the carrier's signals the first time it is needed) and the proofs given.
+    /// the carrier's signals the first time it is needed), the proofs given, and the
+    /// identity row they were read from (for the name/ID match, without a second read).
     async fn ladder(
         &self,
         case_id: Uuid,
         msisdn: &Msisdn,
-    ) -> Result<(RiskTier, Vec<ProofKind>), IdentityError> {
-        let row = store::ladder(&self.pool, case_id)
+    ) -> Result<(RiskTier, Vec<ProofKind>, IdentityRow), IdentityError> {
+        let mut row = store::load_identity(&self.pool, case_id)
             .await?
             .ok_or(IdentityError::NotFound)?;
         let given = ladder::parse_given(&row.proofs_given);
@@ -756,10 +767,15 @@ impl IdentityCases {
             // else would learn from the answers how the carrier sees the number (a
             // police stop, fraud links). Their proofs fail on the name/ID anyway, so
             // for them the ladder is the lowest rung, as for every other number.
-            None if !self.name_id_match(case_id, msisdn).await? => RiskTier::Low,
-            None => self.grade_tier(case_id, msisdn).await?,
+            None => {
+                if self.name_id_match(&mut row, msisdn).await? {
+                    self.grade_tier(case_id, msisdn).await?
+                } else {
+                    RiskTier::Low
+                }
+            }
         };
-        Ok((tier, given))
+        Ok((tier, given, row))
     }
 
     /// Reads the carrier's signals for the number and sets the case's proof tier
@@ -796,10 +812,10 @@ impl IdentityCases {
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
         let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
-        let (tier, given) = self.ladder(case.id, &msisdn).await?;
+        let (tier, given, mut identity) = self.ladder(case.id, &msisdn).await?;
         // Proven already (the original ID card seen at a store when the case was
         // opened): accepted once the carrier confirms the name and ID.
-        if ladder::satisfied(tier, &given) && self.name_id_match(case.id, &msisdn).await? {
+        if ladder::satisfied(tier, &given) && self.name_id_match(&mut identity, &msisdn).await? {
             self.accept_in_person(&case).await?;
             return Ok(tier);
         }

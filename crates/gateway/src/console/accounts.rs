@@ -157,6 +157,17 @@ fn admin(ctx: &Ctx, session: &AgentSession) -> Result<(), ConsoleError> {
     session.require_any(ACCOUNT_ADMINS).map_err(|e| ctx.fail(e))
 }
 
+/// The admin of a form post, with its CSRF token and origin checked.
+fn admin_post(
+    ctx: &Ctx,
+    session: Result<AgentSession, ApiError>,
+    csrf: &str,
+) -> Result<AgentSession, ConsoleError> {
+    let session = ctx.require_post(session, csrf)?;
+    admin(ctx, &session)?;
+    Ok(session)
+}
+
 /// `GET /console/accounts`: the accounts and the forms (admins only).
 pub(super) async fn list(
     State(state): State<AppState>,
@@ -228,8 +239,7 @@ pub(super) async fn create(
     let Ok(Form(form)) = form else {
         return Err(ctx.refuse(Failure::BadForm));
     };
-    let session = ctx.require_post(session, &form.csrf)?;
-    admin(&ctx, &session)?;
+    let session = admin_post(&ctx, session, &form.csrf)?;
     let row = wf::create(
         &state.pool,
         &session.actor(Role::Admin),
@@ -270,8 +280,7 @@ async fn set_enabled(
     let Ok(Form(form)) = form else {
         return Err(ctx.refuse(Failure::BadForm));
     };
-    let session = ctx.require_post(session, &form.csrf)?;
-    admin(&ctx, &session)?;
+    let session = admin_post(&ctx, session, &form.csrf)?;
     let id = account_id(&ctx, &raw_id)?;
     let row = wf::set_enabled(&state.pool, &session.actor(Role::Admin), id, enabled)
         .await
@@ -326,8 +335,7 @@ pub(super) async fn roles(
     let Ok(Form(form)) = form else {
         return Err(ctx.refuse(Failure::BadForm));
     };
-    let session = ctx.require_post(session, &form.csrf)?;
-    admin(&ctx, &session)?;
+    let session = admin_post(&ctx, session, &form.csrf)?;
     let id = account_id(&ctx, &raw_id)?;
     let row = wf::set_roles(
         &state.pool,
@@ -367,8 +375,7 @@ pub(super) async fn password(
     let Ok(Form(form)) = form else {
         return Err(ctx.refuse(Failure::BadForm));
     };
-    let session = ctx.require_post(session, &form.csrf)?;
-    admin(&ctx, &session)?;
+    let session = admin_post(&ctx, session, &form.csrf)?;
     let id = account_id(&ctx, &raw_id)?;
     let row = wf::reset_password(&state.pool, &session.actor(Role::Admin), id, &form.password)
         .await
