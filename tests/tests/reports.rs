@@ -9,7 +9,8 @@
 //!    audited.
 //! 2. 100,000 finished cases (straight SQL) are exported over HTTP, read chunk by
 //!    chunk, while the gateway's resident memory is sampled: the rows and the
-//!    per-outcome totals match the `cases` report (the Reports page's figures), and
+//!    per-outcome totals match the `cases` report and the supervisor dashboard's
+//!    cases table for the same range, and
 //!    the gateway's memory stays flat. The export and report queries are checked with
 //!    EXPLAIN to read the history through the time indexes.
 
@@ -31,6 +32,39 @@ const REPORTS: [&str; 6] = [
     "false-positive-reasons",
     "expedite-requests",
 ];
+
+/// The per-outcome totals (and `all`) of the supervisor dashboard's cases table for
+/// a range, read off the page as a supervisor logged in to the console sees it.
+async fn dashboard_totals(
+    stack: &Stack,
+    username: &str,
+    from: &str,
+    to: &str,
+) -> BTreeMap<String, i64> {
+    let cookie = system_tests::console::login(stack, username).await;
+    let page = system_tests::console::client()
+        .get(format!("{}/console/dashboard", stack.url("gateway")))
+        .query(&[("from", from), ("to", to)])
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let mut totals = BTreeMap::new();
+    for cell in html.split("<td data-outcome=\"").skip(1) {
+        let (outcome, rest) = cell.split_once('"').expect("outcome");
+        let number: String = rest
+            .split("<strong")
+            .nth(1)
+            .and_then(|s| s.split_once('>'))
+            .map(|(_, s)| s.chars().take_while(char::is_ascii_digit).collect())
+            .expect("a figure");
+        totals.insert(outcome.to_owned(), number.parse().expect("a number"));
+    }
+    assert!(!totals.is_empty(), "no totals on the dashboard");
+    totals
+}
 
 /// Today in China Standard Time (the reports' days).
 fn today() -> NaiveDate {
@@ -771,6 +805,14 @@ async fn an_export_of_100000_cases_streams_with_flat_memory_and_matches_the_repo
             .or_default() += row["cases"].as_i64().unwrap();
     }
     assert_eq!(expected.values().sum::<i64>(), EXPORTED, "{report}");
+    // The supervisor dashboard, for the same range, shows the same totals.
+    let dashboard = dashboard_totals(&stack, "boss.export", &from, &to).await;
+    let mut shown = expected.clone();
+    shown.insert("all".into(), EXPORTED);
+    for outcome in ["reactivated", "cancelled", "expired", "closed", "open"] {
+        shown.entry(outcome.into()).or_default();
+    }
+    assert_eq!(dashboard, shown, "the dashboard's totals are the report's");
     let stages = report_json(&stack, &boss, "stages", &from, &to).await;
     assert_eq!(
         rows_where(&stages, "stage", "awaiting_identity")[0]["exits"],

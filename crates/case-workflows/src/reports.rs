@@ -125,6 +125,21 @@ async fn figures(
     })
 }
 
+/// The cases opened in `range` per channel and outcome, for the supervisor
+/// dashboard (supervisors only): the `cases` report's figures, read by the same
+/// query, so the dashboard, the report and the export agree. Not audited: the
+/// dashboard re-reads its figures on every case change it is told of, and they are
+/// counts, never a case or a person (the report and the export, which can be taken
+/// away, are audited by [`report`] and [`begin_case_export`]).
+pub async fn cases_summary(
+    pool: &PgPool,
+    agent: &Agent,
+    range: DateRange,
+) -> Result<Vec<ChannelOutcome>, WorkflowError> {
+    agent.require_any(SUPERVISORS)?;
+    Ok(store::cases_by_channel_outcome(pool, range.start(), range.end()).await?)
+}
+
 /// Allows an export of the cases opened in `range` (supervisors only) and audits it
 /// as `cases.export` before a row is read; the caller then streams
 /// [`case_store::reports::export_cases`].

@@ -6,7 +6,7 @@
 
 use askama::Template;
 use axum::{extract::State, http::StatusCode, response::Response};
-use case_domain::{CaseState, complaint::ComplaintStatus, progress};
+use case_domain::{CaseState, complaint::ComplaintStatus, progress, reports::DateRange};
 use chrono::{Duration, Utc};
 
 use super::{ConsoleError, Ctx, Layout, iso, render, short_id, show_time};
@@ -161,6 +161,10 @@ struct DashboardPage {
     fp_chart: Chart,
     rendered_at: String,
     rendered_at_text: String,
+    range_from: String,
+    range_to: String,
+    reports_link: String,
+    summary: super::reports::CasesSummary,
 }
 
 /// `GET /console/dashboard` (supervisors, as the API's report).
@@ -197,6 +201,15 @@ pub(super) async fn page(
     let complaints = case_store::complaints::list_by_status(pool, Some(ComplaintStatus::Open), 100)
         .await
         .map_err(|e| ctx.fail(e.into()))?;
+    // The cases opened in a range per channel and outcome (`?from=&to=`, today by
+    // default: the page is re-read on every case change, so its default range stays
+    // one day's cases).
+    let today = DateRange::day_of(now);
+    let range = super::reports::range_of(&ctx, today, today)?;
+    let lines = case_workflows::reports::cases_summary(pool, &session.as_agent(), range)
+        .await
+        .map_err(|e| ctx.fail(e.into()))?;
+    let summary = super::reports::CasesSummary::new(ui, &lines);
     let dead_letters = case_store::dashboard::dead_letters(pool)
         .await
         .map_err(|e| ctx.fail(e.into()))?
@@ -367,6 +380,10 @@ pub(super) async fn page(
         fp_chart,
         rendered_at: iso(now),
         rendered_at_text: show_time(now),
+        range_from: range.from().to_string(),
+        range_to: range.to().to_string(),
+        reports_link: super::reports::page_link(range),
+        summary,
     };
     Ok(render(&page, StatusCode::OK))
 }

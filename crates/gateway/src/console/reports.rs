@@ -12,7 +12,8 @@ use case_domain::{
     reports::{DateRange, MAX_RANGE_DAYS, RANGE_UTC_OFFSET, ReportKind},
 };
 use case_workflows::reports::{self as wf, ReportData};
-use chrono::{Days, Utc};
+use case_store::reports::ChannelOutcome;
+use chrono::{Days, NaiveDate, Utc};
 
 use super::{ConsoleError, Ctx, Layout, render};
 use crate::{AppState, agent_auth::AgentSession, error::ApiError, error::FieldError};
@@ -26,9 +27,9 @@ const OUTCOMES: [&str; 5] = ["reactivated", "cancelled", "expired", "closed", "o
 /// One channel's line of the summary.
 #[derive(Debug)]
 pub(super) struct SummaryRow {
-    label: String,
-    counts: Vec<i64>,
-    total: i64,
+    pub(super) label: String,
+    pub(super) counts: Vec<i64>,
+    pub(super) total: i64,
 }
 
 /// A report's download links.
@@ -49,13 +50,108 @@ struct ReportsPage {
     to: String,
     max_days: i64,
     utc_offset: &'static str,
-    outcome_labels: Vec<String>,
-    rows: Vec<SummaryRow>,
-    totals: Vec<i64>,
-    total: i64,
+    summary: CasesSummary,
     downloads: Vec<Download>,
     export_csv: String,
     export_json: String,
+}
+
+/// The cases opened in a range per channel and outcome, as the Reports page and the
+/// dashboard show them (`console/cases_summary.html`): a line per channel, a column
+/// per outcome, totals.
+#[derive(Debug)]
+pub(super) struct CasesSummary {
+    /// The outcomes (columns): code and label.
+    pub(super) outcomes: Vec<(&'static str, String)>,
+    pub(super) rows: Vec<SummaryRow>,
+    /// Per outcome, in column order.
+    pub(super) totals: Vec<i64>,
+    /// Every case of the range.
+    pub(super) total: i64,
+}
+
+impl CasesSummary {
+    /// Lays out the `cases` report's lines.
+    pub(super) fn new(ui: super::i18n::Ui, lines: &[ChannelOutcome]) -> Self {
+        let mut channels: Vec<String> = Channel::ALL.iter().map(|c| c.to_string()).collect();
+        for l in lines {
+            if !channels.contains(&l.channel) {
+                channels.push(l.channel.clone());
+            }
+        }
+        let rows: Vec<SummaryRow> = channels
+            .iter()
+            .map(|channel| {
+                let counts: Vec<i64> = OUTCOMES
+                    .iter()
+                    .map(|o| {
+                        lines
+                            .iter()
+                            .filter(|l| &l.channel == channel && l.outcome == *o)
+                            .map(|l| l.cases)
+                            .sum()
+                    })
+                    .collect();
+                SummaryRow {
+                    label: ui.code("channel", channel),
+                    total: counts.iter().sum(),
+                    counts,
+                }
+            })
+            .collect();
+        let totals: Vec<i64> = (0..OUTCOMES.len())
+            .map(|i| rows.iter().map(|r| r.counts[i]).sum())
+            .collect();
+        Self {
+            outcomes: OUTCOMES
+                .iter()
+                .map(|o| {
+                    let label = if *o == "open" {
+                        ui.t("reports.outcome.open")
+                    } else {
+                        ui.code("state", o)
+                    };
+                    (*o, label)
+                })
+                .collect(),
+            total: totals.iter().sum(),
+            totals,
+            rows,
+        }
+    }
+}
+
+/// The range of `?from=&to=` (whole days, China Standard Time), `default_from` to
+/// `default_to` when a bound is not given; a bad range is the page's 400.
+pub(super) fn range_of(
+    ctx: &Ctx,
+    default_from: NaiveDate,
+    default_to: NaiveDate,
+) -> Result<DateRange, ConsoleError> {
+    let from = ctx
+        .param("from")
+        .map_or_else(|| default_from.to_string(), str::to_owned);
+    let to = ctx
+        .param("to")
+        .map_or_else(|| default_to.to_string(), str::to_owned);
+    DateRange::parse(Some(&from), Some(&to)).map_err(|errors| {
+        ctx.fail(ApiError::Invalid(
+            errors
+                .into_iter()
+                .map(|e| FieldError::new(e.field, &e.message))
+                .collect(),
+        ))
+    })
+}
+
+/// The Reports page for `range`.
+pub(super) fn page_link(range: DateRange) -> String {
+    let query = serde_urlencoded::to_string([
+        ("from", range.from().to_string()),
+        ("to", range.to().to_string()),
+    ])
+    .unwrap_or_default();
+    format!("/console/reports?{query}")
 }
 
 /// The query of a download link.
@@ -81,20 +177,7 @@ pub(super) async fn page(
     let now = Utc::now();
     let today = DateRange::day_of(now);
     let default_from = today.checked_sub_days(Days::new(29)).unwrap_or(today);
-    let from = ctx
-        .param("from")
-        .map_or_else(|| default_from.to_string(), str::to_owned);
-    let to = ctx
-        .param("to")
-        .map_or_else(|| today.to_string(), str::to_owned);
-    let range = DateRange::parse(Some(&from), Some(&to)).map_err(|errors| {
-        ctx.fail(ApiError::Invalid(
-            errors
-                .into_iter()
-                .map(|e| FieldError::new(e.field, &e.message))
-                .collect(),
-        ))
-    })?;
+    let range = range_of(&ctx, default_from, today)?;
     let data = wf::report(
         &state.pool,
         &session.as_agent(),
@@ -111,35 +194,7 @@ pub(super) async fn page(
             "the cases report answered with another report"
         ))));
     };
-    let mut channels: Vec<String> = Channel::ALL.iter().map(|c| c.to_string()).collect();
-    for l in &lines {
-        if !channels.contains(&l.channel) {
-            channels.push(l.channel.clone());
-        }
-    }
-    let rows: Vec<SummaryRow> = channels
-        .iter()
-        .map(|channel| {
-            let counts: Vec<i64> = OUTCOMES
-                .iter()
-                .map(|o| {
-                    lines
-                        .iter()
-                        .filter(|l| &l.channel == channel && l.outcome == *o)
-                        .map(|l| l.cases)
-                        .sum()
-                })
-                .collect();
-            SummaryRow {
-                label: ui.code("channel", channel),
-                total: counts.iter().sum(),
-                counts,
-            }
-        })
-        .collect();
-    let totals: Vec<i64> = (0..OUTCOMES.len())
-        .map(|i| rows.iter().map(|r| r.counts[i]).sum())
-        .collect();
+    let summary = CasesSummary::new(ui, &lines);
     let downloads = ReportKind::ALL
         .into_iter()
         .map(|k| {
@@ -159,19 +214,7 @@ pub(super) async fn page(
         to: range.to().to_string(),
         max_days: MAX_RANGE_DAYS,
         utc_offset: RANGE_UTC_OFFSET,
-        outcome_labels: OUTCOMES
-            .iter()
-            .map(|o| {
-                if *o == "open" {
-                    ui.t("reports.outcome.open")
-                } else {
-                    ui.code("state", o)
-                }
-            })
-            .collect(),
-        total: totals.iter().sum(),
-        totals,
-        rows,
+        summary,
         downloads,
         export_csv: format!("/v1/agent/exports/cases?{}", query(range, "csv")),
         export_json: format!("/v1/agent/exports/cases?{}", query(range, "json")),
