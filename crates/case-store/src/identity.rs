@@ -288,3 +288,142 @@ pub async fn add_proof(
     .await?
     .unwrap_or_default())
 }
+
+/// What the identity service needs to judge a proof, send a code or grade a case,
+/// read in one statement: the case, its identity row, its wrapped data key (none
+/// for a case opened before data keys existed, or after retention destroyed it) and
+/// the risk rules' current version (for grading the ladder's tier).
+#[derive(Debug, Clone)]
+pub struct ProofContext {
+    /// The case.
+    pub case: crate::CaseRow,
+    /// Its identity row (every case opened online or by an agent has one).
+    pub identity: Option<IdentityRow>,
+    /// Its wrapped data key.
+    pub wrapped_key: Option<Vec<u8>>,
+    /// The risk rules' current version.
+    pub rules: crate::risk_rules::CurrentRules,
+}
+
+/// Loads a case's [`ProofContext`] (one statement, by primary keys and the current
+/// rules' partial unique index); `None` when there is no such case.
+pub async fn load_proof_context(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Option<ProofContext>, StoreError> {
+    use case_domain::{CaseState, Channel, Locale, Msisdn, risk_rules::RiskThresholds};
+    use sqlx::types::Json;
+    let Some(r) = sqlx::query!(
+        r#"SELECT c.id, c.msisdn AS "msisdn: Msisdn", c.state AS "state: CaseState", c.version,
+                  c.channel AS "channel: Channel", c.locale AS "locale: Locale", c.created_at,
+                  c.updated_at, c.state_entered_at, c.lease_owner, c.lease_expires_at, c.attempt,
+                  i.case_id AS "identity_case_id?", i.full_name_enc AS "full_name_enc?",
+                  i.id_number_enc AS "id_number_enc?", i.full_name_masked AS "full_name_masked?",
+                  i.id_number_last4 AS "id_number_last4?", i.subscriber_match,
+                  i.otp_sends AS "otp_sends?", i.failed_attempts AS "failed_attempts?",
+                  i.verified_method, i.verified_at, i.proof_tier AS "proof_tier?: RiskTier",
+                  i.proofs_given AS "proofs_given?", k.wrapped_key AS "wrapped_key?",
+                  v.version AS "rules_version?", v.thresholds AS "thresholds?: Json<RiskThresholds>"
+           FROM reactivation_cases c
+           LEFT JOIN case_identities i ON i.case_id = c.id
+           LEFT JOIN case_data_keys k ON k.case_id = c.id
+           LEFT JOIN risk_rule_versions v ON v.activated
+           WHERE c.id = $1"#,
+        case_id
+    )
+    .fetch_optional(db)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let identity = match (
+        r.identity_case_id,
+        r.full_name_enc,
+        r.id_number_enc,
+        r.full_name_masked,
+        r.id_number_last4,
+        r.otp_sends,
+        r.failed_attempts,
+        r.proofs_given,
+    ) {
+        (
+            Some(case_id),
+            Some(full_name_enc),
+            Some(id_number_enc),
+            Some(full_name_masked),
+            Some(id_number_last4),
+            Some(otp_sends),
+            Some(failed_attempts),
+            Some(proofs_given),
+        ) => Some(IdentityRow {
+            case_id,
+            full_name_enc,
+            id_number_enc,
+            full_name_masked,
+            id_number_last4,
+            subscriber_match: r.subscriber_match,
+            otp_sends,
+            failed_attempts,
+            verified_method: r.verified_method,
+            verified_at: r.verified_at,
+            proof_tier: r.proof_tier,
+            proofs_given,
+        }),
+        _ => None,
+    };
+    let (Some(version), Some(thresholds)) = (r.rules_version, r.thresholds) else {
+        return Err(StoreError::Invariant(
+            "no current version of the risk rules",
+        ));
+    };
+    Ok(Some(ProofContext {
+        case: crate::CaseRow {
+            id: r.id,
+            msisdn: r.msisdn,
+            state: r.state,
+            version: r.version,
+            channel: r.channel,
+            locale: r.locale,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            state_entered_at: r.state_entered_at,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at,
+            attempt: r.attempt,
+        },
+        identity,
+        wrapped_key: r.wrapped_key,
+        rules: crate::risk_rules::CurrentRules {
+            version,
+            thresholds: thresholds.0,
+        },
+    }))
+}
+
+/// Records the carrier's answer to the name/ID match question and, when the case
+/// was graded with it, the ladder's tier (raise-only, as [`grade_proof_tier`]), in
+/// one statement. Returns the tier stored now (`None` when no tier was given and
+/// none was stored before, or there is no such row).
+pub async fn record_match_and_tier(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    matched: bool,
+    tier: Option<RiskTier>,
+) -> Result<Option<RiskTier>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"UPDATE case_identities
+           SET subscriber_match = $2, match_checked_at = now(),
+               proof_tier = CASE WHEN $3::risk_tier IS NULL THEN proof_tier
+                                 ELSE GREATEST(proof_tier, $3) END,
+               tier_graded_at = CASE WHEN $3::risk_tier IS NULL THEN tier_graded_at
+                                     ELSE COALESCE(tier_graded_at, now()) END
+           WHERE case_id = $1
+           RETURNING proof_tier AS "proof_tier?: RiskTier""#,
+        case_id,
+        matched,
+        tier as Option<RiskTier>,
+    )
+    .fetch_optional(db)
+    .await?
+    .flatten())
+}

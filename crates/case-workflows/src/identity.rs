@@ -362,6 +362,18 @@ fn code_message(locale: &str, code: &str) -> String {
     }
 }
 
+/// A case awaiting identity and what judging it needs, read in one statement
+/// ([`store::load_proof_context`]).
+struct Proving {
+    case: CaseRow,
+    msisdn: Msisdn,
+    identity: IdentityRow,
+    wrapped_key: Option<Vec<u8>>,
+    rules: case_store::risk_rules::CurrentRules,
+    /// Whether the decryption of the name and ID was audited (so they may be opened).
+    audited: bool,
+}
+
 impl IdentityCases {
     /// The use cases over `pool`, asking `carrier`, with keys for codes and personal data.
     pub fn new(pool: PgPool, carrier: Arc<dyn Carrier>, keys: Arc<Keys>) -> Self {
@@ -389,16 +401,67 @@ impl IdentityCases {
         Ok((case, msisdn))
     }
 
+    /// The case, awaiting identity, with what judging it needs ([`Proving`]), read
+    /// in one statement. When the name and ID given have not been compared with the
+    /// carrier's record yet and `will_compare` says they are about to be, the
+    /// decryption is audited in the same transaction, before it happens.
+    async fn proving(&self, case_id: Uuid, will_compare: bool) -> Result<Proving, IdentityError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| IdentityError::Internal(e.into()))?;
+        let ctx = store::load_proof_context(&mut *tx, case_id)
+            .await?
+            .ok_or(IdentityError::NotFound)?;
+        match ctx.case.state {
+            CaseState::AwaitingIdentity => {}
+            CaseState::IdentityReview => return Err(IdentityError::Locked),
+            CaseState::AwaitingStoreVisit => return Err(IdentityError::StoreVisitRequired),
+            other => return Err(IdentityError::WrongState(other)),
+        }
+        let identity = ctx.identity.ok_or(IdentityError::NotFound)?;
+        if will_compare && identity.subscriber_match.is_none() {
+            // Every decryption of personal data is audited, before it happens.
+            case_store::audit::record(
+                &mut tx,
+                &case_store::audit::AuditEntry {
+                    actor: &Actor::system(SERVICE),
+                    action: "identity.decrypt",
+                    case_id: Some(case_id),
+                    detail: serde_json::json!({
+                        "fields": ["full_name", "id_number"],
+                        "purpose": "subscriber_match",
+                    }),
+                    reason: Some("name and ID compared with the carrier's subscriber record"),
+                },
+            )
+            .await?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| IdentityError::Internal(e.into()))?;
+        Ok(Proving {
+            msisdn: ctx.case.msisdn.clone(),
+            case: ctx.case,
+            identity,
+            wrapped_key: ctx.wrapped_key,
+            rules: ctx.rules,
+            audited: will_compare,
+        })
+    }
+
     /// Sends a one-time code to a contact on file with the carrier. The answer is
     /// the same whether the number is a subscriber with a contact on file, has none,
     /// or is unknown to the carrier: every request takes a send from the case and
     /// from the number's daily budget.
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
-        let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
+        let mut proving = self.proving(case_id, true).await?;
         // The ladder first: a case whose tier asks for a store visit sends no code.
-        let (tier, given, _) = self.ladder(case_id, &msisdn).await?;
-        self.store_visit_first(&case, tier, &given).await?;
+        let (tier, given) = self.ladder(&mut proving).await?;
+        self.store_visit_first(&proving.case, tier, &given).await?;
+        let Proving { case, msisdn, .. } = proving;
         // The case's send and the number's daily budget are taken in one transaction:
         // when the budget is spent, the case's send is not taken either.
         let mut tx = self
@@ -473,56 +536,44 @@ impl IdentityCases {
         })
     }
 
-    /// Whether the name and ID given at opening match the number's subscriber
-    /// (asked of the carrier once, then remembered).
-    /// `row` is the case's identity row as read; it is updated with the answer, so
-    /// the caller asks at most once with it.
-    async fn name_id_match(
-        &self,
-        row: &mut IdentityRow,
-        msisdn: &Msisdn,
-    ) -> Result<bool, IdentityError> {
-        if let Some(known) = row.subscriber_match {
-            return Ok(known);
+    /// Asks the carrier whether the name and ID given at opening match the number's
+    /// subscriber (the decryption was audited when `proving` was read), without
+    /// recording the answer.
+    async fn ask_match(&self, proving: &Proving) -> Result<bool, IdentityError> {
+        if !proving.audited {
+            return Err(IdentityError::Internal(anyhow::anyhow!(
+                "the name and ID would be decrypted without an audit row"
+            )));
         }
-        let case_id = row.case_id;
-        // Every decryption of personal data is audited, before it happens.
-        let mut conn = self
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| IdentityError::Internal(e.into()))?;
-        case_store::audit::record(
-            &mut conn,
-            &case_store::audit::AuditEntry {
-                actor: &Actor::system(SERVICE),
-                action: "identity.decrypt",
-                case_id: Some(case_id),
-                detail: serde_json::json!({
-                    "fields": ["full_name", "id_number"],
-                    "purpose": "subscriber_match",
-                }),
-                reason: Some("name and ID compared with the carrier's subscriber record"),
-            },
-        )
-        .await?;
-        drop(conn);
         // Under the case's data key (a finished case's may be destroyed by retention:
         // it is never asked about again, so that is an internal error here).
-        let opened = crate::retention::open_identity(&self.pool, &self.keys, row)
-            .await
-            .map_err(|e| IdentityError::Internal(e.into()))?;
+        let opened = crate::retention::open_identity_with_key(
+            &self.pool,
+            &self.keys,
+            &proving.identity,
+            proving.wrapped_key.as_deref(),
+        )
+        .await
+        .map_err(|e| IdentityError::Internal(e.into()))?;
         let name =
             PersonName::parse(&opened.full_name).map_err(|e| IdentityError::Internal(e.into()))?;
         let id =
             ResidentId::parse(&opened.id_number).map_err(|e| IdentityError::Internal(e.into()))?;
-        let matched = self
-            .carrier
-            .subscriber_matches(msisdn, &name, &id)
+        self.carrier
+            .subscriber_matches(&proving.msisdn, &name, &id)
             .await
-            .map_err(carrier_failure)?;
-        store::record_subscriber_match(&self.pool, case_id, matched).await?;
-        row.subscriber_match = Some(matched);
+            .map_err(carrier_failure)
+    }
+
+    /// Whether the name and ID given at opening match the number's subscriber
+    /// (asked of the carrier once, then remembered in the row and in `proving`).
+    async fn name_id_match(&self, proving: &mut Proving) -> Result<bool, IdentityError> {
+        if let Some(known) = proving.identity.subscriber_match {
+            return Ok(known);
+        }
+        let matched = self.ask_match(proving).await?;
+        store::record_subscriber_match(&self.pool, proving.case.id, matched).await?;
+        proving.identity.subscriber_match = Some(matched);
         Ok(matched)
     }
 
@@ -534,11 +585,14 @@ impl IdentityCases {
     /// goes to a CS agent.
     #[tracing::instrument(skip(self, proof), fields(case_id = %case_id, method = proof.method()))]
     pub async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
-        let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
-        let offered = Offered::parse(proof)?;
+        let offered = Offered::parse(proof);
+        // A proof that does not parse is refused before the name and ID are opened.
+        let mut proving = self.proving(case_id, offered.is_ok()).await?;
+        let offered = offered?;
         // The ladder before the budget: nothing online is judged for a case whose
         // tier asks for a store visit.
-        let (tier, given, mut identity) = self.ladder(case_id, &msisdn).await?;
+        let (tier, given) = self.ladder(&mut proving).await?;
+        let (case, msisdn) = (proving.case.clone(), proving.msisdn.clone());
         self.store_visit_first(&case, tier, &given).await?;
         let slot = match number_budget::reserve(
             &self.pool,
@@ -570,10 +624,7 @@ impl IdentityCases {
                 )));
             }
         };
-        match self
-            .judge(&case, &msisdn, offered, slot, tier, &mut identity)
-            .await
-        {
+        match self.judge(&mut proving, offered, slot, tier).await {
             Ok(verdict) => Ok(verdict),
             Err(e) => {
                 // Not judged (the carrier could not be reached, a racing request won):
@@ -587,13 +638,12 @@ impl IdentityCases {
     /// Judges a proof whose budget slot `slot` is reserved, and settles the slot.
     async fn judge(
         &self,
-        case: &CaseRow,
-        msisdn: &Msisdn,
+        proving: &mut Proving,
         offered: Offered,
         slot: Uuid,
         tier: RiskTier,
-        identity: &mut IdentityRow,
     ) -> Result<Verdict, IdentityError> {
+        let (case, msisdn) = (&proving.case.clone(), &proving.msisdn.clone());
         let case_id = case.id;
         let mut otp_id = None;
         let check = match &offered {
@@ -626,7 +676,7 @@ impl IdentityCases {
             }
         };
         // Asked whatever the proof's outcome, so the answer's timing does not tell.
-        let name_id = self.name_id_match(identity, msisdn).await?;
+        let name_id = self.name_id_match(proving).await?;
         let decision = identity::decide_proof(name_id, check);
         let system = Actor::system(SERVICE);
 
@@ -750,59 +800,64 @@ impl IdentityCases {
     }
 
     /// The case's place on the ladder: the tier that decides its proofs (graded from
-    /// the carrier's signals the first time it is needed), the proofs given, and the
-    /// identity row they were read from (for the name/ID match, without a second read).
+    /// the carrier's signals the first time it is needed) and the proofs given. The
+    /// name/ID match and the tier graded with it are recorded in one statement.
     async fn ladder(
         &self,
-        case_id: Uuid,
-        msisdn: &Msisdn,
-    ) -> Result<(RiskTier, Vec<ProofKind>, IdentityRow), IdentityError> {
-        let mut row = store::load_identity(&self.pool, case_id)
-            .await?
-            .ok_or(IdentityError::NotFound)?;
-        let given = ladder::parse_given(&row.proofs_given);
-        let tier = match row.proof_tier {
-            Some(tier) => tier,
-            // Graded only for a requester who named the number's subscriber: anyone
-            // else would learn from the answers how the carrier sees the number (a
-            // police stop, fraud links). Their proofs fail on the name/ID anyway, so
-            // for them the ladder is the lowest rung, as for every other number.
-            None => {
-                if self.name_id_match(&mut row, msisdn).await? {
-                    self.grade_tier(case_id, msisdn).await?
-                } else {
-                    RiskTier::Low
-                }
-            }
+        proving: &mut Proving,
+    ) -> Result<(RiskTier, Vec<ProofKind>), IdentityError> {
+        let given = ladder::parse_given(&proving.identity.proofs_given);
+        if let Some(tier) = proving.identity.proof_tier {
+            return Ok((tier, given));
+        }
+        let known = proving.identity.subscriber_match;
+        let matched = match known {
+            Some(known) => known,
+            None => self.ask_match(proving).await?,
         };
-        Ok((tier, given, row))
+        // Graded only for a requester who named the number's subscriber: anyone
+        // else would learn from the answers how the carrier sees the number (a
+        // police stop, fraud links). Their proofs fail on the name/ID anyway, so
+        // for them the ladder is the lowest rung, as for every other number.
+        let graded = if matched {
+            Some(self.graded_tier(proving).await?)
+        } else {
+            None
+        };
+        let mut tier = RiskTier::Low;
+        if known.is_none() || graded.is_some() {
+            // If a concurrent grading set a tier first, or a re-score raised it, that one.
+            let stored =
+                store::record_match_and_tier(&self.pool, proving.case.id, matched, graded).await?;
+            proving.identity.subscriber_match = Some(matched);
+            proving.identity.proof_tier = stored;
+            tier = stored.or(graded).unwrap_or(RiskTier::Low);
+        }
+        if graded.is_some() {
+            ::metrics::counter!("identity_ladder_graded_total", "tier" => tier.as_str())
+                .increment(1);
+        }
+        Ok((tier, given))
     }
 
-    /// Reads the carrier's signals for the number and sets the case's proof tier
-    /// (if a concurrent grading set one first, or a re-score raised it, that one).
-    async fn grade_tier(&self, case_id: Uuid, msisdn: &Msisdn) -> Result<RiskTier, IdentityError> {
+    /// The tier the carrier's signals for the number give under the risk rules'
+    /// current version (as the risk stage grades).
+    async fn graded_tier(&self, proving: &Proving) -> Result<RiskTier, IdentityError> {
         let signals = self
             .carrier
-            .risk_signals(msisdn)
+            .risk_signals(&proving.msisdn)
             .await
             .map_err(carrier_failure)?;
-        // Under the risk rules' current version, as the risk stage grades.
-        let rules = case_store::risk_rules::current(&self.pool).await?;
-        let graded = risk::assess_with(
+        Ok(risk::assess_with(
             &risk::RiskSignals {
                 fraud_linked_contacts: signals.fraud_linked_contacts,
                 sms_peak_per_hour: signals.sms_peak_per_hour,
                 intl_calls_24h: signals.intl_calls_24h,
                 suspension_reason: signals.suspension_reason.clone(),
             },
-            &rules.thresholds,
+            &proving.rules.thresholds,
         )
-        .tier;
-        let tier = store::grade_proof_tier(&self.pool, case_id, graded)
-            .await?
-            .unwrap_or(graded);
-        ::metrics::counter!("identity_ladder_graded_total", "tier" => tier.as_str()).increment(1);
-        Ok(tier)
+        .tier)
     }
 
     /// Grades a newly opened case's proof tier (the gateway asks right after the
@@ -811,11 +866,12 @@ impl IdentityCases {
     /// told). Grading again changes nothing.
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
-        let (case, msisdn) = self.case_awaiting_identity(case_id).await?;
-        let (tier, given, mut identity) = self.ladder(case.id, &msisdn).await?;
+        let mut proving = self.proving(case_id, true).await?;
+        let (tier, given) = self.ladder(&mut proving).await?;
+        let case = proving.case.clone();
         // Proven already (the original ID card seen at a store when the case was
         // opened): accepted once the carrier confirms the name and ID.
-        if ladder::satisfied(tier, &given) && self.name_id_match(&mut identity, &msisdn).await? {
+        if ladder::satisfied(tier, &given) && self.name_id_match(&mut proving).await? {
             self.accept_in_person(&case).await?;
             return Ok(tier);
         }

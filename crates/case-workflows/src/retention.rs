@@ -72,8 +72,19 @@ pub async fn open_identity(
     keys: &Keys,
     identity: &IdentityRow,
 ) -> Result<OpenedIdentity, OpenIdentityError> {
+    let wrapped = case_store::data_keys::load_data_key(pool, identity.case_id).await?;
+    open_identity_with_key(pool, keys, identity, wrapped.as_deref()).await
+}
+
+/// [`open_identity`] with the case's wrapped data key already read (`None`: the
+/// case has none); reads the database only to say when retention destroyed it.
+pub async fn open_identity_with_key(
+    pool: &PgPool,
+    keys: &Keys,
+    identity: &IdentityRow,
+    wrapped: Option<&[u8]>,
+) -> Result<OpenedIdentity, OpenIdentityError> {
     let case_id = identity.case_id;
-    let wrapped = case_store::data_keys::load_data_key(pool, case_id).await?;
     // Without a data key: destroyed by retention (say when), or a case opened before
     // data keys existed (sealed under the master secrets).
     if wrapped.is_none()
@@ -83,8 +94,8 @@ pub async fn open_identity(
     {
         return Err(OpenIdentityError::Deleted(deleted_at));
     }
-    let full_name = keys.open_personal(wrapped.as_deref(), &identity.full_name_enc, &case_id)?;
-    let id_number = keys.open_personal(wrapped.as_deref(), &identity.id_number_enc, &case_id)?;
+    let full_name = keys.open_personal(wrapped, &identity.full_name_enc, &case_id)?;
+    let id_number = keys.open_personal(wrapped, &identity.id_number_enc, &case_id)?;
     Ok(OpenedIdentity {
         full_name,
         id_number,
