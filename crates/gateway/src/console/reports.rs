@@ -11,8 +11,8 @@ use case_domain::{
     Channel,
     reports::{DateRange, MAX_RANGE_DAYS, RANGE_UTC_OFFSET, ReportKind},
 };
-use case_workflows::reports::{self as wf, ReportData};
 use case_store::reports::ChannelOutcome;
+use case_workflows::reports::{self as wf, ReportData};
 use chrono::{Days, NaiveDate, Utc};
 
 use super::{ConsoleError, Ctx, Layout, render};
