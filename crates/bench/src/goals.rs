@@ -95,6 +95,8 @@ struct TxWindow {
 impl TxWindow {
     /// Waits for the stack's counters to settle, measures the idle background for 5 s.
     async fn open(pool: &PgPool) -> anyhow::Result<Self> {
+        // The earlier stages' messages (held for the message window) go first.
+        rated::drain_outbox(pool, None, Duration::from_secs(120)).await?;
         tokio::time::sleep(txcount::FLUSH_WAIT).await;
         let a = txcount::transactions(pool).await?;
         let idle = Duration::from_secs(5);
@@ -379,10 +381,21 @@ pub async fn journey_at_rate(
     let cpu = cpu::usage(&cpu_before, &cpu::sample(&env.product).await);
     let load = load.end();
     let tx_per_journey = match window {
-        Some(w) => Some(
-            w.close(&env.product, reads, verifies.accepted.len())
-                .await?,
-        ),
+        Some(w) => {
+            // The journeys' messages (held for the message window) are part of them.
+            let (drain_reads, drained) =
+                rated::drain_outbox(&env.product, Some(&verifies.accepted), env.settle_timeout)
+                    .await?;
+            if !drained {
+                eprintln!(
+                    "   warning: messages of these journeys were still undelivered at the timeout"
+                );
+            }
+            Some(
+                w.close(&env.product, reads + drain_reads, verifies.accepted.len())
+                    .await?,
+            )
+        }
         None => None,
     };
     let rows = events::read_rows(&env.product, &verifies.accepted)

@@ -74,6 +74,12 @@ struct Args {
     /// by default the system-test harness's 5.
     #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(1..=200))]
     db_connections: Option<u32>,
+    /// With --start-stack: how long the product holds a case's state message so that
+    /// the next transition within it replaces it (REACTIVATION_MESSAGE_WINDOW_SECONDS).
+    /// The product's default (20 s), so a clean journey sends the messages it sends in
+    /// production; the system-test harness runs with 0 (every message at once).
+    #[arg(long, global = true, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    message_window: u32,
     /// Open loop: arrivals per second of the create stage and of the verifications.
     #[arg(long)]
     rate: Option<f64>,
@@ -243,6 +249,10 @@ async fn start_stack(args: &Args) -> anyhow::Result<Started> {
     options
         .service_env
         .push(("carrier-sim", "DATABASE_URL".into(), sim_url));
+    options.env.push((
+        "REACTIVATION_MESSAGE_WINDOW_SECONDS".into(),
+        args.message_window.to_string(),
+    ));
     if let Some(n) = args.db_connections {
         options
             .env

@@ -347,6 +347,47 @@ pub async fn settle(pool: &PgPool, ids: &[Uuid], timeout: Duration) -> anyhow::R
     }
 }
 
+/// Waits until the timers service's follower has read every event of the cases
+/// `ids` and no message of theirs (state messages held for the message window,
+/// provisioning orders) is still to be delivered, so a transaction count includes
+/// the journeys' messages; returns the reads made and whether that happened
+/// before `timeout`.
+/// With `ids` `None`: until no message of any case is (a measurement's window then
+/// starts without the earlier stages' held messages).
+pub async fn drain_outbox(
+    pool: &PgPool,
+    ids: Option<&[Uuid]>,
+    timeout: Duration,
+) -> anyhow::Result<(u64, bool)> {
+    let deadline = Instant::now() + timeout;
+    let mut reads = 0;
+    loop {
+        // The follower that writes the messages (the timers service's, consumer
+        // `case-timers`) must have read the cases' events, and every message it wrote
+        // must be delivered.
+        let pending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE ($1::uuid[] IS NULL OR case_id = ANY($1))
+                              AND delivered_at IS NULL AND failed_at IS NULL)
+                 OR EXISTS (SELECT 1 FROM event_cursors c JOIN case_events e
+                              ON e.tx_id IS NOT NULL AND (e.tx_id, e.seq) > (c.tx_id, c.seq)
+                                 AND e.tx_id >= c.tx_id
+                             WHERE c.consumer = 'case-timers'
+                               AND ($1::uuid[] IS NULL OR e.case_id = ANY($1)))",
+        )
+        .bind(ids)
+        .fetch_one(pool)
+        .await?;
+        reads += 1;
+        if !pending {
+            return Ok((reads, true));
+        }
+        if Instant::now() >= deadline {
+            return Ok((reads, false));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The event log's view of the journeys.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JourneyTimes {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use case_domain::CaseState;
 use case_store::{Claim, StoreError};
 use chrono::{DateTime, Utc};
-use service_runtime::worker::{ClaimInfo, ClaimSource};
+use service_runtime::worker::{Batch, ClaimInfo, ClaimSource};
 use sqlx::PgPool;
 
 /// Cases in some states, claimed from the case table with a lease and a fencing token.
@@ -62,6 +62,22 @@ impl ClaimSource for CaseClaims {
         max: usize,
     ) -> anyhow::Result<Vec<Claim>> {
         Ok(case_store::claim_batch(pool, &self.states, worker, lease, max).await?)
+    }
+
+    async fn claim_batch_due(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> anyhow::Result<Batch<Claim>> {
+        let (items, next_due) =
+            case_store::claim_batch_due(pool, &self.states, worker, lease, max).await?;
+        let short = items.len() < max;
+        Ok(Batch {
+            items,
+            next_due: short.then_some(next_due),
+        })
     }
 
     async fn renew(&self, pool: &PgPool, claim: &Claim, lease: Duration) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use case_store::OutboxClaim;
 use chrono::{DateTime, Utc};
-use service_runtime::worker::{ClaimInfo, OutboxSource};
+use service_runtime::worker::{Batch, ClaimInfo, OutboxSource};
 use sqlx::PgPool;
 
 /// Outbox messages of some topics, claimed from the outbox with a lease (the
@@ -58,6 +58,22 @@ impl OutboxSource for OutboxTopics {
         max: usize,
     ) -> anyhow::Result<Vec<OutboxClaim>> {
         Ok(case_store::claim_outbox_batch(pool, &self.topics, worker, lease, max).await?)
+    }
+
+    async fn claim_batch_due(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> anyhow::Result<Batch<OutboxClaim>> {
+        let (items, next_due) =
+            case_store::claim_outbox_batch_due(pool, &self.topics, worker, lease, max).await?;
+        let short = items.len() < max;
+        Ok(Batch {
+            items,
+            next_due: short.then_some(next_due),
+        })
     }
 
     async fn renew(

@@ -66,6 +66,21 @@ pub async fn claim_batch(
     lease: Duration,
     max: usize,
 ) -> Result<Vec<Claim>, StoreError> {
+    Ok(claim_batch_due(db, states, worker, lease, max).await?.0)
+}
+
+/// [`claim_batch`], and, when the claim comes back short (nothing more is claimable
+/// now), what [`next_case_due`] would answer after it, from the same statement: when
+/// the next case of `states` this claim did not take becomes claimable because a
+/// lease or back-off ends (`None`: none is waiting on one). A claim that filled every
+/// slot reads no due time.
+pub async fn claim_batch_due(
+    db: impl PgExecutor<'_>,
+    states: &[CaseState],
+    worker: &str,
+    lease: Duration,
+    max: usize,
+) -> Result<(Vec<Claim>, Option<DateTime<Utc>>), StoreError> {
     // NO KEY UPDATE, not UPDATE: a transaction that merely inserts a row referencing
     // the case (outbox, timers, notes: a foreign-key KEY SHARE lock) must not make
     // the claim skip it, or the worker would sleep until its fallback poll.
@@ -77,16 +92,24 @@ pub async fn claim_batch(
                ORDER BY state_entered_at
                LIMIT $4
                FOR NO KEY UPDATE SKIP LOCKED
+           ), claimed AS (
+               UPDATE reactivation_cases c
+               SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
+                   attempt = c.attempt + 1, updated_at = now()
+               FROM next WHERE c.id = next.id
+               RETURNING c.id, c.state, c.version, c.attempt, c.msisdn, c.lease_expires_at,
+                         extract(epoch FROM now() - c.state_entered_at)::float8 AS waited,
+                         next.fresh
            )
-           UPDATE reactivation_cases c
-           SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3),
-               attempt = c.attempt + 1, updated_at = now()
-           FROM next WHERE c.id = next.id
-           RETURNING c.id, c.state AS "state: CaseState", c.version, c.attempt,
-                     c.msisdn AS "msisdn: case_domain::Msisdn",
-                     c.lease_expires_at AS "lease_expires_at!",
-                     extract(epoch FROM now() - c.state_entered_at)::float8 AS "waited!",
-                     next.fresh AS "fresh!""#,
+           SELECT d.next_due, k.id AS "id?", k.state AS "state?: CaseState", k.version AS "version?",
+                  k.attempt AS "attempt?", k.msisdn AS "msisdn?: case_domain::Msisdn",
+                  k.lease_expires_at AS "lease_expires_at?", k.waited AS "waited?",
+                  k.fresh AS "fresh?"
+           FROM (SELECT min(t.lease_expires_at) AS next_due FROM reactivation_cases t
+                  WHERE (SELECT count(*) FROM next) < $4
+                    AND t.state = ANY($1::case_state[]) AND t.lease_expires_at IS NOT NULL
+                    AND t.id NOT IN (SELECT id FROM next)) d
+           LEFT JOIN claimed k ON true"#,
         states as &[CaseState],
         worker,
         interval(lease),
@@ -94,25 +117,28 @@ pub async fn claim_batch(
     )
     .fetch_all(db)
     .await?;
+    let next_due = rows.first().and_then(|r| r.next_due);
     let mut claims: Vec<Claim> = rows
         .into_iter()
-        .map(|r| Claim {
-            case_id: r.id,
-            state: r.state,
-            version: r.version,
-            fence: Fence {
-                owner: worker.to_owned(),
-                attempt: r.attempt,
-            },
-            lease_expires_at: r.lease_expires_at,
-            waited: Duration::from_secs_f64(r.waited.max(0.0)),
-            first_in_state: r.fresh,
-            msisdn: r.msisdn,
+        .filter_map(|r| {
+            Some(Claim {
+                case_id: r.id?,
+                state: r.state?,
+                version: r.version?,
+                fence: Fence {
+                    owner: worker.to_owned(),
+                    attempt: r.attempt?,
+                },
+                lease_expires_at: r.lease_expires_at?,
+                waited: Duration::from_secs_f64(r.waited?.max(0.0)),
+                first_in_state: r.fresh?,
+                msisdn: r.msisdn?,
+            })
         })
         .collect();
     // Longest waiting first (UPDATE ... RETURNING keeps no order).
     claims.sort_by_key(|c| std::cmp::Reverse(c.waited));
-    Ok(claims)
+    Ok((claims, next_due))
 }
 
 /// Extends a lease the worker still holds; `LeaseLost` if it does not.

@@ -48,14 +48,16 @@ pub use cases::{
     create_case, identity_proven_at, load_case, load_case_by_token, load_cases, timeline,
     transition, transition_in,
 };
-pub use claims::{Claim, Fence, claim_batch, claim_next, next_case_due, release, renew_lease};
+pub use claims::{
+    Claim, Fence, claim_batch, claim_batch_due, claim_next, next_case_due, release, renew_lease,
+};
 pub use error::StoreError;
 pub use idempotency::{
     IdempotencyBegin, begin_idempotent, complete_idempotent, forget_idempotent, prune_idempotency,
 };
 pub use outbox::{
-    OutboxClaim, claim_outbox, claim_outbox_batch, mark_delivered, mark_failed, next_outbox_due,
-    outbox_channel, renew_outbox_lease, retry_later,
+    OutboxClaim, claim_outbox, claim_outbox_batch, claim_outbox_batch_due, mark_delivered,
+    mark_failed, next_outbox_due, outbox_channel, renew_outbox_lease, retry_later,
 };
 
 /// The product's migrations, embedded at compile time from `migrations/`.

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::{
     StoreError,
-    timers::{NewMessage, enqueue_message},
+    timers::{NewMessage, insert_message},
 };
 
 /// What [`enqueue_superseding`] did.
@@ -35,6 +35,13 @@ pub struct Enqueued {
 /// the window), after replacing the pending messages of the same key and topic that
 /// were never attempted and whose window had not ended when this message's cause
 /// happened (`caused_at`): those are finished unsent. In the caller's transaction.
+///
+/// The window is counted from the first message it holds: a replacement keeps the
+/// replaced message's due time when that is earlier, so a case that keeps moving is
+/// told within one window of its first move, never starved by a sliding one. Only
+/// a message that replaced nothing wakes the deliverers: a replacement is due when
+/// the message it replaced was, and the deliverers already know that time (they
+/// read it when the first message woke them).
 pub async fn enqueue_superseding(
     conn: &mut PgConnection,
     message: &NewMessage<'_>,
@@ -42,33 +49,41 @@ pub async fn enqueue_superseding(
     caused_at: DateTime<Utc>,
     hold_until: DateTime<Utc>,
 ) -> Result<Enqueued, StoreError> {
-    let id = enqueue_message(&mut *conn, message).await?;
-    let Some(id) = id else {
+    let Some(id) = insert_message(&mut *conn, message).await? else {
         return Ok(Enqueued::default());
     };
-    let superseded = sqlx::query!(
-        r#"UPDATE outbox SET delivered_at = now(), superseded_by = $1,
-                  last_error = 'superseded by a later message about the case'
-           WHERE supersede_key = $2 AND topic = $3 AND id <> $1
-             AND delivered_at IS NULL AND failed_at IS NULL
-             AND attempts = 0 AND supersede_until > $4"#,
+    let replaced = sqlx::query!(
+        r#"WITH replaced AS (
+               UPDATE outbox SET delivered_at = now(), superseded_by = $1,
+                      last_error = 'superseded by a later message about the case'
+               WHERE supersede_key = $2 AND topic = $3 AND id <> $1
+                 AND delivered_at IS NULL AND failed_at IS NULL
+                 AND attempts = 0 AND supersede_until > $4
+               RETURNING available_at
+           )
+           SELECT count(*) AS "n!", min(available_at) AS due FROM replaced"#,
         id,
         key,
         message.topic,
         caused_at,
     )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    .fetch_one(&mut *conn)
+    .await?;
+    let superseded = u64::try_from(replaced.n).unwrap_or(0);
+    let due = replaced.due.map_or(hold_until, |d| d.min(hold_until));
     sqlx::query!(
         "UPDATE outbox SET supersede_key = $2, supersede_until = $3,
-                available_at = greatest(available_at, $3) WHERE id = $1",
+                available_at = greatest(available_at, $4) WHERE id = $1",
         id,
         key,
         hold_until,
+        due,
     )
     .execute(&mut *conn)
     .await?;
+    if superseded == 0 {
+        crate::timers::wake_deliverers(&mut *conn, message.topic).await?;
+    }
     Ok(Enqueued {
         id: Some(id),
         superseded,

@@ -81,8 +81,23 @@ pub async fn claim_outbox_batch(
     lease: Duration,
     max: usize,
 ) -> Result<Vec<OutboxClaim>, StoreError> {
-    queue::claim_batch(db, &OUTBOX, topics, worker, lease, max)
+    Ok(claim_outbox_batch_due(db, topics, worker, lease, max)
         .await?
+        .0)
+}
+
+/// [`claim_outbox_batch`], with [`next_outbox_due`]'s answer after a short claim,
+/// from the same statement (see [`queue::claim_batch_due`]).
+pub async fn claim_outbox_batch_due(
+    db: impl PgExecutor<'_>,
+    topics: &[String],
+    worker: &str,
+    lease: Duration,
+    max: usize,
+) -> Result<(Vec<OutboxClaim>, Option<chrono::DateTime<chrono::Utc>>), StoreError> {
+    let (claimed, next_due) =
+        queue::claim_batch_due(db, &OUTBOX, topics, worker, lease, max).await?;
+    let claims = claimed
         .into_iter()
         .map(|claimed| {
             let row = &claimed.row;
@@ -98,7 +113,8 @@ pub async fn claim_outbox_batch(
                 waited: std::time::Duration::from_secs_f64(waited.max(0.0)),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((claims, next_due))
 }
 
 /// Records that the receiver confirmed the message.

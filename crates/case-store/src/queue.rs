@@ -268,6 +268,24 @@ pub async fn claim_batch(
     lease: Duration,
     max: usize,
 ) -> Result<Vec<Claimed>, StoreError> {
+    Ok(claim_batch_due(db, queue, topics, worker, lease, max)
+        .await?
+        .0)
+}
+
+/// [`claim_batch`], and, when the claim comes back short (nothing more is claimable
+/// now), what [`next_due`] would answer after it, from the same statement: when the
+/// next pending item that this claim did not take becomes claimable (`None`: none
+/// is pending). A claim that filled every slot reads no due time (`None`), so a
+/// busy worker's claims never scan the pending items.
+pub async fn claim_batch_due(
+    db: impl PgExecutor<'_>,
+    queue: &Queue,
+    topics: &[String],
+    worker: &str,
+    lease: Duration,
+    max: usize,
+) -> Result<(Vec<Claimed>, Option<DateTime<Utc>>), StoreError> {
     let q = queue;
     let sql = format!(
         r#"WITH doomed AS (
@@ -292,7 +310,13 @@ pub async fn claim_batch(
                FROM next WHERE q.{id} = next.{id}
                RETURNING next.queue_due, q.{id}::text AS queue_item, q.attempts AS queue_attempt, {returning}
            )
-           SELECT b.buried, c.* FROM (SELECT count(*) AS buried FROM buried) b
+           SELECT b.buried, d.queue_next_due, c.* FROM (SELECT count(*) AS buried FROM buried) b
+           CROSS JOIN (
+               SELECT min(greatest(t.{due}, coalesce(t.lease_expires_at, t.{due}))) AS queue_next_due
+               FROM {table} t
+               WHERE (SELECT count(*) FROM next) < $4 AND {pending_t}{topic_t}
+                 AND t.{id} NOT IN (SELECT {id} FROM next)
+           ) d
            LEFT JOIN claimed c ON true
            ORDER BY c.queue_due"#,
         id = q.id,
@@ -303,6 +327,16 @@ pub async fn claim_batch(
         due = q.due,
         returning = q.claim_returning,
         in_order = in_order(q),
+        pending_t = q
+            .pending
+            .split(" AND ")
+            .map(|p| format!("t.{p}"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        topic_t = q
+            .topic
+            .map(|t| format!(" AND t.{t} = ANY($5)"))
+            .unwrap_or_default(),
     );
     let mut query = sqlx::query(&sql)
         .bind(worker)
@@ -313,9 +347,9 @@ pub async fn claim_batch(
         query = query.bind(topics);
     }
     let rows = query.fetch_all(db).await?;
-    let buried: i64 = match rows.first() {
-        Some(row) => row.try_get("buried")?,
-        None => 0,
+    let (buried, next_due): (i64, Option<DateTime<Utc>>) = match rows.first() {
+        Some(row) => (row.try_get("buried")?, row.try_get("queue_next_due")?),
+        None => (0, None),
     };
     count_deaths(q, u64::try_from(buried).unwrap_or(0));
     let mut claimed = Vec::with_capacity(rows.len());
@@ -334,7 +368,7 @@ pub async fn claim_batch(
             row,
         });
     }
-    Ok(claimed)
+    Ok((claimed, next_due))
 }
 
 type PgQuery<'a> = sqlx::query::Query<'a, sqlx::Postgres, sqlx::postgres::PgArguments>;

@@ -184,6 +184,28 @@ pub async fn enqueue_message(
     conn: &mut PgConnection,
     message: &NewMessage<'_>,
 ) -> Result<Option<Uuid>, StoreError> {
+    let id = insert_message(&mut *conn, message).await?;
+    if id.is_some() {
+        wake_deliverers(&mut *conn, message.topic).await?;
+    }
+    Ok(id)
+}
+
+/// Wakes the deliverers of `topic` at commit. Payload-free: the deliverers claim
+/// whatever is due, and Postgres folds the identical wake-ups of one transaction
+/// into one notification.
+pub async fn wake_deliverers(conn: &mut PgConnection, topic: &str) -> Result<(), StoreError> {
+    sqlx::query!("SELECT pg_notify($1, '')", crate::outbox_channel(topic))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// [`enqueue_message`] without waking the deliverers (the caller decides).
+pub(crate) async fn insert_message(
+    conn: &mut PgConnection,
+    message: &NewMessage<'_>,
+) -> Result<Option<Uuid>, StoreError> {
     let id = sqlx::query_scalar!(
         r#"INSERT INTO outbox (id, case_id, event_id, topic, dedupe_key, payload, available_at)
            VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())
@@ -198,16 +220,6 @@ pub async fn enqueue_message(
     )
     .fetch_optional(&mut *conn)
     .await?;
-    if id.is_some() {
-        // Payload-free: the deliverers claim whatever is due, and Postgres folds the
-        // identical wake-ups of one transaction into one notification.
-        sqlx::query!(
-            "SELECT pg_notify($1, '')",
-            crate::outbox_channel(message.topic),
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
     Ok(id)
 }
 

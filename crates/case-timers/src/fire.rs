@@ -31,21 +31,34 @@ pub async fn fire_due(
     now: DateTime<Utc>,
 ) -> anyhow::Result<usize> {
     let mut fired = 0;
-    while fire_one(pool, config, now).await? {
+    while let Fire::Fired = fire_one(pool, config, now).await? {
         fired += 1;
     }
     Ok(fired)
 }
 
-/// Fires the earliest timer due at `now`, if any. Returns whether there was one.
+/// What a fire attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fire {
+    /// A timer was due and fired (another may be due too).
+    Fired,
+    /// None was due at `now`; the earliest pending one is due then (`None`: no
+    /// timer is pending), read in the same transaction.
+    NoneDue(Option<DateTime<Utc>>),
+}
+
+/// Fires the earliest timer due at `now`, if any; when none is, says when the next
+/// one falls due (one transaction either way, so the caller need not ask again).
 pub async fn fire_one(
     pool: &PgPool,
     config: &TimersConfig,
     now: DateTime<Utc>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Fire> {
     let mut tx = pool.begin().await?;
     let Some(timer) = store::claim_due_timer(&mut tx, now).await? else {
-        return Ok(false);
+        let next = store::next_timer_due(&mut *tx).await?;
+        tx.commit().await?;
+        return Ok(Fire::NoneDue(next));
     };
     let outcome = act(&mut tx, &timer, config, now).await?;
     store::finish_timer(&mut tx, timer.id, now, outcome).await?;
@@ -53,7 +66,7 @@ pub async fn fire_one(
     ::metrics::counter!("timers_fired_total", "kind" => timer.kind.clone(), "outcome" => outcome)
         .increment(1);
     tracing::info!(case_id = %timer.case_id, timer_id = %timer.id, kind = %timer.kind, ordinal = timer.ordinal, outcome, "timer fired");
-    Ok(true)
+    Ok(Fire::Fired)
 }
 
 async fn act(

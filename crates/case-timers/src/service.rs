@@ -7,7 +7,7 @@
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -27,8 +27,16 @@ pub const SWEEP_SETTLE: Duration = Duration::from_secs(60);
 pub const RETENTION_BATCHES_PER_PASS: u32 = 10;
 /// Cases per retention batch (one transaction).
 pub const RETENTION_BATCH: i64 = 200;
-/// How soon the follower looks again when an older writer was still running.
+/// How soon the follower looks again when an older writer was still running; each
+/// further look at a log still held back waits twice as long, up to [`RECHECK_MAX`].
 pub const RECHECK: Duration = Duration::from_millis(100);
+/// The longest wait between two looks at a log held back by a long transaction.
+pub const RECHECK_MAX: Duration = Duration::from_millis(1600);
+
+/// The wait before look `n + 1` at a log still held back after `n` looks.
+fn recheck_after(n: u32) -> Duration {
+    RECHECK.saturating_mul(1 << n.min(4)).min(RECHECK_MAX)
+}
 
 /// How long the loop trusts what it knows of the earliest pending timer before it
 /// asks the database again (timers written by another replica, or by a sweep there).
@@ -88,6 +96,9 @@ pub async fn run(
     let next_fire: Arc<Mutex<NextFire>> = Arc::new(Mutex::new(NextFire::default()));
     let due_pool = pool.clone();
     let due_recheck = recheck.clone();
+    // Rechecks in a row that found the log held back (reset by a pass that read).
+    let rechecks = Arc::new(AtomicU32::new(0));
+    let due_rechecks = rechecks.clone();
     let due_next_fire = next_fire.clone();
     tracing::info!(service = SERVICE, "timers started");
     let complaints = complaint_clock(pool.clone(), poll, shutdown.clone());
@@ -115,12 +126,13 @@ pub async fn run(
         poll,
         shutdown,
         || {
-            let (pool, config, recheck, last_sweep, next_fire) = (
+            let (pool, config, recheck, last_sweep, next_fire, rechecks) = (
                 pool.clone(),
                 config.clone(),
                 recheck.clone(),
                 last_sweep.clone(),
                 next_fire.clone(),
+                rechecks.clone(),
             );
             async move {
                 let now = Utc::now();
@@ -141,16 +153,32 @@ pub async fn run(
                 }
                 let followed = follow::follow(&pool, &config, now).await?;
                 recheck.store(followed.pending && followed.events == 0, Ordering::Relaxed);
+                if followed.events > 0 || !followed.pending {
+                    rechecks.store(0, Ordering::Relaxed);
+                }
                 let worth_firing = {
                     let mut next = lock(&next_fire);
                     next.planned(followed.earliest_due);
                     next.worth_firing(now)
                 };
-                let fired = worth_firing && fire::fire_one(&pool, &config, now).await?;
-                if worth_firing {
-                    // Fired one (more may be due) or found none: ask again when idle.
-                    lock(&next_fire).forget();
-                }
+                let fired = if worth_firing {
+                    match fire::fire_one(&pool, &config, now).await? {
+                        // Fired one (more may be due): ask again when idle.
+                        fire::Fire::Fired => {
+                            lock(&next_fire).forget();
+                            true
+                        }
+                        // None due: the attempt read when the next one is, so the
+                        // passes that follow (rechecks included) do not try again
+                        // before then.
+                        fire::Fire::NoneDue(next) => {
+                            lock(&next_fire).read(next);
+                            false
+                        }
+                    }
+                } else {
+                    false
+                };
                 // Go round again only while there is more: a full batch of events
                 // (more after it) or a timer fired (another may be due). A short
                 // batch drained the log; the next commit notifies again.
@@ -158,11 +186,21 @@ pub async fn run(
             }
         },
         move || {
-            let (pool, recheck, next_fire) =
-                (due_pool.clone(), due_recheck.clone(), due_next_fire.clone());
+            let (pool, recheck, next_fire, rechecks) = (
+                due_pool.clone(),
+                due_recheck.clone(),
+                due_next_fire.clone(),
+                due_rechecks.clone(),
+            );
             async move {
                 if recheck.load(Ordering::Relaxed) {
-                    return Ok(Some(Utc::now() + chrono::Duration::from_std(RECHECK)?));
+                    // A writer that started earlier is still running (anywhere on the
+                    // server: the oldest running transaction holds the log back).
+                    // Look again soon, backing off while it runs on.
+                    let n = rechecks.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(
+                        Utc::now() + chrono::Duration::from_std(recheck_after(n))?,
+                    ));
                 }
                 if let Some(due) = lock(&next_fire).trusted() {
                     return Ok(due);
@@ -245,6 +283,13 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn rechecks_back_off_from_100_ms_to_1600_ms() {
+        let waits: Vec<u128> = (0..7).map(|n| recheck_after(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 1600, 1600]);
+        assert_eq!(recheck_after(u32::MAX), RECHECK_MAX);
     }
 
     #[test]

@@ -77,6 +77,18 @@ pub struct ClaimInfo {
     pub handoff_wait: Option<Duration>,
 }
 
+/// What a batch claim found and, when it came back short, when the next item it
+/// did not take falls due, if the source read that with the claim (`None`: not
+/// known, the loop asks `next_due` before it sleeps).
+#[derive(Debug)]
+pub struct Batch<T> {
+    /// The items claimed.
+    pub items: Vec<T>,
+    /// `Some(due)` when the claim also read the next due time (`Some(None)`: nothing
+    /// is pending).
+    pub next_due: Option<Option<DateTime<Utc>>>,
+}
+
 /// Where a case step's work comes from: claiming, renewing and releasing leases on
 /// cases, and when the next one falls due. Implemented over the store by the
 /// worker crate.
@@ -103,6 +115,22 @@ pub trait ClaimSource: Send + Sync + 'static {
         max: usize,
     ) -> impl Future<Output = anyhow::Result<Vec<Self::Claim>>> + Send {
         claim_one_at_a_time(max, move || self.claim(pool, worker, lease))
+    }
+    /// [`ClaimSource::claim_batch`], with the next due time when the claim came back
+    /// short if the source reads it in the same statement (the default does not).
+    fn claim_batch_due(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> impl Future<Output = anyhow::Result<Batch<Self::Claim>>> + Send {
+        async move {
+            Ok(Batch {
+                items: self.claim_batch(pool, worker, lease, max).await?,
+                next_due: None,
+            })
+        }
     }
     /// Extends the claim's lease.
     fn renew(
@@ -211,6 +239,22 @@ pub trait OutboxSource: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<Vec<Self::Message>>> + Send {
         claim_one_at_a_time(max, move || self.claim(pool, worker, lease))
     }
+    /// [`OutboxSource::claim_batch`], with the next due time when the claim came
+    /// back short if the source reads it in the same statement (the default does not).
+    fn claim_batch_due(
+        &self,
+        pool: &PgPool,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> impl Future<Output = anyhow::Result<Batch<Self::Message>>> + Send {
+        async move {
+            Ok(Batch {
+                items: self.claim_batch(pool, worker, lease, max).await?,
+                next_due: None,
+            })
+        }
+    }
     /// Extends the message's lease.
     fn renew(
         &self,
@@ -281,13 +325,14 @@ pub async fn process_one_case<S: CaseStep>(
 
 /// Works one claimed case: processes it while renewing its lease every third of
 /// the lease, then releases it as the outcome says. Every write presents the
-/// claim's own fence.
+/// claim's own fence. Returns whether the case was put back to be claimed again
+/// later (a back-off: the loop's next due time may have moved).
 pub async fn work_case<S: CaseStep>(
     pool: &PgPool,
     step: &S,
     claim: <S::Source as ClaimSource>::Claim,
     lease: Duration,
-) {
+) -> bool {
     let source = step.source();
     let info = source.info(&claim);
     let service = step.service();
@@ -322,16 +367,21 @@ pub async fn work_case<S: CaseStep>(
         }
     };
     match outcome {
-        Ok(StepOutcome::Transitioned) => {}
-        Ok(StepOutcome::RetryAfter(after)) => release(after).await,
+        Ok(StepOutcome::Transitioned) => false,
+        Ok(StepOutcome::RetryAfter(after)) => {
+            release(after).await;
+            true
+        }
         Err(e) if source.superseded(&e) => {
             tracing::info!(parent: span, error.message = %e, "case moved on while it was processed; leaving it");
+            false
         }
         Err(e) => {
             ::metrics::counter!("worker_errors_total", "service" => service).increment(1);
             tracing::error!(parent: span, error.message = %e, error.cause_chain = ?e, "case step failed; will retry");
             let backoff = Duration::from_secs((5 * info.attempt.clamp(1, 60)) as u64);
             release(backoff).await;
+            true
         }
     }
 }
@@ -351,13 +401,14 @@ pub async fn process_one_message<H: OutboxHandler>(
 }
 
 /// Delivers one claimed message while renewing its lease, then records the
-/// outcome with the message's own fence.
+/// outcome with the message's own fence. Returns whether the message was put back
+/// to be tried again later (the loop's next due time may have moved).
 pub async fn work_message<H: OutboxHandler>(
     pool: &PgPool,
     handler: &H,
     message: <H::Source as OutboxSource>::Message,
     lease: Duration,
-) {
+) -> bool {
     let source = handler.source();
     let info = source.info(&message);
     let service = handler.service();
@@ -382,28 +433,35 @@ pub async fn work_message<H: OutboxHandler>(
             }
         }
     };
-    let recorded = match result {
-        Ok(Delivery::Delivered) => source.delivered(pool, &message).await,
-        Ok(Delivery::Recorded) => Ok(()),
+    let (recorded, put_back) = match result {
+        Ok(Delivery::Delivered) => (source.delivered(pool, &message).await, false),
+        Ok(Delivery::Recorded) => (Ok(()), false),
         Ok(Delivery::RetryAfter(after, error)) => {
             tracing::info!(parent: &span, error.message = %error, retry_in_secs = after.as_secs_f64(), "delivery will be retried");
-            source.retry_later(pool, &message, after, &error).await
+            (
+                source.retry_later(pool, &message, after, &error).await,
+                true,
+            )
         }
         Ok(Delivery::GiveUp(error)) => {
             tracing::warn!(parent: &span, error.message = %error, "delivery given up");
-            source.failed(pool, &message, &error).await
+            (source.failed(pool, &message, &error).await, false)
         }
         Err(e) => {
             ::metrics::counter!("worker_errors_total", "service" => service).increment(1);
             tracing::error!(parent: &span, error.message = %e, error.cause_chain = ?e, "delivery failed; will retry");
-            source
+            let recorded = source
                 .retry_later(pool, &message, Duration::from_secs(5), &e.to_string())
-                .await
+                .await;
+            (recorded, true)
         }
     };
     if let Err(e) = recorded {
         tracing::info!(parent: &span, error.message = %e, "delivery outcome not recorded (lease lost)");
+        // Its lease ends some time: the loop reads its next due time again.
+        return true;
     }
+    put_back
 }
 
 /// Runs a case step until shutdown, working up to `settings.concurrency` cases at once.
@@ -437,7 +495,11 @@ pub async fn run_case_worker<S: CaseStep>(
         },
         move |free| {
             let (pool, step, worker) = (claim_pool.clone(), claim_step.clone(), worker.clone());
-            async move { step.source().claim_batch(&pool, &worker, lease, free).await }
+            async move {
+                step.source()
+                    .claim_batch_due(&pool, &worker, lease, free)
+                    .await
+            }
         },
         move |claim| {
             let (pool, step) = (work_pool.clone(), work_step.clone());
@@ -487,7 +549,7 @@ pub async fn run_outbox_worker<H: OutboxHandler>(
             async move {
                 handler
                     .source()
-                    .claim_batch(&pool, &worker, lease, free)
+                    .claim_batch_due(&pool, &worker, lease, free)
                     .await
             }
         },
@@ -535,9 +597,9 @@ pub async fn run_concurrent<T, C, CF, W, WF, D, DF>(
 where
     T: Send + 'static,
     C: Fn(usize) -> CF,
-    CF: Future<Output = anyhow::Result<Vec<T>>>,
+    CF: Future<Output = anyhow::Result<Batch<T>>>,
     W: Fn(T) -> WF,
-    WF: Future<Output = ()> + Send + 'static,
+    WF: Future<Output = bool> + Send + 'static,
     D: Fn() -> DF,
     DF: Future<Output = anyhow::Result<Option<DateTime<Utc>>>>,
 {
@@ -549,20 +611,25 @@ where
         shutdown,
     } = lp;
     let concurrency = concurrency.max(1);
-    let mut in_flight: JoinSet<()> = JoinSet::new();
+    let mut in_flight: JoinSet<bool> = JoinSet::new();
     let gauge = ::metrics::gauge!("worker_in_flight", "service" => service);
     // Whether a claim may find something: false once a claim came back short (the
     // queue was drained at that moment), true again on a notification, a timer or
     // the poll. A finished item alone does not make the loop claim again when the
     // last claim was short: that claim would find nothing and cost a transaction.
     let mut may_have_work = true;
+    // The next due time read by the last short claim, while nothing this loop did
+    // since can have moved it (an item put back with a back-off clears it): the
+    // idle loop then sleeps without asking `next_due` again.
+    let mut known_due: Option<Option<DateTime<Utc>>> = None;
     'run: while !shutdown.is_triggered() {
         // Fill the free slots until a claim comes back short (nothing more is due).
         while may_have_work && in_flight.len() < concurrency && !shutdown.is_triggered() {
             let free = concurrency - in_flight.len();
             match claim(free).await {
-                Ok(items) => {
+                Ok(Batch { items, next_due }) => {
                     let short = items.len() < free;
+                    known_due = if short { next_due } else { None };
                     if !items.is_empty() {
                         ::metrics::histogram!("worker_claim_batch_size", "service" => service)
                             .record(items.len() as f64);
@@ -582,6 +649,7 @@ where
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                     may_have_work = false;
+                    known_due = None;
                 }
             }
         }
@@ -595,7 +663,11 @@ where
             // poll interval (a back-off of an item this loop released has ended).
             tokio::select! {
                 () = shutdown.wait() => break,
-                done = in_flight.join_next() => finished(service, done),
+                done = in_flight.join_next() => {
+                    if finished(service, done) {
+                        known_due = None;
+                    }
+                }
                 () = subscription.woken(), if !may_have_work => {
                     ::metrics::counter!("worker_wakeups_total", "service" => service, "source" => "notify").increment(1);
                     may_have_work = true;
@@ -607,7 +679,11 @@ where
             }
             continue;
         }
-        let sleep_for = sleep_for(service, poll, next_due().await);
+        let due = match known_due.take() {
+            Some(due) => Ok(due),
+            None => next_due().await,
+        };
+        let sleep_for = sleep_for(service, poll, due);
         let timer_is_poll = sleep_for == poll;
         tokio::select! {
             () = shutdown.wait() => break,
@@ -637,11 +713,17 @@ where
 }
 
 /// Notes an item task that ended; a panic is logged (the item keeps its lease and
-/// is claimed again once it ends).
-fn finished(service: &'static str, done: Option<Result<(), tokio::task::JoinError>>) {
-    if let Some(Err(e)) = done {
-        ::metrics::counter!("worker_errors_total", "service" => service).increment(1);
-        tracing::error!(service, error.message = %e, "an item's task failed; it is claimable again after its lease");
+/// is claimed again once it ends). Returns whether the item is due again later (put
+/// back with a back-off, or left leased by a task that died).
+fn finished(service: &'static str, done: Option<Result<bool, tokio::task::JoinError>>) -> bool {
+    match done {
+        Some(Ok(put_back)) => put_back,
+        Some(Err(e)) => {
+            ::metrics::counter!("worker_errors_total", "service" => service).increment(1);
+            tracing::error!(service, error.message = %e, "an item's task failed; it is claimable again after its lease");
+            true
+        }
+        None => false,
     }
 }
 
