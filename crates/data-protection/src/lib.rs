@@ -32,7 +32,7 @@ mod envelope;
 
 use std::sync::{Arc, LazyLock};
 
-pub use envelope::{CASE_KEY_FORMAT, CaseKey};
+pub use envelope::{CASE_KEY_FORMAT, CaseKey, MaterialKind, SEALED_OVERHEAD, derived_id};
 
 use aes_gcm::{
     Aes256Gcm, Key, Nonce,
