@@ -140,7 +140,9 @@ pub async fn insert_material_key(
     .await?;
     load_material_key(&mut *conn, case_id, kind)
         .await?
-        .ok_or(StoreError::Invariant("material key missing right after its insert"))
+        .ok_or(StoreError::Invariant(
+            "material key missing right after its insert",
+        ))
 }
 
 /// An evidence file's metadata (without its content).

@@ -180,22 +180,22 @@ async fn key_for_writing(
     case_id: Uuid,
     kind: MaterialKind,
 ) -> Result<CaseKey, WorkflowError> {
-    let stored = match case_store::material::load_material_key(&mut *conn, case_id, store_kind(kind))
-        .await?
-    {
-        Some(wrapped) => wrapped,
-        None => {
-            let wrapped = keys.wrap_material_key(&CaseKey::generate(), &case_id, kind);
-            case_store::material::insert_material_key(
-                conn,
-                case_id,
-                store_kind(kind),
-                kind.wrap_id(&case_id),
-                &wrapped,
-            )
-            .await?
-        }
-    };
+    let stored =
+        match case_store::material::load_material_key(&mut *conn, case_id, store_kind(kind)).await?
+        {
+            Some(wrapped) => wrapped,
+            None => {
+                let wrapped = keys.wrap_material_key(&CaseKey::generate(), &case_id, kind);
+                case_store::material::insert_material_key(
+                    conn,
+                    case_id,
+                    store_kind(kind),
+                    kind.wrap_id(&case_id),
+                    &wrapped,
+                )
+                .await?
+            }
+        };
     unwrap_key(keys, &stored, case_id, kind)
 }
 

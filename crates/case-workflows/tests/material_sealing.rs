@@ -128,7 +128,10 @@ async fn material_is_sealed_at_rest_and_reads_back_through_the_workflows(pool: P
     .await
     .unwrap();
     assert_eq!((position, sealed), (0, true));
-    assert_eq!(length as usize, file.len() + data_protection::SEALED_OVERHEAD);
+    assert_eq!(
+        length as usize,
+        file.len() + data_protection::SEALED_OVERHEAD
+    );
     assert_eq!(
         scalar(
             &pool,
@@ -227,7 +230,10 @@ async fn material_is_sealed_at_rest_and_reads_back_through_the_workflows(pool: P
         file
     );
     assert_eq!(
-        read_appeal(&mut conn, &keys, case).await.unwrap().as_deref(),
+        read_appeal(&mut conn, &keys, case)
+            .await
+            .unwrap()
+            .as_deref(),
         Some(APPEAL)
     );
 
@@ -239,7 +245,10 @@ async fn material_is_sealed_at_rest_and_reads_back_through_the_workflows(pool: P
     let again = material::add_evidence(&pool, &keys, case, &file)
         .await
         .unwrap();
-    assert!(again.duplicate, "the same file is still recognised by its hash");
+    assert!(
+        again.duplicate,
+        "the same file is still recognised by its hash"
+    );
     assert_eq!(
         scalar(
             &pool,
@@ -327,7 +336,10 @@ async fn material_stored_before_sealing_still_reads_next_to_sealed_material(pool
         file()
     );
     assert_eq!(
-        read_appeal(&mut conn, &keys, case).await.unwrap().as_deref(),
+        read_appeal(&mut conn, &keys, case)
+            .await
+            .unwrap()
+            .as_deref(),
         Some("LEGACY appeal")
     );
 }
@@ -342,13 +354,12 @@ async fn retention_destroys_the_material_keys_so_an_old_copy_of_the_rows_no_long
 
     // The "old backup": the sealed rows copied out before the pass.
     let backup_evidence = stored_evidence(&pool, case, evidence).await;
-    let (backup_id, backup_body): (Uuid, Vec<u8>) = sqlx::query_as(
-        "SELECT id, body_sealed FROM case_explanations WHERE case_id = $1",
-    )
-    .bind(case)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let (backup_id, backup_body): (Uuid, Vec<u8>) =
+        sqlx::query_as("SELECT id, body_sealed FROM case_explanations WHERE case_id = $1")
+            .bind(case)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     let backup_appeal: Vec<u8> =
         sqlx::query_scalar("SELECT statement_sealed FROM case_appeals WHERE case_id = $1")
             .bind(case)
@@ -415,9 +426,15 @@ async fn retention_destroys_the_material_keys_so_an_old_copy_of_the_rows_no_long
 
     // The rows and both material keys are gone; the appeal statement is blanked.
     for (sql, expected) in [
-        ("SELECT count(*) FROM case_material_keys WHERE case_id = $1", 0),
+        (
+            "SELECT count(*) FROM case_material_keys WHERE case_id = $1",
+            0,
+        ),
         ("SELECT count(*) FROM case_evidence WHERE case_id = $1", 0),
-        ("SELECT count(*) FROM case_explanations WHERE case_id = $1", 0),
+        (
+            "SELECT count(*) FROM case_explanations WHERE case_id = $1",
+            0,
+        ),
         (
             "SELECT count(*) FROM case_appeals WHERE case_id = $1 AND statement = '[deleted]' AND statement_sealed IS NULL",
             1,

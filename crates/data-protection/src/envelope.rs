@@ -353,7 +353,10 @@ mod tests {
             );
         }
         // Truncated, and empty.
-        assert!(key.decrypt_bytes(&sealed[..sealed.len() - 1], &row).is_err());
+        assert!(
+            key.decrypt_bytes(&sealed[..sealed.len() - 1], &row)
+                .is_err()
+        );
         assert!(key.decrypt_bytes(&[], &row).is_err());
         // An empty plaintext seals too.
         let empty = key.encrypt_bytes(b"", &row);
@@ -374,7 +377,10 @@ mod tests {
         let opened = only_a
             .unwrap_material_key(&wrapped, &case, MaterialKind::Evidence)
             .unwrap();
-        assert_eq!(opened.decrypt_bytes(&sealed, &row).unwrap(), b"%PDF-1.7 scan");
+        assert_eq!(
+            opened.decrypt_bytes(&sealed, &row).unwrap(),
+            b"%PDF-1.7 scan"
+        );
         // Not as the explanations key, not as the identity key, not for another case.
         assert_eq!(
             only_a
@@ -419,7 +425,10 @@ mod tests {
         let again = only_b
             .unwrap_material_key(&rewrapped, &case, MaterialKind::Evidence)
             .unwrap();
-        assert_eq!(again.decrypt_bytes(&sealed, &row).unwrap(), b"%PDF-1.7 scan");
+        assert_eq!(
+            again.decrypt_bytes(&sealed, &row).unwrap(),
+            b"%PDF-1.7 scan"
+        );
         // After the old master secret is retired, the old wrapped key (a backup) is dead.
         assert!(
             only_b

@@ -344,7 +344,8 @@ pub async fn appeal(
         &state.sla,
         case.id,
         &request.statement,
-    ).await?;
+    )
+    .await?;
     Ok(Json(status.into()))
 }
 

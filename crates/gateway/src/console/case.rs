@@ -826,8 +826,8 @@ pub(super) async fn evidence(
         case_id,
         evidence_id,
     )
-        .await
-        .map_err(|e| ctx.fail(e.into()))?;
+    .await
+    .map_err(|e| ctx.fail(e.into()))?;
     // Only the three types the upload accepts are ever served as themselves.
     let content_type = match media_type.as_str() {
         "image/jpeg" => "image/jpeg",
