@@ -5,7 +5,8 @@
 -- has its own retention period. The data keys are stored only wrapped by the master
 -- secrets; retention deletes a kind's rows and its wrapped key. Rows written before
 -- this migration stay in clear (sealed = false / the clear columns filled) and are
--- still read; they are deleted by retention like any other.
+-- still read, until `reactivation keys envelope --material` seals them; they are
+-- deleted by retention like any other.
 
 CREATE TABLE case_material_keys (
     case_id     uuid        NOT NULL REFERENCES reactivation_cases (id),

@@ -518,6 +518,95 @@ pub async fn record_appeal(
     .map_err(|e| StoreError::on_unique(e, "case_appeals_pkey", StoreError::AlreadyAppealed))
 }
 
+/// Cases after `after` (in id order, at most `limit`) that hold material stored in
+/// clear before sealing existed: evidence not sealed, explanations without a sealed
+/// body, an appeal statement in clear (other than retention's `[deleted]`).
+pub async fn cases_with_clear_material(
+    db: impl PgExecutor<'_>,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT case_id AS "case_id!" FROM (
+             SELECT case_id FROM case_evidence WHERE NOT sealed AND case_id > $1
+             UNION SELECT case_id FROM case_explanations WHERE body_sealed IS NULL AND case_id > $1
+             UNION SELECT case_id FROM case_appeals
+                    WHERE statement IS NOT NULL AND statement <> '[deleted]' AND case_id > $1) c
+           ORDER BY case_id LIMIT $2"#,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The case's evidence files stored in clear: (id, content).
+pub async fn clear_evidence(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+    Ok(sqlx::query!(
+        "SELECT id, content FROM case_evidence WHERE case_id = $1 AND NOT sealed ORDER BY id FOR UPDATE",
+        case_id
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.content))
+    .collect())
+}
+
+/// Replaces a clear evidence file by its sealed form (same row, same size and hash).
+pub async fn seal_evidence_row(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    sealed: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_evidence SET content = $2, sealed = true WHERE id = $1 AND NOT sealed",
+        id,
+        sealed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Replaces a clear explanation by its sealed body (statement and counterparties
+/// cleared).
+pub async fn seal_explanation_row(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    sealed: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_explanations SET body_sealed = $2, statement = NULL, counterparties = NULL
+          WHERE id = $1 AND body_sealed IS NULL",
+        id,
+        sealed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Replaces a clear appeal statement by its sealed form.
+pub async fn seal_appeal_row(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    sealed: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_appeals SET statement_sealed = $2, statement = NULL
+          WHERE case_id = $1 AND statement IS NOT NULL AND statement <> '[deleted]'",
+        case_id,
+        sealed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Re-scores a case after new material: a new assessment row with the tier, reasons
 /// and signals of assessment `from` (graded under its rule version) and the `needs`
 /// still open. Timestamped with the

@@ -195,12 +195,6 @@ pub async fn run_batch(
             .execute(&mut *tx)
             .await?;
             sqlx::query!(
-                "DELETE FROM case_material_keys WHERE case_id = ANY($1) AND kind = 'explanations'",
-                &ids
-            )
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query!(
                 "UPDATE risk_assessments
                     SET signals = jsonb_set(signals, '{flagged_contacts}',
                                             to_jsonb(jsonb_array_length(signals->'flagged_contacts')))
@@ -209,7 +203,7 @@ pub async fn run_batch(
             )
             .execute(&mut *tx)
             .await?;
-            sqlx::query!(
+            let gone = sqlx::query!(
                 r#"WITH gone AS (DELETE FROM case_explanations WHERE case_id = ANY($1) RETURNING case_id)
                    SELECT case_id AS "case_id!", count(*) AS "n!" FROM gone GROUP BY case_id"#,
                 &ids
@@ -218,16 +212,19 @@ pub async fn run_batch(
             .await?
             .into_iter()
             .map(|r| (r.case_id, r.n))
-            .collect()
-        }
-        DataKind::Evidence => {
+            .collect();
+            // The key last: a key committed by a writer the deletes above waited on
+            // is seen (and deleted) by this statement.
             sqlx::query!(
-                "DELETE FROM case_material_keys WHERE case_id = ANY($1) AND kind = 'evidence'",
+                "DELETE FROM case_material_keys WHERE case_id = ANY($1) AND kind = 'explanations'",
                 &ids
             )
             .execute(&mut *tx)
             .await?;
-            sqlx::query!(
+            gone
+        }
+        DataKind::Evidence => {
+            let gone = sqlx::query!(
                 r#"WITH gone AS (DELETE FROM case_evidence WHERE case_id = ANY($1) RETURNING case_id)
                    SELECT case_id AS "case_id!", count(*) AS "n!" FROM gone GROUP BY case_id"#,
                 &ids
@@ -236,7 +233,15 @@ pub async fn run_batch(
             .await?
             .into_iter()
             .map(|r| (r.case_id, r.n))
-            .collect()
+            .collect();
+            // The key after the rows (see explanations).
+            sqlx::query!(
+                "DELETE FROM case_material_keys WHERE case_id = ANY($1) AND kind = 'evidence'",
+                &ids
+            )
+            .execute(&mut *tx)
+            .await?;
+            gone
         }
         _ => {
             let gone: Vec<Uuid> = sqlx::query_scalar!(

@@ -402,6 +402,107 @@ pub async fn read_appeal(
     }
 }
 
+/// Where sealing the material stored before sealing existed stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealProgress {
+    /// Cases done.
+    pub cases: i64,
+    /// Evidence files sealed.
+    pub evidence: i64,
+    /// Explanations sealed.
+    pub explanations: i64,
+    /// Appeal statements sealed.
+    pub appeals: i64,
+}
+
+/// Seals the material stored in clear before sealing existed (`reactivation keys
+/// envelope --material`): case by case in id order, `batch` cases per transaction,
+/// each case's row locked (material of the case is not written meanwhile) and its
+/// key of each kind made if it has none; the rows are rewritten in place. Resumable
+/// (only clear rows are selected) and idempotent; calls `progress` after each batch.
+pub async fn seal_clear_material(
+    pool: &PgPool,
+    keys: &Keys,
+    batch: i64,
+    mut progress: impl FnMut(&SealProgress),
+) -> Result<SealProgress, WorkflowError> {
+    let batch = batch.clamp(1, 10_000);
+    let mut state = SealProgress::default();
+    let mut after = Uuid::nil();
+    loop {
+        let mut tx = pool.begin().await?;
+        let cases = case_store::material::cases_with_clear_material(&mut *tx, after, batch).await?;
+        let Some(last) = cases.last() else {
+            return Ok(state);
+        };
+        after = *last;
+        for case_id in cases {
+            case_store::material::lock_case(&mut tx, case_id).await?;
+            let files = case_store::material::clear_evidence(&mut *tx, case_id).await?;
+            if !files.is_empty() {
+                let key = key_for_writing(&mut tx, keys, case_id, MaterialKind::Evidence).await?;
+                for (id, content) in files {
+                    case_store::material::seal_evidence_row(
+                        &mut *tx,
+                        id,
+                        &key.encrypt_bytes(&content, &id),
+                    )
+                    .await?;
+                    state.evidence += 1;
+                }
+            }
+            let clear: Vec<_> = case_store::material::list_explanations(&mut *tx, case_id)
+                .await?
+                .into_iter()
+                .filter_map(|e| match e.body {
+                    ExplanationBody::Clear {
+                        statement,
+                        counterparties,
+                    } => Some((
+                        e.id,
+                        SealedExplanation {
+                            statement,
+                            counterparties,
+                        },
+                    )),
+                    ExplanationBody::Sealed(_) => None,
+                })
+                .collect();
+            let appeal = case_store::material::load_appeal(&mut *tx, case_id)
+                .await?
+                .and_then(|a| a.statement)
+                .filter(|s| s != "[deleted]");
+            if !clear.is_empty() || appeal.is_some() {
+                let key =
+                    key_for_writing(&mut tx, keys, case_id, MaterialKind::Explanations).await?;
+                for (id, body) in clear {
+                    let document =
+                        serde_json::to_vec(&body).map_err(|e| WorkflowError::Internal(e.into()))?;
+                    case_store::material::seal_explanation_row(
+                        &mut *tx,
+                        id,
+                        &key.encrypt_bytes(&document, &id),
+                    )
+                    .await?;
+                    state.explanations += 1;
+                }
+                if let Some(statement) = appeal {
+                    case_store::material::seal_appeal_row(
+                        &mut *tx,
+                        case_id,
+                        &key.encrypt(&statement, &appeal_row_id(&case_id)),
+                    )
+                    .await?;
+                    state.appeals += 1;
+                }
+            }
+            state.cases += 1;
+        }
+        tx.commit().await?;
+        progress(&state);
+    }
+}
+
 /// Locks the case for new material and checks that it takes material now.
 async fn lock_for_material(
     conn: &mut PgConnection,

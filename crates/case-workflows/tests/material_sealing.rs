@@ -606,3 +606,119 @@ async fn key_rotation_rewraps_the_material_keys_and_the_material_still_opens(poo
         .unwrap();
     assert!(again.iter().all(|p| p.moved == 0));
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn keys_envelope_material_seals_what_was_stored_in_clear_once(pool: PgPool) {
+    let keys = Keys::from_master(&A);
+    let mut cases = vec![];
+    for n in 0..3 {
+        let case = in_review(&pool, &format!("+861380013800{n}")).await;
+        store::insert_explanation(
+            &pool,
+            case,
+            "LEGACY-statement of a cousin",
+            &[Counterparty {
+                msisdn: "+8613900000002".into(),
+                relation: "LEGACY-cousin".into(),
+                purpose: "work".into(),
+            }],
+        )
+        .await
+        .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let id = store::insert_evidence(&mut conn, case, "image/png", &file())
+            .await
+            .unwrap()
+            .meta()
+            .id;
+        store::record_appeal(&pool, case, "LEGACY-appeal", Utc::now())
+            .await
+            .unwrap();
+        cases.push((case, id));
+    }
+    // One case's appeal was blanked by retention already: left alone.
+    sqlx::query("UPDATE case_appeals SET statement = '[deleted]' WHERE case_id = $1")
+        .bind(cases[2].0)
+        .execute(&pool)
+        .await
+        .unwrap();
+    // And one case already has sealed material under its key: the key is reused.
+    material::explain(&pool, &keys, cases[0].0, explanation())
+        .await
+        .unwrap();
+
+    let mut reports = vec![];
+    let done = material::seal_clear_material(&pool, &keys, 2, |p| reports.push(*p))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.cases, done.evidence, done.explanations, done.appeals),
+        (3, 3, 3, 2)
+    );
+    assert_eq!(reports.len(), 2, "two batches of at most two cases");
+
+    for needle in ["LEGACY", "13900000002"] {
+        for table in ["case_explanations", "case_appeals"] {
+            assert_eq!(
+                sqlx::query_scalar::<_, i64>(&format!(
+                    "SELECT count(*) FROM {table} t WHERE row_to_json(t)::text LIKE '%' || $1 || '%'"
+                ))
+                .bind(needle)
+                .fetch_one(&pool)
+                .await
+                .unwrap(),
+                0,
+                "{needle} in {table}"
+            );
+        }
+    }
+    let clear_files: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM case_evidence WHERE NOT sealed OR position($1::bytea IN content) > 0",
+    )
+    .bind(&file()[16..60])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(clear_files, 0);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM case_material_keys")
+            .fetch_one(&pool)
+            .await
+            .unwrap(),
+        6
+    );
+    // Everything reads back as it was.
+    let mut conn = pool.acquire().await.unwrap();
+    for (n, (case, evidence)) in cases.iter().enumerate() {
+        let opened = read_explanations(&mut conn, &keys, *case).await.unwrap();
+        assert_eq!(opened[0].statement, "LEGACY-statement of a cousin");
+        assert_eq!(opened[0].counterparties[0].relation, "LEGACY-cousin");
+        let stored = stored_evidence(&pool, *case, *evidence).await;
+        assert!(stored.sealed);
+        assert_eq!(
+            open_evidence(&mut conn, &keys, *case, *evidence, stored)
+                .await
+                .unwrap(),
+            file()
+        );
+        assert_eq!(
+            read_appeal(&mut conn, &keys, *case)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(if n == 2 { "[deleted]" } else { "LEGACY-appeal" })
+        );
+    }
+    assert_eq!(
+        read_explanations(&mut conn, &keys, cases[0].0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // A second run has nothing to do.
+    let again = material::seal_clear_material(&pool, &keys, 2, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(again, material::SealProgress::default());
+}
