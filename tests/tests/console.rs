@@ -216,7 +216,37 @@ async fn the_console_enforces_sessions_csrf_and_the_api_rules() {
         "{}",
         upload.text().await.unwrap()
     );
-    let version = review["version"].as_i64().unwrap().to_string();
+    // An explanation too: sealed at rest, like the file.
+    let explained = stack
+        .http
+        .post(format!("{gw}/v1/cases/{case}/explanations"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"statement": "Sealed-statement: my cousin runs a shop."}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        explained.status().is_success(),
+        "{}",
+        explained.text().await.unwrap()
+    );
+    let at_rest: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM case_evidence e WHERE e.case_id = $1::uuid AND e.sealed
+                    AND position($2::bytea IN e.content) = 0),
+                (SELECT count(*) FROM case_explanations x WHERE x.case_id = $1::uuid
+                    AND x.body_sealed IS NOT NULL AND row_to_json(x)::text NOT LIKE '%Sealed-statement%')",
+    )
+    .bind(&case)
+    .bind(&pdf[..8])
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(at_rest, (1, 1), "evidence and explanation sealed at rest");
+    let version = stack.status(&case, &token).await.1["version"]
+        .as_i64()
+        .unwrap()
+        .to_string();
+    let _ = &review;
 
     // The technical agent: no decision buttons; a hand-made approve with their own
     // valid CSRF token is refused like the API refuses it.
@@ -265,6 +295,10 @@ async fn the_console_enforces_sessions_csrf_and_the_api_rules() {
     assert!(
         html.contains(&s.msisdn[..3]) && !html.contains(&s.msisdn),
         "the number is masked"
+    );
+    assert!(
+        html.contains("Sealed-statement: my cousin runs a shop."),
+        "the sealed explanation reads in the console"
     );
     let csrf = hidden(&html, "csrf");
     assert_ne!(csrf, tech_csrf);

@@ -245,6 +245,27 @@ async fn a_flagged_subscriber_explains_each_contact_and_uploads_evidence() {
     assert_eq!(after["state"], "security_review");
     assert_eq!(after["explanations"], 2);
     assert_eq!(after["risk"]["tier"], "medium");
+    // At rest the statements, numbers, relations and purposes are sealed (the
+    // re-score above opened them to see both contacts explained).
+    for needle in [
+        "warehouse".to_owned(),
+        "brother".to_owned(),
+        "shift planning".to_owned(),
+        flagged_a[3..].to_owned(),
+        flagged_b[3..].to_owned(),
+    ] {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM case_explanations x WHERE x.case_id = $1::uuid
+                AND (row_to_json(x)::text LIKE '%' || $2 || '%'
+                     OR position(convert_to($2, 'UTF8') IN x.body_sealed) > 0)",
+        )
+        .bind(&case)
+        .bind(&needle)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+        assert_eq!(found, 0, "{needle} in clear");
+    }
     // Each piece of material re-scored the case: the first grading plus two.
     assert_eq!(count(&stack, "risk_assessments", &case).await, 3);
 
@@ -331,14 +352,21 @@ async fn a_flagged_subscriber_explains_each_contact_and_uploads_evidence() {
         .await
         .unwrap();
     assert_eq!(stored["sha256"], expected_hash);
-    let (stored_hash, content): (String, Vec<u8>) = sqlx::query_as(
-        "SELECT encode(sha256, 'hex'), content FROM case_evidence WHERE id = $1::uuid",
+    // At rest the file is sealed under the case's evidence key: not one run of its
+    // bytes in clear, 29 bytes longer (format, nonce, tag).
+    let (stored_hash, content, sealed, position): (String, Vec<u8>, bool, i32) = sqlx::query_as(
+        "SELECT encode(sha256, 'hex'), content, sealed, position($2::bytea IN content)
+           FROM case_evidence WHERE id = $1::uuid",
     )
     .bind(stored["evidence_id"].as_str().unwrap())
+    .bind(&PNG[..16])
     .fetch_one(&stack.pool)
     .await
     .unwrap();
-    assert_eq!((stored_hash, content.as_slice()), (expected_hash, PNG));
+    assert_eq!(stored_hash, expected_hash);
+    assert_eq!((sealed, position), (true, 0));
+    assert_eq!(content.len(), PNG.len() + 29);
+    assert_eq!(content[0], 2);
 
     // The same file again: the first file's id, stored once.
     let (status, _, again) = upload(&stack, &case, &token, "again.png", "image/png", PNG).await;

@@ -4,6 +4,8 @@
 //! to the case id) of identities still sealed directly under a master secret (an
 //! identity with a data key is sealed under that key and is not touched: its
 //! wrapped key is), `case_data_keys.wrapped_key` (bound to the case id),
+//! `case_material_keys.wrapped_key` (bound to its `wrap_id`, derived from the case
+//! id and the kind; the material sealed under these keys is not touched),
 //! `webhook_endpoints.secret_sealed` (bound to the endpoint id), and
 //! the `case_token_enc` field (hex) of stored opening answers in
 //! `idempotency_keys.response_body` (bound to the `case_id` beside it; pruned after
@@ -27,11 +29,12 @@ use crate::StoreError;
 pub type Reseal<'a> = &'a (dyn Fn(&[u8], &Uuid) -> Result<Option<Vec<u8>>, String> + Sync);
 
 /// The sealed places, in the order they are rotated.
-pub const PLACES: [&str; 4] = [
+pub const PLACES: [&str; 5] = [
     "case_identities",
     "webhook_endpoints",
     "idempotency_keys.case_token_enc",
     "case_data_keys",
+    "case_material_keys",
 ];
 
 /// Where a rotation stands after a batch (or at the end).
@@ -67,6 +70,13 @@ pub async fn pending(pool: &PgPool, prefix: &[u8]) -> Result<Vec<(&'static str, 
     .bind(prefix.len() as i32)
     .fetch_one(pool)
     .await?;
+    let material_keys: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM case_material_keys WHERE substr(wrapped_key, 1, $2) <> $1",
+    )
+    .bind(prefix)
+    .bind(prefix.len() as i32)
+    .fetch_one(pool)
+    .await?;
     let endpoints: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM webhook_endpoints
           WHERE secret_sealed IS NOT NULL AND substr(secret_sealed, 1, $2) <> $1",
@@ -89,6 +99,7 @@ pub async fn pending(pool: &PgPool, prefix: &[u8]) -> Result<Vec<(&'static str, 
         (PLACES[1], endpoints),
         (PLACES[2], answers),
         (PLACES[3], data_keys),
+        (PLACES[4], material_keys),
     ])
 }
 
@@ -118,6 +129,18 @@ pub async fn rotate(
                 rotate_column(
                     pool,
                     &DATA_KEYS,
+                    prefix,
+                    reseal,
+                    batch,
+                    &mut state,
+                    &mut progress,
+                )
+                .await?
+            }
+            "case_material_keys" => {
+                rotate_column(
+                    pool,
+                    &MATERIAL_KEYS,
                     prefix,
                     reseal,
                     batch,
@@ -226,6 +249,17 @@ const DATA_KEYS: SealedColumn = SealedColumn {
     present: "true",
     lock: "FOR UPDATE SKIP LOCKED",
     what: "data key not re-wrapped: it does not open",
+};
+
+/// Per-case, per-kind material keys, bound to their wrap id (derived from the case
+/// id and the kind). SKIP LOCKED like the data keys.
+const MATERIAL_KEYS: SealedColumn = SealedColumn {
+    table: "case_material_keys",
+    id: "wrap_id",
+    column: "wrapped_key",
+    present: "true",
+    lock: "FOR UPDATE SKIP LOCKED",
+    what: "material key not re-wrapped: it does not open",
 };
 
 /// Outbound webhook endpoints' signing secrets (NULL once the endpoint is deleted).

@@ -1,6 +1,13 @@
 //! The subscriber's material for a review: explanations, evidence files and the one
 //! appeal. None of these move a case; callers that also move it do so with
 //! [`crate::transition_in`] in the same transaction.
+//!
+//! The store does no cryptography. New material is handed in sealed (under the
+//! case's data key of its kind, `case_material_keys`, which the workflow layer makes
+//! and opens); readers hand back the stored form, sealed or — for rows written
+//! before sealing existed — in clear. The clear writers ([`insert_explanation`],
+//! [`insert_evidence`], [`record_appeal`]) remain only to make such legacy rows in
+//! tests.
 
 use case_domain::{CaseState, Channel, Locale, Msisdn};
 use chrono::{DateTime, Utc};
@@ -43,12 +50,99 @@ pub struct ExplanationRow {
     pub id: Uuid,
     /// The case.
     pub case_id: Uuid,
-    /// The statement.
-    pub statement: String,
-    /// The counterparties explained.
-    pub counterparties: Vec<Counterparty>,
+    /// What the subscriber wrote, as stored.
+    pub body: ExplanationBody,
     /// When it was submitted.
     pub created_at: DateTime<Utc>,
+}
+
+/// An explanation's statement and counterparties as stored.
+#[derive(Clone, PartialEq)]
+pub enum ExplanationBody {
+    /// In clear (stored before sealing existed).
+    Clear {
+        /// The statement.
+        statement: String,
+        /// The counterparties explained.
+        counterparties: Vec<Counterparty>,
+    },
+    /// `{statement, counterparties}` as JSON sealed under the case's explanations key.
+    Sealed(Vec<u8>),
+}
+
+impl std::fmt::Debug for ExplanationBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Clear { counterparties, .. } => f
+                .debug_struct("Clear")
+                .field("statement", &"..")
+                .field("counterparties", counterparties)
+                .finish(),
+            Self::Sealed(b) => write!(f, "Sealed({} bytes)", b.len()),
+        }
+    }
+}
+
+/// One kind of a case's material with a data key of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// Evidence files.
+    Evidence,
+    /// Explanations and the appeal statement.
+    Explanations,
+}
+
+impl KeyKind {
+    /// The name stored in `case_material_keys.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evidence => "evidence",
+            Self::Explanations => "explanations",
+        }
+    }
+}
+
+/// The case's wrapped data key for `kind`, if it has one (none yet, or destroyed by
+/// retention).
+pub async fn load_material_key(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    kind: KeyKind,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        "SELECT wrapped_key FROM case_material_keys WHERE case_id = $1 AND kind = $2",
+        case_id,
+        kind.as_str()
+    )
+    .fetch_optional(db)
+    .await?)
+}
+
+/// Stores `wrapped` as the case's data key for `kind` unless it already has one, and
+/// returns the key that is stored (the one given, or the one already there: the
+/// caller unwraps what this returns, so two writers racing agree on one key).
+pub async fn insert_material_key(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    kind: KeyKind,
+    wrap_id: Uuid,
+    wrapped: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    sqlx::query!(
+        "INSERT INTO case_material_keys (case_id, kind, wrap_id, wrapped_key) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (case_id, kind) DO NOTHING",
+        case_id,
+        kind.as_str(),
+        wrap_id,
+        wrapped
+    )
+    .execute(&mut *conn)
+    .await?;
+    load_material_key(&mut *conn, case_id, kind)
+        .await?
+        .ok_or(StoreError::Invariant(
+            "material key missing right after its insert",
+        ))
 }
 
 /// An evidence file's metadata (without its content).
@@ -100,8 +194,11 @@ pub struct MaterialCounts {
 pub struct AppealRow {
     /// The case.
     pub case_id: Uuid,
-    /// The subscriber's statement.
-    pub statement: String,
+    /// The subscriber's statement in clear: an appeal made before sealing existed
+    /// (or `[deleted]` after retention); `None` when sealed.
+    pub statement: Option<String>,
+    /// The statement sealed under the case's explanations key.
+    pub statement_sealed: Option<Vec<u8>>,
     /// When the appealed rejection took effect.
     pub rejected_at: DateTime<Utc>,
     /// When the appeal was made.
@@ -125,7 +222,28 @@ pub async fn lock_case(conn: &mut PgConnection, case_id: Uuid) -> Result<CaseRow
     .ok_or(StoreError::NotFound(case_id))
 }
 
-/// Stores an explanation; returns its id.
+/// Stores an explanation sealed by the caller (for row `id`, under the case's
+/// explanations key).
+pub async fn insert_sealed_explanation(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    case_id: Uuid,
+    sealed: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "INSERT INTO case_explanations (id, case_id, statement, counterparties, body_sealed)
+         VALUES ($1, $2, NULL, NULL, $3)",
+        id,
+        case_id,
+        sealed,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Stores an explanation in clear, as before sealing existed (legacy rows in tests);
+/// returns its id.
 pub async fn insert_explanation(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
@@ -151,48 +269,72 @@ pub async fn list_explanations(
     case_id: Uuid,
 ) -> Result<Vec<ExplanationRow>, StoreError> {
     let rows = sqlx::query!(
-        r#"SELECT id, case_id, statement, counterparties AS "counterparties: Json<Vec<Counterparty>>", created_at
+        r#"SELECT id, case_id, statement, counterparties AS "counterparties: Json<Vec<Counterparty>>",
+                  body_sealed, created_at
            FROM case_explanations WHERE case_id = $1 ORDER BY created_at, id"#,
         case_id
     )
     .fetch_all(db)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ExplanationRow {
-            id: r.id,
-            case_id: r.case_id,
-            statement: r.statement,
-            counterparties: r.counterparties.0,
-            created_at: r.created_at,
+    rows.into_iter()
+        .map(|r| {
+            let body = match (r.body_sealed, r.statement, r.counterparties) {
+                (Some(sealed), _, _) => ExplanationBody::Sealed(sealed),
+                (None, Some(statement), Some(counterparties)) => ExplanationBody::Clear {
+                    statement,
+                    counterparties: counterparties.0,
+                },
+                _ => {
+                    return Err(StoreError::Invariant(
+                        "an explanation is neither sealed nor in clear",
+                    ));
+                }
+            };
+            Ok(ExplanationRow {
+                id: r.id,
+                case_id: r.case_id,
+                body,
+                created_at: r.created_at,
+            })
         })
-        .collect())
+        .collect()
 }
 
-/// Every distinct counterparty number named in the case's explanations.
-pub async fn explained_contacts(
-    db: impl PgExecutor<'_>,
+/// Seals an evidence file for the row id it is given.
+pub type SealEvidence<'a> = &'a (dyn Fn(&Uuid, &[u8]) -> Vec<u8> + Sync);
+
+/// Stores an evidence file sealed with `seal` (under the case's evidence key, bound
+/// to the new row's id) unless the case already has the same content (judged by its
+/// SHA-256, computed here over the file in clear), in which case the existing file's
+/// metadata is returned and nothing is sealed. The caller has checked the content
+/// (type and size); the table checks again.
+pub async fn insert_sealed_evidence(
+    conn: &mut PgConnection,
     case_id: Uuid,
-) -> Result<Vec<String>, StoreError> {
-    Ok(sqlx::query_scalar!(
-        r#"SELECT DISTINCT c ->> 'msisdn' AS "msisdn!"
-           FROM case_explanations e, jsonb_array_elements(e.counterparties) c
-           WHERE e.case_id = $1 AND c ->> 'msisdn' IS NOT NULL
-           ORDER BY 1"#,
-        case_id
-    )
-    .fetch_all(db)
-    .await?)
+    media_type: &str,
+    content: &[u8],
+    seal: SealEvidence<'_>,
+) -> Result<EvidenceStored, StoreError> {
+    store_evidence(conn, case_id, media_type, content, Some(seal)).await
 }
 
-/// Stores an evidence file (its SHA-256 computed here) unless the case already has
-/// the same content, in which case the existing file's metadata is returned.
-/// The caller has checked the content (type and size); the table checks again.
+/// Stores an evidence file in clear, as before sealing existed (legacy rows in
+/// tests); otherwise as [`insert_sealed_evidence`].
 pub async fn insert_evidence(
     conn: &mut PgConnection,
     case_id: Uuid,
     media_type: &str,
     content: &[u8],
+) -> Result<EvidenceStored, StoreError> {
+    store_evidence(conn, case_id, media_type, content, None).await
+}
+
+async fn store_evidence(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    media_type: &str,
+    content: &[u8],
+    seal: Option<SealEvidence<'_>>,
 ) -> Result<EvidenceStored, StoreError> {
     let hash = Sha256::digest(content).to_vec();
     let size = i32::try_from(content.len())
@@ -200,18 +342,33 @@ pub async fn insert_evidence(
     // A concurrent upload of the same file can win between the two statements; the
     // second attempt then finds it.
     for _ in 0..2 {
+        let existing = sqlx::query_as!(
+            EvidenceMeta,
+            r#"SELECT id, case_id, media_type, size_bytes, sha256, created_at
+               FROM case_evidence WHERE case_id = $1 AND sha256 = $2"#,
+            case_id,
+            hash,
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(meta) = existing {
+            return Ok(EvidenceStored::Duplicate(meta));
+        }
+        let id = Uuid::now_v7();
+        let sealed = seal.map(|seal| seal(&id, content));
         let inserted = sqlx::query_as!(
             EvidenceMeta,
-            r#"INSERT INTO case_evidence (id, case_id, media_type, size_bytes, sha256, content)
-               VALUES ($1, $2, $3, $4, $5, $6)
+            r#"INSERT INTO case_evidence (id, case_id, media_type, size_bytes, sha256, content, sealed)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
                ON CONFLICT (case_id, sha256) DO NOTHING
                RETURNING id, case_id, media_type, size_bytes, sha256, created_at"#,
-            Uuid::now_v7(),
+            id,
             case_id,
             media_type,
             size,
             hash,
-            content,
+            sealed.as_deref().unwrap_or(content),
+            sealed.is_some(),
         )
         .fetch_optional(&mut *conn)
         .await?;
@@ -249,20 +406,41 @@ pub async fn list_evidence(
     .await?)
 }
 
-/// One evidence file's media type and content, if it belongs to the case.
+/// An evidence file's content as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredEvidence {
+    /// The media type recognised at upload.
+    pub media_type: String,
+    /// The content: sealed under the case's evidence key when `sealed`, else the file.
+    pub content: Vec<u8>,
+    /// Whether `content` is sealed.
+    pub sealed: bool,
+}
+
+impl std::fmt::Debug for StoredEvidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEvidence")
+            .field("media_type", &self.media_type)
+            .field("bytes", &self.content.len())
+            .field("sealed", &self.sealed)
+            .finish()
+    }
+}
+
+/// One evidence file's media type and content as stored, if it belongs to the case.
 pub async fn load_evidence_content(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
     evidence_id: Uuid,
-) -> Result<Option<(String, Vec<u8>)>, StoreError> {
-    Ok(sqlx::query!(
-        "SELECT media_type, content FROM case_evidence WHERE id = $1 AND case_id = $2",
+) -> Result<Option<StoredEvidence>, StoreError> {
+    Ok(sqlx::query_as!(
+        StoredEvidence,
+        "SELECT media_type, content, sealed FROM case_evidence WHERE id = $1 AND case_id = $2",
         evidence_id,
         case_id
     )
     .fetch_optional(db)
-    .await?
-    .map(|r| (r.media_type, r.content)))
+    .await?)
 }
 
 /// How many explanations and evidence files the case holds.
@@ -290,15 +468,37 @@ pub async fn load_appeal(
 ) -> Result<Option<AppealRow>, StoreError> {
     Ok(sqlx::query_as!(
         AppealRow,
-        "SELECT case_id, statement, rejected_at, appealed_at FROM case_appeals WHERE case_id = $1",
+        "SELECT case_id, statement, statement_sealed, rejected_at, appealed_at FROM case_appeals WHERE case_id = $1",
         case_id
     )
     .fetch_optional(db)
     .await?)
 }
 
-/// Records the case's appeal. A second appeal of the same case is refused
+/// Records the case's appeal, its statement sealed by the caller (under the case's
+/// explanations key). A second appeal of the same case is refused
 /// ([`StoreError::AlreadyAppealed`]): a case is appealed at most once.
+pub async fn record_sealed_appeal(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    statement_sealed: &[u8],
+    rejected_at: DateTime<Utc>,
+) -> Result<AppealRow, StoreError> {
+    sqlx::query_as!(
+        AppealRow,
+        r#"INSERT INTO case_appeals (case_id, statement, statement_sealed, rejected_at) VALUES ($1, NULL, $2, $3)
+           RETURNING case_id, statement, statement_sealed, rejected_at, appealed_at"#,
+        case_id,
+        statement_sealed,
+        rejected_at,
+    )
+    .fetch_one(db)
+    .await
+    .map_err(|e| StoreError::on_unique(e, "case_appeals_pkey", StoreError::AlreadyAppealed))
+}
+
+/// Records the case's appeal in clear, as before sealing existed (legacy rows in
+/// tests); otherwise as [`record_sealed_appeal`].
 pub async fn record_appeal(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
@@ -308,7 +508,7 @@ pub async fn record_appeal(
     sqlx::query_as!(
         AppealRow,
         r#"INSERT INTO case_appeals (case_id, statement, rejected_at) VALUES ($1, $2, $3)
-           RETURNING case_id, statement, rejected_at, appealed_at"#,
+           RETURNING case_id, statement, statement_sealed, rejected_at, appealed_at"#,
         case_id,
         statement,
         rejected_at,
@@ -316,6 +516,95 @@ pub async fn record_appeal(
     .fetch_one(db)
     .await
     .map_err(|e| StoreError::on_unique(e, "case_appeals_pkey", StoreError::AlreadyAppealed))
+}
+
+/// Cases after `after` (in id order, at most `limit`) that hold material stored in
+/// clear before sealing existed: evidence not sealed, explanations without a sealed
+/// body, an appeal statement in clear (other than retention's `[deleted]`).
+pub async fn cases_with_clear_material(
+    db: impl PgExecutor<'_>,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT case_id AS "case_id!" FROM (
+             SELECT case_id FROM case_evidence WHERE NOT sealed AND case_id > $1
+             UNION SELECT case_id FROM case_explanations WHERE body_sealed IS NULL AND case_id > $1
+             UNION SELECT case_id FROM case_appeals
+                    WHERE statement IS NOT NULL AND statement <> '[deleted]' AND case_id > $1) c
+           ORDER BY case_id LIMIT $2"#,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await?)
+}
+
+/// The case's evidence files stored in clear: (id, content).
+pub async fn clear_evidence(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+) -> Result<Vec<(Uuid, Vec<u8>)>, StoreError> {
+    Ok(sqlx::query!(
+        "SELECT id, content FROM case_evidence WHERE case_id = $1 AND NOT sealed ORDER BY id FOR UPDATE",
+        case_id
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.content))
+    .collect())
+}
+
+/// Replaces a clear evidence file by its sealed form (same row, same size and hash).
+pub async fn seal_evidence_row(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    sealed: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_evidence SET content = $2, sealed = true WHERE id = $1 AND NOT sealed",
+        id,
+        sealed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Replaces a clear explanation by its sealed body (statement and counterparties
+/// cleared).
+pub async fn seal_explanation_row(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    sealed: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_explanations SET body_sealed = $2, statement = NULL, counterparties = NULL
+          WHERE id = $1 AND body_sealed IS NULL",
+        id,
+        sealed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Replaces a clear appeal statement by its sealed form.
+pub async fn seal_appeal_row(
+    db: impl PgExecutor<'_>,
+    case_id: Uuid,
+    sealed: &[u8],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE case_appeals SET statement_sealed = $2, statement = NULL
+          WHERE case_id = $1 AND statement IS NOT NULL AND statement <> '[deleted]'",
+        case_id,
+        sealed
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Re-scores a case after new material: a new assessment row with the tier, reasons

@@ -13,9 +13,12 @@
 //! nothing.
 //!
 //! What is deleted: codes — the `otp_codes` rows; explanations — the
-//! `case_explanations` rows, the appeal statement (blanked) and the flagged
-//! counterparties' numbers in risk assessments (replaced by their count);
-//! evidence — the `case_evidence` rows; identity — the case's data key (the sealed
+//! `case_explanations` rows, the case's explanations data key
+//! (`case_material_keys`), the appeal statement (blanked, its sealed form removed)
+//! and the flagged counterparties' numbers in risk assessments (replaced by their
+//! count); evidence — the `case_evidence` rows and the case's evidence data key
+//! (so a copy of the sealed rows taken before, without the key, opens no more);
+//! identity — the case's data key (the sealed
 //! name and ID number stay, unreadable; a legacy identity without a data key has
 //! its sealed values emptied) and the masked name and ID tail (blanked).
 //! `case_events`, `audit_log`, decisions, orders and complaints are never touched.
@@ -184,8 +187,9 @@ pub async fn run_batch(
         .collect(),
         DataKind::Explanations => {
             sqlx::query!(
-                "UPDATE case_appeals SET statement = '[deleted]'
-                  WHERE case_id = ANY($1) AND statement <> '[deleted]'",
+                "UPDATE case_appeals SET statement = '[deleted]', statement_sealed = NULL
+                  WHERE case_id = ANY($1)
+                    AND (statement IS DISTINCT FROM '[deleted]' OR statement_sealed IS NOT NULL)",
                 &ids
             )
             .execute(&mut *tx)
@@ -199,7 +203,7 @@ pub async fn run_batch(
             )
             .execute(&mut *tx)
             .await?;
-            sqlx::query!(
+            let gone = sqlx::query!(
                 r#"WITH gone AS (DELETE FROM case_explanations WHERE case_id = ANY($1) RETURNING case_id)
                    SELECT case_id AS "case_id!", count(*) AS "n!" FROM gone GROUP BY case_id"#,
                 &ids
@@ -208,18 +212,37 @@ pub async fn run_batch(
             .await?
             .into_iter()
             .map(|r| (r.case_id, r.n))
-            .collect()
+            .collect();
+            // The key last: a key committed by a writer the deletes above waited on
+            // is seen (and deleted) by this statement.
+            sqlx::query!(
+                "DELETE FROM case_material_keys WHERE case_id = ANY($1) AND kind = 'explanations'",
+                &ids
+            )
+            .execute(&mut *tx)
+            .await?;
+            gone
         }
-        DataKind::Evidence => sqlx::query!(
-            r#"WITH gone AS (DELETE FROM case_evidence WHERE case_id = ANY($1) RETURNING case_id)
-               SELECT case_id AS "case_id!", count(*) AS "n!" FROM gone GROUP BY case_id"#,
-            &ids
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|r| (r.case_id, r.n))
-        .collect(),
+        DataKind::Evidence => {
+            let gone = sqlx::query!(
+                r#"WITH gone AS (DELETE FROM case_evidence WHERE case_id = ANY($1) RETURNING case_id)
+                   SELECT case_id AS "case_id!", count(*) AS "n!" FROM gone GROUP BY case_id"#,
+                &ids
+            )
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|r| (r.case_id, r.n))
+            .collect();
+            // The key after the rows (see explanations).
+            sqlx::query!(
+                "DELETE FROM case_material_keys WHERE case_id = ANY($1) AND kind = 'evidence'",
+                &ids
+            )
+            .execute(&mut *tx)
+            .await?;
+            gone
+        }
         _ => {
             let gone: Vec<Uuid> = sqlx::query_scalar!(
                 "DELETE FROM case_data_keys WHERE case_id = ANY($1) RETURNING case_id",

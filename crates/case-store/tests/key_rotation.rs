@@ -169,7 +169,8 @@ async fn rotation_moves_everything_from_a_to_b_in_batches(pool: PgPool) {
             (PLACES[0], 10),
             (PLACES[1], 4),
             (PLACES[2], 4),
-            (PLACES[3], 0)
+            (PLACES[3], 0),
+            (PLACES[4], 0)
         ]
     );
 
@@ -189,7 +190,8 @@ async fn rotation_moves_everything_from_a_to_b_in_batches(pool: PgPool) {
             (PLACES[0], 10, 10, 0),
             (PLACES[1], 4, 4, 0),
             (PLACES[2], 4, 4, 0),
-            (PLACES[3], 0, 0, 0)
+            (PLACES[3], 0, 0, 0),
+            (PLACES[4], 0, 0, 0)
         ]
     );
     // Progress after every batch of 3: 4 + 2 + 2 batches, counting up.
@@ -208,7 +210,8 @@ async fn rotation_moves_everything_from_a_to_b_in_batches(pool: PgPool) {
             (PLACES[0], 0),
             (PLACES[1], 0),
             (PLACES[2], 0),
-            (PLACES[3], 0)
+            (PLACES[3], 0),
+            (PLACES[4], 0)
         ]
     );
     // A second run finds nothing to do and changes nothing.
@@ -277,7 +280,8 @@ async fn an_interrupted_rotation_resumes_and_unreadable_rows_are_left_and_counte
             (PLACES[0], 1),
             (PLACES[1], 0),
             (PLACES[2], 0),
-            (PLACES[3], 0)
+            (PLACES[3], 0),
+            (PLACES[4], 0)
         ]
     );
 }

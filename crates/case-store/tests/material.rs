@@ -5,8 +5,8 @@ use case_store::testing::open_case;
 use case_store::{
     MIGRATOR, StoreError,
     material::{
-        self, Counterparty, EvidenceStored, MaterialCounts, count_material, explained_contacts,
-        insert_evidence, insert_explanation, list_evidence, list_explanations,
+        self, Counterparty, EvidenceStored, ExplanationBody, MaterialCounts, StoredEvidence,
+        count_material, insert_evidence, insert_explanation, list_evidence, list_explanations,
         load_evidence_content,
     },
     risk,
@@ -61,11 +61,10 @@ async fn explanations_are_stored_listed_and_counted(pool: PgPool) {
     let listed = list_explanations(&pool, case).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[0].id, first);
-    assert_eq!(listed[0].counterparties[1], counterparty("+8613700137002"));
-    assert_eq!(
-        explained_contacts(&pool, case).await.unwrap(),
-        ["+8613700137001", "+8613700137002"]
-    );
+    let ExplanationBody::Clear { counterparties, .. } = &listed[0].body else {
+        panic!("a clear row reads as sealed")
+    };
+    assert_eq!(counterparties[1], counterparty("+8613700137002"));
     assert_eq!(
         count_material(&pool, case).await.unwrap(),
         MaterialCounts {
@@ -136,7 +135,11 @@ async fn evidence_is_stored_once_per_case_with_its_hash(pool: PgPool) {
     assert_eq!(count_material(&pool, case).await.unwrap().evidence, 1);
     assert_eq!(
         load_evidence_content(&pool, case, meta.id).await.unwrap(),
-        Some(("image/png".to_owned(), PNG.to_vec()))
+        Some(StoredEvidence {
+            media_type: "image/png".to_owned(),
+            content: PNG.to_vec(),
+            sealed: false
+        })
     );
     // Another case's token cannot reach it.
     assert_eq!(
@@ -153,7 +156,8 @@ async fn a_case_is_appealed_at_most_once(pool: PgPool) {
     let appeal = material::record_appeal(&pool, case, "I disagree.", rejected_at)
         .await
         .unwrap();
-    assert_eq!(appeal.statement, "I disagree.");
+    assert_eq!(appeal.statement.as_deref(), Some("I disagree."));
+    assert_eq!(appeal.statement_sealed, None);
     assert!(appeal.appealed_at >= appeal.rejected_at);
     let second = material::record_appeal(&pool, case, "Again.", rejected_at).await;
     assert!(

@@ -339,7 +339,8 @@ async fn old_cases_get_a_data_key_and_rotation_rewraps_it(pool: PgPool) {
             (PLACES[0], 0),
             (PLACES[1], 0),
             (PLACES[2], 0),
-            (PLACES[3], 2)
+            (PLACES[3], 2),
+            (PLACES[4], 0)
         ]
     );
     let reseal =

@@ -798,19 +798,36 @@ pub struct EvidenceFile {
     pub content: Vec<u8>,
 }
 
-/// One evidence file of a case, for an agent who may read cases; each view is
-/// audited (`case.evidence_view`).
+/// One evidence file of a case, for an agent who may read cases, opened under the
+/// case's evidence key (a file stored before sealing existed is read in clear);
+/// each view is audited (`case.evidence_view`). After retention deleted the case's
+/// evidence, the refusal says when.
 pub async fn evidence_file(
     pool: &PgPool,
+    keys: &data_protection::Keys,
     agent: &Agent,
     case_id: Uuid,
     evidence_id: Uuid,
 ) -> Result<EvidenceFile, WorkflowError> {
     agent.require_any(CASE_READERS)?;
-    let (media_type, content) =
-        case_store::material::load_evidence_content(pool, case_id, evidence_id)
-            .await?
-            .ok_or(WorkflowError::NotFound)?;
+    let mut conn = pool.acquire().await?;
+    let Some(stored) =
+        case_store::material::load_evidence_content(&mut *conn, case_id, evidence_id).await?
+    else {
+        return Err(
+            match case_store::retention::deletions(&mut *conn, case_id)
+                .await?
+                .and_then(|d| d.evidence_deleted_at)
+            {
+                Some(on) => crate::material::deleted(data_protection::MaterialKind::Evidence, on),
+                None => WorkflowError::NotFound,
+            },
+        );
+    };
+    let media_type = stored.media_type.clone();
+    let content =
+        crate::material::open_evidence(&mut conn, keys, case_id, evidence_id, stored).await?;
+    drop(conn);
     audit_read(
         pool,
         agent,

@@ -8,6 +8,17 @@
 //! the asking state (`customer_responded`); and the latest risk assessment is
 //! re-scored (same tier and reasons, the needs still open), so the status shows what
 //! is still needed.
+//!
+//! Crypto-shredding: material is sealed before it is stored, under a data key of the
+//! case per kind of material ([`MaterialKind`]: evidence; explanations, which
+//! include the appeal statement), made in the transaction that stores the first
+//! material of its kind and stored only wrapped by the master secrets
+//! (`case_material_keys`). An evidence file is sealed as bytes (the evidence id as
+//! associated data), an explanation's statement and counterparties as one JSON
+//! document (the explanation id), the appeal statement under an id derived from the
+//! case id ([`appeal_row_id`]). Readers open it ([`read_explanations`],
+//! [`open_evidence`], [`read_appeal`]); rows stored before sealing existed are read
+//! in clear; once retention destroyed a kind's key they say when.
 
 use case_domain::{
     Actor, CaseEvent, CaseState, Msisdn, hex,
@@ -18,10 +29,12 @@ use case_domain::{
 };
 use case_store::{
     CaseRow, TransitionRequest,
-    material::{Counterparty, EvidenceStored},
+    material::{Counterparty, EvidenceStored, ExplanationBody, KeyKind, StoredEvidence},
     risk::AssessmentRow,
 };
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use data_protection::{CaseKey, Keys, MaterialKind, derived_id};
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -145,6 +158,351 @@ pub fn validate_explanation(req: ExplanationInput) -> Result<ValidExplanation, W
     }
 }
 
+fn store_kind(kind: MaterialKind) -> KeyKind {
+    match kind {
+        MaterialKind::Evidence => KeyKind::Evidence,
+        MaterialKind::Explanations => KeyKind::Explanations,
+    }
+}
+
+/// The associated data of a case's sealed appeal statement (the appeal has no row
+/// id of its own).
+pub fn appeal_row_id(case_id: &Uuid) -> Uuid {
+    derived_id(case_id, "appeal")
+}
+
+/// The case's data key for `kind`, made and stored (wrapped) when it has none yet:
+/// in the caller's transaction, which holds the case row locked (two writers racing
+/// would still agree: the store keeps the first key and returns it).
+async fn key_for_writing(
+    conn: &mut PgConnection,
+    keys: &Keys,
+    case_id: Uuid,
+    kind: MaterialKind,
+) -> Result<CaseKey, WorkflowError> {
+    let stored =
+        match case_store::material::load_material_key(&mut *conn, case_id, store_kind(kind)).await?
+        {
+            Some(wrapped) => wrapped,
+            None => {
+                let wrapped = keys.wrap_material_key(&CaseKey::generate(), &case_id, kind);
+                case_store::material::insert_material_key(
+                    conn,
+                    case_id,
+                    store_kind(kind),
+                    kind.wrap_id(&case_id),
+                    &wrapped,
+                )
+                .await?
+            }
+        };
+    unwrap_key(keys, &stored, case_id, kind)
+}
+
+fn unwrap_key(
+    keys: &Keys,
+    wrapped: &[u8],
+    case_id: Uuid,
+    kind: MaterialKind,
+) -> Result<CaseKey, WorkflowError> {
+    keys.unwrap_material_key(wrapped, &case_id, kind)
+        .map_err(|e| {
+            WorkflowError::Internal(anyhow::anyhow!(
+                "the {} key of case {case_id} does not open: {e}",
+                kind.as_str()
+            ))
+        })
+}
+
+/// A case's data key for reading `kind`: `Ok(key)`, or, when it has none, the
+/// refusal to show: deleted by retention on a date, or an inconsistency.
+async fn key_for_reading(
+    conn: &mut PgConnection,
+    keys: &Keys,
+    case_id: Uuid,
+    kind: MaterialKind,
+) -> Result<Result<CaseKey, DateTime<Utc>>, WorkflowError> {
+    if let Some(wrapped) =
+        case_store::material::load_material_key(&mut *conn, case_id, store_kind(kind)).await?
+    {
+        return Ok(Ok(unwrap_key(keys, &wrapped, case_id, kind)?));
+    }
+    match deleted_on(conn, case_id, kind).await? {
+        Some(on) => Ok(Err(on)),
+        None => Err(WorkflowError::Internal(anyhow::anyhow!(
+            "case {case_id} has sealed {} but no key for it",
+            kind.as_str()
+        ))),
+    }
+}
+
+/// When retention deleted the case's material of `kind`, if it did.
+async fn deleted_on(
+    conn: &mut PgConnection,
+    case_id: Uuid,
+    kind: MaterialKind,
+) -> Result<Option<DateTime<Utc>>, WorkflowError> {
+    Ok(case_store::retention::deletions(&mut *conn, case_id)
+        .await?
+        .and_then(|d| match kind {
+            MaterialKind::Evidence => d.evidence_deleted_at,
+            MaterialKind::Explanations => d.explanations_deleted_at,
+        }))
+}
+
+/// The refusal when retention deleted the material asked for.
+pub fn deleted(kind: MaterialKind, on: DateTime<Utc>) -> WorkflowError {
+    WorkflowError::Refused {
+        code: "personal_data_deleted",
+        detail: format!(
+            "the {} of this case were deleted on {}",
+            kind.as_str(),
+            on.format("%Y-%m-%d")
+        ),
+    }
+}
+
+fn unreadable(what: &str, id: Uuid) -> WorkflowError {
+    WorkflowError::Internal(anyhow::anyhow!("{what} {id} does not open"))
+}
+
+/// What an explanation's sealed document holds.
+#[derive(Serialize, Deserialize)]
+struct SealedExplanation {
+    statement: String,
+    counterparties: Vec<Counterparty>,
+}
+
+/// An explanation, opened.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OpenedExplanation {
+    /// Explanation id.
+    pub id: Uuid,
+    /// When it was submitted.
+    pub created_at: DateTime<Utc>,
+    /// The statement (empty when deleted).
+    pub statement: String,
+    /// The counterparties explained (none when deleted).
+    pub counterparties: Vec<Counterparty>,
+    /// Retention deleted it (with its key) on this date: nothing could be opened.
+    pub deleted_on: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for OpenedExplanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenedExplanation")
+            .field("id", &self.id)
+            .field("counterparties", &self.counterparties)
+            .field("deleted_on", &self.deleted_on)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The case's explanations, oldest first, opened (sealed ones under the case's
+/// explanations key, older ones as stored in clear).
+pub async fn read_explanations(
+    conn: &mut PgConnection,
+    keys: &Keys,
+    case_id: Uuid,
+) -> Result<Vec<OpenedExplanation>, WorkflowError> {
+    let rows = case_store::material::list_explanations(&mut *conn, case_id).await?;
+    let mut key = None;
+    let mut opened = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (statement, counterparties, deleted_on) = match row.body {
+            ExplanationBody::Clear {
+                statement,
+                counterparties,
+            } => (statement, counterparties, None),
+            ExplanationBody::Sealed(sealed) => {
+                if key.is_none() {
+                    key = Some(
+                        key_for_reading(conn, keys, case_id, MaterialKind::Explanations).await?,
+                    );
+                }
+                match key.as_ref().expect("just loaded") {
+                    Ok(key) => {
+                        let body: SealedExplanation = key
+                            .decrypt_bytes(&sealed, &row.id)
+                            .ok()
+                            .and_then(|json| serde_json::from_slice(&json).ok())
+                            .ok_or_else(|| unreadable("explanation", row.id))?;
+                        (body.statement, body.counterparties, None)
+                    }
+                    Err(on) => (String::new(), Vec::new(), Some(*on)),
+                }
+            }
+        };
+        opened.push(OpenedExplanation {
+            id: row.id,
+            created_at: row.created_at,
+            statement,
+            counterparties,
+            deleted_on,
+        });
+    }
+    Ok(opened)
+}
+
+/// Every distinct counterparty number named in the explanations, sorted.
+pub fn explained_contacts(explanations: &[OpenedExplanation]) -> Vec<String> {
+    let mut numbers: Vec<String> = explanations
+        .iter()
+        .flat_map(|e| e.counterparties.iter().map(|c| c.msisdn.clone()))
+        .collect();
+    numbers.sort();
+    numbers.dedup();
+    numbers
+}
+
+/// An evidence file's content in clear: opened under the case's evidence key when
+/// sealed. After retention destroyed the key, the refusal says when.
+pub async fn open_evidence(
+    conn: &mut PgConnection,
+    keys: &Keys,
+    case_id: Uuid,
+    evidence_id: Uuid,
+    stored: StoredEvidence,
+) -> Result<Vec<u8>, WorkflowError> {
+    if !stored.sealed {
+        return Ok(stored.content);
+    }
+    match key_for_reading(conn, keys, case_id, MaterialKind::Evidence).await? {
+        Ok(key) => key
+            .decrypt_bytes(&stored.content, &evidence_id)
+            .map_err(|_| unreadable("evidence file", evidence_id)),
+        Err(on) => Err(deleted(MaterialKind::Evidence, on)),
+    }
+}
+
+/// The case's appeal statement, opened, if it was appealed (`[deleted]` after
+/// retention).
+pub async fn read_appeal(
+    conn: &mut PgConnection,
+    keys: &Keys,
+    case_id: Uuid,
+) -> Result<Option<String>, WorkflowError> {
+    let Some(appeal) = case_store::material::load_appeal(&mut *conn, case_id).await? else {
+        return Ok(None);
+    };
+    match (appeal.statement, appeal.statement_sealed) {
+        (Some(statement), _) => Ok(Some(statement)),
+        (None, Some(sealed)) => {
+            match key_for_reading(conn, keys, case_id, MaterialKind::Explanations).await? {
+                Ok(key) => key
+                    .decrypt(&sealed, &appeal_row_id(&case_id))
+                    .map(Some)
+                    .map_err(|_| unreadable("appeal of case", case_id)),
+                Err(on) => Err(deleted(MaterialKind::Explanations, on)),
+            }
+        }
+        (None, None) => Err(WorkflowError::Internal(anyhow::anyhow!(
+            "the appeal of case {case_id} has no statement"
+        ))),
+    }
+}
+
+/// Where sealing the material stored before sealing existed stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealProgress {
+    /// Cases done.
+    pub cases: i64,
+    /// Evidence files sealed.
+    pub evidence: i64,
+    /// Explanations sealed.
+    pub explanations: i64,
+    /// Appeal statements sealed.
+    pub appeals: i64,
+}
+
+/// Seals the material stored in clear before sealing existed (`reactivation keys
+/// envelope --material`): case by case in id order, `batch` cases per transaction,
+/// each case's row locked (material of the case is not written meanwhile) and its
+/// key of each kind made if it has none; the rows are rewritten in place. Resumable
+/// (only clear rows are selected) and idempotent; calls `progress` after each batch.
+pub async fn seal_clear_material(
+    pool: &PgPool,
+    keys: &Keys,
+    batch: i64,
+    mut progress: impl FnMut(&SealProgress),
+) -> Result<SealProgress, WorkflowError> {
+    let batch = batch.clamp(1, 10_000);
+    let mut state = SealProgress::default();
+    let mut after = Uuid::nil();
+    loop {
+        let mut tx = pool.begin().await?;
+        let cases = case_store::material::cases_with_clear_material(&mut *tx, after, batch).await?;
+        let Some(last) = cases.last() else {
+            return Ok(state);
+        };
+        after = *last;
+        for case_id in cases {
+            case_store::material::lock_case(&mut tx, case_id).await?;
+            let files = case_store::material::clear_evidence(&mut *tx, case_id).await?;
+            if !files.is_empty() {
+                let key = key_for_writing(&mut tx, keys, case_id, MaterialKind::Evidence).await?;
+                for (id, content) in files {
+                    case_store::material::seal_evidence_row(
+                        &mut *tx,
+                        id,
+                        &key.encrypt_bytes(&content, &id),
+                    )
+                    .await?;
+                    state.evidence += 1;
+                }
+            }
+            let clear: Vec<_> = case_store::material::list_explanations(&mut *tx, case_id)
+                .await?
+                .into_iter()
+                .filter_map(|e| match e.body {
+                    ExplanationBody::Clear {
+                        statement,
+                        counterparties,
+                    } => Some((
+                        e.id,
+                        SealedExplanation {
+                            statement,
+                            counterparties,
+                        },
+                    )),
+                    ExplanationBody::Sealed(_) => None,
+                })
+                .collect();
+            let appeal = case_store::material::load_appeal(&mut *tx, case_id)
+                .await?
+                .and_then(|a| a.statement)
+                .filter(|s| s != "[deleted]");
+            if !clear.is_empty() || appeal.is_some() {
+                let key =
+                    key_for_writing(&mut tx, keys, case_id, MaterialKind::Explanations).await?;
+                for (id, body) in clear {
+                    let document =
+                        serde_json::to_vec(&body).map_err(|e| WorkflowError::Internal(e.into()))?;
+                    case_store::material::seal_explanation_row(
+                        &mut *tx,
+                        id,
+                        &key.encrypt_bytes(&document, &id),
+                    )
+                    .await?;
+                    state.explanations += 1;
+                }
+                if let Some(statement) = appeal {
+                    case_store::material::seal_appeal_row(
+                        &mut *tx,
+                        case_id,
+                        &key.encrypt(&statement, &appeal_row_id(&case_id)),
+                    )
+                    .await?;
+                    state.appeals += 1;
+                }
+            }
+            state.cases += 1;
+        }
+        tx.commit().await?;
+        progress(&state);
+    }
+}
+
 /// Locks the case for new material and checks that it takes material now.
 async fn lock_for_material(
     conn: &mut PgConnection,
@@ -160,6 +518,7 @@ async fn lock_for_material(
 /// re-scored. Returns the case's state and what it still needs.
 async fn after_material(
     conn: &mut PgConnection,
+    keys: &Keys,
     case: &CaseRow,
 ) -> Result<(CaseState, Vec<Need>), WorkflowError> {
     let mut state = case.state;
@@ -185,7 +544,7 @@ async fn after_material(
         return Ok((state, progress::needs(state, None)));
     };
     let flagged = flagged_contacts(&latest);
-    let explained = case_store::material::explained_contacts(&mut *conn, case.id).await?;
+    let explained = explained_contacts(&read_explanations(&mut *conn, keys, case.id).await?);
     let counts = case_store::material::count_material(&mut *conn, case.id).await?;
     let remaining = material::remaining_needs(
         latest.tier,
@@ -220,20 +579,28 @@ pub struct ExplanationStored {
 /// this is the answer: the case goes back to the department that asked.
 pub async fn explain(
     pool: &PgPool,
+    keys: &Keys,
     case_id: Uuid,
     input: ExplanationInput,
 ) -> Result<ExplanationStored, WorkflowError> {
     let valid = validate_explanation(input)?;
     let mut tx = pool.begin().await?;
     let locked = lock_for_material(&mut tx, case_id).await?;
-    let explanation_id = case_store::material::insert_explanation(
+    let key = key_for_writing(&mut tx, keys, case_id, MaterialKind::Explanations).await?;
+    let explanation_id = Uuid::now_v7();
+    let document = serde_json::to_vec(&SealedExplanation {
+        statement: valid.statement.clone(),
+        counterparties: valid.counterparties.clone(),
+    })
+    .map_err(|e| WorkflowError::Internal(e.into()))?;
+    case_store::material::insert_sealed_explanation(
         &mut *tx,
+        explanation_id,
         case_id,
-        &valid.statement,
-        &valid.counterparties,
+        &key.encrypt_bytes(&document, &explanation_id),
     )
     .await?;
-    let (state, needs) = after_material(&mut tx, &locked).await?;
+    let (state, needs) = after_material(&mut tx, keys, &locked).await?;
     tx.commit().await?;
     tracing::info!(case_id = %case_id, %explanation_id, counterparties = valid.counterparties.len(), "explanation stored");
     Ok(ExplanationStored {
@@ -276,6 +643,7 @@ pub struct EvidenceAdded {
 /// archives and active PDFs are refused. The same file twice is stored once.
 pub async fn add_evidence(
     pool: &PgPool,
+    keys: &Keys,
     case_id: Uuid,
     content: &[u8],
 ) -> Result<EvidenceAdded, WorkflowError> {
@@ -286,10 +654,18 @@ pub async fn add_evidence(
     })?;
     let mut tx = pool.begin().await?;
     let locked = lock_for_material(&mut tx, case_id).await?;
-    let stored =
-        case_store::material::insert_evidence(&mut tx, case_id, kind.media_type(), content).await?;
+    let key = key_for_writing(&mut tx, keys, case_id, MaterialKind::Evidence).await?;
+    let seal = |id: &Uuid, file: &[u8]| key.encrypt_bytes(file, id);
+    let stored = case_store::material::insert_sealed_evidence(
+        &mut tx,
+        case_id,
+        kind.media_type(),
+        content,
+        &seal,
+    )
+    .await?;
     let (state, needs) = match &stored {
-        EvidenceStored::New(_) => after_material(&mut tx, &locked).await?,
+        EvidenceStored::New(_) => after_material(&mut tx, keys, &locked).await?,
         // Nothing new: the case does not move and is not re-scored.
         EvidenceStored::Duplicate(_) => {
             let latest = case_store::risk::latest_assessment(&mut *tx, case_id).await?;
@@ -320,6 +696,7 @@ pub async fn add_evidence(
 /// remedy is a store visit (extreme tier). The case goes back to security review.
 pub async fn appeal(
     pool: &PgPool,
+    keys: &Keys,
     sla: &case_domain::sla::SlaConfig,
     case_id: Uuid,
     statement: &str,
@@ -352,7 +729,14 @@ pub async fn appeal(
     // The rejection took effect when the case entered `rejected`.
     let rejected_at = locked.state_entered_at;
     material::may_appeal(rejected_at, Utc::now(), already_appealed, tier).map_err(refused)?;
-    case_store::material::record_appeal(&mut *tx, case_id, &statement, rejected_at).await?;
+    let key = key_for_writing(&mut tx, keys, case_id, MaterialKind::Explanations).await?;
+    case_store::material::record_sealed_appeal(
+        &mut *tx,
+        case_id,
+        &key.encrypt(&statement, &appeal_row_id(&case_id)),
+        rejected_at,
+    )
+    .await?;
     let customer = Actor::customer();
     let moved = case_store::transition_in(
         &mut tx,

@@ -179,6 +179,7 @@ pub struct NewSignals {
 /// endpoints use. Returns why nothing was done, if so.
 pub async fn rescore(
     conn: &mut PgConnection,
+    keys: &data_protection::Keys,
     new: NewSignals,
 ) -> Result<Option<String>, WorkflowError> {
     let NewSignals {
@@ -204,7 +205,9 @@ pub async fn rescore(
     }
     let rules = case_store::risk_rules::current(&mut *conn).await?;
     let assessment = risk::assess_with(&signals, &rules.thresholds);
-    let explained = case_store::material::explained_contacts(&mut *conn, case.id).await?;
+    let explained = crate::material::explained_contacts(
+        &crate::material::read_explanations(&mut *conn, keys, case.id).await?,
+    );
     let counts = case_store::material::count_material(&mut *conn, case.id).await?;
     let needs = remaining_needs(
         assessment.tier,

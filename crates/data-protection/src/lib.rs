@@ -17,8 +17,10 @@
 //! an old ciphertext to the current key (`reactivation keys rotate`).
 //!
 //! Each case's personal data is sealed under its own data key, itself stored only
-//! wrapped by the master secrets (envelope encryption, [`CaseKey`]); destroying the
-//! wrapped key shreds the case's personal data.
+//! wrapped by the master secrets (envelope encryption, [`CaseKey`]); the case's
+//! material (evidence; explanations and the appeal) under one data key per kind
+//! ([`MaterialKind`], [`Keys::wrap_material_key`]); destroying a wrapped key shreds
+//! what was sealed under it.
 //!
 //! Keyed hashes of one-time codes carry no key id (the column is the bare 32-byte
 //! HMAC): they are written under the current key and [`Keys::otp_matches`] checks a
@@ -32,7 +34,7 @@ mod envelope;
 
 use std::sync::{Arc, LazyLock};
 
-pub use envelope::{CASE_KEY_FORMAT, CaseKey};
+pub use envelope::{CASE_KEY_FORMAT, CaseKey, MaterialKind, SEALED_OVERHEAD, derived_id};
 
 use aes_gcm::{
     Aes256Gcm, Key, Nonce,

@@ -179,7 +179,7 @@ pub async fn add_explanation(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (request, _): (ExplanationRequest, _) = parse_json(&body)?;
-    let stored = material::explain(&state.pool, case.id, request.into()).await?;
+    let stored = material::explain(&state.pool, &state.keys, case.id, request.into()).await?;
     let body = ExplanationAccepted {
         explanation_id: stored.explanation_id,
         counterparties: stored.counterparties,
@@ -299,7 +299,7 @@ pub async fn add_evidence(
         )
     })?;
     let content = read_single_file(&mut multipart).await?;
-    let added = material::add_evidence(&state.pool, case.id, &content).await?;
+    let added = material::add_evidence(&state.pool, &state.keys, case.id, &content).await?;
     let status = if added.duplicate {
         StatusCode::OK
     } else {
@@ -338,7 +338,14 @@ pub async fn appeal(
     body: Bytes,
 ) -> Result<Json<CaseStatus>, ApiError> {
     let (request, _): (AppealRequest, _) = parse_json(&body)?;
-    let status = material::appeal(&state.pool, &state.sla, case.id, &request.statement).await?;
+    let status = material::appeal(
+        &state.pool,
+        &state.keys,
+        &state.sla,
+        case.id,
+        &request.statement,
+    )
+    .await?;
     Ok(Json(status.into()))
 }
 

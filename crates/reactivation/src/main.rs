@@ -94,11 +94,16 @@ enum KeysCommand {
     },
     /// Gives every case opened before per-case data keys existed a data key of its
     /// own (its name and ID number re-sealed under it), in batches; resumable,
-    /// idempotent, safe with the services running.
+    /// idempotent, safe with the services running. With --material, seals instead
+    /// the evidence files, explanations and appeal statements stored in clear before
+    /// material keys existed.
     Envelope {
         /// Cases per transaction.
         #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         batch: i64,
+        /// Seal the material stored in clear (not the identities).
+        #[arg(long)]
+        material: bool,
     },
 }
 
@@ -212,7 +217,10 @@ async fn main() -> std::process::ExitCode {
             command: KeysCommand::Rotate { batch },
         } => keys::rotate(&settings, batch).await,
         Command::Keys {
-            command: KeysCommand::Envelope { batch },
+            command: KeysCommand::Envelope { batch, material },
+        } if material => retention::seal_material(&settings, batch).await,
+        Command::Keys {
+            command: KeysCommand::Envelope { batch, .. },
         } => retention::envelope(&settings, batch).await,
         Command::Retention {
             command: RetentionCommand::Run { dry_run, batch },

@@ -91,3 +91,27 @@ pub async fn envelope(settings: &Settings, batch: i64) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `reactivation keys envelope --material`: seals the evidence files, explanations
+/// and appeal statements stored in clear before material keys existed, printing
+/// progress.
+pub async fn seal_material(settings: &Settings, batch: i64) -> anyhow::Result<()> {
+    let variable = settings.secret_key_variable;
+    let current = settings.require_secret_key()?;
+    let keys = Keys::from_list(current, &settings.old_secret_keys)
+        .map_err(|e| anyhow::anyhow!("{variable}: {e}"))?;
+    let pool = service_runtime::db::connect(settings.require_database_url()?, 2).await?;
+    let done = case_workflows::material::seal_clear_material(&pool, &keys, batch, |p| {
+        println!(
+            "material: {} cases, {} evidence files, {} explanations, {} appeals sealed",
+            p.cases, p.evidence, p.explanations, p.appeals
+        )
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "material: done, {} cases, {} evidence files, {} explanations, {} appeals sealed",
+        done.cases, done.evidence, done.explanations, done.appeals
+    );
+    Ok(())
+}

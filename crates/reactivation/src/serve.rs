@@ -199,6 +199,7 @@ impl Wiring {
                 // The link in suspension notices, from the same configuration as the timers'.
                 let inbound = webhook_worker::InboundSettings {
                     start_url: case_timers::TimersConfig::from_env()?.start_url,
+                    keys: self.keys()?,
                 };
                 let delivery = webhook_worker::DeliverySettings {
                     policy: webhooks::DestinationPolicy {

@@ -21,10 +21,13 @@ pub const MAX_ATTEMPTS: i32 = 10;
 pub const RESCORED_STATES: [case_domain::CaseState; 3] = risk::RESCORED_STATES;
 
 /// What processing the carrier's webhooks needs from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct InboundSettings {
     /// Where a suspended subscriber starts a request (the link in suspension notices).
     pub start_url: String,
+    /// The keys that open the case's sealed explanations (a re-score counts the
+    /// counterparties they explain).
+    pub keys: std::sync::Arc<data_protection::Keys>,
 }
 
 /// The back-off after the `attempts`-th failed processing: 1 s doubling, at most 5 min.
@@ -111,6 +114,7 @@ async fn apply(
             } => {
                 risk::rescore(
                     &mut tx,
+                    &settings.keys,
                     NewSignals {
                         msisdn,
                         signals: RiskSignals {

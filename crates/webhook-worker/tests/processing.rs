@@ -71,6 +71,7 @@ async fn process_all(pool: &PgPool) -> usize {
     let mut n = 0;
     let settings = webhook_worker::InboundSettings {
         start_url: "https://10086.example.cn/fuji".into(),
+        keys: std::sync::Arc::new(data_protection::Keys::from_master(&[0x5e; 32])),
     };
     while webhook_worker::inbound::process_one(pool, &settings, "test-worker", LEASE)
         .await

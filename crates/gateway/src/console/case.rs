@@ -302,7 +302,13 @@ async fn build(
     let ui = ctx.ui;
     let now = Utc::now();
     let pool = &state.pool;
-    let explanations = case_store::material::list_explanations(pool, view.case_id).await?;
+    let explanations = {
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(case_workflows::WorkflowError::from)?;
+        case_workflows::material::read_explanations(&mut conn, &state.keys, view.case_id).await?
+    };
     let evidence = view.evidence.clone();
     let agent_ids: Vec<Uuid> = view
         .timeline
@@ -505,7 +511,14 @@ async fn build(
                 ExplanationView {
                     at,
                     at_text,
-                    statement: e.statement,
+                    // Retention destroyed the key: say when instead of the text.
+                    statement: match e.deleted_on {
+                        Some(on) if ui.tag() == "zh-CN" => {
+                            format!("［已于 {} 删除］", on.format("%Y-%m-%d"))
+                        }
+                        Some(on) => format!("[deleted on {}]", on.format("%Y-%m-%d")),
+                        None => e.statement,
+                    },
                     counterparties: e
                         .counterparties
                         .into_iter()
@@ -806,9 +819,15 @@ pub(super) async fn evidence(
     let wf::EvidenceFile {
         media_type,
         content,
-    } = wf::evidence_file(&state.pool, &session.as_agent(), case_id, evidence_id)
-        .await
-        .map_err(|e| ctx.fail(e.into()))?;
+    } = wf::evidence_file(
+        &state.pool,
+        &state.keys,
+        &session.as_agent(),
+        case_id,
+        evidence_id,
+    )
+    .await
+    .map_err(|e| ctx.fail(e.into()))?;
     // Only the three types the upload accepts are ever served as themselves.
     let content_type = match media_type.as_str() {
         "image/jpeg" => "image/jpeg",
