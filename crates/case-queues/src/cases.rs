@@ -73,11 +73,7 @@ impl ClaimSource for CaseClaims {
     ) -> anyhow::Result<Batch<Claim>> {
         let (items, next_due) =
             case_store::claim_batch_due(pool, &self.states, worker, lease, max).await?;
-        let short = items.len() < max;
-        Ok(Batch {
-            items,
-            next_due: short.then_some(next_due),
-        })
+        Ok(Batch::read(items, max, next_due))
     }
 
     async fn renew(&self, pool: &PgPool, claim: &Claim, lease: Duration) -> anyhow::Result<()> {

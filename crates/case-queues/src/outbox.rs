@@ -69,11 +69,7 @@ impl OutboxSource for OutboxTopics {
     ) -> anyhow::Result<Batch<OutboxClaim>> {
         let (items, next_due) =
             case_store::claim_outbox_batch_due(pool, &self.topics, worker, lease, max).await?;
-        let short = items.len() < max;
-        Ok(Batch {
-            items,
-            next_due: short.then_some(next_due),
-        })
+        Ok(Batch::read(items, max, next_due))
     }
 
     async fn renew(

@@ -187,8 +187,9 @@ async fn handle(
         &body,
     );
     let written = if config.message_window > chrono::Duration::zero() {
-        // Held for the window and replaced by the case's next transition message
-        // within it: one message about the latest state.
+        // Held for the window (counted from the first message it holds) and replaced
+        // by the case's next transition message within it: one message, about the
+        // latest state.
         let done = case_store::messages::enqueue_superseding(
             &mut *conn,
             &outbox_row,

@@ -89,6 +89,26 @@ pub struct Batch<T> {
     pub next_due: Option<Option<DateTime<Utc>>>,
 }
 
+impl<T> Batch<T> {
+    /// A claim of up to `max` items that read `next_due` with them: kept only when
+    /// the claim came back short (a full one says nothing of what is left).
+    pub fn read(items: Vec<T>, max: usize, next_due: Option<DateTime<Utc>>) -> Self {
+        let short = items.len() < max;
+        Self {
+            items,
+            next_due: short.then_some(next_due),
+        }
+    }
+
+    /// A claim that read no due time.
+    pub fn unknown(items: Vec<T>) -> Self {
+        Self {
+            items,
+            next_due: None,
+        }
+    }
+}
+
 /// Where a case step's work comes from: claiming, renewing and releasing leases on
 /// cases, and when the next one falls due. Implemented over the store by the
 /// worker crate.
@@ -126,10 +146,9 @@ pub trait ClaimSource: Send + Sync + 'static {
         max: usize,
     ) -> impl Future<Output = anyhow::Result<Batch<Self::Claim>>> + Send {
         async move {
-            Ok(Batch {
-                items: self.claim_batch(pool, worker, lease, max).await?,
-                next_due: None,
-            })
+            Ok(Batch::unknown(
+                self.claim_batch(pool, worker, lease, max).await?,
+            ))
         }
     }
     /// Extends the claim's lease.
@@ -249,10 +268,9 @@ pub trait OutboxSource: Send + Sync + 'static {
         max: usize,
     ) -> impl Future<Output = anyhow::Result<Batch<Self::Message>>> + Send {
         async move {
-            Ok(Batch {
-                items: self.claim_batch(pool, worker, lease, max).await?,
-                next_due: None,
-            })
+            Ok(Batch::unknown(
+                self.claim_batch(pool, worker, lease, max).await?,
+            ))
         }
     }
     /// Extends the message's lease.
@@ -831,6 +849,15 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn a_batch_keeps_the_due_time_only_of_a_short_claim() {
+        let due = Utc::now();
+        assert_eq!(Batch::read(vec![1], 2, Some(due)).next_due, Some(Some(due)));
+        assert_eq!(Batch::read(Vec::<u8>::new(), 2, None).next_due, Some(None));
+        assert_eq!(Batch::read(vec![1, 2], 2, Some(due)).next_due, None);
+        assert_eq!(Batch::unknown(vec![1]).next_due, None);
+    }
 
     /// One scripted case and what the loop did with it.
     #[derive(Debug, Default)]
