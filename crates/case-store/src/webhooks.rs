@@ -118,16 +118,31 @@ pub async fn claim_carrier_webhook(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<CarrierWebhookClaim>, StoreError> {
-    let Some(claimed) = queue::claim(db, &CARRIER_WEBHOOKS, &[], worker, lease).await? else {
-        return Ok(None);
+    Ok(claim_carrier_webhook_due(db, worker, lease).await?.0)
+}
+
+/// [`claim_carrier_webhook`]; when there is none to claim, also what
+/// [`next_carrier_webhook_due`] would answer, from the same statement.
+pub async fn claim_carrier_webhook_due(
+    db: impl PgExecutor<'_>,
+    worker: &str,
+    lease: Duration,
+) -> Result<(Option<CarrierWebhookClaim>, Option<DateTime<Utc>>), StoreError> {
+    let (mut claimed, next_due) =
+        queue::claim_batch_due(db, &CARRIER_WEBHOOKS, &[], worker, lease, 1).await?;
+    let Some(claimed) = claimed.pop() else {
+        return Ok((None, next_due));
     };
-    Ok(Some(CarrierWebhookClaim {
-        kind: claimed.row.try_get("type")?,
-        payload: claimed.row.try_get("payload")?,
-        id: claimed.lease.item,
-        attempts: claimed.lease.attempt,
-        owner: claimed.lease.owner,
-    }))
+    Ok((
+        Some(CarrierWebhookClaim {
+            kind: claimed.row.try_get("type")?,
+            payload: claimed.row.try_get("payload")?,
+            id: claimed.lease.item,
+            attempts: claimed.lease.attempt,
+            owner: claimed.lease.owner,
+        }),
+        None,
+    ))
 }
 
 /// Marks a claimed webhook processed; `note` says why it was ignored, if it was.

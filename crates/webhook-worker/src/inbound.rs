@@ -43,8 +43,32 @@ pub async fn process_one(
     worker: &str,
     lease: Duration,
 ) -> anyhow::Result<bool> {
-    let Some(claim) = store::claim_carrier_webhook(pool, worker, lease).await? else {
-        return Ok(false);
+    Ok(matches!(
+        process_next(pool, settings, worker, lease).await?,
+        Tick::Processed
+    ))
+}
+
+/// What [`process_next`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// It processed one webhook (more may be due).
+    Processed,
+    /// None was due; the next one falls due then (`None`: none is pending), read
+    /// by the same statement as the empty claim.
+    Idle(Option<chrono::DateTime<chrono::Utc>>),
+}
+
+/// [`process_one`], saying when the next webhook falls due when none is.
+pub async fn process_next(
+    pool: &PgPool,
+    settings: &InboundSettings,
+    worker: &str,
+    lease: Duration,
+) -> anyhow::Result<Tick> {
+    let (claim, next_due) = store::claim_carrier_webhook_due(pool, worker, lease).await?;
+    let Some(claim) = claim else {
+        return Ok(Tick::Idle(next_due));
     };
     let span = tracing::info_span!("carrier_webhook", webhook_id = %claim.id, kind = %claim.kind, attempt = claim.attempts);
     let outcome =
@@ -70,7 +94,7 @@ pub async fn process_one(
             }
         }
     }
-    Ok(true)
+    Ok(Tick::Processed)
 }
 
 /// Applies one webhook and marks it processed, in one transaction. Returns the note

@@ -18,7 +18,10 @@
 pub mod inbound;
 pub mod outbound;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use service_runtime::{
     Shutdown,
@@ -60,6 +63,11 @@ pub async fn run(
         let loop_pool = pool.clone();
         let shutdown = shutdown.clone();
         let wakeups = wakeups.clone();
+        // The next due time the last empty claim read (taken by the idle loop, so it
+        // does not ask again).
+        let known_due: Arc<Mutex<Option<Option<chrono::DateTime<chrono::Utc>>>>> =
+            Arc::new(Mutex::new(None));
+        let due_known = known_due.clone();
         async move {
             tracing::info!(worker, "carrier webhook processor started");
             run_loop_woken_by(
@@ -70,13 +78,38 @@ pub async fn run(
                 settings.poll,
                 shutdown,
                 || {
-                    let (pool, worker, config) =
-                        (pool.clone(), worker.clone(), inbound_settings.clone());
-                    async move { inbound::process_one(&pool, &config, &worker, lease).await }
+                    let (pool, worker, config, known_due) = (
+                        pool.clone(),
+                        worker.clone(),
+                        inbound_settings.clone(),
+                        known_due.clone(),
+                    );
+                    async move {
+                        let tick = inbound::process_next(&pool, &config, &worker, lease).await?;
+                        let mut known = known_due.lock().unwrap_or_else(|e| e.into_inner());
+                        Ok(match tick {
+                            inbound::Tick::Processed => {
+                                *known = None;
+                                true
+                            }
+                            inbound::Tick::Idle(next) => {
+                                *known = Some(next);
+                                false
+                            }
+                        })
+                    }
                 },
                 move || {
-                    let pool = due.clone();
-                    async move { Ok(case_store::webhooks::next_carrier_webhook_due(&pool).await?) }
+                    let (pool, due_known) = (due.clone(), due_known.clone());
+                    async move {
+                        let known = due_known.lock().unwrap_or_else(|e| e.into_inner()).take();
+                        match known {
+                            Some(next) => Ok(next),
+                            None => {
+                                Ok(case_store::webhooks::next_carrier_webhook_due(&pool).await?)
+                            }
+                        }
+                    }
                 },
             )
             .await
