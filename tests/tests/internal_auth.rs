@@ -3,18 +3,20 @@
 //! webhook receiver that learnt a case id cannot send codes or try proofs; the gateway
 //! sends its token, and a token is rotated by listing the new one beside the old.
 
+use data_protection::TokenHash;
 use serde_json::json;
 use system_tests::{Stack, StackOptions, TestSubscriber, random_secret};
 
 const SERVICES: &[&str] = &["carrier-sim", "identity", "gateway"];
 
-/// `POST` to an internal route with an optional `Authorization` value; (status, content
-/// type, body).
+/// `POST` to an internal route with an optional `Authorization` value and the hash of
+/// the case token `holder` (as the gateway sends it); (status, content type, body).
 async fn internal(
     stack: &Stack,
     case: &str,
     what: &str,
     authorization: Option<&str>,
+    holder: Option<&str>,
 ) -> (u16, String, String) {
     let mut request = stack.http.post(format!(
         "{}/internal/v1/cases/{case}/{what}",
@@ -25,6 +27,9 @@ async fn internal(
     }
     if let Some(a) = authorization {
         request = request.header("authorization", a);
+    }
+    if let Some(token) = holder {
+        request = request.header("case-token-hash", TokenHash::of(token).encode());
     }
     stack.call_raw(request).await
 }
@@ -59,8 +64,14 @@ async fn internal_calls_without_the_internal_token_are_refused_and_change_nothin
     ];
     for authorization in &wrong {
         for what in ["otp", "verifications"] {
-            let (status, content_type, body) =
-                internal(&stack, &case, what, authorization.as_deref()).await;
+            let (status, content_type, body) = internal(
+                &stack,
+                &case,
+                what,
+                authorization.as_deref(),
+                Some(&case_token),
+            )
+            .await;
             assert_eq!(status, 401, "{what} with {authorization:?}: {body}");
             assert_eq!(content_type, "application/problem+json");
             let problem: serde_json::Value = serde_json::from_str(&body).expect("problem JSON");
@@ -85,9 +96,38 @@ async fn internal_calls_without_the_internal_token_are_refused_and_change_nothin
             .unwrap();
     assert_eq!(failed, 0);
 
-    // With the token the same call works.
+    // With the internal token, a case call still needs the hash of the case's own token
+    // (the gateway passes it on): without it, or with another, the case is unknown.
     let bearer = format!("Bearer {}", stack.internal_token);
-    let (status, _, body) = internal(&stack, &case, "otp", Some(&bearer)).await;
+    let other = TestSubscriber::clean(802);
+    stack.add_subscriber(&other).await;
+    let (_, other_token) = stack.open_case(&other).await;
+    let unknown = r#""type":"https://reactivation.example/problems/not-found""#;
+    for holder in [None, Some(other_token.as_str()), Some("not-a-token")] {
+        for what in ["otp", "verifications"] {
+            let (status, _, body) = internal(&stack, &case, what, Some(&bearer), holder).await;
+            assert_eq!(status, 404, "{what} with {holder:?}: {body}");
+            assert!(body.contains(unknown), "{body}");
+        }
+    }
+    let bad_hash = stack
+        .call_raw(
+            stack
+                .http
+                .post(format!(
+                    "{}/internal/v1/cases/{case}/otp",
+                    stack.url("identity")
+                ))
+                .header("authorization", &bearer)
+                .header("case-token-hash", "x".repeat(43)),
+        )
+        .await;
+    assert_eq!(bad_hash.0, 404, "{}", bad_hash.2);
+    assert_eq!(otp_sends(&stack, &case).await, 0);
+    assert!(stack.sim_outbox(&contact).await.is_empty());
+
+    // With both, the same call works.
+    let (status, _, body) = internal(&stack, &case, "otp", Some(&bearer), Some(&case_token)).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(otp_sends(&stack, &case).await, 1);
     assert_eq!(stack.sim_outbox(&contact).await.len(), 1);
@@ -142,9 +182,15 @@ async fn a_rotated_internal_token_is_accepted_beside_the_old_one() {
     let (status, body) = stack.request_otp(&cases[0].0, &cases[0].1).await;
     assert_eq!(status, 202, "{body}");
     // A caller that already has the new token is accepted too, and so is the old one.
-    for (token, (case, _)) in [(&new, &cases[1]), (&old, &cases[2])] {
-        let (status, _, body) =
-            internal(&stack, case, "otp", Some(&format!("Bearer {token}"))).await;
+    for (token, (case, holder)) in [(&new, &cases[1]), (&old, &cases[2])] {
+        let (status, _, body) = internal(
+            &stack,
+            case,
+            "otp",
+            Some(&format!("Bearer {token}")),
+            Some(holder),
+        )
+        .await;
         assert_eq!(status, 202, "{body}");
     }
     // Any other token is still refused.
@@ -153,6 +199,7 @@ async fn a_rotated_internal_token_is_accepted_beside_the_old_one() {
         &cases[3].0,
         "otp",
         Some(&format!("Bearer {}", random_secret())),
+        Some(&cases[3].1),
     )
     .await;
     assert_eq!(status, 401);

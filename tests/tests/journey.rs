@@ -295,6 +295,25 @@ async fn a_wrong_token_looks_exactly_like_a_missing_case() {
             .await;
         assert_eq!(answer, wrong, "{path}");
     }
+    // A well-formed proof, or a body that is not JSON at all, under a wrong token: the
+    // same (the identity service checks the token in its read of the case; the
+    // gateway checks it before judging a bad body).
+    for body in [
+        json!({"method": "otp", "code": "123456"}).to_string(),
+        "not json".to_owned(),
+    ] {
+        let answer = stack
+            .call_raw(
+                stack
+                    .http
+                    .post(format!("{gateway}/v1/cases/{case}/verifications"))
+                    .bearer_auth("not-the-token")
+                    .header("content-type", "application/json")
+                    .body(body.clone()),
+            )
+            .await;
+        assert_eq!(answer, wrong, "{body}");
+    }
 }
 
 #[tokio::test]

@@ -306,10 +306,13 @@ pub struct ProofContext {
 }
 
 /// Loads a case's [`ProofContext`] (one statement, by primary keys and the current
-/// rules' partial unique index); `None` when there is no such case.
+/// rules' partial unique index); `None` when there is no such case, or when
+/// `token_hash` is given and is not the case token's hash (the same answer: the
+/// subscriber's token is checked in this read, not in one of its own).
 pub async fn load_proof_context(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
+    token_hash: Option<&[u8; 32]>,
 ) -> Result<Option<ProofContext>, StoreError> {
     use case_domain::{CaseState, Channel, Locale, Msisdn, risk_rules::RiskThresholds};
     use sqlx::types::Json;
@@ -328,8 +331,9 @@ pub async fn load_proof_context(
            LEFT JOIN case_identities i ON i.case_id = c.id
            LEFT JOIN case_data_keys k ON k.case_id = c.id
            LEFT JOIN risk_rule_versions v ON v.activated
-           WHERE c.id = $1"#,
-        case_id
+           WHERE c.id = $1 AND ($2::bytea IS NULL OR c.token_hash = $2)"#,
+        case_id,
+        token_hash.map(|h| &h[..]),
     )
     .fetch_optional(db)
     .await?

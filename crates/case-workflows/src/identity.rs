@@ -28,6 +28,7 @@ use case_store::{
     number_budget::{self, BudgetKind, ProofOutcome, Reservation, Reserve},
 };
 use data_protection::Keys;
+pub use data_protection::TokenHash;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -286,14 +287,26 @@ impl From<StoreError> for IdentityError {
     }
 }
 
+/// The header of the identity service's internal API that carries the hash of the
+/// case token the subscriber presented to the gateway ([`TokenHash::encode`]).
+pub const CASE_TOKEN_HASH_HEADER: &str = "case-token-hash";
+
 /// Sends codes and judges proofs for a case: in-process ([`IdentityCases`]) or
 /// through the identity service.
 #[async_trait]
 pub trait IdentityPort: Send + Sync + std::fmt::Debug {
-    /// Sends a one-time code to a contact on file with the carrier.
-    async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError>;
-    /// Judges one proof and moves the case when the policy says so.
-    async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError>;
+    /// Sends a one-time code to a contact on file with the carrier. `holder` is the
+    /// hash of the case token the subscriber presented: checked in the read of the
+    /// case, a wrong one is answered as an unknown case.
+    async fn send_code(&self, case_id: Uuid, holder: TokenHash) -> Result<CodeSent, IdentityError>;
+    /// Judges one proof and moves the case when the policy says so (`holder`: as for
+    /// [`IdentityPort::send_code`]).
+    async fn verify(
+        &self,
+        case_id: Uuid,
+        holder: TokenHash,
+        proof: Proof,
+    ) -> Result<Verdict, IdentityError>;
     /// Grades a new case's place on the verification ladder from the carrier's
     /// signals (an extreme-tier case goes to wait for a store visit at once).
     async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError>;
@@ -318,12 +331,17 @@ pub struct IdentityCases {
 
 #[async_trait]
 impl IdentityPort for IdentityCases {
-    async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
-        IdentityCases::send_code(self, case_id).await
+    async fn send_code(&self, case_id: Uuid, holder: TokenHash) -> Result<CodeSent, IdentityError> {
+        IdentityCases::send_code(self, case_id, holder).await
     }
 
-    async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
-        IdentityCases::verify(self, case_id, proof).await
+    async fn verify(
+        &self,
+        case_id: Uuid,
+        holder: TokenHash,
+        proof: Proof,
+    ) -> Result<Verdict, IdentityError> {
+        IdentityCases::verify(self, case_id, holder, proof).await
     }
 
     async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
@@ -402,16 +420,23 @@ impl IdentityCases {
     }
 
     /// The case, awaiting identity, with what judging it needs ([`Proving`]), read
-    /// in one statement. When the name and ID given have not been compared with the
-    /// carrier's record yet and `will_compare` says they are about to be, the
-    /// decryption is audited in the same transaction, before it happens.
-    async fn proving(&self, case_id: Uuid, will_compare: bool) -> Result<Proving, IdentityError> {
+    /// in one statement. With `holder`, a case whose token hash is another is
+    /// [`IdentityError::NotFound`], before anything else is looked at. When the name
+    /// and ID given have not been compared with the carrier's record yet and
+    /// `will_compare` says they are about to be, the decryption is audited in the same
+    /// transaction, before it happens.
+    async fn proving(
+        &self,
+        case_id: Uuid,
+        holder: Option<&TokenHash>,
+        will_compare: bool,
+    ) -> Result<Proving, IdentityError> {
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(|e| IdentityError::Internal(e.into()))?;
-        let ctx = store::load_proof_context(&mut *tx, case_id)
+        let ctx = store::load_proof_context(&mut *tx, case_id, holder.map(TokenHash::as_bytes))
             .await?
             .ok_or(IdentityError::NotFound)?;
         match ctx.case.state {
@@ -455,9 +480,13 @@ impl IdentityCases {
     /// the same whether the number is a subscriber with a contact on file, has none,
     /// or is unknown to the carrier: every request takes a send from the case and
     /// from the number's daily budget.
-    #[tracing::instrument(skip(self), fields(case_id = %case_id))]
-    pub async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
-        let mut proving = self.proving(case_id, true).await?;
+    #[tracing::instrument(skip(self, holder), fields(case_id = %case_id))]
+    pub async fn send_code(
+        &self,
+        case_id: Uuid,
+        holder: TokenHash,
+    ) -> Result<CodeSent, IdentityError> {
+        let mut proving = self.proving(case_id, Some(&holder), true).await?;
         // The ladder first: a case whose tier asks for a store visit sends no code.
         let (tier, given) = self.ladder(&mut proving).await?;
         self.store_visit_first(&proving.case, tier, &given).await?;
@@ -583,19 +612,34 @@ impl IdentityCases {
     /// asked of the carrier, so concurrent guesses cannot overshoot it; once it is
     /// spent, no proof on the number is judged (the right one included) and the case
     /// goes to a CS agent.
-    #[tracing::instrument(skip(self, proof), fields(case_id = %case_id, method = proof.method()))]
-    pub async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
+    #[tracing::instrument(skip(self, holder, proof), fields(case_id = %case_id, method = proof.method()))]
+    pub async fn verify(
+        &self,
+        case_id: Uuid,
+        holder: TokenHash,
+        proof: Proof,
+    ) -> Result<Verdict, IdentityError> {
         let offered = Offered::parse(proof);
         // A proof that does not parse is refused before the name and ID are opened.
-        let mut proving = self.proving(case_id, offered.is_ok()).await?;
+        let mut proving = self
+            .proving(case_id, Some(&holder), offered.is_ok())
+            .await?;
         let offered = offered?;
         // The ladder before the budget: nothing online is judged for a case whose
         // tier asks for a store visit.
         let (tier, given) = self.ladder(&mut proving).await?;
         let (case, msisdn) = (proving.case.clone(), proving.msisdn.clone());
         self.store_visit_first(&case, tier, &given).await?;
-        let slot = match number_budget::reserve(
-            &self.pool,
+        // The slot and, for a code, the code's check are taken in one transaction:
+        // the check is counted before anything is compared, and only when the budget
+        // granted a slot.
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| IdentityError::Internal(e.into()))?;
+        let reserved = number_budget::reserve_in(
+            &mut tx,
             &Reserve {
                 msisdn: msisdn.e164(),
                 kind: BudgetKind::Proof,
@@ -606,10 +650,23 @@ impl IdentityCases {
                 window: identity::budget_window(),
             },
         )
-        .await?
-        {
-            Reservation::Granted { id, .. } => id,
+        .await?;
+        let (slot, under_check) = match reserved {
+            Reservation::Granted { id, .. } => {
+                let under_check = match &offered {
+                    Offered::Otp(_) => Some(
+                        store::count_otp_check(&mut *tx, case_id, identity::MAX_CHECKS_PER_CODE)
+                            .await?,
+                    ),
+                    _ => None,
+                };
+                tx.commit()
+                    .await
+                    .map_err(|e| IdentityError::Internal(e.into()))?;
+                (id, under_check)
+            }
             Reservation::Spent { frees_at } => {
+                drop(tx);
                 self.escalate(&case).await?;
                 ::metrics::counter!("identity_proofs_refused_total", "why" => "budget_spent")
                     .increment(1);
@@ -624,7 +681,10 @@ impl IdentityCases {
                 )));
             }
         };
-        match self.judge(&mut proving, offered, slot, tier).await {
+        match self
+            .judge(&mut proving, offered, under_check.flatten(), slot, tier)
+            .await
+        {
             Ok(verdict) => Ok(verdict),
             Err(e) => {
                 // Not judged (the carrier could not be reached, a racing request won):
@@ -636,10 +696,13 @@ impl IdentityCases {
     }
 
     /// Judges a proof whose budget slot `slot` is reserved, and settles the slot.
+    /// For a code, `under_check` is the case's code whose check was counted with the
+    /// slot (none when no code may be compared).
     async fn judge(
         &self,
         proving: &mut Proving,
         offered: Offered,
+        under_check: Option<store::OtpUnderCheck>,
         slot: Uuid,
         tier: RiskTier,
     ) -> Result<Verdict, IdentityError> {
@@ -648,10 +711,6 @@ impl IdentityCases {
         let mut otp_id = None;
         let check = match &offered {
             Offered::Otp(code) => {
-                // The check is counted before anything is compared.
-                let under_check =
-                    store::count_otp_check(&self.pool, case_id, identity::MAX_CHECKS_PER_CODE)
-                        .await?;
                 let correct = under_check.is_some_and(|c| {
                     otp_id = Some(c.id);
                     self.keys.otp_matches(&case_id, code, &c.code_hash)
@@ -866,7 +925,8 @@ impl IdentityCases {
     /// told). Grading again changes nothing.
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
-        let mut proving = self.proving(case_id, true).await?;
+        // Asked by the gateway right after it opened the case: no token to check.
+        let mut proving = self.proving(case_id, None, true).await?;
         let (tier, given) = self.ladder(&mut proving).await?;
         let case = proving.case.clone();
         // Proven already (the original ID card seen at a store when the case was

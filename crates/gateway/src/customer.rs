@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::{
     AppState,
     error::ApiError,
-    extract::{CustomerCase, parse_json},
+    extract::{CaseHolder, CustomerCase, parse_json},
 };
 
 /// A subscriber asks for their number back.
@@ -466,8 +466,13 @@ fn identity_failure(e: IdentityError) -> Response {
         (status = 429, description = "Too many codes requested", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
     )
 )]
-pub async fn send_otp(State(state): State<AppState>, CustomerCase(case): CustomerCase) -> Response {
-    match state.identity.send_code(case.id).await {
+pub async fn send_otp(State(state): State<AppState>, holder: CaseHolder) -> Response {
+    // The identity service checks the token in its read of the case.
+    match state
+        .identity
+        .send_code(holder.case_id, holder.token_hash)
+        .await
+    {
         Ok(sent) => (StatusCode::ACCEPTED, Json(OtpSent::from(sent))).into_response(),
         Err(e) => identity_failure(e),
     }
@@ -489,14 +494,28 @@ pub async fn send_otp(State(state): State<AppState>, CustomerCase(case): Custome
 )]
 pub async fn verify(
     State(state): State<AppState>,
-    CustomerCase(case): CustomerCase,
+    holder: CaseHolder,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (request, _): (VerificationRequest, _) = parse_json(&body)?;
-    Ok(match state.identity.verify(case.id, request.into()).await {
-        Ok(verdict) => Json(VerificationResponse::from(verdict)).into_response(),
-        Err(e) => identity_failure(e),
-    })
+    let request: VerificationRequest = match parse_json(&body) {
+        Ok((request, _)) => request,
+        Err(invalid) => {
+            // A wrong token is answered as an unknown case whatever the body.
+            holder.case(&state).await?;
+            return Err(invalid);
+        }
+    };
+    // The identity service checks the token in its read of the case.
+    Ok(
+        match state
+            .identity
+            .verify(holder.case_id, holder.token_hash, request.into())
+            .await
+        {
+            Ok(verdict) => Json(VerificationResponse::from(verdict)).into_response(),
+            Err(e) => identity_failure(e),
+        },
+    )
 }
 
 /// Withdraws the request. Not possible once provisioning has started.

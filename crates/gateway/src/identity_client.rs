@@ -7,8 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use case_domain::{CaseState, risk::RiskTier};
 use case_workflows::identity::{
-    CodeSent, IdentityError, IdentityPort, Proof, RecoveryOutcome, RecoveryStarted, Verdict,
+    CASE_TOKEN_HASH_HEADER, CodeSent, IdentityError, IdentityPort, Proof, RecoveryOutcome,
+    RecoveryStarted, Verdict,
 };
+use data_protection::TokenHash;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -76,19 +78,30 @@ impl HttpIdentity {
     }
 }
 
+/// The hash of the case token the subscriber presented, for the identity service to
+/// check in its read of the case (`CASE_TOKEN_HASH_HEADER`).
+fn holding(request: reqwest::RequestBuilder, holder: &TokenHash) -> reqwest::RequestBuilder {
+    request.header(CASE_TOKEN_HASH_HEADER, holder.encode())
+}
+
 #[async_trait]
 impl IdentityPort for HttpIdentity {
-    async fn send_code(&self, case_id: Uuid) -> Result<CodeSent, IdentityError> {
-        let sent: OtpSent = call(self.post(case_id, "otp")).await?;
+    async fn send_code(&self, case_id: Uuid, holder: TokenHash) -> Result<CodeSent, IdentityError> {
+        let sent: OtpSent = call(holding(self.post(case_id, "otp"), &holder)).await?;
         Ok(CodeSent {
             remaining_sends: sent.remaining_sends,
         })
     }
 
-    async fn verify(&self, case_id: Uuid, proof: Proof) -> Result<Verdict, IdentityError> {
+    async fn verify(
+        &self,
+        case_id: Uuid,
+        holder: TokenHash,
+        proof: Proof,
+    ) -> Result<Verdict, IdentityError> {
         let body = VerificationRequest::from(proof);
         let answer: VerificationResponse =
-            call(self.post(case_id, "verifications").json(&body)).await?;
+            call(holding(self.post(case_id, "verifications"), &holder).json(&body)).await?;
         Ok(Verdict {
             accepted: answer.accepted,
             remaining_attempts: answer.remaining_attempts,

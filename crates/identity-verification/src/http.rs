@@ -5,11 +5,11 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{Path, State},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
 };
-use case_workflows::identity::{IdentityCases, IdentityError};
+use case_workflows::identity::{CASE_TOKEN_HASH_HEADER, IdentityCases, IdentityError, TokenHash};
 use service_runtime::{Problem, config::InternalTokens};
 use uuid::Uuid;
 
@@ -21,6 +21,8 @@ use crate::api::{
 /// `POST /internal/v1/cases/{id}/otp`, `POST /internal/v1/cases/{id}/verifications`,
 /// `POST /internal/v1/recoveries` and `POST /internal/v1/recoveries/{id}` (lost case
 /// tokens), each refused with 401 unless the call carries one of `tokens` as its bearer token.
+/// The code and proof calls also carry the hash of the subscriber's case token
+/// (`case-token-hash`), checked in the read of the case: a wrong or missing one is a 404.
 pub fn router(service: IdentityCases, tokens: InternalTokens) -> Router {
     crate::auth::require_internal_token(
         Router::new()
@@ -37,8 +39,24 @@ pub fn router(service: IdentityCases, tokens: InternalTokens) -> Router {
     )
 }
 
-async fn send_code(State(service): State<IdentityCases>, Path(case_id): Path<Uuid>) -> Response {
-    match service.send_code(case_id).await {
+/// The hash of the case token the subscriber presented to the gateway; a call
+/// without one (or with anything else) is answered as for an unknown case.
+fn holder(headers: &HeaderMap) -> Option<TokenHash> {
+    headers
+        .get(CASE_TOKEN_HASH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TokenHash::decode)
+}
+
+async fn send_code(
+    State(service): State<IdentityCases>,
+    Path(case_id): Path<Uuid>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(holder) = holder(&headers) else {
+        return Problem::not_found().into_response();
+    };
+    match service.send_code(case_id, holder).await {
         Ok(sent) => (StatusCode::ACCEPTED, Json(OtpSent::from(sent))).into_response(),
         Err(e) => failure(e),
     }
@@ -59,8 +77,12 @@ async fn grade(State(service): State<IdentityCases>, Path(case_id): Path<Uuid>) 
 async fn verify(
     State(service): State<IdentityCases>,
     Path(case_id): Path<Uuid>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let Some(holder) = holder(&headers) else {
+        return Problem::not_found().into_response();
+    };
     let request: VerificationRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(_) => {
@@ -73,7 +95,7 @@ async fn verify(
             .into_response();
         }
     };
-    match service.verify(case_id, request.into()).await {
+    match service.verify(case_id, holder, request.into()).await {
         Ok(verdict) => Json(VerificationResponse::from(verdict)).into_response(),
         Err(e) => failure(e),
     }
