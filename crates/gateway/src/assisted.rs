@@ -9,7 +9,7 @@ use axum::{
     Json,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use case_domain::Role;
@@ -98,7 +98,7 @@ pub(crate) fn lookup_view(
 /// The 429 of a spent lookup budget.
 pub(crate) fn lookups_spent(retry_at: DateTime<Utc>) -> Response {
     let seconds = (retry_at - Utc::now()).num_seconds().max(1);
-    let mut response = Problem::new(
+    Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "lookup-limit",
         "Too many lookups",
@@ -108,11 +108,7 @@ pub(crate) fn lookups_spent(retry_at: DateTime<Utc>) -> Response {
         ),
     )
     .with("retry_after", seconds)
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    response
+    .into_response_retrying(seconds.unsigned_abs())
 }
 
 /// Looks a number up: its open cases and those of the last 90 days, masked. Every

@@ -429,17 +429,12 @@ fn identity_failure(e: IdentityError) -> Response {
         if let IdentityError::BudgetSpent { frees_at } = e {
             // When to come back: the moment the number's oldest failure leaves the window.
             let wait = (frees_at - chrono::Utc::now()).num_seconds().max(1);
-            let mut response = problem
+            return problem
                 .with(
                     "retry_at",
                     frees_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 )
-                .into_response();
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(wait),
-            );
-            return response;
+                .into_response_retrying(wait.unsigned_abs());
         }
         return problem.into_response();
     }

@@ -214,13 +214,11 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(error.message = %cause, error.cause_chain = ?cause, "request failed");
         }
-        let mut response = self.problem().into_response();
         if matches!(self, Self::Unavailable(_)) {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(RETRY_AFTER_SECONDS),
-            );
+            return self
+                .problem()
+                .into_response_retrying(RETRY_AFTER_SECONDS.into());
         }
-        response
+        self.problem().into_response()
     }
 }

@@ -165,7 +165,7 @@ impl StreamRefused {
             ),
         };
         let seconds = STREAM_RETRY_AFTER.as_secs();
-        let mut response = service_runtime::Problem::new(
+        service_runtime::Problem::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             "too-many-streams",
             "Too many live streams",
@@ -173,11 +173,7 @@ impl StreamRefused {
         )
         .with("limit", code)
         .with("retry_after", seconds)
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-        response
+        .into_response_retrying(seconds)
     }
 }
 

@@ -28,7 +28,7 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, MatchedPath, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    http::{HeaderMap, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -309,18 +309,14 @@ pub fn too_many_requests(retry_after: Duration) -> Response {
     // Whole seconds, rounded up, at least one: a client that waits that long gets in.
     let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
     let seconds = seconds.max(1);
-    let mut response = Problem::new(
+    Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate-limited",
         "Too many requests",
         format!("Too many requests from this address; retry in {seconds} s."),
     )
     .with("retry_after", seconds)
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-    response
+    .into_response_retrying(seconds)
 }
 
 /// The middleware (a route layer: it reads the matched route).
@@ -359,6 +355,8 @@ pub async fn enforce(State(limits): State<RateLimits>, request: Request, next: N
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header;
+
     use super::*;
 
     fn xff(value: &str) -> HeaderMap {

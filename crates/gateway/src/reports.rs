@@ -48,7 +48,7 @@ static EXPORTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_C
 
 /// `503` with `Retry-After` while [`MAX_CONCURRENT_EXPORTS`] exports are running.
 fn exports_busy() -> Response {
-    let mut response = service_runtime::Problem::new(
+    service_runtime::Problem::new(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         "exports-busy",
         "Too many exports",
@@ -56,12 +56,7 @@ fn exports_busy() -> Response {
             "{MAX_CONCURRENT_EXPORTS} case exports are running on this server; retry in a few seconds."
         ),
     )
-    .into_response();
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(EXPORTS_BUSY_RETRY_SECS),
-    );
-    response
+    .into_response_retrying(EXPORTS_BUSY_RETRY_SECS.into())
 }
 
 /// The range and format of a report or an export.

@@ -154,18 +154,13 @@ fn failure(e: IdentityError) -> Response {
         // 503 with Retry-After, which the gateway answers as its own 503: never a 500
         // while the database is away.
         tracing::warn!(error.message = %e, "identity verification: the database is unavailable");
-        let mut response = Problem::new(
+        return Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
             "The database cannot be reached right now; please retry shortly.",
         )
-        .into_response();
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(service_runtime::http::STARTING_RETRY_AFTER),
-        );
-        return response;
+        .into_response_retrying(service_runtime::http::STARTING_RETRY_AFTER.into());
     }
     if let IdentityError::Internal(cause) = &e {
         tracing::error!(error.message = %cause, error.cause_chain = ?cause, "identity verification failed");

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use axum::{
     Router,
     extract::{MatchedPath, Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -47,17 +47,13 @@ async fn readyz(State(pool): State<PgPool>) -> Response {
 
 /// `/readyz`'s 503 problem, with `Retry-After`.
 fn not_ready(detail: String) -> Response {
-    let mut response = Problem::new(
+    Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "not-ready",
         "Not ready",
         detail,
     )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(STARTING_RETRY_AFTER));
-    response
+    .into_response_retrying(STARTING_RETRY_AFTER.into())
 }
 
 /// `Retry-After` (seconds) of the answers of a process that is not ready.
@@ -77,17 +73,13 @@ pub fn starting_routes(status: db::StartupStatus) -> Router {
         .route("/readyz", get(waiting))
         .route("/metrics", get(prometheus))
         .fallback(|| async {
-            let mut response = Problem::new(
+            Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
                 "The service is starting; try again shortly.",
             )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(STARTING_RETRY_AFTER));
-            response
+            .into_response_retrying(STARTING_RETRY_AFTER.into())
         })
 }
 

@@ -71,6 +71,18 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// The answer with a `Retry-After` header of `seconds` (the body as it is: callers
+    /// that want `retry_after` in the body too add it with [`Problem::with`]).
+    pub fn into_response_retrying(self, seconds: u64) -> Response {
+        let mut response = self.into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.status_code();
