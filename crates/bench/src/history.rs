@@ -7,7 +7,10 @@
 //! (ciphertext-sized byte strings), its `case_events` rows, and for a reactivated case
 //! its `risk_assessments` and `provisioning_orders` rows. The tables stay logged, as in
 //! production. Afterwards `VACUUM (ANALYZE)` gives the planner and the visibility map
-//! the state autovacuum would have reached.
+//! the state autovacuum would have reached. Each batch also moves the timers service's
+//! follower past the events it wrote, as if the history had been followed as it
+//! happened (otherwise the follower would plan messages and timers for a year of old
+//! cases before reaching the measured ones).
 //!
 //! The shape of the history:
 //! - **Outcomes:** 85 % reactivated (opened, proofs accepted, risk cleared, restored), 10 %
@@ -98,7 +101,10 @@ events AS (
 risk AS (
     INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, assessed_at)
     SELECT (substr(replace(id::text, '-', ''), 1, 24) || 'a0000001')::uuid, id, 'low',
-           '{}', '{}', '{"fraud_linked_contacts": 0}'::jsonb, created_at + interval '121 seconds'
+           '{}', '{}',
+           '{"fraud_linked_contacts": 0, "sms_peak_per_hour": 0, "intl_calls_24h": 0,
+             "suspension_reason": null, "flagged_contacts": []}'::jsonb,
+           created_at + interval '121 seconds'
     FROM cases WHERE state = 'reactivated'
 ),
 orders AS (
@@ -122,6 +128,24 @@ pub fn batches(from: u64, to: u64) -> Vec<(u64, u64)> {
         .map(|lo| (lo, (lo + BATCH).min(to)))
         .collect()
 }
+
+/// The timers service's follower of the event log (`case_timers::follow::CONSUMER`).
+const CONSUMER: &str = "case-timers";
+
+/// Moves the follower's cursor past the events this transaction wrote: a year of
+/// history was followed as it happened (its messages sent, its timers fired), so the
+/// follower must not plan messages and timers for it now. Run in the batch's
+/// transaction, while nothing else writes events (the bench seeds between figures,
+/// after the follower caught up).
+const FOLLOWED: &str = r#"
+INSERT INTO event_cursors AS c (consumer, tx_id, seq)
+SELECT $1, e.tx_id, max(e.seq)
+FROM case_events e
+WHERE e.tx_id = pg_current_xact_id()::text::bigint
+GROUP BY e.tx_id
+ON CONFLICT (consumer) DO UPDATE SET tx_id = EXCLUDED.tx_id, seq = EXCLUDED.seq, updated_at = now()
+WHERE (c.tx_id, c.seq) < (EXCLUDED.tx_id, EXCLUDED.seq)
+"#;
 
 /// What a seeding did.
 #[derive(Debug, Clone)]
@@ -152,13 +176,19 @@ pub async fn seed(
         .await?;
     let mut cases = 0u64;
     for (lo, hi) in batches(from, to) {
+        let mut tx = pool.begin().await?;
         let written: i64 = sqlx::query_scalar(SEED_BATCH)
             .bind(i64::try_from(lo)?)
             .bind(i64::try_from(hi)?)
             .bind(i64::try_from(shared_numbers(total))?)
             .bind(salt)
-            .fetch_one(pool)
+            .fetch_one(&mut *tx)
             .await?;
+        sqlx::query(FOLLOWED)
+            .bind(CONSUMER)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         cases += u64::try_from(written)?;
         let secs = started.elapsed().as_secs_f64();
         eprintln!(

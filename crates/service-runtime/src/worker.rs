@@ -661,7 +661,7 @@ where
                 }
                 Err(e) => {
                     ::metrics::counter!("worker_errors_total", "service" => service).increment(1);
-                    tracing::error!(service, error.message = %e, "worker could not claim work; backing off");
+                    tracing::error!(service, error.message = %e, error.cause_chain = ?e, "worker could not claim work; backing off");
                     tokio::select! {
                         () = shutdown.wait() => break 'run,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -818,7 +818,7 @@ where
                 Ok(_) => break,
                 Err(e) => {
                     ::metrics::counter!("worker_errors_total", "service" => service).increment(1);
-                    tracing::error!(service, error.message = %e, "worker could not claim work; backing off");
+                    tracing::error!(service, error.message = %e, error.cause_chain = ?e, "worker could not claim work; backing off");
                     tokio::select! {
                         () = shutdown.wait() => return Ok(()),
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
