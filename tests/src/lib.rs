@@ -480,6 +480,23 @@ impl Stack {
         replicas.into_iter().map(|p| p.url.clone()).collect()
     }
 
+    /// Sets `key` to `value` in the environment every replica of `service` gets at its
+    /// next start ([`Stack::spawn`], [`Stack::restart`]): a changed configuration.
+    pub fn set_env(&mut self, service: &str, key: &str, value: &str) {
+        for process in self.processes.iter_mut().filter(|p| p.service == service) {
+            process.env.retain(|(k, _)| k != key);
+            process.env.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
+    /// Removes `key` from the environment every replica of `service` gets at its next
+    /// start.
+    pub fn unset_env(&mut self, service: &str, key: &str) {
+        for process in self.processes.iter_mut().filter(|p| p.service == service) {
+            process.env.retain(|(k, _)| k != key);
+        }
+    }
+
     /// Kills every replica of one service with SIGKILL (as a crash would).
     pub fn kill(&mut self, service: &str) {
         for process in self.processes.iter_mut().filter(|p| p.service == service) {
