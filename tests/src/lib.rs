@@ -937,6 +937,46 @@ impl Stack {
         body["token"].as_str().expect("token").to_owned()
     }
 
+    /// The subscriber uploads a PDF evidence file `name` to the case; panics unless
+    /// it is stored.
+    pub async fn upload_pdf(&self, case: &str, token: &str, name: &str, pdf: &[u8]) {
+        let part = reqwest::multipart::Part::bytes(pdf.to_vec())
+            .file_name(name.to_owned())
+            .mime_str("application/pdf")
+            .expect("media type");
+        let upload = self
+            .http
+            .post(format!("{}/v1/cases/{case}/evidence", self.url("gateway")))
+            .bearer_auth(token)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .expect("upload sent");
+        let status = upload.status();
+        assert!(
+            status.is_success(),
+            "{}",
+            upload.text().await.unwrap_or_default()
+        );
+    }
+
+    /// The subscriber explains their contacts with `statement` alone; panics unless
+    /// it is stored.
+    pub async fn explain(&self, case: &str, token: &str, statement: &str) {
+        let (status, body) = self
+            .call(
+                self.http
+                    .post(format!(
+                        "{}/v1/cases/{case}/explanations",
+                        self.url("gateway")
+                    ))
+                    .bearer_auth(token)
+                    .json(&json!({ "statement": statement })),
+            )
+            .await;
+        assert!((200..300).contains(&status), "{status}: {body}");
+    }
+
     /// The agent view of a case.
     pub async fn agent_case(&self, token: &str, case_id: &str) -> Value {
         let (status, body) = self

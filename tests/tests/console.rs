@@ -199,37 +199,11 @@ async fn the_console_enforces_sessions_csrf_and_the_api_rules() {
     let (case, token, review) = stack.case_in_security_review(&s).await;
     let pdf: &[u8] =
         b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n";
-    let part = reqwest::multipart::Part::bytes(pdf.to_vec())
-        .file_name("payslip.pdf")
-        .mime_str("application/pdf")
-        .unwrap();
-    let upload = stack
-        .http
-        .post(format!("{gw}/v1/cases/{case}/evidence"))
-        .bearer_auth(&token)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        upload.status().is_success(),
-        "{}",
-        upload.text().await.unwrap()
-    );
+    stack.upload_pdf(&case, &token, "payslip.pdf", pdf).await;
     // An explanation too: sealed at rest, like the file.
-    let explained = stack
-        .http
-        .post(format!("{gw}/v1/cases/{case}/explanations"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"statement": "Sealed-statement: my cousin runs a shop."}))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        explained.status().is_success(),
-        "{}",
-        explained.text().await.unwrap()
-    );
+    stack
+        .explain(&case, &token, "Sealed-statement: my cousin runs a shop.")
+        .await;
     let at_rest: (i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM case_evidence e WHERE e.case_id = $1::uuid AND e.sealed
                     AND position($2::bytea IN e.content) = 0),

@@ -63,36 +63,8 @@ async fn keys_rotate_rewraps_the_material_keys_so_the_new_secret_alone_opens_the
     // A flagged case in security review, with an evidence file and an explanation.
     let s = TestSubscriber::flagged(940);
     let (case, token, _) = stack.case_in_security_review(&s).await;
-    let part = reqwest::multipart::Part::bytes(PDF.to_vec())
-        .file_name("payslip.pdf")
-        .mime_str("application/pdf")
-        .unwrap();
-    let upload = stack
-        .http
-        .post(format!("{gw}/v1/cases/{case}/evidence"))
-        .bearer_auth(&token)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        upload.status().is_success(),
-        "{}",
-        upload.text().await.unwrap()
-    );
-    let explained = stack
-        .http
-        .post(format!("{gw}/v1/cases/{case}/explanations"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({ "statement": STATEMENT }))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        explained.status().is_success(),
-        "{}",
-        explained.text().await.unwrap()
-    );
+    stack.upload_pdf(&case, &token, "payslip.pdf", PDF).await;
+    stack.explain(&case, &token, STATEMENT).await;
     let before = material_keys(&stack, &case).await;
     let kinds: Vec<&str> = before.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(kinds, ["evidence", "explanations"]);
