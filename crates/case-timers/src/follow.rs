@@ -52,12 +52,75 @@ pub struct Followed {
 /// Handles the next batch of events after the cursor, at clock `now` (used for the
 /// ETA quoted in messages). Returns what it did; `events == 0` and `pending`
 /// means a writer that started earlier is still running: look again shortly.
+///
+/// An event whose handling reads a row that does not decode (written by hand, or
+/// by an older version whose shape the code no longer reads) would otherwise fail
+/// every pass and hold up every case's messages and timers behind it. Such an event
+/// is skipped instead: the pass is rolled back and run again without it, the skip
+/// is logged with the event and case ids and counted in
+/// `follower_events_skipped_total` (alert on it: that transition got no message and
+/// no timers). Any other error fails the pass, to be retried.
 pub async fn follow(
     pool: &PgPool,
     config: &TimersConfig,
     now: DateTime<Utc>,
 ) -> anyhow::Result<Followed> {
     let stats = live_stats(pool, now).await;
+    let mut skip = Vec::new();
+    loop {
+        match follow_skipping(pool, config, &stats, now, &skip).await {
+            Ok(done) => return Ok(done),
+            Err(Pass::Undecodable { event, error }) if skip.len() < BATCH as usize => {
+                tracing::error!(
+                    event_id = %event.id,
+                    case_id = %event.case_id,
+                    error.message = %error,
+                    "event skipped: a row it needs does not decode; no message or timer was planned for this transition"
+                );
+                ::metrics::counter!("follower_events_skipped_total").increment(1);
+                skip.push(event.id);
+            }
+            Err(Pass::Undecodable { error, .. }) => return Err(error.into()),
+            Err(Pass::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+/// Why a pass of the follower did not commit.
+enum Pass {
+    /// Handling `event` read a row that does not decode.
+    Undecodable {
+        event: FollowedEvent,
+        error: StoreError,
+    },
+    /// Anything else (the database away, a constraint): the pass is retried.
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Pass {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// Whether `e` is a value the database returned that this code cannot read (as
+/// opposed to the database failing): the same on every attempt.
+fn undecodable(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))
+    )
+}
+
+/// One pass of [`follow`], passing over the events in `skip` (the cursor moves past
+/// them; nothing is written for them).
+async fn follow_skipping(
+    pool: &PgPool,
+    config: &TimersConfig,
+    stats: &case_domain::eta::LiveStats,
+    now: DateTime<Utc>,
+    skip: &[sqlx::types::Uuid],
+) -> Result<Followed, Pass> {
     let mut tx = pool.begin().await?;
     let Some(cursor) = store::lock_cursor(&mut tx, CONSUMER).await? else {
         // Another follower holds the cursor and is doing this work.
@@ -67,7 +130,23 @@ pub async fn follow(
     let mut done = Followed::default();
     let mut last = cursor;
     for event in &events {
-        let (messages, timers, due) = handle(&mut tx, event, config, &stats, now).await?;
+        if skip.contains(&event.id) {
+            last = event.cursor;
+            continue;
+        }
+        let (messages, timers, due) = match handle(&mut tx, event, config, stats, now).await {
+            Ok(handled) => handled,
+            Err(error) if undecodable(&error) => {
+                // Rolled back now, not when the connection is next used: the pass
+                // that follows at once must find the cursor unlocked.
+                tx.rollback().await?;
+                return Err(Pass::Undecodable {
+                    event: event.clone(),
+                    error,
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
         done.earliest_due = match (done.earliest_due, due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -723,3 +723,54 @@ async fn transitions_within_the_window_collapse_into_one_message_about_the_lates
     assert_eq!(outbox[2].1, None, "the claimed message stays: {outbox:?}");
     assert!(outbox[2].2 && outbox[3].2);
 }
+
+#[sqlx::test(migrator = "case_store::MIGRATOR")]
+async fn an_event_whose_rows_do_not_decode_is_skipped_not_a_stall(pool: PgPool) {
+    let now = Utc::now();
+    let bad = open_case(&pool, "+8613800138051", "en").await;
+    step(&pool, bad, CaseEvent::ProofsAccepted, &system(), None).await;
+    assert_eq!(follow_all(&pool, now).await, 2);
+    // Its risk assessment written in a shape the code does not read (here by hand):
+    // the risk_flagged message needs that row.
+    sqlx::query(
+        "INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, assessed_at)
+         VALUES ($1, $2, 'medium', '{}', '{}', '{\"fraud_linked_contacts\": 2}', now())",
+    )
+    .bind(Uuid::now_v7())
+    .bind(bad)
+    .execute(&pool)
+    .await
+    .unwrap();
+    step(
+        &pool,
+        bad,
+        CaseEvent::RiskFlagged,
+        &system(),
+        Some("risk tier medium"),
+    )
+    .await;
+    // Another case's transitions come after it in the log.
+    let good = in_security_review(&pool, "+8613800138052", "en").await;
+
+    // The follower passes over that one event and handles everything after it, once.
+    assert_eq!(follow_all(&pool, now).await, 3, "4 events, 1 skipped");
+    assert_eq!(
+        messages(&pool, bad).await.len(),
+        2,
+        "opened and proofs_accepted"
+    );
+    assert_eq!(messages(&pool, good).await.len(), 3);
+    assert_eq!(follow_all(&pool, now).await, 0);
+    // Once the row is repaired, the case's next transition is handled as usual.
+    sqlx::query(
+        "UPDATE risk_assessments SET signals = signals || '{\"sms_peak_per_hour\": 0,
+             \"intl_calls_24h\": 0, \"suspension_reason\": null}' WHERE case_id = $1",
+    )
+    .bind(bad)
+    .execute(&pool)
+    .await
+    .unwrap();
+    step(&pool, bad, CaseEvent::Cancelled, &Actor::customer(), None).await;
+    assert_eq!(follow_all(&pool, now).await, 1);
+    assert_eq!(messages(&pool, bad).await.len(), 3);
+}
