@@ -71,10 +71,12 @@ pub async fn follow(
         match follow_skipping(pool, config, &stats, now, &skip).await {
             Ok(done) => return Ok(done),
             Err(Pass::Undecodable { event, error }) if skip.len() < BATCH as usize => {
+                // The column, not the decoder's message: that can quote the value
+                // (a phone number in a risk assessment's signals, say).
                 tracing::error!(
                     event_id = %event.id,
                     case_id = %event.case_id,
-                    error.message = %error,
+                    column = undecodable_column(&error),
                     "event skipped: a row it needs does not decode; no message or timer was planned for this transition"
                 );
                 ::metrics::counter!("follower_events_skipped_total").increment(1);
@@ -110,6 +112,14 @@ fn undecodable(e: &StoreError) -> bool {
         e,
         StoreError::Db(sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_))
     )
+}
+
+/// The column that did not decode, as sqlx names it.
+fn undecodable_column(e: &StoreError) -> &str {
+    match e {
+        StoreError::Db(sqlx::Error::ColumnDecode { index, .. }) => index,
+        _ => "(unnamed)",
+    }
 }
 
 /// One pass of [`follow`], passing over the events in `skip` (the cursor moves past
