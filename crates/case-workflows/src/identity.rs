@@ -516,8 +516,11 @@ impl IdentityCases {
         )
         .await?;
         if matches!(daily, Reservation::Spent { .. }) {
-            // Rolled back: the case's send is not taken.
-            drop(tx);
+            // Rolled back (now, giving the number's lock and the case's row back): the
+            // case's send is not taken.
+            tx.rollback()
+                .await
+                .map_err(|e| IdentityError::Internal(e.into()))?;
             return Err(IdentityError::TooManyCodes);
         }
         tx.commit()
@@ -665,8 +668,12 @@ impl IdentityCases {
                     .map_err(|e| IdentityError::Internal(e.into()))?;
                 (id, under_check)
             }
+            // Nothing was written: the number's lock is given back at once (a dropped
+            // transaction rolls back only when its connection is next flushed).
             Reservation::Spent { frees_at } => {
-                drop(tx);
+                tx.rollback()
+                    .await
+                    .map_err(|e| IdentityError::Internal(e.into()))?;
                 self.escalate(&case).await?;
                 ::metrics::counter!("identity_proofs_refused_total", "why" => "budget_spent")
                     .increment(1);
@@ -674,7 +681,12 @@ impl IdentityCases {
             }
             // Every slot left is taken by a proof being judged right now (racing
             // requests): this one is not judged; it may be offered again in a moment.
-            Reservation::Busy => return Err(IdentityError::ProofInFlight),
+            Reservation::Busy => {
+                tx.rollback()
+                    .await
+                    .map_err(|e| IdentityError::Internal(e.into()))?;
+                return Err(IdentityError::ProofInFlight);
+            }
             Reservation::AlreadyPaid => {
                 return Err(IdentityError::Internal(anyhow::anyhow!(
                     "a proof slot was reserved without a cause but found paid"
