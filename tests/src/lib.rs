@@ -899,6 +899,25 @@ impl TestSubscriber {
 pub const AGENT_PASSWORD: &str = "correct-horse-battery-1";
 
 impl Stack {
+    /// Runs `reactivation <args>` against the stack's database, with `env` added:
+    /// (whether it succeeded, its stdout then its stderr).
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+        let out = Command::new(binary())
+            .args(args)
+            .env("DATABASE_URL", &self.database_url)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run the reactivation command line");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+
     /// Creates an agent with the product's own command (`reactivation agent create`).
     pub fn create_agent(&self, username: &str, roles: &[&str]) {
         let mut command = Command::new(binary());
@@ -1017,17 +1036,7 @@ impl Stack {
 
     /// Runs `reactivation audit verify` on the stack's database: (success, output).
     pub fn verify_audit(&self) -> (bool, String) {
-        let out = Command::new(binary())
-            .args(["audit", "verify"])
-            .env("DATABASE_URL", &self.database_url)
-            .output()
-            .expect("run audit verify");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        self.cli(&["audit", "verify"], &[])
     }
 
     /// Registers `s` at the carrier, opens a case, proves identity with the service

@@ -4,31 +4,13 @@
 //! with in an attached partition. The timers service creates partitions ahead and
 //! prunes finished rows after their retention, with counts in its `/metrics`.
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use case_domain::{Actor, Role};
 use case_store::audit::AuditEntry;
 use chrono::{TimeZone, Utc};
-use system_tests::{Stack, StackOptions, binary};
+use system_tests::{Stack, StackOptions};
 use uuid::Uuid;
-
-/// Runs `reactivation <args>` on the stack's database: (success, output).
-fn cli(stack: &Stack, args: &[&str]) -> (bool, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .env("DATABASE_URL", &stack.database_url)
-        .output()
-        .expect("run the reactivation command line");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 async fn count(stack: &Stack, sql: &str) -> i64 {
     sqlx::query_scalar(sql)
@@ -105,10 +87,10 @@ async fn an_old_month_is_detached_and_the_audit_chain_verifies_from_its_checkpoi
     let next = (Utc::now() + chrono::Duration::days(40))
         .format("%Y-%m")
         .to_string();
-    let (ok, out) = cli(&stack, &["history", "detach", "--before", &next]);
+    let (ok, out) = stack.cli(&["history", "detach", "--before", &next], &[]);
     assert!(!ok && out.contains("only past months"), "{out}");
 
-    let (ok, out) = cli(&stack, &["history", "detach", "--before", "2025-03"]);
+    let (ok, out) = stack.cli(&["history", "detach", "--before", "2025-03"], &[]);
     assert!(ok, "{out}");
     assert!(
         out.contains("checkpoint 1 recorded: audit rows up to seq 3 (3 verified)"),
@@ -167,16 +149,16 @@ async fn an_old_month_is_detached_and_the_audit_chain_verifies_from_its_checkpoi
     let (ok, out) = stack.verify_audit();
     assert!(ok, "{out}");
     assert!(out.contains("from checkpoint 1 (seq 3)"), "{out}");
-    let (ok, out) = cli(&stack, &["audit", "verify", "--from-checkpoint", "1"]);
+    let (ok, out) = stack.cli(&["audit", "verify", "--from-checkpoint", "1"], &[]);
     assert!(ok && out.contains("from checkpoint 1"), "{out}");
-    let (ok, out) = cli(&stack, &["audit", "verify", "--from-checkpoint", "9"]);
+    let (ok, out) = stack.cli(&["audit", "verify", "--from-checkpoint", "9"], &[]);
     assert!(!ok && out.contains("there is no checkpoint 9"), "{out}");
-    let (ok, out) = cli(&stack, &["history", "partitions"]);
+    let (ok, out) = stack.cli(&["history", "partitions"], &[]);
     assert!(ok && out.contains("checkpoint 1\tseq 3"), "{out}");
     assert!(!out.contains("p202501"), "{out}");
 
     // Nothing left to detach before March 2025.
-    let (ok, out) = cli(&stack, &["history", "detach", "--before", "2025-03"]);
+    let (ok, out) = stack.cli(&["history", "detach", "--before", "2025-03"], &[]);
     assert!(!ok && out.contains("no attached partition"), "{out}");
 
     // A row of an attached partition rewritten by someone who can bypass the triggers.

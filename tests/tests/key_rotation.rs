@@ -4,11 +4,9 @@
 //! gateway that knows only the new secret still opens the evidence file and the
 //! explanation. A second run moves nothing.
 
-use std::process::Command;
-
 use reqwest::header;
 use system_tests::{
-    Stack, TestSubscriber, binary,
+    Stack, TestSubscriber,
     console::{client, login},
     random_secret,
 };
@@ -19,20 +17,7 @@ const STATEMENT: &str = "Rotation-statement: the number is the shop of my cousin
 
 /// Runs `reactivation keys rotate` with `keys` as `REACTIVATION_SECRET_KEYS`.
 fn rotate(stack: &Stack, keys: &str) -> (bool, String) {
-    let out = Command::new(binary())
-        .args(["keys", "rotate"])
-        .env("DATABASE_URL", &stack.database_url)
-        .env("REACTIVATION_SECRET_KEYS", keys)
-        .output()
-        .expect("run keys rotate");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    stack.cli(&["keys", "rotate"], &[("REACTIVATION_SECRET_KEYS", keys)])
 }
 
 /// The case's wrapped material keys, by kind.

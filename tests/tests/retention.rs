@@ -7,29 +7,17 @@
 //! `reactivation audit verify` passes and the event log is the same rows. A dry run
 //! changes nothing and a second run is a no-op.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use serde_json::json;
-use system_tests::{Stack, TestSubscriber, binary};
+use system_tests::{Stack, TestSubscriber};
 
 const SETTLE: Duration = Duration::from_secs(30);
 
 /// Runs `reactivation retention run` (with `extra` arguments): (success, output).
 fn retention_run(stack: &Stack, extra: &[&str]) -> (bool, String) {
-    let out = Command::new(binary())
-        .args(["retention", "run"])
-        .args(extra)
-        .env("DATABASE_URL", &stack.database_url)
-        .output()
-        .expect("run retention");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let args: Vec<&str> = ["retention", "run"].iter().chain(extra).copied().collect();
+    stack.cli(&args, &[])
 }
 
 async fn scalar(stack: &Stack, sql: &str, case: &str) -> i64 {

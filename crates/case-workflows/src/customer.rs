@@ -183,14 +183,14 @@ pub async fn read_status(
     })
 }
 
-/// The case a case token opens (`None`: no such case, or a wrong token).
+/// The case a case token opens, given the token's hash (`None`: no such case, or
+/// a wrong token).
 pub async fn case_for_token(
     pool: &PgPool,
     case_id: Uuid,
-    token: &str,
+    token: &data_protection::TokenHash,
 ) -> Result<Option<CaseRow>, WorkflowError> {
-    let hash = data_protection::hash_token(token);
-    Ok(case_store::load_case_by_token(pool, case_id, &hash).await?)
+    Ok(case_store::load_case_by_token(pool, case_id, token.as_bytes()).await?)
 }
 
 /// A subscriber asks for their number back: the fields as typed.

@@ -657,10 +657,10 @@ impl IdentityCases {
         let (slot, under_check) = match reserved {
             Reservation::Granted { id, .. } => {
                 let under_check = match &offered {
-                    Offered::Otp(_) => Some(
+                    Offered::Otp(_) => {
                         store::count_otp_check(&mut *tx, case_id, identity::MAX_CHECKS_PER_CODE)
-                            .await?,
-                    ),
+                            .await?
+                    }
                     _ => None,
                 };
                 tx.commit()
@@ -694,7 +694,7 @@ impl IdentityCases {
             }
         };
         match self
-            .judge(&mut proving, offered, under_check.flatten(), slot, tier)
+            .judge(&mut proving, offered, under_check, slot, tier)
             .await
         {
             Ok(verdict) => Ok(verdict),

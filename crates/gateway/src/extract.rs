@@ -219,7 +219,7 @@ pub struct CaseHolder {
 impl CaseHolder {
     /// The case, when the token opens it (else 404): one read.
     pub async fn case(&self, state: &AppState) -> Result<CaseRow, ApiError> {
-        case_store::load_case_by_token(&state.pool, self.case_id, self.token_hash.as_bytes())
+        case_workflows::customer::case_for_token(&state.pool, self.case_id, &self.token_hash)
             .await?
             .ok_or(ApiError::NotFound)
     }
