@@ -156,6 +156,128 @@ pub async fn seed_history(env: &Env, from: u64, to: u64) -> anyhow::Result<histo
     Ok(seeded)
 }
 
+/// Before a figure that is compared across history sizes: writes out the dirty pages of
+/// what came before (`CHECKPOINT`: the seeding's millions of rows, the earlier
+/// stages' writes) and waits, at most `limit`, until no autovacuum worker runs, so
+/// that the figure does not share the disk and the CPU with the clean-up of an
+/// earlier stage. Prints what it waited for. A server that refuses `CHECKPOINT` (a
+/// role without `pg_checkpoint`) is only warned about.
+pub async fn quiesce(env: &Env, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if let Err(e) = sqlx::query("CHECKPOINT").execute(&env.product).await {
+        eprintln!("   warning: CHECKPOINT refused ({e}); measuring without it");
+    }
+    let checkpoint = started.elapsed();
+    let mut seen = 0i64;
+    let quiet = loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'",
+        )
+        .fetch_one(&env.product)
+        .await?;
+        seen = seen.max(running);
+        if running == 0 {
+            break true;
+        }
+        if started.elapsed() >= limit {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    println!(
+        "{}",
+        kv(
+            "quiesce",
+            format!(
+                "CHECKPOINT {:.1} s; autovacuum workers at most {seen}, {} after {:.1} s; load {}",
+                checkpoint.as_secs_f64(),
+                if quiet { "none left" } else { "still running" },
+                started.elapsed().as_secs_f64(),
+                load_average()
+            )
+        )
+    );
+    Ok(())
+}
+
+/// The history comparison at one history size: creates and then verifications at the
+/// history rate, `rounds` times, each round after [`quiesce`]. The figure is the median
+/// of the rounds' p99s (one p99 of 1,000 samples is a single tail event; the median of
+/// three is not moved by one noisy round).
+#[derive(Debug, Default)]
+pub struct HistoryRounds {
+    /// Each round's creates and journeys.
+    pub rounds: Vec<(CreateAtRate, JourneyAtRate)>,
+}
+
+impl HistoryRounds {
+    /// Measures `rounds` rounds; round `k` uses figures `first + 2k` and `first + 2k + 1`.
+    pub async fn measure(
+        env: &Env,
+        first: u16,
+        rate: f64,
+        duration: Duration,
+        rounds: u16,
+        history: u64,
+    ) -> anyhow::Result<Self> {
+        let mut out = Self::default();
+        for k in 0..rounds {
+            quiesce(env, Duration::from_secs(120)).await?;
+            let create = create_at_rate(env, first + 2 * k, rate, duration).await?;
+            print_create_at_rate(
+                &format!("create at {rate}/s, history {history}, round {}", k + 1),
+                &create,
+            );
+            let journey = journey_at_rate(env, first + 2 * k + 1, rate, duration, false).await?;
+            print_journey_at_rate(
+                &format!(
+                    "verify → reactivated at {rate}/s, history {history}, round {}",
+                    k + 1
+                ),
+                &journey,
+            );
+            out.rounds.push((create, journey));
+        }
+        Ok(out)
+    }
+
+    fn create_p99s(&self) -> Vec<Option<Duration>> {
+        self.rounds.iter().map(|(c, _)| p99(&c.summary)).collect()
+    }
+
+    fn journey_p99s(&self) -> Vec<Option<Duration>> {
+        self.rounds.iter().map(|(_, j)| p99(&j.summary)).collect()
+    }
+
+    fn loads(&self) -> String {
+        self.rounds
+            .iter()
+            .map(|(c, j)| format!("{}, {}", c.load.show(), j.load.show()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The median of the figures, `None` when any is missing (a round that measured
+/// nothing is not left out silently).
+fn median(values: &[Option<Duration>]) -> Option<Duration> {
+    let mut known: Vec<Duration> = values.iter().copied().collect::<Option<_>>()?;
+    known.sort();
+    match known.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(known[n / 2]),
+        n => Some((known[n / 2 - 1] + known[n / 2]) / 2),
+    }
+}
+
+fn list_ms(values: &[Option<Duration>]) -> String {
+    values
+        .iter()
+        .map(|v| v.map_or("-".into(), ms))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Figure 1: case creation over HTTP at full speed against the raw-SQL baseline.
 #[derive(Debug)]
 pub struct CreateCapacity {
@@ -631,10 +753,10 @@ pub struct GoalFigures {
     pub capacity: CreateCapacity,
     /// Journeys at the two offered rates.
     pub journeys: Vec<(f64, JourneyAtRate)>,
-    /// With the small history: create and journey at the history rate.
-    pub small: (CreateAtRate, JourneyAtRate),
+    /// With the small history: creates and journeys at the history rate.
+    pub small: HistoryRounds,
     /// With the large history.
-    pub large: (CreateAtRate, JourneyAtRate),
+    pub large: HistoryRounds,
     /// History sizes.
     pub history: (u64, u64),
     /// Transactions per journey (the first journey figure's).
@@ -683,22 +805,23 @@ pub fn goal_table(g: &GoalFigures) -> String {
             j.load.show()
         ));
     }
-    out.push_str(&format!(
-        "| create p99 with {large} finished cases ÷ with {small} | {} ({} ms ÷ {} ms) | ≤ 1.5 | ≤ 1.2 | {} / {} |\n",
-        ratio(p99(&g.large.0.summary), p99(&g.small.0.summary)),
-        p99(&g.large.0.summary).map_or("-".into(), ms),
-        p99(&g.small.0.summary).map_or("-".into(), ms),
-        g.small.0.load.show(),
-        g.large.0.load.show()
-    ));
-    out.push_str(&format!(
-        "| journey p99 with {large} finished cases ÷ with {small} | {} ({} ms ÷ {} ms) | ≤ 1.5 | ≤ 1.2 | {} / {} |\n",
-        ratio(p99(&g.large.1.summary), p99(&g.small.1.summary)),
-        p99(&g.large.1.summary).map_or("-".into(), ms),
-        p99(&g.small.1.summary).map_or("-".into(), ms),
-        g.small.1.load.show(),
-        g.large.1.load.show()
-    ));
+    let rows = [
+        ("create", g.large.create_p99s(), g.small.create_p99s()),
+        ("journey", g.large.journey_p99s(), g.small.journey_p99s()),
+    ];
+    for (what, l, s) in rows {
+        out.push_str(&format!(
+            "| {what} p99 with {large} finished cases ÷ with {small} (median of {} rounds) | {} ({} ms ÷ {} ms; rounds {} ÷ {}) | ≤ 1.5 | ≤ 1.2 | {} / {} |\n",
+            l.len().max(s.len()),
+            ratio(median(&l), median(&s)),
+            median(&l).map_or("-".into(), ms),
+            median(&s).map_or("-".into(), ms),
+            list_ms(&l),
+            list_ms(&s),
+            g.small.loads(),
+            g.large.loads()
+        ));
+    }
     out.push_str(&format!(
         "| the product's transactions per clean journey | {} | ≤ 25 | ≤ 15 | {} |\n",
         g.tx_per_journey.map_or("-".into(), |t| format!("{t:.1}")),
@@ -719,5 +842,21 @@ mod tests {
         assert_eq!(ratio(Some(ms(30)), Some(ms(20))), "1.50");
         assert_eq!(ratio(None, Some(ms(20))), "-");
         assert_eq!(ratio(Some(ms(1)), Some(Duration::ZERO)), "-");
+    }
+
+    #[test]
+    fn the_median_of_rounds_ignores_one_tail_and_refuses_a_missing_round() {
+        let ms = Duration::from_millis;
+        assert_eq!(
+            median(&[Some(ms(50)), Some(ms(93)), Some(ms(48))]),
+            Some(ms(50))
+        );
+        assert_eq!(median(&[Some(ms(40)), Some(ms(60))]), Some(ms(50)));
+        assert_eq!(median(&[Some(ms(40)), None, Some(ms(60))]), None);
+        assert_eq!(median(&[]), None);
+        assert_eq!(
+            list_ms(&[Some(ms(40)), None]),
+            format!("{}, -", crate::report::ms(ms(40)))
+        );
     }
 }

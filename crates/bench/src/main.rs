@@ -134,6 +134,9 @@ struct GoalArgs {
     /// Offered rates of the verify → reactivated figures.
     #[arg(long, value_delimiter = ',', default_values_t = [100.0, 200.0])]
     journey_rates: Vec<f64>,
+    /// Rounds of the history comparison at each size (its figure: the median p99).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=10))]
+    history_rounds: u16,
 }
 
 /// Where the bench sends its traffic and reads its data.
@@ -499,41 +502,19 @@ async fn run_goals(
     }
 
     let hr = g.history_rate;
-    let small_create = goals::create_at_rate(&env, 20, hr, duration).await?;
-    goals::print_create_at_rate(
-        &format!("create at {hr}/s, history {}", g.history_small),
-        &small_create,
-    );
-    let small_journey = goals::journey_at_rate(&env, 21, hr, duration, false).await?;
-    goals::print_journey_at_rate(
-        &format!(
-            "verify → reactivated at {hr}/s, history {}",
-            g.history_small
-        ),
-        &small_journey,
-    );
-
+    let rounds = g.history_rounds;
+    let small =
+        goals::HistoryRounds::measure(&env, 20, hr, duration, rounds, g.history_small).await?;
     goals::seed_history(&env, g.history_small, g.history_large).await?;
-    let large_create = goals::create_at_rate(&env, 30, hr, duration).await?;
-    goals::print_create_at_rate(
-        &format!("create at {hr}/s, history {}", g.history_large),
-        &large_create,
-    );
-    let large_journey = goals::journey_at_rate(&env, 31, hr, duration, false).await?;
-    goals::print_journey_at_rate(
-        &format!(
-            "verify → reactivated at {hr}/s, history {}",
-            g.history_large
-        ),
-        &large_journey,
-    );
+    let large =
+        goals::HistoryRounds::measure(&env, 60, hr, duration, rounds, g.history_large).await?;
     env.product.close().await;
 
     let figures = goals::GoalFigures {
         capacity,
         journeys,
-        small: (small_create, small_journey),
-        large: (large_create, large_journey),
+        small,
+        large,
         history: (g.history_small, g.history_large),
         tx_per_journey,
     };

@@ -88,6 +88,9 @@ pub async fn claim_batch_due(
         r#"WITH next AS (
                SELECT id, updated_at = state_entered_at AS fresh FROM reactivation_cases
                WHERE state = ANY($1::case_state[])
+                 -- Spelled out so that any plan, the generic one included, reads open
+                 -- cases only (partial index): only open cases are ever claimed.
+                 AND state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
                  AND (lease_expires_at IS NULL OR lease_expires_at <= now())
                ORDER BY state_entered_at
                LIMIT $4
@@ -108,6 +111,7 @@ pub async fn claim_batch_due(
            FROM (SELECT min(t.lease_expires_at) AS next_due FROM reactivation_cases t
                   WHERE (SELECT count(*) FROM next) < $4
                     AND t.state = ANY($1::case_state[]) AND t.lease_expires_at IS NOT NULL
+                    AND t.state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')
                     AND t.id NOT IN (SELECT id FROM next)) d
            LEFT JOIN claimed k ON true"#,
         states as &[CaseState],
@@ -204,7 +208,9 @@ pub async fn next_case_due(
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     Ok(sqlx::query_scalar!(
         r#"SELECT min(lease_expires_at) FROM reactivation_cases
-           WHERE state = ANY($1::case_state[]) AND lease_expires_at IS NOT NULL"#,
+           WHERE state = ANY($1::case_state[]) AND lease_expires_at IS NOT NULL
+             -- Open cases only, for any plan (partial index).
+             AND state NOT IN ('reactivated', 'cancelled', 'expired', 'closed')"#,
         states as &[CaseState],
     )
     .fetch_one(db)

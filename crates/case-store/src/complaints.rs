@@ -9,7 +9,7 @@ use case_domain::{
     complaint::{self, ComplaintChannel, ComplaintStatus},
 };
 use chrono::{DateTime, Duration, Utc};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -372,10 +372,12 @@ pub struct ComplaintListRow {
 
 /// Complaints in `status` (every complaint when `None`), earliest due first.
 pub async fn list_by_status(
-    db: impl PgExecutor<'_>,
+    pool: &PgPool,
     status: Option<ComplaintStatus>,
     limit: i64,
 ) -> Result<Vec<ComplaintListRow>, StoreError> {
+    // An optional filter (`$1 IS NULL OR …`): planned for the status asked.
+    let mut tx = crate::begin_planned(pool).await?;
     let rows = sqlx::query!(
         r#"SELECT k.id, k.case_id, COALESCE(k.msisdn, c.msisdn) AS "msisdn!: Msisdn", k.channel,
                   k.body, k.reference, k.status, k.created_at, k.due_at, k.answer, k.answered_at,
@@ -393,8 +395,9 @@ pub async fn list_by_status(
         status.map(ComplaintStatus::as_str),
         limit,
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(rows
         .into_iter()
         .map(|r| ComplaintListRow {
@@ -424,10 +427,10 @@ pub async fn list_by_status(
 
 /// Open complaints the timers service escalated for being overdue, the oldest due first.
 pub async fn escalated_open(
-    db: impl PgExecutor<'_>,
+    pool: &PgPool,
     limit: i64,
 ) -> Result<Vec<ComplaintListRow>, StoreError> {
-    Ok(list_by_status(db, Some(ComplaintStatus::Open), limit)
+    Ok(list_by_status(pool, Some(ComplaintStatus::Open), limit)
         .await?
         .into_iter()
         .filter(|r| r.complaint.escalated_at.is_some())

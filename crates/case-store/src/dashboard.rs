@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use case_domain::CaseState;
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -70,10 +70,12 @@ pub struct StageThroughput {
 /// Per state: the transitions out of it at or after `since` (from `case_events`), and
 /// the median time spent in it (each leaving event minus the event that entered it).
 pub async fn stage_throughput(
-    db: impl PgExecutor<'_>,
+    pool: &PgPool,
     since: DateTime<Utc>,
 ) -> Result<Vec<StageThroughput>, StoreError> {
-    Ok(sqlx::query_as!(
+    // A time window over the event log: planned for the window's bound.
+    let mut tx = crate::begin_planned(pool).await?;
+    let rows = sqlx::query_as!(
         StageThroughput,
         r#"SELECT e.from_state AS "state!: CaseState", count(*) AS "left!",
                   extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - p.at))::float8 AS "median_secs!"
@@ -88,8 +90,10 @@ pub async fn stage_throughput(
            ORDER BY e.from_state"#,
         since,
     )
-    .fetch_all(db)
-    .await?)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 /// Dead letters per queue (outbox, carrier webhooks, outbound deliveries): items given

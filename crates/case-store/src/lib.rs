@@ -60,6 +60,32 @@ pub use outbox::{
     mark_failed, next_outbox_due, outbox_channel, renew_outbox_lease, retry_later,
 };
 
+/// Asks for plans made for this run's values for the rest of the transaction on
+/// `conn` (`SET LOCAL plan_cache_mode = force_custom_plan`; outside a transaction it
+/// does nothing). For the statements whose good plan depends on the values: a range
+/// over a table that grows with history (a follower's cursor near the end of the
+/// event log, a report's time window). Their generic plan, which Postgres may switch a
+/// prepared statement to after five runs, is costed on an average range and is a
+/// sequential scan of the history once it is large. Every other statement keeps
+/// Postgres's plan cache choice (see `service_runtime::db`), which saves planning
+/// them on every run.
+pub async fn plan_for_values(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A transaction whose statements are planned for their values ([`plan_for_values`]):
+/// for a read over a time window or with optional filters, which the caller commits.
+pub async fn begin_planned(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    let mut tx = pool.begin().await?;
+    plan_for_values(&mut tx).await?;
+    Ok(tx)
+}
+
 /// The product's migrations, embedded at compile time from `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 

@@ -3,7 +3,7 @@
 
 use case_domain::CaseState;
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::PgPool;
 
 use crate::StoreError;
 
@@ -26,10 +26,12 @@ pub struct StateFigures {
 /// exits, the exits since `recent_since` (throughput) and the current depth. States
 /// with neither exits nor cases are left out.
 pub async fn state_figures(
-    db: impl PgExecutor<'_> + Copy,
+    pool: &PgPool,
     since: DateTime<Utc>,
     recent_since: DateTime<Utc>,
 ) -> Result<Vec<StateFigures>, StoreError> {
+    // A time window over the event log: planned for the window's bounds.
+    let mut tx = crate::begin_planned(pool).await?;
     let exits = sqlx::query!(
         r#"SELECT e.from_state AS "state!: CaseState",
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.at - p.at)) AS median_secs,
@@ -46,9 +48,10 @@ pub async fn state_figures(
         since,
         recent_since,
     )
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
-    let depth = crate::cases_per_state(db).await?;
+    let depth = crate::cases_per_state(&mut *tx).await?;
+    tx.commit().await?;
     let mut figures: Vec<StateFigures> = exits
         .into_iter()
         .map(|r| StateFigures {

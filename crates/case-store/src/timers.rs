@@ -97,12 +97,16 @@ pub struct FollowedEvent {
 }
 
 /// The next events after `cursor` whose transactions, and every older one, have
-/// ended: oldest first, at most `limit`.
+/// ended: oldest first, at most `limit`. Call it inside the follower's transaction:
+/// the rest of that transaction is planned for the cursor's values
+/// ([`crate::plan_for_values`]), [`events_pending`] included.
 pub async fn events_after(
     conn: &mut PgConnection,
     cursor: Cursor,
     limit: i64,
 ) -> Result<Vec<FollowedEvent>, StoreError> {
+    // A range from the cursor on: planned for the cursor's value (see the function).
+    crate::plan_for_values(&mut *conn).await?;
     let rows = sqlx::query!(
         r#"SELECT e.id, e.tx_id AS "tx_id!", e.seq, e.case_id, e.version,
                   e.from_state AS "from_state: CaseState", e.to_state AS "to_state: CaseState",

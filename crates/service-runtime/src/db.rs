@@ -151,15 +151,17 @@ pub async fn connect_with_retry(
 /// connection first (a pool retries a refused connection until its acquire timeout
 /// and then reports only the timeout), then the pool.
 pub async fn try_connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    // Custom plans always: sqlx prepares every statement, and after five runs
-    // Postgres may switch a statement to a generic plan costed with average
-    // selectivities. For the hot queries, whose good plan depends on the values
-    // (a follower's cursor near the end of the event log, a time window, one
-    // number), the generic plan is a sequential scan of the whole history once the
-    // history is large (tests/tests/hot_paths.rs). Planning each run costs far less.
-    let options: PgConnectOptions = url
-        .parse::<PgConnectOptions>()?
-        .options([("plan_cache_mode", "force_custom_plan")]);
+    // Postgres's own plan cache choice (`plan_cache_mode` auto): sqlx prepares every
+    // statement once per connection, and after five runs Postgres keeps a statement's
+    // generic plan when it costs no more than the custom ones, so a hot statement is
+    // no longer planned on every run (planning was about a third of the database's
+    // CPU on the clean journey with custom plans forced; docs/performance.md). The
+    // statements whose good plan depends on the values (a follower's cursor near the
+    // end of the event log, a time window over the history) ask for a custom plan
+    // themselves (`case_store::plan_for_values`). A `plan_cache_mode` given in the
+    // URL (`?options[plan_cache_mode]=force_generic_plan`, as tests/tests/hot_paths.rs
+    // does to check every other statement's generic plan) is kept.
+    let options: PgConnectOptions = url.parse::<PgConnectOptions>()?;
     let probe = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options))
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
