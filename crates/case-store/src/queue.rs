@@ -312,10 +312,8 @@ pub async fn claim_batch_due(
            )
            SELECT b.buried, d.queue_next_due, c.* FROM (SELECT count(*) AS buried FROM buried) b
            CROSS JOIN (
-               SELECT min(greatest(t.{due}, coalesce(t.lease_expires_at, t.{due}))) AS queue_next_due
-               FROM {table} t
-               WHERE (SELECT count(*) FROM next) < $4 AND {pending_t}{topic_t}
-                 AND t.{id} NOT IN (SELECT {id} FROM next)
+               SELECT CASE WHEN (SELECT count(*) FROM next) < $4 THEN {next_due} END
+                      AS queue_next_due
            ) d
            LEFT JOIN claimed c ON true
            ORDER BY c.queue_due"#,
@@ -327,16 +325,11 @@ pub async fn claim_batch_due(
         due = q.due,
         returning = q.claim_returning,
         in_order = in_order(q),
-        pending_t = q
-            .pending
-            .split(" AND ")
-            .map(|p| format!("t.{p}"))
-            .collect::<Vec<_>>()
-            .join(" AND "),
-        topic_t = q
-            .topic
-            .map(|t| format!(" AND t.{t} = ANY($5)"))
-            .unwrap_or_default(),
+        next_due = next_due_sql(
+            q,
+            "$5",
+            &format!(" AND t.{id} NOT IN (SELECT {id} FROM next)", id = q.id)
+        ),
     );
     let mut query = sqlx::query(&sql)
         .bind(worker)
@@ -510,21 +503,50 @@ pub async fn next_due(
     queue: &Queue,
     topics: &[String],
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let topic = queue
-        .topic
-        .map(|t| format!(" AND {t} = ANY($1)"))
-        .unwrap_or_default();
-    let sql = format!(
-        "SELECT min(greatest({due}, coalesce(lease_expires_at, {due}))) FROM {table} WHERE {pending}{topic}",
-        due = queue.due,
-        table = queue.table,
-        pending = queue.pending,
-    );
+    let sql = format!("SELECT {}", next_due_sql(queue, "$1", ""));
     let mut query = sqlx::query_scalar(&sql);
     if queue.topic.is_some() {
         query = query.bind(topics);
     }
     Ok(query.fetch_one(db).await?)
+}
+
+/// SQL for when the next pending item of `q` (of the topics in the array parameter
+/// `topics`, if the queue has topics) can be claimed, NULL when none is pending: the
+/// earlier of the first unleased item in due order (read per topic in the order of
+/// the queue's pending index, so held messages due later are not read) and the first
+/// lease to run out among the items being worked on (the small `*_leased` index).
+/// `except` is a further condition on `t` (the items the same statement claimed).
+fn next_due_sql(q: &Queue, topics: &str, except: &str) -> String {
+    let pending_t = q
+        .pending
+        .split(" AND ")
+        .map(|p| format!("t.{p}"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let (due, table) = (q.due, q.table);
+    let unleased = match q.topic {
+        Some(topic) => format!(
+            "(SELECT min(x.due) FROM unnest({topics}::text[]) AS tp(topic) \
+               CROSS JOIN LATERAL (SELECT t.{due} AS due FROM {table} t \
+                 WHERE t.{topic} = tp.topic AND {pending_t} AND t.lease_expires_at IS NULL{except} \
+                 ORDER BY t.{due} LIMIT 1) x)"
+        ),
+        None => format!(
+            "(SELECT t.{due} FROM {table} t \
+               WHERE {pending_t} AND t.lease_expires_at IS NULL{except} \
+               ORDER BY t.{due} LIMIT 1)"
+        ),
+    };
+    let topic_t = q
+        .topic
+        .map(|t| format!(" AND t.{t} = ANY({topics})"))
+        .unwrap_or_default();
+    format!(
+        "least({unleased}, \
+           (SELECT min(greatest(t.{due}, t.lease_expires_at)) FROM {table} t \
+             WHERE {pending_t}{topic_t} AND t.lease_expires_at IS NOT NULL{except}))"
+    )
 }
 
 /// How many items each queue holds dead, in the order of [`ALL`].

@@ -147,6 +147,9 @@ pub async fn connect_with_retry(
     }
 }
 
+/// Prepared statements kept per connection: more than every statement a service runs.
+pub const STATEMENT_CACHE: usize = 400;
+
 /// One attempt at what [`connect`] does, with the database's own error: one plain
 /// connection first (a pool retries a refused connection until its acquire timeout
 /// and then reports only the timeout), then the pool.
@@ -161,7 +164,14 @@ pub async fn try_connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx
     // themselves (`case_store::plan_for_values`). A `plan_cache_mode` given in the
     // URL (`?options[plan_cache_mode]=force_generic_plan`, as tests/tests/hot_paths.rs
     // does to check every other statement's generic plan) is kept.
-    let options: PgConnectOptions = url.parse::<PgConnectOptions>()?;
+    //
+    // Each connection keeps up to STATEMENT_CACHE prepared statements (sqlx's default
+    // is 100): the gateway alone runs more distinct statements than that, and a
+    // statement evicted from the cache is prepared again and planned for five more
+    // runs before Postgres considers its generic plan.
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .statement_cache_capacity(STATEMENT_CACHE);
     let probe = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect_with(&options))
         .await
         .map_err(|_| sqlx::Error::PoolTimedOut)??;
