@@ -138,6 +138,22 @@ pub(crate) async fn append_at(
     Ok(seq)
 }
 
+/// Appends `entries` in one transaction, under one take of the chain's lock and one
+/// commit, in order. Returns their sequence numbers.
+pub async fn record_many(
+    pool: &sqlx::PgPool,
+    entries: &[AuditEntry<'_>],
+) -> Result<Vec<i64>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut seqs = Vec::with_capacity(entries.len());
+    for entry in entries {
+        // The lock is taken once per transaction; taking it again is a no-op wait.
+        seqs.push(append(&mut tx, entry).await?);
+    }
+    tx.commit().await?;
+    Ok(seqs)
+}
+
 /// The outcome of walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChainReport {

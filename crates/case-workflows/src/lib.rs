@@ -19,6 +19,7 @@
 pub mod accounts;
 pub mod agent;
 pub mod assisted;
+pub mod audit_appender;
 pub mod complaints;
 pub mod customer;
 pub mod dossier;
