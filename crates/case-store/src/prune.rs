@@ -10,7 +10,7 @@
 //! never pruned here.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::PgPool;
 
 use crate::StoreError;
 
@@ -56,11 +56,14 @@ impl Prunable {
 /// Deletes at most `limit` rows of `kind` that finished before `cutoff`, oldest first;
 /// returns how many.
 pub async fn prune_batch(
-    db: impl PgExecutor<'_>,
+    pool: &PgPool,
     kind: Prunable,
     cutoff: DateTime<Utc>,
     limit: i64,
 ) -> Result<u64, StoreError> {
+    // A range over finished rows (the history): planned for the cutoff.
+    let mut tx = crate::begin_planned(pool).await?;
+    let db = &mut *tx;
     let done = match kind {
         Prunable::DeliveredOutbox => {
             sqlx::query!(
@@ -140,5 +143,6 @@ pub async fn prune_batch(
             .await?
         }
     };
+    tx.commit().await?;
     Ok(done.rows_affected())
 }

@@ -105,6 +105,8 @@ fn per_case(kind: DataKind) -> Result<&'static str, StoreError> {
 /// cursor) and how many rows of it they hold. Changes nothing (`--dry-run`).
 pub async fn due(pool: &PgPool, kind: DataKind, cutoff: DateTime<Utc>) -> Result<Due, StoreError> {
     let kind = per_case(kind)?;
+    // A range over the finished cases (the history): planned for the cutoff.
+    let mut tx = crate::begin_planned(pool).await?;
     let row = sqlx::query!(
         r#"WITH cur AS (SELECT ended_at, case_id FROM retention_cursors WHERE kind = $1),
                 due AS (
@@ -122,8 +124,9 @@ pub async fn due(pool: &PgPool, kind: DataKind, cutoff: DateTime<Utc>) -> Result
         kind,
         cutoff
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(Due {
         cases: row.cases,
         rows: row.rows,
@@ -144,7 +147,8 @@ pub async fn run_batch(
 ) -> Result<Option<BatchOutcome>, StoreError> {
     let name = per_case(kind)?;
     let batch = batch.clamp(1, 10_000);
-    let mut tx = pool.begin().await?;
+    // A range over the finished cases (the history): planned for the cursor's values.
+    let mut tx = crate::begin_planned(pool).await?;
     let Some(cursor) = sqlx::query!(
         "SELECT ended_at, case_id FROM retention_cursors WHERE kind = $1 FOR UPDATE SKIP LOCKED",
         name

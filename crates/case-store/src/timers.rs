@@ -362,11 +362,13 @@ pub struct UnarmedCase {
 /// Open cases without a timer for their current version whose last event is older
 /// than `settled_before` (younger ones are the follower's), at most `limit`.
 pub async fn unarmed_cases(
-    db: impl PgExecutor<'_>,
+    pool: &sqlx::PgPool,
     settled_before: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<UnarmedCase>, StoreError> {
-    Ok(sqlx::query_as!(
+    // A time bound: planned for its value.
+    let mut tx = crate::begin_planned(pool).await?;
+    let cases = sqlx::query_as!(
         UnarmedCase,
         r#"SELECT c.id AS case_id, c.version, c.state AS "state: CaseState", c.state_entered_at
            FROM reactivation_cases c
@@ -379,8 +381,10 @@ pub async fn unarmed_cases(
         settled_before,
         limit,
     )
-    .fetch_all(db)
-    .await?)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(cases)
 }
 
 /// A case's escalation.
