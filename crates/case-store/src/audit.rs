@@ -99,13 +99,30 @@ pub(crate) async fn append_at(
     entry: &AuditEntry<'_>,
     at: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
+    let head = lock_head(conn).await?;
+    Ok(insert_after(conn, head, entry, at).await?.0)
+}
+
+/// The chain's head after taking its lock (held until the transaction ends):
+/// the last `seq` (0 for an empty chain) and its hash.
+async fn lock_head(conn: &mut PgConnection) -> Result<(i64, Vec<u8>), StoreError> {
     sqlx::query!("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
         .execute(&mut *conn)
         .await?;
     let last = sqlx::query!("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         .fetch_optional(&mut *conn)
         .await?;
-    let (seq, prev) = last.map_or((1, vec![0u8; 32]), |r| (r.seq + 1, r.hash));
+    Ok(last.map_or((0, vec![0u8; 32]), |r| (r.seq, r.hash)))
+}
+
+/// Inserts `entry` after the row `(seq, hash)`; returns the new head.
+async fn insert_after(
+    conn: &mut PgConnection,
+    (last, prev): (i64, Vec<u8>),
+    entry: &AuditEntry<'_>,
+    at: DateTime<Utc>,
+) -> Result<(i64, Vec<u8>), StoreError> {
+    let seq = last + 1;
     let at = at.trunc_subsecs(6);
     let text = Canonical {
         seq,
@@ -135,7 +152,7 @@ pub(crate) async fn append_at(
     )
     .execute(&mut *conn)
     .await?;
-    Ok(seq)
+    Ok((seq, hash.to_vec()))
 }
 
 /// Appends `entries` in one transaction, under one take of the chain's lock and one
@@ -145,10 +162,12 @@ pub async fn record_many(
     entries: &[AuditEntry<'_>],
 ) -> Result<Vec<i64>, StoreError> {
     let mut tx = pool.begin().await?;
+    let mut head = lock_head(&mut tx).await?;
     let mut seqs = Vec::with_capacity(entries.len());
+    let at = Utc::now();
     for entry in entries {
-        // The lock is taken once per transaction; taking it again is a no-op wait.
-        seqs.push(append(&mut tx, entry).await?);
+        head = insert_after(&mut tx, head, entry, at).await?;
+        seqs.push(head.0);
     }
     tx.commit().await?;
     Ok(seqs)

@@ -71,6 +71,15 @@ pub struct Queue {
 }
 
 impl Queue {
+    /// [`Queue::pending`] with each column qualified by the table alias `alias`.
+    fn pending_of(&self, alias: &str) -> String {
+        self.pending
+            .split(" AND ")
+            .map(|p| format!("{alias}.{p}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
     /// The same queue with another attempt ceiling (at least 1).
     pub const fn with_max_attempts(mut self, max_attempts: i32) -> Self {
         self.max_attempts = if max_attempts < 1 { 1 } else { max_attempts };
@@ -232,12 +241,7 @@ fn in_order(q: &Queue) -> String {
            AND {pending_e} AND (e.created_at, e.{id}) < ({table}.created_at, {table}.{id})))",
         table = q.table,
         id = q.id,
-        pending_e = q
-            .pending
-            .split(" AND ")
-            .map(|p| format!("e.{p}"))
-            .collect::<Vec<_>>()
-            .join(" AND "),
+        pending_e = q.pending_of("e"),
     )
 }
 
@@ -518,12 +522,7 @@ pub async fn next_due(
 /// lease to run out among the items being worked on (the small `*_leased` index).
 /// `except` is a further condition on `t` (the items the same statement claimed).
 fn next_due_sql(q: &Queue, topics: &str, except: &str) -> String {
-    let pending_t = q
-        .pending
-        .split(" AND ")
-        .map(|p| format!("t.{p}"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
+    let pending_t = q.pending_of("t");
     let (due, table) = (q.due, q.table);
     let unleased = match q.topic {
         Some(topic) => format!(
