@@ -213,32 +213,60 @@ fn count_deaths(queue: &Queue, n: u64) {
     }
 }
 
-fn claimable(q: &Queue) -> String {
-    let topic = q
-        .topic
-        .map(|t| format!(" AND {t} = ANY($5)"))
-        .unwrap_or_default();
-    format!(
-        "{pending} AND {due} <= now() AND (lease_expires_at IS NULL OR lease_expires_at <= now()){topic}",
-        pending = q.pending,
-        due = q.due,
-    )
+/// The claim's candidates, locked: the `$4` claimable items (of the topics in `$5`,
+/// if the queue has topics) due longest, each with whether its attempts already
+/// reached the ceiling (`queue_doomed`: its last lease expired, its worker died, so
+/// it is buried instead of handed out). Read in the order of the queue's pending
+/// index, per topic, so a claim reads about `$4` index entries whatever the backlog:
+/// a single `topic = ANY(..)` scan would sort every due item of the topics first.
+fn claim_candidates(q: &Queue) -> String {
+    let claimable = |t: &str| {
+        format!(
+            "{pending} AND {t}.{due} <= now() AND ({t}.lease_expires_at IS NULL OR {t}.lease_expires_at <= now()){in_order}",
+            pending = q.pending_of(t),
+            due = q.due,
+            in_order = in_order(q, t),
+        )
+    };
+    let (id, due, table) = (q.id, q.due, q.table);
+    match q.topic {
+        Some(topic) => format!(
+            "SELECT x.{id}, x.queue_due, x.queue_doomed FROM unnest($5::text[]) AS tp(topic)
+               CROSS JOIN LATERAL (
+                   SELECT c.{id}, c.{due} AS queue_due, c.attempts >= $3 AS queue_doomed FROM {table} c
+                   WHERE c.{topic} = tp.topic AND {claimable}
+                   ORDER BY c.{due}
+                   LIMIT $4
+                   FOR UPDATE SKIP LOCKED) x
+               ORDER BY x.queue_due
+               LIMIT $4",
+            claimable = claimable("c"),
+        ),
+        None => format!(
+            "SELECT c.{id}, c.{due} AS queue_due, c.attempts >= $3 AS queue_doomed FROM {table} c
+               WHERE {claimable}
+               ORDER BY c.{due}
+               LIMIT $4
+               FOR UPDATE SKIP LOCKED",
+            claimable = claimable("c"),
+        ),
+    }
 }
 
 /// The claim's condition that an item is the oldest pending one of its group (see
 /// [`Queue::in_order_of`]); empty when the queue keeps no order.
-fn in_order(q: &Queue) -> String {
+fn in_order(q: &Queue, alias: &str) -> String {
     let Some(column) = q.in_order_of else {
         return String::new();
     };
     let topic = q
         .topic
-        .map(|t| format!(" AND e.{t} = {table}.{t}", table = q.table))
+        .map(|t| format!(" AND e.{t} = {alias}.{t}"))
         .unwrap_or_default();
     format!(
-        " AND ({table}.{column} IS NULL OR NOT EXISTS (\
-           SELECT 1 FROM {table} e WHERE e.{column} = {table}.{column}{topic} \
-           AND {pending_e} AND (e.created_at, e.{id}) < ({table}.created_at, {table}.{id})))",
+        " AND ({alias}.{column} IS NULL OR NOT EXISTS (\
+           SELECT 1 FROM {table} e WHERE e.{column} = {alias}.{column}{topic} \
+           AND {pending_e} AND (e.created_at, e.{id}) < ({alias}.created_at, {alias}.{id})))",
         table = q.table,
         id = q.id,
         pending_e = q.pending_of("e"),
@@ -292,43 +320,36 @@ pub async fn claim_batch_due(
 ) -> Result<(Vec<Claimed>, Option<DateTime<Utc>>), StoreError> {
     let q = queue;
     let sql = format!(
-        r#"WITH doomed AS (
-               SELECT {id} FROM {table} WHERE {claimable} AND attempts >= $3
-               FOR UPDATE SKIP LOCKED
+        r#"WITH next AS (
+               {candidates}
            ), buried AS (
                UPDATE {table} d SET {set_dead}, lease_owner = NULL, lease_expires_at = NULL,
                       {error} = left('given up: attempt ' || d.attempts || ' of ' || $3
                                      || ' did not finish (lease expired); last error: '
                                      || coalesce(d.{error}, 'none'), 500)
-               FROM doomed WHERE d.{id} = doomed.{id}
+               FROM next WHERE d.{id} = next.{id} AND next.queue_doomed
                RETURNING d.{id}
-           ), next AS (
-               SELECT {id}, {due} AS queue_due FROM {table} WHERE {claimable} AND attempts < $3{in_order}
-               ORDER BY {due}
-               LIMIT $4
-               FOR UPDATE SKIP LOCKED
            ), claimed AS (
                UPDATE {table} q
                SET lease_owner = $1, lease_expires_at = now() + make_interval(secs => $2),
                    attempts = q.attempts + 1
-               FROM next WHERE q.{id} = next.{id}
+               FROM next WHERE q.{id} = next.{id} AND NOT next.queue_doomed
                RETURNING next.queue_due, q.{id}::text AS queue_item, q.attempts AS queue_attempt, {returning}
            )
            SELECT b.buried, d.queue_next_due, c.* FROM (SELECT count(*) AS buried FROM buried) b
            CROSS JOIN (
-               SELECT CASE WHEN (SELECT count(*) FROM next) < $4 THEN {next_due} END
+               SELECT CASE WHEN (SELECT count(*) FROM next WHERE NOT next.queue_doomed) < $4
+                           THEN {next_due} END
                       AS queue_next_due
            ) d
            LEFT JOIN claimed c ON true
            ORDER BY c.queue_due"#,
+        candidates = claim_candidates(q),
         id = q.id,
         table = q.table,
-        claimable = claimable(q),
         set_dead = q.set_dead,
         error = q.error,
-        due = q.due,
         returning = q.claim_returning,
-        in_order = in_order(q),
         next_due = next_due_sql(
             q,
             "$5",

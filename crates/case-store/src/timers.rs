@@ -108,19 +108,26 @@ pub async fn events_after(
     // A range from the cursor on: planned for the cursor's value (see the function).
     crate::plan_for_values(&mut *conn).await?;
     let rows = sqlx::query!(
-        r#"SELECT e.id, e.tx_id AS "tx_id!", e.seq, e.case_id, e.version,
-                  e.from_state AS "from_state: CaseState", e.to_state AS "to_state: CaseState",
-                  e.event AS "event: CaseEvent", e.actor_role AS "actor_role: Role", e.reason, e.at,
-                  c.msisdn AS "msisdn: case_domain::Msisdn", c.locale AS "locale: case_domain::Locale",
+        r#"SELECT e.id AS "id!", e.tx_id AS "tx_id!", e.seq AS "seq!", e.case_id AS "case_id!",
+                  e.version AS "version!", e.from_state AS "from_state: CaseState",
+                  e.to_state AS "to_state!: CaseState", e.event AS "event!: CaseEvent",
+                  e.actor_role AS "actor_role!: Role", e.reason, e.at AS "at!",
+                  c.msisdn AS "msisdn!: case_domain::Msisdn", c.locale AS "locale!: case_domain::Locale",
                   c.identity_proven_at
-           FROM case_events e JOIN reactivation_cases c ON c.id = e.case_id
-           WHERE e.tx_id IS NOT NULL AND (e.tx_id, e.seq) > ($1, $2)
-             -- Implied by the row comparison, but the planner estimates a plain
-             -- bound well: it reads case_events_follow from the cursor on.
-             AND e.tx_id >= $1
-             AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-           ORDER BY e.tx_id, e.seq
-           LIMIT $3"#,
+           FROM (SELECT * FROM case_events e
+                 WHERE e.tx_id IS NOT NULL AND (e.tx_id, e.seq) > ($1, $2)
+                   -- Implied by the row comparison, but the planner estimates a plain
+                   -- bound well: it reads case_events_follow from the cursor on.
+                   AND e.tx_id >= $1
+                   AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+                 ORDER BY e.tx_id, e.seq
+                 LIMIT $3) e
+           -- One primary-key probe per event, whatever the estimate of the events
+           -- after the cursor: a LIMIT keeps the planner from turning this into a
+           -- hash join over every case (a sequential scan of the history).
+           CROSS JOIN LATERAL (SELECT c.msisdn, c.locale, c.identity_proven_at
+                               FROM reactivation_cases c WHERE c.id = e.case_id LIMIT 1) c
+           ORDER BY e.tx_id, e.seq"#,
         cursor.tx_id,
         cursor.seq,
         limit,

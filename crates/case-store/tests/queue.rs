@@ -378,3 +378,103 @@ async fn dead_items_show_in_the_prometheus_metrics(pool: PgPool) {
         );
     }
 }
+
+/// `n` due outbox messages of `topic`, the oldest first by `available_at`, straight
+/// into the table (a backlog the deliverers have not caught up with).
+async fn outbox_backlog(pool: &PgPool, topic: &str, n: i32, first_due_secs_ago: f64) {
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, dedupe_key, payload, created_at, available_at)
+         SELECT gen_random_uuid(), $1, $1 || '/' || i, '{}',
+                now() - make_interval(secs => $3 - i), now() - make_interval(secs => $3 - i)
+         FROM generate_series(1, $2) i",
+    )
+    .bind(topic)
+    .bind(n)
+    .bind(first_due_secs_ago)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE outbox").execute(pool).await.unwrap();
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_claim_reads_about_its_batch_whatever_the_backlog(pool: PgPool) {
+    // Two topics' backlogs, interleaved in due time: 3,000 and 2,000 messages, one a
+    // second apart each, b's half a second after a's from a's second message on.
+    outbox_backlog(&pool, "a.topic", 3000, 4000.0).await;
+    outbox_backlog(&pool, "b.topic", 2000, 3998.5).await;
+    let topics = ["a.topic".to_owned(), "b.topic".to_owned()];
+    // Each plan the statement may get, one batch each: the second batch goes on
+    // where the first stopped.
+    let batches = [
+        (
+            "force_custom_plan",
+            ["a", "a", "b", "a", "b", "a", "b", "a"],
+        ),
+        (
+            "force_generic_plan",
+            ["b", "a", "b", "a", "b", "a", "b", "a"],
+        ),
+    ];
+    for (plan, expected) in batches {
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query(&format!("SET LOCAL plan_cache_mode = {plan}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let (claimed, due) =
+            queue::claim_batch_due(&mut *tx, &queue::OUTBOX, &topics, "w", LEASE, 8)
+                .await
+                .unwrap();
+        // The rows the statement fetched through an index, in this transaction.
+        let fetched: i64 = sqlx::query_scalar(
+            "SELECT idx_tup_fetch FROM pg_stat_xact_user_tables WHERE relname = 'outbox'",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(claimed.len(), 8, "{plan}");
+        assert_eq!(due, None, "a full batch reads no due time");
+        // Both topics, the longest due first, whichever topic it is in.
+        let kinds: Vec<String> = claimed
+            .iter()
+            .map(|c| sqlx::Row::get::<String, _>(&c.row, "topic"))
+            .collect();
+        assert_eq!(kinds, expected.map(|t| format!("{t}.topic")), "{plan}");
+        assert!(
+            fetched < 100,
+            "{plan}: the claim fetched {fetched} rows for a batch of 8 out of 5,000"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn an_item_at_the_ceiling_is_buried_in_due_order_and_the_batch_still_fills(pool: PgPool) {
+    for i in 1..=4 {
+        receive(&pool, &format!("msg_{i}")).await;
+    }
+    // msg_1's worker died on its last attempt: its lease ran out at the ceiling.
+    sqlx::query(
+        "UPDATE carrier_webhooks SET attempts = 3, lease_owner = 'gone',
+                lease_expires_at = now() - interval '1 second', available_at = now() - interval '1 hour'
+         WHERE id = 'msg_1'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (claimed, due) = queue::claim_batch_due(&pool, &THREE, &[], "w", LEASE, 3)
+        .await
+        .unwrap();
+    // msg_1 took a slot and was buried; two of the three others were claimed, and the
+    // claim says more is due now, so the worker comes back at once.
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|c| c.lease.item != "msg_1"));
+    assert_eq!(dead_of(&pool, &THREE).await, 1);
+    let due = due.expect("the fourth message is due");
+    assert!(due <= chrono::Utc::now());
+    let (rest, _) = queue::claim_batch_due(&pool, &THREE, &[], "w", LEASE, 3)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+}
