@@ -35,8 +35,9 @@ use system_tests::{AGENT_PASSWORD, Stack, StackOptions, TestSubscriber};
 /// Finished cases seeded before the journey.
 const HISTORY: i64 = 200_000;
 /// A backend publishes its statistics at the latest this long after going idle
-/// (Postgres 15's `PGSTAT_IDLE_INTERVAL` is 10 s), plus a margin.
-const STATS_QUIET: Duration = Duration::from_millis(10_500);
+/// (Postgres 15's `PGSTAT_IDLE_INTERVAL` is 10 s), plus a margin for a loaded
+/// machine, where the backend's timer may fire late (CI runs many tests at once).
+const STATS_QUIET: Duration = Duration::from_millis(12_000);
 /// The product's own committed transactions allowed for one clean journey.
 const JOURNEY_BUDGET: i64 = 25;
 const SETTLE: Duration = Duration::from_secs(60);
@@ -311,6 +312,9 @@ struct Stage {
     commits: i64,
     seq_scans: Vec<(String, i64)>,
     idx_scans: i64,
+    /// When a table that grows with history was scanned: the last statement of
+    /// every backend of the product database, to name the culprit.
+    last_statements: Vec<String>,
 }
 
 /// Measures between two settled points.
@@ -346,11 +350,30 @@ impl Meter {
             }
             idx_scans += idx - idx0;
         }
+        let last_statements = if seq_scans
+            .iter()
+            .any(|(table, _)| !BOUNDED.contains(&table.as_str()))
+        {
+            self.monitor
+                .run(
+                    "SELECT pid::text || ' ' || coalesce(application_name, '') || ': '
+                            || left(regexp_replace(query, '\\s+', ' ', 'g'), 400)
+                     FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                .await
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect()
+        } else {
+            vec![]
+        };
         self.stages.push(Stage {
             name,
             commits: commits - self.commits,
             seq_scans,
             idx_scans,
+            last_statements,
         });
         self.commits = commits;
         self.scans = scans;
@@ -590,6 +613,19 @@ async fn a_clean_journey_scans_no_history_and_costs_few_transactions() {
     }
     println!("clean journey (first {journey_stages} stages): {journey_total} transactions");
 
+    for stage in meter
+        .stages
+        .iter()
+        .filter(|s| !s.last_statements.is_empty())
+    {
+        println!(
+            "last statement of each backend after the stage {}:",
+            stage.name
+        );
+        for line in &stage.last_statements {
+            println!("  {line}");
+        }
+    }
     let offenders: Vec<String> = meter
         .stages
         .iter()

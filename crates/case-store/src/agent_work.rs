@@ -258,7 +258,9 @@ pub async fn last_rejected_by(
     case_id: Uuid,
 ) -> Result<Option<String>, StoreError> {
     Ok(sqlx::query_scalar!(
-        "SELECT actor_id FROM case_events WHERE case_id = $1 AND event = 'rejected' ORDER BY version DESC LIMIT 1",
+        "SELECT actor_id FROM case_events WHERE case_id = $1 AND event = 'rejected'
+          AND at >= (SELECT c.created_at FROM reactivation_cases c WHERE c.id = $1)
+         ORDER BY version DESC LIMIT 1",
         case_id
     )
     .fetch_optional(db)
@@ -268,7 +270,8 @@ pub async fn last_rejected_by(
 /// Whether the case was appealed.
 pub async fn was_appealed(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<bool, StoreError> {
     Ok(sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = $1 AND event = 'appealed') AS "x!""#,
+        r#"SELECT EXISTS (SELECT 1 FROM case_events WHERE case_id = $1 AND event = 'appealed'
+                            AND at >= (SELECT c.created_at FROM reactivation_cases c WHERE c.id = $1)) AS "x!""#,
         case_id
     )
     .fetch_one(db)
@@ -282,7 +285,8 @@ pub async fn state_at_version(
     version: i32,
 ) -> Result<Option<CaseState>, StoreError> {
     Ok(sqlx::query_scalar!(
-        r#"SELECT to_state AS "state: CaseState" FROM case_events WHERE case_id = $1 AND version = $2"#,
+        r#"SELECT to_state AS "state: CaseState" FROM case_events WHERE case_id = $1 AND version = $2
+             AND at >= (SELECT c.created_at FROM reactivation_cases c WHERE c.id = $1)"#,
         case_id,
         version
     )

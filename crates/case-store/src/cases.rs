@@ -234,7 +234,13 @@ pub async fn timeline(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Even
         EventRow,
         r#"SELECT id, version, from_state AS "from_state: CaseState", to_state AS "to_state: CaseState",
                   event AS "event: CaseEvent", actor_role AS "actor_role: Role", actor_id, reason, at
-           FROM case_events WHERE case_id = $1 ORDER BY version"#,
+           FROM case_events
+           WHERE case_id = $1
+             -- No event of a case is older than the case (`insert_event`): the log's
+             -- months before it are pruned, so a read probes the partitions of the
+             -- case's own months, not one index per month of the whole history.
+             AND at >= (SELECT c.created_at FROM reactivation_cases c WHERE c.id = $1)
+           ORDER BY version"#,
         case_id
     )
     .fetch_all(db)
@@ -421,9 +427,12 @@ async fn insert_event(
     reason: Option<&str>,
 ) -> Result<Uuid, StoreError> {
     let event_id = Uuid::now_v7();
+    // `at` is never before the case's creation, even for a transaction that began
+    // before the case was committed (its now() is its start): the case's reads of
+    // the log prune the months before `created_at` on that promise.
     sqlx::query!(
-        r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, reason, at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, greatest(now(), $10))"#,
         event_id,
         case.id,
         case.version,
@@ -433,6 +442,7 @@ async fn insert_event(
         actor.role as Role,
         actor.id,
         reason,
+        case.created_at,
     )
     .execute(&mut *conn)
     .await?;
