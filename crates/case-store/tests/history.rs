@@ -376,3 +376,50 @@ async fn a_case_reads_only_the_months_of_the_log_from_its_opening_on(pool: PgPoo
         "{probed:?}"
     );
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_stage_statistics_time_each_exit_from_its_entering_event(pool: PgPool) {
+    let today = Utc::now().date_naive();
+    history::ensure_partitions(&pool, today - chrono::Months::new(3), 4)
+        .await
+        .unwrap();
+    let case_id = open_case(&pool, "+8613900000089").await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let customer = Actor::customer();
+    case_store::transition(
+        &pool,
+        case_store::TransitionRequest {
+            case_id,
+            expected_version: 1,
+            event: case_domain::CaseEvent::Cancelled,
+            actor: &customer,
+            reason: None,
+            fence: None,
+            outbox: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    let (opened, left): (chrono::DateTime<Utc>, chrono::DateTime<Utc>) =
+        sqlx::query_as("SELECT min(at), max(at) FROM case_events WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let figures = case_store::stage_stats::state_figures(
+        &pool,
+        Utc::now() - chrono::Duration::days(1),
+        Utc::now() - chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    let waiting = figures
+        .iter()
+        .find(|f| f.state == case_domain::CaseState::AwaitingIdentity)
+        .expect("the state the case left");
+    assert_eq!((waiting.samples, waiting.recent_exits), (1, 1));
+    let expected = (left - opened).num_microseconds().unwrap() as f64 / 1e6;
+    let median = waiting.median_secs.expect("a median");
+    assert!((median - expected).abs() < 1e-3, "{median} vs {expected}");
+    assert!(median >= 0.05, "{median}");
+}
