@@ -291,6 +291,25 @@ async fn finished_rows_are_pruned_after_their_cutoff_and_nothing_else(pool: PgPo
     );
 }
 
+/// The customer cancels a just-opened case (version 1) in `conn`'s transaction.
+async fn cancel_in(conn: &mut sqlx::PgConnection, case_id: Uuid) {
+    let customer = Actor::customer();
+    case_store::transition_in(
+        conn,
+        case_store::TransitionRequest {
+            case_id,
+            expected_version: 1,
+            event: case_domain::CaseEvent::Cancelled,
+            actor: &customer,
+            reason: None,
+            fence: None,
+            outbox: vec![],
+        },
+    )
+    .await
+    .unwrap();
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_case_reads_only_the_months_of_the_log_from_its_opening_on(pool: PgPool) {
     // Fourteen months of history before this one, as a carrier's first year leaves.
@@ -307,21 +326,7 @@ async fn a_case_reads_only_the_months_of_the_log_from_its_opening_on(pool: PgPoo
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let case_id = open_case(&pool, "+8613900000088").await;
-    let customer = Actor::customer();
-    case_store::transition_in(
-        &mut early,
-        case_store::TransitionRequest {
-            case_id,
-            expected_version: 1,
-            event: case_domain::CaseEvent::Cancelled,
-            actor: &customer,
-            reason: None,
-            fence: None,
-            outbox: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    cancel_in(&mut early, case_id).await;
     early.commit().await.unwrap();
     assert_eq!(
         scalar(
@@ -385,21 +390,9 @@ async fn the_stage_statistics_time_each_exit_from_its_entering_event(pool: PgPoo
         .unwrap();
     let case_id = open_case(&pool, "+8613900000089").await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let customer = Actor::customer();
-    case_store::transition(
-        &pool,
-        case_store::TransitionRequest {
-            case_id,
-            expected_version: 1,
-            event: case_domain::CaseEvent::Cancelled,
-            actor: &customer,
-            reason: None,
-            fence: None,
-            outbox: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    cancel_in(&mut tx, case_id).await;
+    tx.commit().await.unwrap();
     let (opened, left): (chrono::DateTime<Utc>, chrono::DateTime<Utc>) =
         sqlx::query_as("SELECT min(at), max(at) FROM case_events WHERE case_id = $1")
             .bind(case_id)
