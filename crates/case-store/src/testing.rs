@@ -3,10 +3,10 @@
 //! Not for production code: it panics on any failure.
 
 use case_domain::{Actor, Msisdn};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::{NewCase, create_case};
+use crate::{NewCase, TransitionRequest, create_case, transition_in};
 
 /// Opens a case for `msisdn` (English) and returns its id.
 pub async fn open_case(pool: &PgPool, msisdn: &str) -> Uuid {
@@ -47,4 +47,23 @@ pub async fn record_audit_at(
         .expect("the audit row is appended");
     tx.commit().await.expect("commit");
     seq
+}
+
+/// The customer cancels a just-opened case (version 1) in `conn`'s transaction.
+pub async fn cancel_in(conn: &mut PgConnection, case_id: Uuid) {
+    let customer = Actor::customer();
+    transition_in(
+        conn,
+        TransitionRequest {
+            case_id,
+            expected_version: 1,
+            event: case_domain::CaseEvent::Cancelled,
+            actor: &customer,
+            reason: None,
+            fence: None,
+            outbox: vec![],
+        },
+    )
+    .await
+    .expect("the customer cancels the case");
 }

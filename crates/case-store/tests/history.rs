@@ -9,7 +9,7 @@ use case_store::{
     audit::AuditEntry,
     history::{self, HistoryError},
     prune::{Prunable, prune_batch},
-    testing::{open_case, record_audit_at},
+    testing::{cancel_in, open_case, record_audit_at},
 };
 use chrono::{NaiveDate, TimeZone, Utc};
 use sqlx::PgPool;
@@ -289,25 +289,6 @@ async fn finished_rows_are_pruned_after_their_cutoff_and_nothing_else(pool: PgPo
         [11, 21],
         "the open case's timer (11) and the recent one (21) stay"
     );
-}
-
-/// The customer cancels a just-opened case (version 1) in `conn`'s transaction.
-async fn cancel_in(conn: &mut sqlx::PgConnection, case_id: Uuid) {
-    let customer = Actor::customer();
-    case_store::transition_in(
-        conn,
-        case_store::TransitionRequest {
-            case_id,
-            expected_version: 1,
-            event: case_domain::CaseEvent::Cancelled,
-            actor: &customer,
-            reason: None,
-            fence: None,
-            outbox: vec![],
-        },
-    )
-    .await
-    .unwrap();
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -1,12 +1,12 @@
 //! The webhook tables against a real Postgres: replay dedupe, fenced claims, the
 //! case-event feed the trigger fills, deliveries once per endpoint and event.
 
-use case_store::testing::open_case;
+use case_store::testing::{cancel_in, open_case};
 use std::time::Duration;
 
-use case_domain::{Actor, CaseEvent};
+use case_domain::CaseEvent;
 use case_store::{
-    MIGRATOR, StoreError, TransitionRequest, transition,
+    MIGRATOR, StoreError,
     webhooks::{self as store, AttemptOutcome, Disposition},
 };
 use serde_json::json;
@@ -16,21 +16,9 @@ use uuid::Uuid;
 const LEASE: Duration = Duration::from_secs(30);
 
 async fn cancel(pool: &PgPool, case_id: Uuid) {
-    let customer = Actor::customer();
-    transition(
-        pool,
-        TransitionRequest {
-            case_id,
-            expected_version: 1,
-            event: CaseEvent::Cancelled,
-            actor: &customer,
-            reason: None,
-            fence: None,
-            outbox: vec![],
-        },
-    )
-    .await
-    .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    cancel_in(&mut tx, case_id).await;
+    tx.commit().await.unwrap();
 }
 
 async fn count(pool: &PgPool, sql: &str) -> i64 {
