@@ -84,14 +84,16 @@ SELECT md5('case' || i)::uuid,
 FROM generate_series(1, $HISTORY) i,
      LATERAL (SELECT now() - interval '400 days' + i * interval '1 minute' AS t) x;
 
-INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, at)
+INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, at,
+        from_state_since)
 SELECT md5('event' || i || '/' || v)::uuid, md5('case' || i)::uuid, v,
        (ARRAY[NULL, 'awaiting_identity', 'risk_assessment', 'provisioning'])[v]::case_state,
        (ARRAY['awaiting_identity', 'risk_assessment', 'provisioning', 'reactivated'])[v]::case_state,
        (ARRAY['opened', 'proofs_accepted', 'risk_cleared', 'restored'])[v]::case_event,
        (ARRAY['customer', 'customer', 'system', 'system'])[v]::actor_role,
        (ARRAY['subscriber', 'subscriber', 'risk', 'provisioning'])[v],
-       now() - interval '400 days' + i * interval '1 minute' + v * interval '1 minute'
+       now() - interval '400 days' + i * interval '1 minute' + v * interval '1 minute',
+       CASE WHEN v > 1 THEN now() - interval '400 days' + i * interval '1 minute' + (v - 1) * interval '1 minute' END
 FROM generate_series(1, $HISTORY) i, generate_series(1, 4) v;
 
 INSERT INTO case_identities (case_id, full_name_enc, id_number_enc, full_name_masked,

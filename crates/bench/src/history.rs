@@ -81,21 +81,23 @@ identities AS (
 ),
 events AS (
     INSERT INTO case_events
-        (id, case_id, version, from_state, to_state, event, actor_role, actor_id, at)
+        (id, case_id, version, from_state, to_state, event, actor_role, actor_id, at,
+         from_state_since)
     SELECT (substr(replace(c.id::text, '-', ''), 1, 24) || lpad(to_hex(v.version), 8, '0'))::uuid,
            c.id, v.version, v.from_state::case_state, v.to_state::case_state,
-           v.event::case_event, v.role::actor_role, v.actor, c.created_at + v.after
+           v.event::case_event, v.role::actor_role, v.actor, c.created_at + v.after,
+           c.created_at + v.entered
     FROM cases c
     JOIN (VALUES
-        ('reactivated', 1, NULL, 'awaiting_identity', 'opened', 'customer', 'subscriber', interval '0'),
-        ('reactivated', 2, 'awaiting_identity', 'risk_assessment', 'proofs_accepted', 'system', 'identity-verification', interval '120 seconds'),
-        ('reactivated', 3, 'risk_assessment', 'provisioning', 'risk_cleared', 'system', 'risk-assessment', interval '121 seconds'),
-        ('reactivated', 4, 'provisioning', 'reactivated', 'restored', 'system', 'provisioning', interval '123 seconds'),
-        ('cancelled', 1, NULL, 'awaiting_identity', 'opened', 'customer', 'subscriber', interval '0'),
-        ('cancelled', 2, 'awaiting_identity', 'cancelled', 'cancelled', 'customer', 'subscriber', interval '5 minutes'),
-        ('expired', 1, NULL, 'awaiting_identity', 'opened', 'customer', 'subscriber', interval '0'),
-        ('expired', 2, 'awaiting_identity', 'expired', 'expired', 'system', 'timers', interval '72 hours')
-    ) AS v (state, version, from_state, to_state, event, role, actor, after)
+        ('reactivated', 1, NULL, 'awaiting_identity', 'opened', 'customer', 'subscriber', interval '0', NULL),
+        ('reactivated', 2, 'awaiting_identity', 'risk_assessment', 'proofs_accepted', 'system', 'identity-verification', interval '120 seconds', interval '0'),
+        ('reactivated', 3, 'risk_assessment', 'provisioning', 'risk_cleared', 'system', 'risk-assessment', interval '121 seconds', interval '120 seconds'),
+        ('reactivated', 4, 'provisioning', 'reactivated', 'restored', 'system', 'provisioning', interval '123 seconds', interval '121 seconds'),
+        ('cancelled', 1, NULL, 'awaiting_identity', 'opened', 'customer', 'subscriber', interval '0', NULL),
+        ('cancelled', 2, 'awaiting_identity', 'cancelled', 'cancelled', 'customer', 'subscriber', interval '5 minutes', interval '0'),
+        ('expired', 1, NULL, 'awaiting_identity', 'opened', 'customer', 'subscriber', interval '0', NULL),
+        ('expired', 2, 'awaiting_identity', 'expired', 'expired', 'system', 'timers', interval '72 hours', interval '0')
+    ) AS v (state, version, from_state, to_state, event, role, actor, after, entered)
       ON v.state = c.state::text
 ),
 risk AS (

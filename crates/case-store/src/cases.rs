@@ -375,8 +375,15 @@ pub async fn transition_in(
         });
     };
 
-    let event_id =
-        insert_event(conn, &case, current.state, req.event, req.actor, req.reason).await?;
+    let event_id = insert_event(
+        conn,
+        &case,
+        (current.state, current.state_entered_at),
+        req.event,
+        req.actor,
+        req.reason,
+    )
+    .await?;
 
     let mut outbox_ids = Vec::with_capacity(req.outbox.len());
     for message in &req.outbox {
@@ -421,7 +428,7 @@ pub async fn transition_in(
 async fn insert_event(
     conn: &mut PgConnection,
     case: &CaseRow,
-    from: CaseState,
+    (from, from_since): (CaseState, DateTime<Utc>),
     event: CaseEvent,
     actor: &Actor,
     reason: Option<&str>,
@@ -429,10 +436,12 @@ async fn insert_event(
     let event_id = Uuid::now_v7();
     // `at` is never before the case's creation, even for a transaction that began
     // before the case was committed (its now() is its start): the case's reads of
-    // the log prune the months before `created_at` on that promise.
+    // the log prune the months before `created_at` on that promise. `from_since`
+    // (when the case entered `from`) lets the stage statistics time the stage from
+    // this row alone.
     sqlx::query!(
-        r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, reason, at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, greatest(now(), $10))"#,
+        r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, reason, at, from_state_since)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, greatest(now(), $10), $11)"#,
         event_id,
         case.id,
         case.version,
@@ -443,6 +452,7 @@ async fn insert_event(
         actor.id,
         reason,
         case.created_at,
+        from_since,
     )
     .execute(&mut *conn)
     .await?;
@@ -477,7 +487,7 @@ async fn supersede_unproven(
         .map(|s| s.as_str().to_owned())
         .collect();
     let others = sqlx::query!(
-        r#"SELECT id, state AS "state: CaseState" FROM reactivation_cases
+        r#"SELECT id, state AS "state: CaseState", state_entered_at FROM reactivation_cases
            WHERE msisdn = $1 AND id <> $2 AND identity_proven_at IS NULL
              AND state::text = ANY($3)
              -- Spelled out so the planner uses reactivation_cases_open_by_msisdn
@@ -513,7 +523,7 @@ async fn supersede_unproven(
         insert_event(
             conn,
             &case,
-            other.state,
+            (other.state, other.state_entered_at),
             CaseEvent::Superseded,
             &system,
             Some("another request for this number proved the subscriber's identity"),

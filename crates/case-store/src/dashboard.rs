@@ -80,12 +80,12 @@ pub async fn stage_throughput(
         r#"SELECT e.from_state AS "state!: CaseState", count(*) AS "left!",
                   extract(epoch FROM percentile_cont(0.5) WITHIN GROUP (ORDER BY e.at - p.at))::float8 AS "median_secs!"
            FROM case_events e
-           -- LATERAL: the entering event is looked up per exit through the
-           -- (case_id, version) key, so the cost follows the exits in the window,
-           -- never the whole event log (a plain join let the planner hash all of it).
-           CROSS JOIN LATERAL (SELECT p.at FROM case_events p
-                               WHERE p.case_id = e.case_id AND p.version = e.version - 1) p
-           WHERE e.at >= $1 AND e.from_state IS NOT NULL
+           -- When the case entered the state it left: on the exit itself, or looked up
+           -- for events older than that column (see stage_stats::state_figures).
+           CROSS JOIN LATERAL (SELECT COALESCE(e.from_state_since,
+                                                   case_event_entered_at(e.case_id, e.version, e.at)) AS at
+                               OFFSET 0) p
+           WHERE e.at >= $1 AND e.from_state IS NOT NULL AND p.at IS NOT NULL
            GROUP BY e.from_state
            ORDER BY e.from_state"#,
         since,

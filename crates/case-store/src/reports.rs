@@ -91,16 +91,13 @@ pub async fn stage_times(
                   CASE WHEN max(s.secs) IS NOT NULL
                        THEN count(*) FILTER (WHERE extract(epoch FROM e.at - p.at) <= s.secs) END AS sla_met
            FROM case_events e
-           -- The entering event through the (case_id, version) index, per exit: the
-           -- cost follows the exits in the window, never the whole log.
-           CROSS JOIN LATERAL (SELECT p.at FROM case_events p
-                               WHERE p.case_id = e.case_id AND p.version = e.version - 1
-                                 AND p.at <= e.at
-                               -- LIMIT keeps the planner from flattening the subquery
-                               -- into a join that hashes every event.
-                               LIMIT 1) p
+           -- When the case entered the state it left: on the exit itself, or looked up
+           -- for events older than that column (see stage_stats::state_figures).
+           CROSS JOIN LATERAL (SELECT COALESCE(e.from_state_since,
+                                                   case_event_entered_at(e.case_id, e.version, e.at)) AS at
+                               OFFSET 0) p
            LEFT JOIN unnest($3::case_state[], $4::float8[]) AS s(state, secs) ON s.state = e.from_state
-           WHERE e.at >= $1 AND e.at < $2 AND e.from_state IS NOT NULL
+           WHERE e.at >= $1 AND e.at < $2 AND e.from_state IS NOT NULL AND p.at IS NOT NULL
            GROUP BY e.from_state
            ORDER BY e.from_state"#,
         start,
@@ -144,14 +141,11 @@ pub async fn agent_decisions(
                   count(DISTINCT e.case_id) AS "cases!", count(*) AS "decisions!",
                   percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM e.at - p.at)::float8) AS "median_secs!"
            FROM case_events e
-           CROSS JOIN LATERAL (SELECT p.at FROM case_events p
-                               WHERE p.case_id = e.case_id AND p.version = e.version - 1
-                                 AND p.at <= e.at
-                               -- LIMIT keeps the planner from flattening the subquery
-                               -- into a join that hashes every event.
-                               LIMIT 1) p
+           CROSS JOIN LATERAL (SELECT COALESCE(e.from_state_since,
+                                                   case_event_entered_at(e.case_id, e.version, e.at)) AS at
+                               OFFSET 0) p
            LEFT JOIN agents a ON a.id::text = e.actor_id
-           WHERE e.at >= $1 AND e.at < $2 AND e.from_state IS NOT NULL
+           WHERE e.at >= $1 AND e.at < $2 AND e.from_state IS NOT NULL AND p.at IS NOT NULL
              AND e.actor_role NOT IN ('customer', 'system')
            GROUP BY GROUPING SETS ((e.actor_role), (e.actor_role, e.actor_id, a.username))
            ORDER BY e.actor_role, e.actor_id IS NOT NULL, a.username, e.actor_id"#,

@@ -38,19 +38,14 @@ pub async fn state_figures(
                   count(*) AS "samples!",
                   count(*) FILTER (WHERE e.at >= $2) AS "recent!"
            FROM case_events e
-           -- LATERAL: the entering event is looked up per exit through the
-           -- (case_id, version) key, so the cost follows the exits in the window,
-           -- never the whole event log (a plain join let the planner hash all of it).
-           -- It lies between the case's opening (no event is older than its case:
-           -- `insert_event`) and the exit, so each look-up probes only the partitions
-           -- of those months, pruned per exit, not one index per retained month. The
-           -- case row is read by key (a LIMIT keeps it a probe, never a hash join).
-           CROSS JOIN LATERAL (SELECT c.created_at FROM reactivation_cases c
-                               WHERE c.id = e.case_id LIMIT 1) c
-           CROSS JOIN LATERAL (SELECT p.at FROM case_events p
-                               WHERE p.case_id = e.case_id AND p.version = e.version - 1
-                                 AND p.at >= c.created_at AND p.at <= e.at) p
-           WHERE e.at >= $1 AND e.from_state IS NOT NULL
+           -- When the case entered the state it left: written on the exit itself
+           -- since 2026-12-07, so the cost is one read of each exit in the window; older
+           -- exits look their entering event up (case_event_entered_at, by key, in the
+           -- case's months only). OFFSET 0 evaluates it once per exit.
+           CROSS JOIN LATERAL (SELECT COALESCE(e.from_state_since,
+                                                   case_event_entered_at(e.case_id, e.version, e.at)) AS at
+                               OFFSET 0) p
+           WHERE e.at >= $1 AND e.from_state IS NOT NULL AND p.at IS NOT NULL
            GROUP BY e.from_state"#,
         since,
         recent_since,

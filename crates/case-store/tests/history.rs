@@ -396,4 +396,109 @@ async fn the_stage_statistics_time_each_exit_from_its_entering_event(pool: PgPoo
     let median = waiting.median_secs.expect("a median");
     assert!((median - expected).abs() < 1e-3, "{median} vs {expected}");
     assert!(median >= 0.05, "{median}");
+    // The exit carries when the case entered the state it left: the opening.
+    let since: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT from_state_since FROM case_events WHERE case_id = $1 AND version = 2",
+    )
+    .bind(case_id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(since, Some(opened));
+}
+
+/// An exit written before `case_events.from_state_since` existed (NULL) is timed from
+/// its entering event, looked up in the log; a written one from the column alone, even
+/// where the log disagrees; an exit whose entering event is gone is left out.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn exits_without_their_entry_time_are_timed_from_the_log(pool: PgPool) {
+    let mut cases = Vec::new();
+    for n in 0..3 {
+        cases.push(open_case(&pool, &format!("+861390000012{n}")).await);
+    }
+    // Raw exits out of awaiting_identity, 60 s after an opening moved back 60 s: the
+    // first without from_state_since (the log says 60 s), the second with a
+    // from_state_since 30 s before the exit (the column wins), the third without it
+    // and without an opening event in the months after the case (nothing to time).
+    for (i, case_id) in cases.iter().enumerate() {
+        let since = match i {
+            1 => "now() - interval '30 seconds'",
+            _ => "NULL",
+        };
+        sqlx::raw_sql(&format!(
+            "INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, at, from_state_since)
+             VALUES ('{}', '{case_id}', 2, 'awaiting_identity', 'cancelled', 'cancelled', 'customer', 'subscriber', now(), {since})",
+            Uuid::now_v7()
+        ))
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    // Move the openings 60 s back (the log is append-only: through a copy of each row
+    // under a session that skips the triggers, as a restore would).
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(&format!(
+        "SET session_replication_role = replica;
+         UPDATE reactivation_cases SET created_at = created_at - interval '60 seconds'
+          WHERE id IN ('{a}', '{b}', '{c}');
+         UPDATE case_events SET at = at - interval '60 seconds'
+          WHERE version = 1 AND case_id IN ('{a}', '{b}');
+         DELETE FROM case_events WHERE version = 1 AND case_id = '{c}';
+         SET session_replication_role = origin;",
+        a = cases[0],
+        b = cases[1],
+        c = cases[2],
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+
+    let figures = case_store::stage_stats::state_figures(
+        &pool,
+        Utc::now() - chrono::Duration::days(1),
+        Utc::now() - chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    let waiting = figures
+        .iter()
+        .find(|f| f.state == case_domain::CaseState::AwaitingIdentity)
+        .expect("the state the cases left");
+    assert_eq!(waiting.samples, 2, "the exit without an entry is left out");
+    let median = waiting.median_secs.expect("a median");
+    assert!(
+        (median - 45.0).abs() < 1.0,
+        "median of 60 s and 30 s: {median}"
+    );
+
+    let dashboard =
+        case_store::dashboard::stage_throughput(&pool, Utc::now() - chrono::Duration::days(1))
+            .await
+            .unwrap();
+    let left = dashboard
+        .iter()
+        .find(|r| r.state == case_domain::CaseState::AwaitingIdentity)
+        .expect("dashboard row");
+    assert_eq!(left.left, 2);
+    assert!(
+        (left.median_secs - 45.0).abs() < 1.0,
+        "{}",
+        left.median_secs
+    );
+
+    let times = case_store::reports::stage_times(
+        &pool,
+        Utc::now() - chrono::Duration::days(1),
+        Utc::now() + chrono::Duration::minutes(1),
+        &[(case_domain::CaseState::AwaitingIdentity, 40.0)],
+    )
+    .await
+    .unwrap();
+    let row = times
+        .iter()
+        .find(|r| r.state == case_domain::CaseState::AwaitingIdentity)
+        .expect("report row");
+    assert_eq!((row.exits, row.sla_met), (2, Some(1)));
+    assert!((row.p50_secs - 45.0).abs() < 1.0, "{}", row.p50_secs);
 }
