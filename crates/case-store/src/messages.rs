@@ -17,10 +17,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{
-    StoreError,
-    timers::{NewMessage, insert_message},
-};
+use crate::{StoreError, timers::NewMessage};
 
 /// What [`enqueue_superseding`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,38 +46,62 @@ pub async fn enqueue_superseding(
     caused_at: DateTime<Utc>,
     hold_until: DateTime<Utc>,
 ) -> Result<Enqueued, StoreError> {
-    let Some(id) = insert_message(&mut *conn, message).await? else {
-        return Ok(Enqueued::default());
-    };
-    let replaced = sqlx::query!(
-        r#"WITH replaced AS (
+    // One statement: the replacement of the held messages and the insert of this one
+    // with its final due time (an insert then an update of the new row left a dead
+    // version and its index entries in the queue's indexes for every message).
+    // Nothing is replaced when the dedupe key is already used (a replay of the same
+    // cause); a concurrent writer of the same key that commits between this
+    // statement's snapshot and its insert is caught below.
+    let id = Uuid::now_v7();
+    let done = sqlx::query!(
+        r#"WITH fresh AS (
+               SELECT NOT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = $5) AS yes
+           ),
+           replaced AS (
                UPDATE outbox SET delivered_at = now(), superseded_by = $1,
                       last_error = 'superseded by a later message about the case'
-               WHERE supersede_key = $2 AND topic = $3 AND id <> $1
+               WHERE (SELECT yes FROM fresh)
+                 AND supersede_key = $7 AND topic = $4
                  AND delivered_at IS NULL AND failed_at IS NULL
-                 AND attempts = 0 AND supersede_until > $4
+                 AND attempts = 0 AND supersede_until > $8
                RETURNING available_at
+           ),
+           inserted AS (
+               INSERT INTO outbox (id, case_id, event_id, topic, dedupe_key, payload,
+                                   supersede_key, supersede_until, available_at)
+               SELECT $1, $2, $3, $4, $5, $6, $7, $9,
+                      -- held until the window's end, or the earliest replaced
+                      -- message's due time (least ignores NULL)
+                      greatest(clock_timestamp(), least($9, (SELECT min(available_at) FROM replaced)))
+               WHERE (SELECT yes FROM fresh)
+               ON CONFLICT (dedupe_key) DO NOTHING
+               RETURNING id
            )
-           SELECT count(*) AS "n!", min(available_at) AS due FROM replaced"#,
+           SELECT (SELECT id FROM inserted) AS "id?",
+                  (SELECT count(*) FROM replaced) AS "superseded!""#,
         id,
-        key,
+        message.case_id,
+        message.event_id,
         message.topic,
+        message.dedupe_key,
+        message.payload,
+        key,
         caused_at,
+        hold_until,
     )
     .fetch_one(&mut *conn)
     .await?;
-    let superseded = u64::try_from(replaced.n).unwrap_or(0);
-    let due = replaced.due.map_or(hold_until, |d| d.min(hold_until));
-    sqlx::query!(
-        "UPDATE outbox SET supersede_key = $2, supersede_until = $3,
-                available_at = greatest(available_at, $4) WHERE id = $1",
-        id,
-        key,
-        hold_until,
-        due,
-    )
-    .execute(&mut *conn)
-    .await?;
+    let superseded = u64::try_from(done.superseded).unwrap_or(0);
+    let Some(id) = done.id else {
+        if superseded > 0 {
+            // The replaced rows name a message that was not written: undo by failing
+            // the caller's transaction; its retry finds the key used and does nothing.
+            return Err(StoreError::Conflict(
+                "a concurrent writer enqueued the same message".into(),
+            ));
+        }
+        return Ok(Enqueued::default());
+    };
     if superseded == 0 {
         crate::timers::wake_deliverers(&mut *conn, message.topic).await?;
     }
