@@ -76,6 +76,18 @@ pub async fn plan_for_values(conn: &mut sqlx::PgConnection) -> Result<(), StoreE
     Ok(())
 }
 
+/// Undoes [`plan_for_values`] for the rest of the transaction on `conn`: the
+/// statements after it use Postgres's plan cache choice again (the connection's
+/// setting). For a transaction that plans one read for its values and then does
+/// other work (the timers follower), which would otherwise be planned again on every
+/// run: planning was most of the database's CPU in the follower's transactions.
+pub async fn plan_as_usual(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SET LOCAL plan_cache_mode TO DEFAULT")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// A transaction whose statements are planned for their values ([`plan_for_values`]):
 /// for a read over a time window or with optional filters, which the caller commits.
 pub async fn begin_planned(

@@ -97,9 +97,9 @@ pub struct FollowedEvent {
 }
 
 /// The next events after `cursor` whose transactions, and every older one, have
-/// ended: oldest first, at most `limit`. Call it inside the follower's transaction:
-/// the rest of that transaction is planned for the cursor's values
-/// ([`crate::plan_for_values`]), [`events_pending`] included.
+/// ended: oldest first, at most `limit`. Planned for the cursor's values
+/// ([`crate::plan_for_values`]); the statements after it in the caller's transaction
+/// are planned as usual ([`crate::plan_as_usual`]).
 pub async fn events_after(
     conn: &mut PgConnection,
     cursor: Cursor,
@@ -132,8 +132,9 @@ pub async fn events_after(
         cursor.seq,
         limit,
     )
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await?;
+    crate::plan_as_usual(&mut *conn).await?;
     Ok(rows
         .into_iter()
         .map(|r| FollowedEvent {
@@ -159,7 +160,10 @@ pub async fn events_after(
 
 /// Whether any event after `cursor` exists at all, followable yet or not (a writer
 /// that started earlier may still be running): the follower looks again soon.
-pub async fn events_pending(db: impl PgExecutor<'_>, cursor: Cursor) -> Result<bool, StoreError> {
+/// Planned for the cursor's value, like [`events_after`]: call it last in the
+/// caller's transaction.
+pub async fn events_pending(conn: &mut PgConnection, cursor: Cursor) -> Result<bool, StoreError> {
+    crate::plan_for_values(&mut *conn).await?;
     Ok(sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM case_events
                           WHERE tx_id IS NOT NULL AND (tx_id, seq) > ($1, $2)
@@ -168,7 +172,7 @@ pub async fn events_pending(db: impl PgExecutor<'_>, cursor: Cursor) -> Result<b
         cursor.tx_id,
         cursor.seq,
     )
-    .fetch_one(db)
+    .fetch_one(conn)
     .await?)
 }
 

@@ -735,3 +735,38 @@ async fn postgres_enums_list_exactly_the_domain_values(pool: PgPool) {
     .collect();
     assert_eq!(labels(&pool, "risk_tier").await, tiers);
 }
+
+/// The follower plans its cursor reads for their values and nothing else: the
+/// statements between them (messages, timers) keep the connection's plan cache
+/// choice, which a custom plan per run of each of them would cost in planning.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_follower_plans_only_its_cursor_reads_for_their_values(pool: PgPool) {
+    use case_store::timers::{Cursor, events_after, events_pending};
+    use sqlx::{ConnectOptions, Connection};
+
+    open_case(&pool, "+8613900000131").await;
+    for setting in ["auto", "force_generic_plan"] {
+        // The connection's own setting, as service_runtime::db gives it (options).
+        let options = (*pool.connect_options())
+            .clone()
+            .options([("plan_cache_mode", setting)]);
+        let mut conn = options.connect().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
+        let start = Cursor { tx_id: 0, seq: 0 };
+        let events = events_after(&mut tx, start, 10).await.unwrap();
+        assert_eq!(events.len(), 1, "the opening");
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        assert_eq!(mode, setting, "after the cursor read");
+        assert!(!events_pending(&mut tx, events[0].cursor).await.unwrap());
+        assert!(events_pending(&mut tx, start).await.unwrap());
+        tx.commit().await.unwrap();
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, setting, "after the transaction");
+    }
+}
