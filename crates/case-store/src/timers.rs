@@ -97,16 +97,17 @@ pub struct FollowedEvent {
 }
 
 /// The next events after `cursor` whose transactions, and every older one, have
-/// ended: oldest first, at most `limit`. Planned for the cursor's values
-/// ([`crate::plan_for_values`]); the statements after it in the caller's transaction
-/// are planned as usual ([`crate::plan_as_usual`]).
+/// ended: oldest first, at most `limit`. On its cached generic plan
+/// ([`crate::plan_generic`]: the follow index of each partition read from the
+/// cursor on, merged, limited; a custom plan per run cost ten times the read); the
+/// statements after it in the caller's transaction are planned as usual
+/// ([`crate::plan_as_usual`]).
 pub async fn events_after(
     conn: &mut PgConnection,
     cursor: Cursor,
     limit: i64,
 ) -> Result<Vec<FollowedEvent>, StoreError> {
-    // A range from the cursor on: planned for the cursor's value (see the function).
-    crate::plan_for_values(&mut *conn).await?;
+    crate::plan_generic(&mut *conn).await?;
     let rows = sqlx::query!(
         r#"SELECT e.id AS "id!", e.tx_id AS "tx_id!", e.seq AS "seq!", e.case_id AS "case_id!",
                   e.version AS "version!", e.from_state AS "from_state: CaseState",
@@ -160,10 +161,10 @@ pub async fn events_after(
 
 /// Whether any event after `cursor` exists at all, followable yet or not (a writer
 /// that started earlier may still be running): the follower looks again soon.
-/// Planned for the cursor's value, like [`events_after`]: call it last in the
-/// caller's transaction.
+/// On its generic plan, like [`events_after`]: call it last in the caller's
+/// transaction.
 pub async fn events_pending(conn: &mut PgConnection, cursor: Cursor) -> Result<bool, StoreError> {
-    crate::plan_for_values(&mut *conn).await?;
+    crate::plan_generic(&mut *conn).await?;
     Ok(sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM case_events
                           WHERE tx_id IS NOT NULL AND (tx_id, seq) > ($1, $2)

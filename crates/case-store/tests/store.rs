@@ -736,37 +736,52 @@ async fn postgres_enums_list_exactly_the_domain_values(pool: PgPool) {
     assert_eq!(labels(&pool, "risk_tier").await, tiers);
 }
 
-/// The follower plans its cursor reads for their values and nothing else: the
-/// statements between them (messages, timers) keep the connection's plan cache
-/// choice, which a custom plan per run of each of them would cost in planning.
+/// The follower's cursor reads keep one generic plan per connection (planning them
+/// over every partition of the event log cost ten times running them), and the rest
+/// of its transaction keeps the connection's own plan cache setting.
 #[sqlx::test(migrator = "MIGRATOR")]
-async fn the_follower_plans_only_its_cursor_reads_for_their_values(pool: PgPool) {
+async fn the_follower_reads_its_cursor_on_a_cached_plan_and_nothing_else(pool: PgPool) {
     use case_store::timers::{Cursor, events_after, events_pending};
     use sqlx::{ConnectOptions, Connection};
 
     open_case(&pool, "+8613900000131").await;
-    for setting in ["auto", "force_generic_plan"] {
+    for setting in ["auto", "force_custom_plan"] {
         // The connection's own setting, as service_runtime::db gives it (options).
         let options = (*pool.connect_options())
             .clone()
             .options([("plan_cache_mode", setting)]);
         let mut conn = options.connect().await.unwrap();
-        let mut tx = conn.begin().await.unwrap();
         let start = Cursor { tx_id: 0, seq: 0 };
-        let events = events_after(&mut tx, start, 10).await.unwrap();
-        assert_eq!(events.len(), 1, "the opening");
-        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
-            .fetch_one(&mut *tx)
-            .await
-            .unwrap();
-        assert_eq!(mode, setting, "after the cursor read");
-        assert!(!events_pending(&mut tx, events[0].cursor).await.unwrap());
-        assert!(events_pending(&mut tx, start).await.unwrap());
-        tx.commit().await.unwrap();
+        for _ in 0..8 {
+            let mut tx = conn.begin().await.unwrap();
+            let events = events_after(&mut tx, start, 10).await.unwrap();
+            assert_eq!(events.len(), 1, "the opening");
+            let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert_eq!(mode, setting, "after the cursor read");
+            assert!(!events_pending(&mut tx, events[0].cursor).await.unwrap());
+            assert!(events_pending(&mut tx, start).await.unwrap());
+            tx.commit().await.unwrap();
+        }
         let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
             .fetch_one(&mut conn)
             .await
             .unwrap();
         assert_eq!(mode, setting, "after the transaction");
+        let plans: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT left(statement, 40), generic_plans, custom_plans FROM pg_prepared_statements
+              WHERE statement LIKE '%case_events%tx_id%'
+                AND statement NOT LIKE '%pg_prepared_statements%' ORDER BY statement",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(plans.len(), 2, "{plans:?}");
+        for (statement, generic, custom) in plans {
+            assert_eq!(custom, 0, "{setting}: {statement}");
+            assert!(generic >= 8, "{setting}: {statement}: {generic}");
+        }
     }
 }

@@ -159,9 +159,10 @@ pub async fn try_connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx
     // generic plan when it costs no more than the custom ones, so a hot statement is
     // no longer planned on every run (planning was about a third of the database's
     // CPU on the clean journey with custom plans forced; docs/performance.md). The
-    // statements whose good plan depends on the values (a follower's cursor near the
-    // end of the event log, a time window over the history) ask for a custom plan
-    // themselves (`case_store::plan_for_values`). A `plan_cache_mode` given in the
+    // statements whose good plan depends on the values (a time window over the
+    // history) ask for a custom plan themselves (`case_store::plan_for_values`), and
+    // the hot ones whose generic plan is good but never chosen (the follower's cursor
+    // reads over every partition) for the generic plan (`case_store::plan_generic`). A `plan_cache_mode` given in the
     // URL (`?options[plan_cache_mode]=force_generic_plan`, as tests/tests/hot_paths.rs
     // does to check every other statement's generic plan) is kept.
     //
