@@ -29,10 +29,10 @@ pub struct Enqueued {
 }
 
 /// Enqueues `message` under `key`, held until `hold_until` (its cause's time plus
-/// the window), after replacing the pending messages of the same case, key and
-/// topic that were never attempted and whose window had not ended when this
-/// message's cause happened (`caused_at`): those are finished unsent (a message
-/// without a case replaces none). In the caller's transaction.
+/// the window), after replacing the pending messages of the same case and key (a
+/// key belongs to one topic) that were never attempted and whose window had not
+/// ended when this message's cause happened (`caused_at`): those are finished unsent
+/// (a message without a case replaces none). In the caller's transaction.
 ///
 /// The window is counted from the first message it holds: a replacement keeps the
 /// replaced message's due time when that is earlier, so a case that keeps moving is
@@ -61,10 +61,12 @@ pub async fn enqueue_superseding(
            replaced AS (
                UPDATE outbox SET delivered_at = now(), superseded_by = $1,
                       last_error = 'superseded by a later message about the case'
-               -- The case's own pending messages (outbox_pending_by_case): a
-               -- generic plan read every held message of the topic for the key.
+               -- The case's own pending messages of the key: no condition on the
+               -- topic (a key is one topic's), which let a plan made on young
+               -- statistics read every held message of the topic through its
+               -- due-time index (1,792 rows for one message at 100/s).
                WHERE (SELECT yes FROM fresh)
-                 AND case_id = $2 AND topic = $4 AND supersede_key = $7
+                 AND case_id = $2 AND supersede_key = $7
                  AND delivered_at IS NULL AND failed_at IS NULL
                  AND attempts = 0 AND supersede_until > $8
                RETURNING available_at

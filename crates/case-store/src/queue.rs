@@ -265,19 +265,23 @@ fn text_array_literal(items: &[String]) -> String {
 }
 
 /// The claim's condition that an item is the oldest pending one of its group (see
-/// [`Queue::in_order_of`]); empty when the queue keeps no order.
+/// [`Queue::in_order_of`]); empty when the queue keeps no order. Written as a
+/// comparison with the group's first pending item in the order of the group's index
+/// (`outbox_pending_by_case`), a read of one index entry: as a `NOT EXISTS`, a plan
+/// made while the queue's statistics were young read every pending item of the
+/// topic through the due-time index instead (1,680 rows for one claim at 100/s).
 fn in_order(q: &Queue, alias: &str) -> String {
     let Some(column) = q.in_order_of else {
         return String::new();
     };
-    let topic = q
-        .topic
-        .map(|t| format!(" AND e.{t} = {alias}.{t}"))
-        .unwrap_or_default();
+    let (topic, topic_order) = match q.topic {
+        Some(t) => (format!(" AND e.{t} = {alias}.{t}"), format!(", e.{t}")),
+        None => (String::new(), String::new()),
+    };
     format!(
-        " AND ({alias}.{column} IS NULL OR NOT EXISTS (\
-           SELECT 1 FROM {table} e WHERE e.{column} = {alias}.{column}{topic} \
-           AND {pending_e} AND (e.created_at, e.{id}) < ({alias}.created_at, {alias}.{id})))",
+        " AND ({alias}.{column} IS NULL OR (({alias}.created_at, {alias}.{id}) <= (\
+           SELECT e.created_at, e.{id} FROM {table} e WHERE e.{column} = {alias}.{column}{topic} \
+           AND {pending_e} ORDER BY e.{column}{topic_order}, e.created_at, e.{id} LIMIT 1)) IS NOT FALSE)",
         table = q.table,
         id = q.id,
         pending_e = q.pending_of("e"),
