@@ -68,6 +68,13 @@ pub struct Queue {
     /// claimable. Keeps a case's notifications in order when workers claim batches
     /// and deliver them concurrently. `None`: no order between items.
     pub in_order_of: Option<&'static str>,
+    /// [`Queue::pending`] as the in-order check's index and the lease-due index
+    /// spell it (`coalesce(..) IS NULL`), when the queue has such indexes: no other
+    /// pending index's predicate follows from it, so those reads cannot be served by
+    /// one. With the queue's statistics young (a pending index analyzed empty looks
+    /// free forever after), plans read every pending item of the topic through the
+    /// due-time index instead. `None`: [`Queue::pending`].
+    pub pending_spelled: Option<&'static str>,
 }
 
 impl Queue {
@@ -78,6 +85,16 @@ impl Queue {
             .map(|p| format!("{alias}.{p}"))
             .collect::<Vec<_>>()
             .join(" AND ")
+    }
+
+    /// [`Queue::pending_spelled`] (else [`Queue::pending`]) over the table alias `alias`.
+    fn pending_spelled_of(&self, alias: &str) -> String {
+        match self.pending_spelled {
+            Some(p) => p
+                .replace("(", &format!("({alias}."))
+                .replace(", ", &format!(", {alias}.")),
+            None => self.pending_of(alias),
+        }
     }
 
     /// The same queue with another attempt ceiling (at least 1).
@@ -110,6 +127,7 @@ pub const OUTBOX: Queue = Queue {
                       extract(epoch FROM now() - q.created_at)::float8 AS waited",
     max_attempts: 20,
     in_order_of: Some("case_id"),
+    pending_spelled: Some("coalesce(delivered_at, failed_at) IS NULL"),
 };
 
 /// Inbound carrier webhooks. Ten attempts, as the processor has always made.
@@ -133,6 +151,7 @@ pub const CARRIER_WEBHOOKS: Queue = Queue {
     claim_returning: "q.type, q.payload",
     max_attempts: 10,
     in_order_of: None,
+    pending_spelled: None,
 };
 
 /// Outbound webhook deliveries. Eight attempts: the first and the seven retries of
@@ -163,6 +182,7 @@ pub const WEBHOOK_DELIVERIES: Queue = Queue {
          WHERE e.id = q.endpoint_id) AS endpoint_active",
     max_attempts: 8,
     in_order_of: None,
+    pending_spelled: None,
 };
 
 /// Every queue, in the order they are shown.
@@ -267,7 +287,8 @@ fn text_array_literal(items: &[String]) -> String {
 /// The claim's condition that an item is the oldest pending one of its group (see
 /// [`Queue::in_order_of`]); empty when the queue keeps no order. Written as a
 /// comparison with the group's first pending item in the order of the group's index
-/// (`outbox_pending_by_case`), a read of one index entry: as a `NOT EXISTS`, a plan
+/// (`outbox_pending_in_order`, whose predicate only [`Queue::pending_spelled`]
+/// implies), a read of one index entry: as a `NOT EXISTS`, a plan
 /// made while the queue's statistics were young read every pending item of the
 /// topic through the due-time index instead (1,680 rows for one claim at 100/s).
 fn in_order(q: &Queue, alias: &str) -> String {
@@ -284,7 +305,7 @@ fn in_order(q: &Queue, alias: &str) -> String {
            AND {pending_e} ORDER BY e.{column}{topic_order}, e.created_at, e.{id} LIMIT 1)) IS NOT FALSE)",
         table = q.table,
         id = q.id,
-        pending_e = q.pending_of("e"),
+        pending_e = q.pending_spelled_of("e"),
     )
 }
 
@@ -587,7 +608,10 @@ fn next_due_sql(q: &Queue, topics: &str, except: &str) -> String {
     format!(
         "least({unleased}, \
            (SELECT min(greatest(t.{due}, t.lease_expires_at)) FROM {table} t \
-             WHERE {pending_t}{topic_t} AND t.lease_expires_at IS NOT NULL{except}))"
+             WHERE {leased_pending}{topic_t} AND t.lease_expires_at IS NOT NULL{except}))",
+        // The items in flight through the queue's `*_leased` index (see
+        // Queue::pending_spelled), never every pending item of the topics.
+        leased_pending = q.pending_spelled_of("t"),
     )
 }
 
@@ -723,5 +747,17 @@ mod tests {
             "ARRAY['sms', 'it''s; DROP TABLE outbox']::text[]"
         );
         assert_eq!(text_array_literal(&[]), "ARRAY[]::text[]");
+    }
+
+    #[test]
+    fn the_spelled_pending_state_is_qualified_by_the_alias() {
+        assert_eq!(
+            OUTBOX.pending_spelled_of("e"),
+            "coalesce(e.delivered_at, e.failed_at) IS NULL"
+        );
+        assert_eq!(
+            CARRIER_WEBHOOKS.pending_spelled_of("t"),
+            "t.processed_at IS NULL AND t.failed_at IS NULL"
+        );
     }
 }
