@@ -553,7 +553,7 @@ async fn a_held_message_is_replaced_through_its_case_whatever_the_statistics(poo
             .connect()
             .await
             .unwrap();
-        let mut enqueue = async |conn: &mut sqlx::PgConnection, n: &str| {
+        let enqueue = async |conn: &mut sqlx::PgConnection, n: &str| {
             let mut tx = conn.begin().await.unwrap();
             let before = outbox_rows_read(&mut tx).await;
             let now = chrono::Utc::now();
