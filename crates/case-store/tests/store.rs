@@ -745,13 +745,29 @@ async fn the_follower_reads_its_cursor_on_a_cached_plan_and_nothing_else(pool: P
     use sqlx::{ConnectOptions, Connection};
 
     open_case(&pool, "+8613900000131").await;
+    // The opening is followable once no transaction that began before it is running
+    // on the server (other tests' included): wait for that first.
+    let start = Cursor { tx_id: 0, seq: 0 };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut tx = pool.begin().await.unwrap();
+        let n = events_after(&mut tx, start, 10).await.unwrap().len();
+        tx.rollback().await.unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the opening never became followable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for setting in ["auto", "force_custom_plan"] {
         // The connection's own setting, as service_runtime::db gives it (options).
         let options = (*pool.connect_options())
             .clone()
             .options([("plan_cache_mode", setting)]);
         let mut conn = options.connect().await.unwrap();
-        let start = Cursor { tx_id: 0, seq: 0 };
         for _ in 0..8 {
             let mut tx = conn.begin().await.unwrap();
             let events = events_after(&mut tx, start, 10).await.unwrap();
@@ -784,4 +800,48 @@ async fn the_follower_reads_its_cursor_on_a_cached_plan_and_nothing_else(pool: P
             assert!(generic >= 8, "{setting}: {statement}: {generic}");
         }
     }
+}
+
+/// A worker's case claims keep one plan: the states and the batch size are part of
+/// the statement, so after Postgres's five custom plans the claim runs on its cached
+/// generic plan (with them bound, it was planned on every claim).
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_busy_case_claimer_keeps_its_plan(pool: PgPool) {
+    use sqlx::{ConnectOptions, Connection};
+    // 3,000 open cases waiting, statistics taken.
+    sqlx::query(
+        "INSERT INTO reactivation_cases (id, msisdn, state, channel, locale, token_hash)
+         SELECT gen_random_uuid(), '+8613' || lpad(i::text, 9, '0'), 'awaiting_identity',
+                'app', 'en', sha256(convert_to('claim-test-' || i, 'UTF8'))
+         FROM generate_series(1, 3000) i",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE reactivation_cases")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let states = [CaseState::AwaitingIdentity];
+    let mut conn = (*pool.connect_options()).clone().connect().await.unwrap();
+    let mut claimed = 0;
+    for _ in 0..12 {
+        claimed += case_store::claim_batch(&mut conn, &states, "w", LEASE, 2)
+            .await
+            .unwrap()
+            .len();
+    }
+    assert_eq!(claimed, 24, "two cases a claim, each once (leased)");
+    let (generic, custom): (i64, i64) = sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+          WHERE statement LIKE 'WITH next AS%FROM reactivation_cases%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        custom <= 5 && generic >= 7,
+        "generic {generic}, custom {custom}"
+    );
+    conn.close().await.unwrap();
 }
