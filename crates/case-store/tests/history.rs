@@ -363,6 +363,21 @@ async fn a_case_reads_only_the_months_of_the_log_from_its_opening_on(pool: PgPoo
     );
 }
 
+/// The stage statistics of `awaiting_identity` over the last day (exits in the last
+/// hour as the recent ones).
+async fn awaiting_identity_figures(pool: &PgPool) -> case_store::stage_stats::StateFigures {
+    case_store::stage_stats::state_figures(
+        pool,
+        Utc::now() - chrono::Duration::days(1),
+        Utc::now() - chrono::Duration::hours(1),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .find(|f| f.state == case_domain::CaseState::AwaitingIdentity)
+    .expect("figures of the state the cases left")
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_stage_statistics_time_each_exit_from_its_entering_event(pool: PgPool) {
     let today = Utc::now().date_naive();
@@ -380,17 +395,7 @@ async fn the_stage_statistics_time_each_exit_from_its_entering_event(pool: PgPoo
             .fetch_one(&pool)
             .await
             .unwrap();
-    let figures = case_store::stage_stats::state_figures(
-        &pool,
-        Utc::now() - chrono::Duration::days(1),
-        Utc::now() - chrono::Duration::hours(1),
-    )
-    .await
-    .unwrap();
-    let waiting = figures
-        .iter()
-        .find(|f| f.state == case_domain::CaseState::AwaitingIdentity)
-        .expect("the state the case left");
+    let waiting = awaiting_identity_figures(&pool).await;
     assert_eq!((waiting.samples, waiting.recent_exits), (1, 1));
     let expected = (left - opened).num_microseconds().unwrap() as f64 / 1e6;
     let median = waiting.median_secs.expect("a median");
@@ -454,17 +459,7 @@ async fn exits_without_their_entry_time_are_timed_from_the_log(pool: PgPool) {
     .unwrap();
     drop(conn);
 
-    let figures = case_store::stage_stats::state_figures(
-        &pool,
-        Utc::now() - chrono::Duration::days(1),
-        Utc::now() - chrono::Duration::hours(1),
-    )
-    .await
-    .unwrap();
-    let waiting = figures
-        .iter()
-        .find(|f| f.state == case_domain::CaseState::AwaitingIdentity)
-        .expect("the state the cases left");
+    let waiting = awaiting_identity_figures(&pool).await;
     assert_eq!(waiting.samples, 2, "the exit without an entry is left out");
     let median = waiting.median_secs.expect("a median");
     assert!(

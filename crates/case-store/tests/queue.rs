@@ -511,6 +511,20 @@ async fn a_busy_claimer_keeps_its_plan(pool: PgPool) {
     conn.close().await.unwrap();
 }
 
+/// Statistics of an outbox of 4,000 delivered messages of `topic` with nothing
+/// pending: a young deployment's, on which every pending index looks empty.
+async fn young_statistics(pool: &PgPool, topic: &str) {
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, dedupe_key, payload, delivered_at)
+         SELECT gen_random_uuid(), $1, 'sent/' || i, '{}', now() FROM generate_series(1, 4000) i",
+    )
+    .bind(topic)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE outbox").execute(pool).await.unwrap();
+}
+
 /// Outbox rows this backend has read so far (pending statistics included: a
 /// connection's counts of earlier transactions may not be flushed yet, so callers
 /// take the difference around what they measure).
@@ -534,16 +548,7 @@ async fn a_held_message_is_replaced_through_its_case_whatever_the_statistics(poo
     use case_store::{messages::enqueue_superseding, testing::open_case, timers::NewMessage};
     use sqlx::{ConnectOptions, Connection};
     let topic = "notification.subscriber";
-    // Statistics of an outbox of delivered messages with nothing pending.
-    sqlx::query(
-        "INSERT INTO outbox (id, topic, dedupe_key, payload, delivered_at)
-         SELECT gen_random_uuid(), $1, 'sent/' || i, '{}', now() FROM generate_series(1, 4000) i",
-    )
-    .bind(topic)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("ANALYZE outbox").execute(&pool).await.unwrap();
+    young_statistics(&pool, topic).await;
     let case_id = open_case(&pool, "+8613900000141").await;
     let key = format!("case:{case_id}:status");
     for plan in ["force_custom_plan", "force_generic_plan"] {
@@ -614,16 +619,7 @@ async fn a_held_message_is_replaced_through_its_case_whatever_the_statistics(poo
 async fn the_in_order_check_reads_one_case_whatever_the_statistics(pool: PgPool) {
     use case_store::testing::open_case;
     let topic = "notification.subscriber";
-    // Statistics of an outbox of delivered messages with nothing pending.
-    sqlx::query(
-        "INSERT INTO outbox (id, topic, dedupe_key, payload, delivered_at)
-         SELECT gen_random_uuid(), $1, 'sent/' || i, '{}', now() FROM generate_series(1, 4000) i",
-    )
-    .bind(topic)
-    .execute(&pool)
-    .await
-    .unwrap();
-    sqlx::query("ANALYZE outbox").execute(&pool).await.unwrap();
+    young_statistics(&pool, topic).await;
     sqlx::query(
         "INSERT INTO outbox (id, topic, dedupe_key, payload, available_at)
          SELECT gen_random_uuid(), $1, 'held/' || i, '{}', now() + interval '20 seconds'
