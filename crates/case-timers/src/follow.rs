@@ -169,7 +169,7 @@ async fn follow_skipping(
     if last != cursor {
         store::advance_cursor(&mut tx, CONSUMER, last).await?;
     }
-    done.pending = store::events_pending(&mut *tx, last).await?;
+    done.pending = store::events_pending(&mut tx, last).await?;
     tx.commit().await?;
     if done.messages > 0 {
         ::metrics::counter!("notifications_enqueued_total").increment(done.messages as u64);
