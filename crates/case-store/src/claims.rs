@@ -88,16 +88,8 @@ pub async fn claim_batch_due(
     // keeps it. Bound, they made the generic plan look dearer (a bound LIMIT is
     // costed as a tenth of the table) and the claim was planned on every run (1,701
     // plans for 1,694 claims at 100/s). A worker claims with one set of states and
-    // one or two sizes, so a connection prepares few variants. The states are the
-    // domain's own names (CaseState::as_str), quoted.
-    let states_sql = format!(
-        "ARRAY[{}]::case_state[]",
-        states
-            .iter()
-            .map(|s| format!("'{}'", s.as_str().replace('\'', "''")))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    // one or two sizes, so a connection prepares few variants.
+    let states_sql = crate::queue::array_literal(states.iter().map(|s| s.as_str()), "case_state");
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     // NO KEY UPDATE, not UPDATE: a transaction that merely inserts a row referencing
     // the case (outbox, timers, notes: a foreign-key KEY SHARE lock) must not make

@@ -60,6 +60,17 @@ pub use outbox::{
     mark_failed, next_outbox_due, outbox_channel, renew_outbox_lease, retry_later,
 };
 
+/// `SET LOCAL plan_cache_mode TO <mode>` (one of Postgres's values, or `DEFAULT`).
+async fn set_local_plan_cache_mode(
+    conn: &mut sqlx::PgConnection,
+    mode: &'static str,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!("SET LOCAL plan_cache_mode TO {mode}"))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Asks for plans made for this run's values for the rest of the transaction on
 /// `conn` (`SET LOCAL plan_cache_mode = force_custom_plan`; outside a transaction it
 /// does nothing). For the statements whose good plan depends on the values: a range
@@ -70,10 +81,7 @@ pub use outbox::{
 /// Postgres's plan cache choice (see `service_runtime::db`), which saves planning
 /// them on every run.
 pub async fn plan_for_values(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-        .execute(conn)
-        .await?;
-    Ok(())
+    set_local_plan_cache_mode(conn, "force_custom_plan").await
 }
 
 /// Asks for the cached generic plan for the rest of the transaction on `conn`
@@ -84,10 +92,7 @@ pub async fn plan_for_values(conn: &mut sqlx::PgConnection) -> Result<(), StoreE
 /// cheaper there. Planning the timers follower's cursor reads over every monthly
 /// partition of the event log took 1.7 ms a run, ten times running them.
 pub async fn plan_generic(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
-        .execute(conn)
-        .await?;
-    Ok(())
+    set_local_plan_cache_mode(conn, "force_generic_plan").await
 }
 
 /// Undoes [`plan_for_values`] or [`plan_generic`] for the rest of the transaction on
@@ -95,10 +100,7 @@ pub async fn plan_generic(conn: &mut sqlx::PgConnection) -> Result<(), StoreErro
 /// connection's setting). For a transaction that plans one read its own way and then
 /// does other work (the timers follower).
 pub async fn plan_as_usual(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SET LOCAL plan_cache_mode TO DEFAULT")
-        .execute(conn)
-        .await?;
-    Ok(())
+    set_local_plan_cache_mode(conn, "DEFAULT").await
 }
 
 /// A transaction whose statements are planned for their values ([`plan_for_values`]):

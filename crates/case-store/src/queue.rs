@@ -69,7 +69,7 @@ pub struct Queue {
     /// and deliver them concurrently. `None`: no order between items.
     pub in_order_of: Option<&'static str>,
     /// [`Queue::pending`] as the in-order check's index and the lease-due index
-    /// spell it (`coalesce(..) IS NULL`), when the queue has such indexes: no other
+    /// spell it (`coalesce(..) IS NULL`, columns of the row `{t}`), when the queue has such indexes: no other
     /// pending index's predicate follows from it, so those reads cannot be served by
     /// one. With the queue's statistics young (a pending index analyzed empty looks
     /// free forever after), plans read every pending item of the topic through the
@@ -90,9 +90,7 @@ impl Queue {
     /// [`Queue::pending_spelled`] (else [`Queue::pending`]) over the table alias `alias`.
     fn pending_spelled_of(&self, alias: &str) -> String {
         match self.pending_spelled {
-            Some(p) => p
-                .replace("(", &format!("({alias}."))
-                .replace(", ", &format!(", {alias}.")),
+            Some(p) => p.replace("{t}", alias),
             None => self.pending_of(alias),
         }
     }
@@ -127,7 +125,7 @@ pub const OUTBOX: Queue = Queue {
                       extract(epoch FROM now() - q.created_at)::float8 AS waited",
     max_attempts: 20,
     in_order_of: Some("case_id"),
-    pending_spelled: Some("coalesce(delivered_at, failed_at) IS NULL"),
+    pending_spelled: Some("coalesce({t}.delivered_at, {t}.failed_at) IS NULL"),
 };
 
 /// Inbound carrier webhooks. Ten attempts, as the processor has always made.
@@ -275,13 +273,18 @@ fn claim_candidates(q: &Queue, topics: &str, max: i64) -> String {
     }
 }
 
-/// `items` as an SQL `text[]` literal (each quoted, quotes doubled).
-fn text_array_literal(items: &[String]) -> String {
+/// `items` as an SQL array literal of `sql_type` (each quoted, quotes doubled): what
+/// the claims write into their statements instead of binding (see
+/// [`claim_batch_due`] and `claims::claim_batch_due`).
+pub(crate) fn array_literal<'a>(
+    items: impl IntoIterator<Item = &'a str>,
+    sql_type: &str,
+) -> String {
     let quoted: Vec<String> = items
-        .iter()
+        .into_iter()
         .map(|i| format!("'{}'", i.replace('\'', "''")))
         .collect();
-    format!("ARRAY[{}]::text[]", quoted.join(", "))
+    format!("ARRAY[{}]::{sql_type}[]", quoted.join(", "))
 }
 
 /// The claim's condition that an item is the oldest pending one of its group (see
@@ -364,7 +367,7 @@ pub async fn claim_batch_due(
     // running it. A worker claims with the same topics and one or two sizes, so a
     // connection prepares few variants.
     let max = i64::try_from(max).unwrap_or(i64::MAX);
-    let topics_sql = text_array_literal(topics);
+    let topics_sql = array_literal(topics.iter().map(String::as_str), "text");
     let sql = format!(
         r#"WITH next AS (
                {candidates}
@@ -743,10 +746,10 @@ mod tests {
     #[test]
     fn topics_are_written_as_quoted_text_literals() {
         assert_eq!(
-            text_array_literal(&["sms".into(), "it's; DROP TABLE outbox".into()]),
+            array_literal(["sms", "it's; DROP TABLE outbox"], "text"),
             "ARRAY['sms', 'it''s; DROP TABLE outbox']::text[]"
         );
-        assert_eq!(text_array_literal(&[]), "ARRAY[]::text[]");
+        assert_eq!(array_literal([], "text"), "ARRAY[]::text[]");
     }
 
     #[test]

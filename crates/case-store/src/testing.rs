@@ -67,3 +67,16 @@ pub async fn cancel_in(conn: &mut PgConnection, case_id: Uuid) {
     .await
     .expect("the customer cancels the case");
 }
+
+/// The generic and custom plans made so far on `conn` for the prepared statement
+/// whose text is `LIKE pattern` (exactly one must match).
+pub async fn plans_of(conn: &mut PgConnection, pattern: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
+          WHERE statement LIKE $1 AND statement NOT LIKE '%pg_prepared_statements%'",
+    )
+    .bind(pattern)
+    .fetch_one(conn)
+    .await
+    .expect("one prepared statement of that text")
+}

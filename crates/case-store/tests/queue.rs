@@ -497,13 +497,8 @@ async fn a_busy_claimer_keeps_its_plan(pool: PgPool) {
                 .unwrap();
         assert_eq!(claimed.len(), 8);
     }
-    let (generic, custom): (i64, i64) = sqlx::query_as(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
-          WHERE statement LIKE 'WITH next AS%' AND statement LIKE '%FROM outbox%'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let (generic, custom) =
+        case_store::testing::plans_of(&mut conn, "WITH next AS%FROM outbox%").await;
     assert!(
         custom <= 5 && generic >= 7,
         "generic {generic}, custom {custom}"

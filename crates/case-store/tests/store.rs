@@ -832,13 +832,8 @@ async fn a_busy_case_claimer_keeps_its_plan(pool: PgPool) {
             .len();
     }
     assert_eq!(claimed, 24, "two cases a claim, each once (leased)");
-    let (generic, custom): (i64, i64) = sqlx::query_as(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements
-          WHERE statement LIKE 'WITH next AS%FROM reactivation_cases%'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap();
+    let (generic, custom) =
+        case_store::testing::plans_of(&mut conn, "WITH next AS%FROM reactivation_cases%").await;
     assert!(
         custom <= 5 && generic >= 7,
         "generic {generic}, custom {custom}"
