@@ -608,12 +608,20 @@ fn next_due_sql(q: &Queue, topics: &str, except: &str) -> String {
         .topic
         .map(|t| format!(" AND t.{t} = ANY({topics})"))
         .unwrap_or_default();
+    // The first lease to run out, read in the order of the queue's `*_leased` index
+    // (see Queue::pending_spelled), never every pending item of the topics. An ordered
+    // read, not a `min()` over the index: each claim and each delivery leaves a dead
+    // entry there (neither update is HOT), and a bitmap scan, which the planner takes
+    // for an aggregate, never marks them dead, so it visited every message leased since
+    // the last vacuum (2,918 entries, 410 heap pages for one claim at 100/s). An ordered
+    // index scan marks the dead entries it steps over and stops at the first live one.
+    // A claim leases only due items, so a lease never ends before its item's due
+    // time, and the first lease to end is the earliest of `greatest(due, lease end)`.
     format!(
         "least({unleased}, \
-           (SELECT min(greatest(t.{due}, t.lease_expires_at)) FROM {table} t \
-             WHERE {leased_pending}{topic_t} AND t.lease_expires_at IS NOT NULL{except}))",
-        // The items in flight through the queue's `*_leased` index (see
-        // Queue::pending_spelled), never every pending item of the topics.
+           (SELECT greatest(t.{due}, t.lease_expires_at) FROM {table} t \
+             WHERE {leased_pending}{topic_t} AND t.lease_expires_at IS NOT NULL{except} \
+             ORDER BY t.lease_expires_at LIMIT 1))",
         leased_pending = q.pending_spelled_of("t"),
     )
 }
