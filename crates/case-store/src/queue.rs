@@ -584,43 +584,47 @@ pub async fn next_due(
 
 /// SQL for when the next pending item of `q` (of the topics in `topics`, an array
 /// parameter or literal, if the queue has topics) can be claimed, NULL when none is pending: the
-/// earlier of the first unleased item in due order (read per topic in the order of
+/// earlier of the first item not leased (or whose lease ran out) in due order (read per topic in the order of
 /// the queue's pending index, so held messages due later are not read) and the first
-/// lease to run out among the items being worked on (the small `*_leased` index).
+/// lease still running to run out among the items being worked on, of any topic (the
+/// small `*_leased` index): possibly earlier than an item of `topics` is due, never later.
 /// `except` is a further condition on `t` (the items the same statement claimed).
 fn next_due_sql(q: &Queue, topics: &str, except: &str) -> String {
     let pending_t = q.pending_of("t");
     let (due, table) = (q.due, q.table);
+    // Never leased, or its lease ran out (its worker died): claimable at its due time.
+    let not_leased = "(t.lease_expires_at IS NULL OR t.lease_expires_at <= now())";
     let unleased = match q.topic {
         Some(topic) => format!(
             "(SELECT min(x.due) FROM unnest({topics}::text[]) AS tp(topic) \
                CROSS JOIN LATERAL (SELECT t.{due} AS due FROM {table} t \
-                 WHERE t.{topic} = tp.topic AND {pending_t} AND t.lease_expires_at IS NULL{except} \
+                 WHERE t.{topic} = tp.topic AND {pending_t} AND {not_leased}{except} \
                  ORDER BY t.{due} LIMIT 1) x)"
         ),
         None => format!(
             "(SELECT t.{due} FROM {table} t \
-               WHERE {pending_t} AND t.lease_expires_at IS NULL{except} \
+               WHERE {pending_t} AND {not_leased}{except} \
                ORDER BY t.{due} LIMIT 1)"
         ),
     };
-    let topic_t = q
-        .topic
-        .map(|t| format!(" AND t.{t} = ANY({topics})"))
-        .unwrap_or_default();
-    // The first lease to run out, read in the order of the queue's `*_leased` index
-    // (see Queue::pending_spelled), never every pending item of the topics. An ordered
-    // read, not a `min()` over the index: each claim and each delivery leaves a dead
-    // entry there (neither update is HOT), and a bitmap scan, which the planner takes
-    // for an aggregate, never marks them dead, so it visited every message leased since
-    // the last vacuum (2,918 entries, 410 heap pages for one claim at 100/s). An ordered
-    // index scan marks the dead entries it steps over and stops at the first live one.
-    // A claim leases only due items, so a lease never ends before its item's due
-    // time, and the first lease to end is the earliest of `greatest(due, lease end)`.
+    // The first lease to run out, of any topic, read in the order of the queue's
+    // `*_leased` index (see Queue::pending_spelled), never every pending item of the
+    // topics. Each claim and each delivery leaves a dead entry there (neither update
+    // is HOT); an ordered index scan marks those it steps over and stops at the first
+    // live one, while a bitmap scan never marks them and visits them all on every
+    // claim (2,918 entries, 410 heap pages for one claim at 100/s). The planner took
+    // a bitmap scan for a `min()`, and for an ordered read filtered on the topics
+    // whenever the statistics made the filter look selective; with no filter, the
+    // first entry answers and it has no reason to. Another topic's lease may wake
+    // the worker early, which costs one claim; leases already run out are left out
+    // (this claim took those of its topics, and another topic's, its workers gone,
+    // would wake it at once for ever). A claim leases only due items, so a lease never
+    // ends before its item's due time.
     format!(
         "least({unleased}, \
            (SELECT greatest(t.{due}, t.lease_expires_at) FROM {table} t \
-             WHERE {leased_pending}{topic_t} AND t.lease_expires_at IS NOT NULL{except} \
+             WHERE {leased_pending} AND t.lease_expires_at IS NOT NULL \
+               AND t.lease_expires_at > now(){except} \
              ORDER BY t.lease_expires_at LIMIT 1))",
         leased_pending = q.pending_spelled_of("t"),
     )

@@ -727,8 +727,10 @@ async fn the_next_lease_is_never_looked_for_in_the_in_order_index(pool: PgPool) 
 /// Every lease and every delivery leaves a dead entry in the leased index (neither
 /// update is HOT). A short claim's read of the next lease to run out steps over them
 /// once, marking them dead, and no claim after it reads them again: a bitmap scan of
-/// the index, as a `min()` over it was planned, visited the heap page of every message
-/// leased since the last vacuum on every claim.
+/// the index, as a `min()` over it and then an ordered read of the claim's topics were
+/// planned, visited the heap page of every message leased since the last vacuum on
+/// every claim. A lease that ran out (of another topic, whose worker died) is no due
+/// time: it would wake the claimer at once, again and again.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_short_claim_does_not_revisit_the_messages_leased_before(pool: PgPool) {
     let topic = "notification.subscriber";
@@ -762,7 +764,21 @@ async fn a_short_claim_does_not_revisit_the_messages_leased_before(pool: PgPool)
     run(enqueue, "worked/").await;
     run(lease_all, "worked/").await;
     run(deliver, "worked/").await;
-    let topics = [topic.to_owned()];
+    // The one in flight is of a topic the statistics hardly know (so its filter looks
+    // selective); another topic's message is still leased to a worker that died.
+    sqlx::query("UPDATE outbox SET topic = 'provisioning.order' WHERE dedupe_key = 'worked/4001'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, dedupe_key, payload, lease_owner, lease_expires_at, attempts)
+         VALUES (gen_random_uuid(), 'carrier.orphaned', 'orphaned', '{}', 'gone',
+                 now() - interval '1 minute', 1)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let topics = ["provisioning.order".to_owned()];
     // A dead entry is marked once no transaction of the database may still see its
     // row; tests running beside this one can delay that for a moment, so the claims
     // repeat until one reads little (a bitmap scan never gets there).
@@ -796,4 +812,62 @@ async fn a_short_claim_does_not_revisit_the_messages_leased_before(pool: PgPool)
             "{plan}: outbox heap pages read by the claims: {pages:?}"
         );
     }
+}
+
+/// When a worker of some topics sleeps until: the first lease still running to run
+/// out (another topic's may wake it early, never late), or now when an item of its
+/// topics has a lease that ran out; a lease of another topic that ran out (its
+/// workers gone) is no reason to wake.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_next_due_time_counts_running_leases_and_its_own_topics_lapsed_ones(pool: PgPool) {
+    let lease = async |topic: &str, key: &str, ends_in_secs: i32| {
+        sqlx::query(
+            "INSERT INTO outbox (id, topic, dedupe_key, payload, available_at, lease_owner,
+                                 lease_expires_at, attempts)
+             VALUES (gen_random_uuid(), $1, $2, '{}', now() - interval '2 minutes', 'w',
+                     now() + make_interval(secs => $3), 1)",
+        )
+        .bind(topic)
+        .bind(key)
+        .bind(f64::from(ends_in_secs))
+        .execute(&pool)
+        .await
+        .unwrap();
+    };
+    let topics = ["a.x".to_owned()];
+    let due_in = async || {
+        let due = queue::next_due(&pool, &queue::OUTBOX, &topics)
+            .await
+            .unwrap();
+        due.map(|d| (d - chrono::Utc::now()).num_seconds())
+    };
+    assert_eq!(due_in().await, None, "nothing pending");
+    lease("a.x", "a1", 60).await;
+    assert!(
+        due_in().await.is_some_and(|s| (55..=60).contains(&s)),
+        "{:?}",
+        due_in().await
+    );
+    lease("b.y", "b1", 30).await;
+    assert!(
+        due_in().await.is_some_and(|s| (25..=30).contains(&s)),
+        "{:?}",
+        due_in().await
+    );
+    lease("c.z", "c1", -60).await;
+    assert!(
+        due_in().await.is_some_and(|s| (25..=30).contains(&s)),
+        "{:?}",
+        due_in().await
+    );
+    lease("a.x", "a2", -60).await;
+    assert!(
+        due_in().await.is_some_and(|s| s <= 0),
+        "{:?}",
+        due_in().await
+    );
+    let claimed = queue::claim_batch(&pool, &queue::OUTBOX, &topics, "w2", LEASE, 8)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "the lapsed one");
 }
