@@ -583,11 +583,12 @@ pub async fn next_due(
 }
 
 /// SQL for when the next pending item of `q` (of the topics in `topics`, an array
-/// parameter or literal, if the queue has topics) can be claimed, NULL when none is pending: the
-/// earlier of the first item not leased (or whose lease ran out) in due order (read per topic in the order of
-/// the queue's pending index, so held messages due later are not read) and the first
-/// lease still running to run out among the items being worked on, of any topic (the
-/// small `*_leased` index): possibly earlier than an item of `topics` is due, never later.
+/// parameter or literal, if the queue has topics) can be claimed, NULL when none is
+/// pending: the earlier of the first item not leased (or whose lease ran out) in due
+/// order (read per topic in the order of the queue's pending index, so held messages
+/// due later are not read) and the first lease still running to run out among the
+/// items being worked on, of any topic (the small `*_leased` index): possibly earlier
+/// than an item of `topics` is due, never later.
 /// `except` is a further condition on `t` (the items the same statement claimed).
 fn next_due_sql(q: &Queue, topics: &str, except: &str) -> String {
     let pending_t = q.pending_of("t");
@@ -616,10 +617,10 @@ fn next_due_sql(q: &Queue, topics: &str, except: &str) -> String {
     // a bitmap scan for a `min()`, and for an ordered read filtered on the topics
     // whenever the statistics made the filter look selective; with no filter, the
     // first entry answers and it has no reason to. Another topic's lease may wake
-    // the worker early, which costs one claim; leases already run out are left out
-    // (this claim took those of its topics, and another topic's, its workers gone,
-    // would wake it at once for ever). A claim leases only due items, so a lease never
-    // ends before its item's due time.
+    // the worker early, which costs one claim. Leases that ran out are left out here:
+    // those of the worker's topics are read above, with the items not leased, and
+    // another topic's (its workers gone) would wake the worker at once, for ever. A
+    // claim leases only due items, so a lease never ends before its item's due time.
     format!(
         "least({unleased}, \
            (SELECT greatest(t.{due}, t.lease_expires_at) FROM {table} t \
