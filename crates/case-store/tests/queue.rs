@@ -417,11 +417,7 @@ async fn a_claim_reads_about_its_batch_whatever_the_backlog(pool: PgPool) {
         ),
     ];
     for (plan, expected) in batches {
-        let mut tx = pool.begin().await.unwrap();
-        sqlx::query(&format!("SET LOCAL plan_cache_mode = {plan}"))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        let mut tx = planned_tx(&pool, plan).await;
         let (claimed, due) =
             queue::claim_batch_due(&mut *tx, &queue::OUTBOX, &topics, "w", LEASE, 8)
                 .await
@@ -518,6 +514,32 @@ async fn young_statistics(pool: &PgPool, topic: &str) {
     .await
     .unwrap();
     sqlx::query("ANALYZE outbox").execute(pool).await.unwrap();
+}
+
+/// `n` messages of `topic` (of the case `case_id`, if any) held for 20 seconds.
+async fn hold_messages(pool: &PgPool, topic: &str, case_id: Option<uuid::Uuid>, n: i32) {
+    sqlx::query(
+        "INSERT INTO outbox (id, case_id, topic, dedupe_key, payload, available_at)
+         SELECT gen_random_uuid(), $2, $1, 'held/' || gen_random_uuid(), '{}',
+                now() + interval '20 seconds'
+         FROM generate_series(1, $3) i",
+    )
+    .bind(topic)
+    .bind(case_id)
+    .bind(n)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// A transaction whose statements are planned as `plan` says (`plan_cache_mode`).
+async fn planned_tx(pool: &PgPool, plan: &str) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query(&format!("SET LOCAL plan_cache_mode = {plan}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
 }
 
 /// Outbox rows this backend has read so far (pending statistics included: a
@@ -619,17 +641,8 @@ async fn the_in_order_check_reads_one_case_whatever_the_statistics(pool: PgPool)
     // Held messages of cases (of one case here: the reads below must not touch them
     // whichever case they belong to), and of no case.
     let other = open_case(&pool, "+8613900000159").await;
-    sqlx::query(
-        "INSERT INTO outbox (id, case_id, topic, dedupe_key, payload, available_at)
-         SELECT gen_random_uuid(), CASE WHEN i % 2 = 0 THEN $2 END, $1, 'held/' || i, '{}',
-                now() + interval '20 seconds'
-         FROM generate_series(1, 2000) i",
-    )
-    .bind(topic)
-    .bind(other)
-    .execute(&pool)
-    .await
-    .unwrap();
+    hold_messages(&pool, topic, Some(other), 1000).await;
+    hold_messages(&pool, topic, None, 1000).await;
     let topics = [topic.to_owned()];
     for (n, plan) in ["force_custom_plan", "force_generic_plan"]
         .iter()
@@ -650,11 +663,7 @@ async fn the_in_order_check_reads_one_case_whatever_the_statistics(pool: PgPool)
             .await
             .unwrap();
         }
-        let mut tx = pool.begin().await.unwrap();
-        sqlx::query(&format!("SET LOCAL plan_cache_mode = {plan}"))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        let mut tx = planned_tx(&pool, plan).await;
         let before = outbox_rows_read(&mut tx).await;
         let (claimed, _) = queue::claim_batch_due(&mut *tx, &queue::OUTBOX, &topics, "w", LEASE, 8)
             .await
@@ -683,23 +692,10 @@ async fn the_next_lease_is_never_looked_for_in_the_in_order_index(pool: PgPool) 
     let topic = "notification.subscriber";
     young_statistics(&pool, topic).await;
     let case_id = open_case(&pool, "+8613900000161").await;
-    sqlx::query(
-        "INSERT INTO outbox (id, case_id, topic, dedupe_key, payload, available_at)
-         SELECT gen_random_uuid(), $2, $1, 'held/' || i, '{}', now() + interval '20 seconds'
-         FROM generate_series(1, 200) i",
-    )
-    .bind(topic)
-    .bind(case_id)
-    .execute(&pool)
-    .await
-    .unwrap();
+    hold_messages(&pool, topic, Some(case_id), 200).await;
     let topics = [topic.to_owned()];
     for plan in ["force_custom_plan", "force_generic_plan"] {
-        let mut tx = pool.begin().await.unwrap();
-        sqlx::query(&format!("SET LOCAL plan_cache_mode = {plan}"))
-            .execute(&mut *tx)
-            .await
-            .unwrap();
+        let mut tx = planned_tx(&pool, plan).await;
         sqlx::query("DROP INDEX outbox_leased_due")
             .execute(&mut *tx)
             .await
@@ -785,11 +781,7 @@ async fn a_short_claim_does_not_revisit_the_messages_leased_before(pool: PgPool)
     for plan in ["force_custom_plan", "force_generic_plan"] {
         let mut pages = Vec::new();
         while pages.last().is_none_or(|&p| p >= 20) && pages.len() < 50 {
-            let mut tx = pool.begin().await.unwrap();
-            sqlx::query(&format!("SET LOCAL plan_cache_mode = {plan}"))
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            let mut tx = planned_tx(&pool, plan).await;
             let read = "SELECT pg_stat_get_xact_blocks_fetched('outbox'::regclass)";
             let before: i64 = sqlx::query_scalar(read).fetch_one(&mut *tx).await.unwrap();
             let (claimed, due) =
