@@ -88,7 +88,8 @@ pub async fn claim_batch_due(
     // keeps it. Bound, they made the generic plan look dearer (a bound LIMIT is
     // costed as a tenth of the table) and the claim was planned on every run (1,701
     // plans for 1,694 claims at 100/s). A worker claims with one set of states and
-    // one or two sizes, so a connection prepares few variants.
+    // asks for a power of two of its free slots (`service_runtime`'s `claim_size`),
+    // so a connection prepares few variants and runs each often enough to keep it.
     let states_sql = crate::queue::array_literal(states.iter().map(|s| s.as_str()), "case_state");
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     // NO KEY UPDATE, not UPDATE: a transaction that merely inserts a row referencing

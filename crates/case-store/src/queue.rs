@@ -69,11 +69,11 @@ pub struct Queue {
     /// and deliver them concurrently. `None`: no order between items.
     pub in_order_of: Option<&'static str>,
     /// [`Queue::pending`] as the in-order check's index and the lease-due index
-    /// spell it (`coalesce(..) IS NULL`, columns of the row `{t}`), when the queue has such indexes: no other
-    /// pending index's predicate follows from it, so those reads cannot be served by
-    /// one. With the queue's statistics young (a pending index analyzed empty looks
-    /// free forever after), plans read every pending item of the topic through the
-    /// due-time index instead. `None`: [`Queue::pending`].
+    /// spell it (`coalesce(..) IS NULL`, columns of the row `{t}`), when the queue
+    /// has such indexes: no other pending index's predicate follows from it, so
+    /// those reads cannot be served by one. With the queue's statistics young (a
+    /// pending index analyzed empty looks free forever after), plans read every
+    /// pending item of the topic through the due-time index instead. `None`: [`Queue::pending`].
     pub pending_spelled: Option<&'static str>,
 }
 
@@ -240,8 +240,9 @@ fn count_deaths(queue: &Queue, n: u64) {
 fn claim_candidates(q: &Queue, topics: &str, max: i64) -> String {
     let claimable = |t: &str| {
         format!(
-            "{pending} AND {t}.{due} <= now() AND ({t}.lease_expires_at IS NULL OR {t}.lease_expires_at <= now()){in_order}",
+            "{pending} AND {t}.{due} <= now() AND {not_leased}{in_order}",
             pending = q.pending_of(t),
+            not_leased = not_leased(t),
             due = q.due,
             in_order = in_order(q, t),
         )
@@ -271,6 +272,12 @@ fn claim_candidates(q: &Queue, topics: &str, max: i64) -> String {
             ceiling = q.max_attempts,
         ),
     }
+}
+
+/// Predicate over the row `alias`: never leased, or its lease ran out (its worker
+/// died), so claimable once it is due.
+fn not_leased(alias: &str) -> String {
+    format!("({alias}.lease_expires_at IS NULL OR {alias}.lease_expires_at <= now())")
 }
 
 /// `items` as an SQL array literal of `sql_type` (each quoted, quotes doubled): what
@@ -364,8 +371,9 @@ pub async fn claim_batch_due(
     // Postgres keeps it after five runs. With them bound, the generic plan was costed
     // higher (a bound LIMIT is taken as a tenth of the table, a bound array as ten
     // topics) and the claim was planned again on every run, 1.3 ms each, more than
-    // running it. A worker claims with the same topics and one or two sizes, so a
-    // connection prepares few variants.
+    // running it. A worker claims with the same topics and asks for a power of two
+    // of its free slots (`service_runtime`'s `claim_size`), so a connection prepares
+    // few variants and runs each often enough to keep it.
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     let topics_sql = array_literal(topics.iter().map(String::as_str), "text");
     let sql = format!(
@@ -593,8 +601,7 @@ pub async fn next_due(
 fn next_due_sql(q: &Queue, topics: &str, except: &str) -> String {
     let pending_t = q.pending_of("t");
     let (due, table) = (q.due, q.table);
-    // Never leased, or its lease ran out (its worker died): claimable at its due time.
-    let not_leased = "(t.lease_expires_at IS NULL OR t.lease_expires_at <= now())";
+    let not_leased = not_leased("t");
     let unleased = match q.topic {
         Some(topic) => format!(
             "(SELECT min(x.due) FROM unnest({topics}::text[]) AS tp(topic) \

@@ -613,9 +613,10 @@ fn claim_size(free: usize) -> usize {
 }
 
 /// Keeps up to `concurrency` items in flight: claims a batch of up to the free
-/// slots in one call (`claim(n)`, `n` the free slots rounded down by [`claim_size`]), runs each item as its own task (`work`, which
-/// renews that item's lease and writes with its fence), and claims again whenever a
-/// slot frees up or a notification arrives. With nothing claimable and nothing in
+/// slots in one call (`claim(n)`, `n` the free slots rounded down by
+/// [`claim_size`]), runs each item as its own task (`work`, which renews that
+/// item's lease and writes with its fence), and claims again whenever a slot frees
+/// up or a notification arrives. With nothing claimable and nothing in
 /// flight it sleeps until a notification, the moment `next_due` names (a back-off
 /// or lease ending), the poll interval, or shutdown. On shutdown it stops claiming
 /// and waits for the items in flight; an item whose task dies keeps its lease and
