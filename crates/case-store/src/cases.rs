@@ -120,6 +120,16 @@ pub struct Transitioned {
     pub outbox_ids: Vec<Uuid>,
 }
 
+/// The personal data a case opens with: its data key (wrapped by the master
+/// secret) and the identity sealed under that key.
+#[derive(Debug, Clone, Copy)]
+pub struct Sealed<'a> {
+    /// The case's data key, wrapped.
+    pub wrapped_key: &'a [u8],
+    /// The name and ID number, sealed.
+    pub identity: &'a crate::identity::NewIdentity,
+}
+
 /// Opens a case in [`CaseState::INITIAL`] and writes its `opened` event, in the
 /// caller's transaction. Never refused for other open cases of the number: only a
 /// case that proves identity becomes the number's one case (see [`transition_in`]).
@@ -128,33 +138,84 @@ pub async fn create_case(
     new: &NewCase,
     actor: &Actor,
 ) -> Result<CaseRow, StoreError> {
+    open_case_row(conn, new, actor, None, Uuid::now_v7()).await
+}
+
+/// [`create_case`] with the case's sealed personal data, written by the same
+/// statement. Returns the case and its log as it now stands (the `opened` event),
+/// without reading it back.
+pub async fn create_sealed_case(
+    conn: &mut PgConnection,
+    new: &NewCase,
+    actor: &Actor,
+    sealed: Sealed<'_>,
+) -> Result<(CaseRow, EventRow), StoreError> {
+    let event_id = Uuid::now_v7();
+    let case = open_case_row(conn, new, actor, Some(sealed), event_id).await?;
+    let opened = EventRow {
+        id: event_id,
+        version: case.version,
+        from_state: None,
+        to_state: case.state,
+        event: CaseEvent::Opened,
+        actor_role: actor.role,
+        actor_id: actor.id.clone(),
+        reason: None,
+        // The event's `at` defaults to now(), the transaction's start, as the
+        // case's `created_at` does.
+        at: case.created_at,
+    };
+    Ok((case, opened))
+}
+
+/// The case row, its `opened` event and, when given, its data key and identity, in
+/// one statement; then the one notification. Two round trips, whatever is written.
+async fn open_case_row(
+    conn: &mut PgConnection,
+    new: &NewCase,
+    actor: &Actor,
+    sealed: Option<Sealed<'_>>,
+    event_id: Uuid,
+) -> Result<CaseRow, StoreError> {
+    let identity = sealed.map(|s| s.identity);
     let case = sqlx::query_as!(
         CaseRow,
-        r#"INSERT INTO reactivation_cases (id, msisdn, state, channel, locale, token_hash)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           RETURNING id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
-                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
-                     updated_at, state_entered_at, lease_owner, lease_expires_at, attempt"#,
+        r#"WITH c AS (
+               INSERT INTO reactivation_cases (id, msisdn, state, channel, locale, token_hash)
+               VALUES ($1, $2, $3, $4, $5, $6)
+               RETURNING *
+           ), opened AS (
+               INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id)
+               SELECT $7, c.id, 1, NULL, c.state, 'opened', $8, $9 FROM c
+           ), data_key AS (
+               INSERT INTO case_data_keys (case_id, wrapped_key)
+               SELECT c.id, $10 FROM c WHERE $10::bytea IS NOT NULL
+           ), sealed AS (
+               INSERT INTO case_identities (case_id, full_name_enc, id_number_enc, full_name_masked, id_number_last4)
+               SELECT c.id, $11, $12, $13, $14 FROM c WHERE $10::bytea IS NOT NULL
+           )
+           SELECT id AS "id!", msisdn AS "msisdn!: Msisdn", state AS "state!: CaseState",
+                  version AS "version!", channel AS "channel!: Channel", locale AS "locale!: Locale",
+                  created_at AS "created_at!", updated_at AS "updated_at!",
+                  state_entered_at AS "state_entered_at!", lease_owner, lease_expires_at,
+                  attempt AS "attempt!"
+           FROM c"#,
         new.id,
         new.msisdn.e164(),
         CaseState::INITIAL as CaseState,
         new.channel.as_str(),
         new.locale.as_str(),
         &new.token_hash[..],
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-
-    sqlx::query!(
-        r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id)
-           VALUES ($1, $2, 1, NULL, $3, 'opened', $4, $5)"#,
-        Uuid::now_v7(),
-        case.id,
-        case.state as CaseState,
+        event_id,
         actor.role as Role,
         actor.id,
+        sealed.map(|s| s.wrapped_key),
+        identity.map(|i| &i.full_name_enc[..]),
+        identity.map(|i| &i.id_number_enc[..]),
+        identity.map(|i| i.full_name_masked.as_str()),
+        identity.map(|i| i.id_number_last4.as_str()),
     )
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
     notify(conn, &case, &[], &[]).await?;
     Ok(case)
@@ -236,7 +297,7 @@ pub async fn timeline(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Even
                   event AS "event: CaseEvent", actor_role AS "actor_role: Role", actor_id, reason, at
            FROM case_events
            WHERE case_id = $1
-             -- No event of a case is older than the case (`insert_event`): the log's
+             -- No event of a case is older than the case (`append_event`): the log's
              -- months before it are pruned, so a read probes the partitions of the
              -- case's own months, not one index per month of the whole history.
              AND at >= (SELECT c.created_at FROM reactivation_cases c WHERE c.id = $1)
@@ -245,6 +306,52 @@ pub async fn timeline(db: impl PgExecutor<'_>, case_id: Uuid) -> Result<Vec<Even
     )
     .fetch_all(db)
     .await?)
+}
+
+/// The event logs of `case_ids` (at most 1000 asked at once; more is an error) in one
+/// read: each event with its case, ordered by case, then version. For a reader that
+/// handles several cases' events in one pass.
+pub async fn timelines(
+    db: impl PgExecutor<'_>,
+    case_ids: &[Uuid],
+) -> Result<Vec<(Uuid, EventRow)>, StoreError> {
+    if case_ids.len() > 1000 {
+        return Err(StoreError::Invariant(
+            "timelines asked for more than 1000 cases",
+        ));
+    }
+    let rows = sqlx::query!(
+        r#"SELECT case_id, id, version, from_state AS "from_state: CaseState",
+                  to_state AS "to_state: CaseState", event AS "event: CaseEvent",
+                  actor_role AS "actor_role: Role", actor_id, reason, at
+           FROM case_events
+           WHERE case_id = ANY($1)
+             -- As in `timeline`: the partitions from the oldest case's creation on.
+             AND at >= (SELECT min(c.created_at) FROM reactivation_cases c WHERE c.id = ANY($1))
+           ORDER BY case_id, version"#,
+        case_ids
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.case_id,
+                EventRow {
+                    id: r.id,
+                    version: r.version,
+                    from_state: r.from_state,
+                    to_state: r.to_state,
+                    event: r.event,
+                    actor_role: r.actor_role,
+                    actor_id: r.actor_id,
+                    reason: r.reason,
+                    at: r.at,
+                },
+            )
+        })
+        .collect())
 }
 
 /// How many cases are in each open state (for metrics, dashboards and the ETA's
@@ -375,33 +482,6 @@ pub async fn transition_in(
         });
     };
 
-    let event_id = insert_event(
-        conn,
-        &case,
-        (current.state, current.state_entered_at),
-        req.event,
-        req.actor,
-        req.reason,
-    )
-    .await?;
-
-    let mut outbox_ids = Vec::with_capacity(req.outbox.len());
-    for message in &req.outbox {
-        let id = Uuid::now_v7();
-        sqlx::query!(
-            r#"INSERT INTO outbox (id, case_id, event_id, topic, dedupe_key, payload)
-               VALUES ($1, $2, $3, $4, $5, $6)"#,
-            id,
-            case.id,
-            event_id,
-            message.topic,
-            format!("{event_id}:{}:{}", message.topic, message.dedupe_suffix),
-            message.payload,
-        )
-        .execute(&mut *conn)
-        .await?;
-        outbox_ids.push(id);
-    }
     let mut wake: Vec<String> = req
         .outbox
         .iter()
@@ -409,12 +489,25 @@ pub async fn transition_in(
         .collect();
     wake.sort();
     wake.dedup();
-    let superseded = if proving {
-        supersede_unproven(conn, &case).await?
-    } else {
-        Vec::new()
+    let event_id = Uuid::now_v7();
+    let outbox_ids: Vec<Uuid> = req.outbox.iter().map(|_| Uuid::now_v7()).collect();
+    let row = NewEvent {
+        id: event_id,
+        case: &case,
+        from: (current.state, current.state_entered_at),
+        event: req.event,
+        actor: req.actor,
+        reason: req.reason,
     };
-    notify(conn, &case, &wake, &superseded).await?;
+    if proving {
+        // The superseded cases ride on the winner's one notification, so it is sent
+        // once they are closed.
+        append_event(conn, &row, &req.outbox, &outbox_ids, None).await?;
+        let superseded = supersede_unproven(conn, &case).await?;
+        notify(conn, &case, &wake, &superseded).await?;
+    } else {
+        append_event(conn, &row, &req.outbox, &outbox_ids, Some(&wake)).await?;
+    }
     tracing::debug!(case_id = %case.id, from = %current.state, to = %case.state, event = %req.event, actor = %req.actor, "case transition");
     Ok(Transitioned {
         case,
@@ -424,39 +517,78 @@ pub async fn transition_in(
     })
 }
 
-/// Writes the event row of a transition that produced `case` from `from`.
-async fn insert_event(
-    conn: &mut PgConnection,
-    case: &CaseRow,
-    (from, from_since): (CaseState, DateTime<Utc>),
+/// The event row of a transition that produced `case` from `from`.
+struct NewEvent<'a> {
+    id: Uuid,
+    case: &'a CaseRow,
+    /// The state left, and since when the case was in it.
+    from: (CaseState, DateTime<Utc>),
     event: CaseEvent,
-    actor: &Actor,
-    reason: Option<&str>,
-) -> Result<Uuid, StoreError> {
-    let event_id = Uuid::now_v7();
+    actor: &'a Actor,
+    reason: Option<&'a str>,
+}
+
+/// Writes `row`, the outbox messages of the transition (with ids `outbox_ids`) and,
+/// with `wake`, the transaction's one notification ([`notify`], with no other
+/// cases), in one statement.
+async fn append_event(
+    conn: &mut PgConnection,
+    row: &NewEvent<'_>,
+    outbox: &[OutboxMessage],
+    outbox_ids: &[Uuid],
+    wake: Option<&[String]>,
+) -> Result<(), StoreError> {
+    let topics: Vec<&str> = outbox.iter().map(|m| m.topic.as_str()).collect();
+    let dedupe_keys: Vec<String> = outbox
+        .iter()
+        .map(|m| format!("{}:{}:{}", row.id, m.topic, m.dedupe_suffix))
+        .collect();
+    let payloads: Vec<&serde_json::Value> = outbox.iter().map(|m| &m.payload).collect();
+    let notice = wake.map(|wake| change_notice(row.case, wake, &[]).to_string());
     // `at` is never before the case's creation, even for a transaction that began
     // before the case was committed (its now() is its start): the case's reads of
     // the log prune the months before `created_at` on that promise. `from_since`
     // (when the case entered `from`) lets the stage statistics time the stage from
     // this row alone.
     sqlx::query!(
-        r#"INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, reason, at, from_state_since)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, greatest(now(), $10), $11)"#,
-        event_id,
-        case.id,
-        case.version,
-        from as CaseState,
-        case.state as CaseState,
-        event as CaseEvent,
-        actor.role as Role,
-        actor.id,
-        reason,
-        case.created_at,
-        from_since,
+        r#"WITH event AS (
+               INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, reason, at, from_state_since)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, greatest(now(), $10), $11)
+           ), queued AS (
+               INSERT INTO outbox (id, case_id, event_id, topic, dedupe_key, payload)
+               SELECT m.id, $2, $1, m.topic, m.dedupe_key, m.payload
+               FROM unnest($12::uuid[], $13::text[], $14::text[], $15::jsonb[])
+                    AS m(id, topic, dedupe_key, payload)
+           )
+           SELECT pg_notify($16, CASE
+               WHEN EXISTS (SELECT 1 FROM webhook_endpoints
+                            WHERE disabled_at IS NULL AND deleted_at IS NULL)
+               THEN jsonb_set($17::text::jsonb, '{wake}',
+                              ($17::text::jsonb -> 'wake') || to_jsonb($18::text))::text
+               ELSE $17::text END)
+           WHERE $17::text IS NOT NULL"#,
+        row.id,
+        row.case.id,
+        row.case.version,
+        row.from.0 as CaseState,
+        row.case.state as CaseState,
+        row.event as CaseEvent,
+        row.actor.role as Role,
+        row.actor.id,
+        row.reason,
+        row.case.created_at,
+        row.from.1,
+        outbox_ids,
+        &topics as &[&str],
+        &dedupe_keys,
+        &payloads as &[&serde_json::Value],
+        CASE_CHANGED_CHANNEL,
+        notice,
+        crate::webhooks::EVENT_FEED_CHANNEL,
     )
     .execute(&mut *conn)
     .await?;
-    Ok(event_id)
+    Ok(())
 }
 
 /// Serialises, until the transaction ends, everything that decides which of a
@@ -520,15 +652,15 @@ async fn supersede_unproven(
         )
         .fetch_one(&mut *conn)
         .await?;
-        insert_event(
-            conn,
-            &case,
-            (other.state, other.state_entered_at),
-            CaseEvent::Superseded,
-            &system,
-            Some("another request for this number proved the subscriber's identity"),
-        )
-        .await?;
+        let row = NewEvent {
+            id: Uuid::now_v7(),
+            case: &case,
+            from: (other.state, other.state_entered_at),
+            event: CaseEvent::Superseded,
+            actor: &system,
+            reason: Some("another request for this number proved the subscriber's identity"),
+        };
+        append_event(conn, &row, &[], &[], None).await?;
         tracing::info!(case_id = %case.id, winner = %winner.id, "unproven case superseded");
         superseded.push(case);
     }
@@ -558,22 +690,8 @@ async fn notify(
     wake: &[String],
     also: &[CaseRow],
 ) -> Result<(), StoreError> {
-    let change = |c: &CaseRow| {
-        json!({
-            "case_id": c.id,
-            "version": c.version,
-            "state": c.state,
-            "at": c.state_entered_at,
-        })
-    };
-    let mut channels = vec![case.state.work_channel()];
-    channels.extend(wake.iter().cloned());
     let mut chunks = also.chunks(ALSO_PER_NOTIFICATION);
-    let mut payload = change(case);
-    payload["wake"] = json!(channels);
-    if let Some(first) = chunks.next() {
-        payload["also"] = first.iter().map(change).collect();
-    }
+    let payload = change_notice(case, wake, chunks.next().unwrap_or_default());
     // The feed's wake-up rides on the case change (the trigger that queues the
     // event checks the same condition): no second notification.
     sqlx::query!(
@@ -590,9 +708,9 @@ async fn notify(
     .execute(&mut *conn)
     .await?;
     for rest in chunks {
-        let mut payload = change(&rest[0]);
+        let mut payload = case_change(&rest[0]);
         payload["wake"] = json!([]);
-        payload["also"] = rest[1..].iter().map(change).collect();
+        payload["also"] = rest[1..].iter().map(case_change).collect();
         sqlx::query!(
             "SELECT pg_notify($1, $2)",
             CASE_CHANGED_CHANNEL,
@@ -602,4 +720,27 @@ async fn notify(
         .await?;
     }
     Ok(())
+}
+
+/// One case's change, as the notification carries it.
+fn case_change(c: &CaseRow) -> serde_json::Value {
+    json!({
+        "case_id": c.id,
+        "version": c.version,
+        "state": c.state,
+        "at": c.state_entered_at,
+    })
+}
+
+/// The payload of the transaction's first notification: `case`'s change, the
+/// channels to wake (the new state's work channel first) and the first other cases.
+fn change_notice(case: &CaseRow, wake: &[String], also: &[CaseRow]) -> serde_json::Value {
+    let mut channels = vec![case.state.work_channel()];
+    channels.extend(wake.iter().cloned());
+    let mut payload = case_change(case);
+    payload["wake"] = json!(channels);
+    if !also.is_empty() {
+        payload["also"] = also.iter().map(case_change).collect();
+    }
+    payload
 }

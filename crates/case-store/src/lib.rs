@@ -44,9 +44,9 @@ pub mod timers;
 pub mod webhooks;
 
 pub use cases::{
-    CaseRow, EventRow, NewCase, OutboxMessage, TransitionRequest, Transitioned, cases_per_state,
-    create_case, identity_proven_at, load_case, load_case_by_token, load_cases, timeline,
-    transition, transition_in,
+    CaseRow, EventRow, NewCase, OutboxMessage, Sealed, TransitionRequest, Transitioned,
+    cases_per_state, create_case, create_sealed_case, identity_proven_at, load_case,
+    load_case_by_token, load_cases, timeline, timelines, transition, transition_in,
 };
 pub use claims::{
     Claim, Fence, claim_batch, claim_batch_due, claim_next, next_case_due, release, renew_lease,
@@ -82,6 +82,17 @@ async fn set_local_plan_cache_mode(
 /// them on every run.
 pub async fn plan_for_values(conn: &mut sqlx::PgConnection) -> Result<(), StoreError> {
     set_local_plan_cache_mode(conn, "force_custom_plan").await
+}
+
+/// Begins a read-only transaction on one snapshot (`REPEATABLE READ`), for reads
+/// that must agree with each other; the isolation is set by the `BEGIN` itself, not
+/// by a statement of its own.
+pub async fn begin_snapshot(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    Ok(pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?)
 }
 
 /// Asks for the cached generic plan for the rest of the transaction on `conn`

@@ -116,44 +116,32 @@ pub async fn reserve_in(
     )
     .execute(&mut *conn)
     .await?;
-    if let Some(cause) = r.cause {
-        let paid = sqlx::query_scalar!(
-            r#"SELECT count(*) AS "n!" FROM number_budget_uses WHERE ref = $1"#,
-            cause
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        if paid > 0 {
-            return Ok(Reservation::AlreadyPaid);
-        }
-    }
-    let since = Utc::now() - r.window;
-    let window = sqlx::query!(
-        r#"SELECT count(*) FILTER (WHERE outcome IN ('failed', 'used')) AS "spent!",
-                  count(*) FILTER (WHERE outcome = 'pending') AS "pending!",
-                  min(at) FILTER (WHERE outcome IN ('failed', 'used')) AS oldest
-           FROM number_budget_uses
-           WHERE msisdn = $1 AND kind = $2 AND at > $3
-             AND outcome IN ('pending', 'failed', 'used')"#,
-        r.msisdn,
-        r.kind.as_str(),
-        since,
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if window.spent >= r.limit {
-        let oldest = window.oldest.unwrap_or_else(Utc::now);
-        return Ok(Reservation::Spent {
-            frees_at: oldest + r.window,
-        });
-    }
-    if window.spent + window.pending >= r.limit {
-        return Ok(Reservation::Busy);
-    }
+    // After the lock, one statement (its snapshot taken once the lock is held, so it
+    // sees every use committed by the holders before): whether the cause was paid,
+    // the window's counts, and the slot written only when the cause is new and the
+    // window has room. The decision below reads the same counts the write was
+    // conditioned on.
     let id = Uuid::now_v7();
-    sqlx::query!(
-        "INSERT INTO number_budget_uses (id, msisdn, kind, case_id, method, outcome, ref)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    let since = Utc::now() - r.window;
+    let row = sqlx::query!(
+        r#"WITH paid AS (
+               SELECT count(*) AS n FROM number_budget_uses WHERE ref = $7
+           ), counted AS (
+               SELECT count(*) FILTER (WHERE outcome IN ('failed', 'used')) AS spent,
+                      count(*) FILTER (WHERE outcome = 'pending') AS pending,
+                      min(at) FILTER (WHERE outcome IN ('failed', 'used')) AS oldest
+               FROM number_budget_uses
+               WHERE msisdn = $2 AND kind = $3 AND at > $8
+                 AND outcome IN ('pending', 'failed', 'used')
+           ), granted AS (
+               INSERT INTO number_budget_uses (id, msisdn, kind, case_id, method, outcome, ref)
+               SELECT $1, $2, $3, $4, $5, $6, $7 FROM paid, counted
+               WHERE paid.n = 0 AND counted.spent + counted.pending < $9
+               RETURNING id
+           )
+           SELECT paid.n AS "paid!", counted.spent AS "spent!", counted.pending AS "pending!",
+                  counted.oldest, EXISTS (SELECT 1 FROM granted) AS "granted!"
+           FROM paid, counted"#,
         id,
         r.msisdn,
         r.kind.as_str(),
@@ -161,12 +149,26 @@ pub async fn reserve_in(
         r.method,
         r.kind.reserved_outcome(),
         r.cause,
+        since,
+        r.limit,
     )
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
+    if row.paid > 0 {
+        return Ok(Reservation::AlreadyPaid);
+    }
+    if row.spent >= r.limit {
+        let oldest = row.oldest.unwrap_or_else(Utc::now);
+        return Ok(Reservation::Spent {
+            frees_at: oldest + r.window,
+        });
+    }
+    if !row.granted {
+        return Ok(Reservation::Busy);
+    }
     Ok(Reservation::Granted {
         id,
-        used: window.spent + window.pending + 1,
+        used: row.spent + row.pending + 1,
     })
 }
 

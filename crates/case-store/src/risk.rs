@@ -82,6 +82,44 @@ pub async fn latest_assessment(
     }))
 }
 
+/// The latest assessment of each of `case_ids` that has one (at most 1000 asked at
+/// once; more is an error), in one read: one index probe per case.
+pub async fn latest_assessments(
+    db: impl PgExecutor<'_>,
+    case_ids: &[Uuid],
+) -> Result<Vec<AssessmentRow>, StoreError> {
+    if case_ids.len() > 1000 {
+        return Err(StoreError::Invariant(
+            "latest_assessments asked for more than 1000 cases",
+        ));
+    }
+    Ok(sqlx::query!(
+        r#"SELECT a.id AS "id!", a.case_id AS "case_id!", a.tier AS "tier!: RiskTier",
+                  a.reason_codes AS "reason_codes!", a.needs AS "needs!",
+                  a.signals AS "signals!: sqlx::types::Json<RecordedSignals>",
+                  a.rule_version AS "rule_version!", a.assessed_at AS "assessed_at!"
+           FROM unnest($1::uuid[]) AS k(case_id)
+           CROSS JOIN LATERAL (
+               SELECT * FROM risk_assessments r WHERE r.case_id = k.case_id
+               ORDER BY r.assessed_at DESC, r.id DESC LIMIT 1) a"#,
+        case_ids
+    )
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .map(|r| AssessmentRow {
+        id: r.id,
+        case_id: r.case_id,
+        tier: r.tier,
+        reason_codes: r.reason_codes,
+        needs: r.needs,
+        signals: r.signals.0,
+        rule_version: r.rule_version,
+        assessed_at: r.assessed_at,
+    })
+    .collect())
+}
+
 /// A provisioning order as the product knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderRow {

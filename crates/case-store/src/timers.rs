@@ -94,6 +94,10 @@ pub struct FollowedEvent {
     pub locale: case_domain::Locale,
     /// When the case proved identity, if it has (now, not at the event).
     pub identity_proven_at: Option<DateTime<Utc>>,
+    /// The case's escalation level (now, not at the event): 0 none.
+    pub escalation_level: i16,
+    /// The stage whose breach raised it, if any (now).
+    pub escalated_state: Option<CaseState>,
 }
 
 /// The next events after `cursor` whose transactions, and every older one, have
@@ -114,7 +118,8 @@ pub async fn events_after(
                   e.to_state AS "to_state!: CaseState", e.event AS "event!: CaseEvent",
                   e.actor_role AS "actor_role!: Role", e.reason, e.at AS "at!",
                   c.msisdn AS "msisdn!: case_domain::Msisdn", c.locale AS "locale!: case_domain::Locale",
-                  c.identity_proven_at
+                  c.identity_proven_at, c.escalation_level AS "escalation_level!",
+                  c.escalated_state AS "escalated_state: CaseState"
            FROM (SELECT * FROM case_events e
                  WHERE e.tx_id IS NOT NULL AND (e.tx_id, e.seq) > ($1, $2)
                    -- Implied by the row comparison, but the planner estimates a plain
@@ -126,7 +131,8 @@ pub async fn events_after(
            -- One primary-key probe per event, whatever the estimate of the events
            -- after the cursor: a LIMIT keeps the planner from turning this into a
            -- hash join over every case (a sequential scan of the history).
-           CROSS JOIN LATERAL (SELECT c.msisdn, c.locale, c.identity_proven_at
+           CROSS JOIN LATERAL (SELECT c.msisdn, c.locale, c.identity_proven_at,
+                                      c.escalation_level, c.escalated_state
                                FROM reactivation_cases c WHERE c.id = e.case_id LIMIT 1) c
            ORDER BY e.tx_id, e.seq"#,
         cursor.tx_id,
@@ -155,6 +161,8 @@ pub async fn events_after(
             msisdn: r.msisdn,
             locale: r.locale,
             identity_proven_at: r.identity_proven_at,
+            escalation_level: r.escalation_level,
+            escalated_state: r.escalated_state,
         })
         .collect())
 }
@@ -248,25 +256,30 @@ pub async fn insert_timers(
     state: CaseState,
     plan: &[PlannedTimer],
 ) -> Result<u64, StoreError> {
-    let mut written = 0;
-    for timer in plan {
-        written += sqlx::query!(
-            r#"INSERT INTO case_timers (id, case_id, case_version, state, kind, ordinal, due_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (case_id, case_version, kind, ordinal) DO NOTHING"#,
-            Uuid::now_v7(),
-            case_id,
-            version,
-            state as CaseState,
-            timer.kind.name(),
-            timer.kind.ordinal(),
-            timer.due_at,
-        )
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+    if plan.is_empty() {
+        return Ok(0);
     }
-    Ok(written)
+    let ids: Vec<Uuid> = plan.iter().map(|_| Uuid::now_v7()).collect();
+    let kinds: Vec<&str> = plan.iter().map(|t| t.kind.name()).collect();
+    let ordinals: Vec<i16> = plan.iter().map(|t| t.kind.ordinal()).collect();
+    let due: Vec<DateTime<Utc>> = plan.iter().map(|t| t.due_at).collect();
+    Ok(sqlx::query!(
+        r#"INSERT INTO case_timers (id, case_id, case_version, state, kind, ordinal, due_at)
+           SELECT t.id, $2, $3, $4, t.kind, t.ordinal, t.due_at
+           FROM unnest($1::uuid[], $5::text[], $6::smallint[], $7::timestamptz[])
+                AS t(id, kind, ordinal, due_at)
+           ON CONFLICT (case_id, case_version, kind, ordinal) DO NOTHING"#,
+        &ids,
+        case_id,
+        version,
+        state as CaseState,
+        &kinds as &[&str],
+        &ordinals,
+        &due,
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected())
 }
 
 /// A stored timer.

@@ -13,12 +13,15 @@ use case_domain::{
     risk::{Need, ReasonCode},
     sla::{SlaConfig, escalation_applies, plan_timers, stage_elapsed},
 };
+use std::collections::HashMap;
+
 use case_store::{
-    StoreError,
+    EventRow, StoreError,
+    risk::AssessmentRow,
     timers::{self as store, FollowedEvent},
 };
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, types::Uuid};
 
 use case_workflows::{
     eta::{entries, eta_with, live_stats},
@@ -137,6 +140,7 @@ async fn follow_skipping(
         return Ok(Followed::default());
     };
     let events = store::events_after(&mut tx, cursor, BATCH).await?;
+    let read = Prefetched::read(&mut tx, &events, skip).await?;
     let mut done = Followed::default();
     let mut last = cursor;
     for event in &events {
@@ -144,19 +148,20 @@ async fn follow_skipping(
             last = event.cursor;
             continue;
         }
-        let (messages, timers, due) = match handle(&mut tx, event, config, stats, now).await {
-            Ok(handled) => handled,
-            Err(error) if undecodable(&error) => {
-                // Rolled back now, not when the connection is next used: the pass
-                // that follows at once must find the cursor unlocked.
-                tx.rollback().await?;
-                return Err(Pass::Undecodable {
-                    event: event.clone(),
-                    error,
-                });
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let (messages, timers, due) =
+            match handle(&mut tx, event, read.as_ref(), config, stats, now).await {
+                Ok(handled) => handled,
+                Err(error) if undecodable(&error) => {
+                    // Rolled back now, not when the connection is next used: the pass
+                    // that follows at once must find the cursor unlocked.
+                    tx.rollback().await?;
+                    return Err(Pass::Undecodable {
+                        event: event.clone(),
+                        error,
+                    });
+                }
+                Err(error) => return Err(error.into()),
+            };
         done.earliest_due = match (done.earliest_due, due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -177,15 +182,73 @@ async fn follow_skipping(
     Ok(done)
 }
 
+/// What every event of a pass needs of its case, read for the whole pass at once:
+/// the cases' logs and latest assessments. Two statements a pass instead of two an
+/// event.
+struct Prefetched {
+    timelines: HashMap<Uuid, Vec<EventRow>>,
+    assessments: HashMap<Uuid, AssessmentRow>,
+}
+
+impl Prefetched {
+    /// Reads what the pass's `events` (less those in `skip`) need. `None` when a row
+    /// does not decode: the events are then read one by one, which tells which event
+    /// to skip.
+    async fn read(
+        conn: &mut PgConnection,
+        events: &[FollowedEvent],
+        skip: &[Uuid],
+    ) -> Result<Option<Self>, StoreError> {
+        let mut cases: Vec<Uuid> = events
+            .iter()
+            .filter(|e| !skip.contains(&e.id))
+            .map(|e| e.case_id)
+            .collect();
+        cases.sort_unstable();
+        cases.dedup();
+        if cases.is_empty() {
+            return Ok(None);
+        }
+        let read = async {
+            let mut timelines: HashMap<Uuid, Vec<EventRow>> = HashMap::new();
+            for (case_id, row) in case_store::timelines(&mut *conn, &cases).await? {
+                timelines.entry(case_id).or_default().push(row);
+            }
+            let assessments = case_store::risk::latest_assessments(&mut *conn, &cases)
+                .await?
+                .into_iter()
+                .map(|a| (a.case_id, a))
+                .collect();
+            Ok::<_, StoreError>(Self {
+                timelines,
+                assessments,
+            })
+        };
+        match read.await {
+            Ok(read) => Ok(Some(read)),
+            Err(e) if undecodable(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 async fn handle(
     conn: &mut PgConnection,
     event: &FollowedEvent,
+    read: Option<&Prefetched>,
     config: &TimersConfig,
     stats: &case_domain::eta::LiveStats,
     now: DateTime<Utc>,
 ) -> Result<(usize, u64, Option<DateTime<Utc>>), StoreError> {
     let sla = &config.sla;
-    let timeline = case_store::timeline(&mut *conn, event.case_id).await?;
+    let timeline = match read {
+        Some(read) => read
+            .timelines
+            .get(&event.case_id)
+            .cloned()
+            .unwrap_or_default(),
+        None => case_store::timeline(&mut *conn, event.case_id).await?,
+    };
     let history = entries(&timeline, event.version);
 
     // The timers of the state entered, with what the stage had already used.
@@ -202,10 +265,11 @@ async fn handle(
     .await?;
 
     // A stage that breached is over once the case leaves it (other than to wait).
-    if let Some(esc) = store::escalation_of(&mut *conn, event.case_id).await?
-        && esc.level > 0
-        && esc
-            .state
+    // The escalation was read with the event (the case as it is now; a clear of an
+    // earlier event of the batch makes the second one find nothing to clear).
+    if event.escalation_level > 0
+        && event
+            .escalated_state
             .is_some_and(|s| !escalation_applies(s, event.to_state))
     {
         store::clear_escalation(&mut *conn, event.case_id, event.version).await?;
@@ -215,7 +279,10 @@ async fn handle(
         return Ok((0, timers, due));
     }
     let msisdn = &event.msisdn;
-    let assessment = case_store::risk::latest_assessment(&mut *conn, event.case_id).await?;
+    let assessment = match read {
+        Some(read) => read.assessments.get(&event.case_id).cloned(),
+        None => case_store::risk::latest_assessment(&mut *conn, event.case_id).await?,
+    };
     let tier = assessment.as_ref().map(|a| a.tier);
     let stored: Option<Vec<Need>> = assessment
         .as_ref()

@@ -156,10 +156,7 @@ pub async fn read_status(
     case: &CaseRow,
 ) -> Result<StatusView, WorkflowError> {
     // One read-only transaction: one commit, and the three reads see one snapshot.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = case_store::begin_snapshot(pool).await?;
     let timeline = case_store::timeline(&mut *tx, case.id).await?;
     let assessment = case_store::risk::latest_assessment(&mut *tx, case.id).await?;
     let counts = case_store::material::count_material(&mut *tx, case.id).await?;
@@ -411,9 +408,11 @@ where
         Opener::Agent(by) => by.actor(),
     };
     let mut tx = pool.begin().await?;
-    let case = case_store::create_case(&mut tx, &new, &actor).await?;
-    case_store::data_keys::save_data_key(&mut *tx, case_id, &wrapped_key).await?;
-    case_store::identity::save_identity(&mut *tx, case_id, &identity).await?;
+    let sealed = case_store::Sealed {
+        wrapped_key: &wrapped_key,
+        identity: &identity,
+    };
+    let (case, opened) = case_store::create_sealed_case(&mut tx, &new, &actor, sealed).await?;
     if let Opener::Agent(by) = opener {
         // The token goes to the contact on file, never into the answer.
         crate::assisted::record_opening(&mut tx, keys, by, &case, &token.token).await?;
@@ -429,9 +428,8 @@ where
             .await?;
         }
     }
-    // Read inside the transaction, so the answer shows the opening row it wrote.
-    let timeline = case_store::timeline(&mut *tx, case_id).await?;
-    let status = status_view(&case, timeline, None, Default::default(), None);
+    // The log as written: its one `opened` row (nothing above adds an event).
+    let status = status_view(&case, vec![opened], None, Default::default(), None);
     let given = answer(&CaseOpened {
         token: token.token.clone(),
         status,

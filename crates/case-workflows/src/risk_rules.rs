@@ -181,11 +181,7 @@ pub async fn replay(
     }
     let since = now - Duration::days(i64::from(days));
     // One snapshot: the current version and the history it is compared with.
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        .execute(&mut *tx)
-        .await
-        .map_err(case_store::StoreError::from)?;
+    let mut tx = case_store::begin_snapshot(pool).await?;
     let current = store::current(&mut *tx).await?;
     // Streamed: memory stays flat however long the window.
     let mut report = ReplayReport::empty();

@@ -1,0 +1,163 @@
+//! Per-number budgets against a real Postgres: every outcome of a reservation, and
+//! the limit held when many reservations for one number race.
+
+use case_store::{
+    MIGRATOR,
+    number_budget::{self, BudgetKind, ProofOutcome, Reservation, Reserve},
+    testing::open_case,
+};
+use chrono::{Duration, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const NUMBER: &str = "+8613800138070";
+
+fn slot<'a>(kind: BudgetKind, case_id: Uuid, cause: Option<&'a str>, limit: i64) -> Reserve<'a> {
+    Reserve {
+        msisdn: NUMBER,
+        kind,
+        case_id: Some(case_id),
+        method: (kind == BudgetKind::Proof).then_some("otp"),
+        cause,
+        limit,
+        window: Duration::hours(24),
+    }
+}
+
+async fn uses(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM number_budget_uses WHERE msisdn = $1")
+        .bind(NUMBER)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_slot_is_granted_counting_the_others_and_a_cause_is_paid_once(pool: PgPool) {
+    let case = open_case(&pool, NUMBER).await;
+    let first = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some("a"), 3))
+        .await
+        .unwrap();
+    assert!(
+        matches!(first, Reservation::Granted { used: 1, .. }),
+        "{first:?}"
+    );
+    let second = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some("b"), 3))
+        .await
+        .unwrap();
+    assert!(
+        matches!(second, Reservation::Granted { used: 2, .. }),
+        "{second:?}"
+    );
+
+    // The same cause again: nothing written, whatever the room left.
+    let again = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some("a"), 3))
+        .await
+        .unwrap();
+    assert_eq!(again, Reservation::AlreadyPaid);
+    assert_eq!(uses(&pool).await, 2);
+
+    // Another kind has a budget of its own.
+    let code = number_budget::reserve(&pool, &slot(BudgetKind::Code, case, None, 1))
+        .await
+        .unwrap();
+    assert!(
+        matches!(code, Reservation::Granted { used: 1, .. }),
+        "{code:?}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_spent_budget_says_when_it_frees_and_writes_nothing(pool: PgPool) {
+    let case = open_case(&pool, NUMBER).await;
+    for cause in ["a", "b"] {
+        let r = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some(cause), 2))
+            .await
+            .unwrap();
+        assert!(matches!(r, Reservation::Granted { .. }), "{r:?}");
+    }
+    let oldest: chrono::DateTime<Utc> =
+        sqlx::query_scalar("SELECT min(at) FROM number_budget_uses WHERE msisdn = $1")
+            .bind(NUMBER)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let spent = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some("c"), 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        spent,
+        Reservation::Spent {
+            frees_at: oldest + Duration::hours(24)
+        }
+    );
+    assert_eq!(uses(&pool).await, 2);
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn proofs_being_judged_make_the_budget_busy_until_settled(pool: PgPool) {
+    let case = open_case(&pool, NUMBER).await;
+    let Reservation::Granted { id: judged, .. } =
+        number_budget::reserve(&pool, &slot(BudgetKind::Proof, case, None, 2))
+            .await
+            .unwrap()
+    else {
+        panic!("first proof refused")
+    };
+    let Reservation::Granted { .. } =
+        number_budget::reserve(&pool, &slot(BudgetKind::Proof, case, None, 2))
+            .await
+            .unwrap()
+    else {
+        panic!("second proof refused")
+    };
+    // Both slots pending: not spent, but no room either.
+    let busy = number_budget::reserve(&pool, &slot(BudgetKind::Proof, case, None, 2))
+        .await
+        .unwrap();
+    assert_eq!(busy, Reservation::Busy);
+    assert_eq!(uses(&pool).await, 2);
+
+    // An accepted proof stops counting: the slot is free again.
+    number_budget::settle_proof(&pool, judged, ProofOutcome::Accepted)
+        .await
+        .unwrap();
+    let freed = number_budget::reserve(&pool, &slot(BudgetKind::Proof, case, None, 2))
+        .await
+        .unwrap();
+    assert!(
+        matches!(freed, Reservation::Granted { used: 2, .. }),
+        "{freed:?}"
+    );
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn racing_reservations_for_one_number_never_pass_the_limit(pool: PgPool) {
+    let case = open_case(&pool, NUMBER).await;
+    let causes: Vec<String> = (0..24).map(|i| format!("cause-{i}")).collect();
+    let tasks: Vec<_> = causes
+        .iter()
+        .map(|cause| {
+            let pool = pool.clone();
+            let cause = cause.clone();
+            tokio::spawn(async move {
+                number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some(&cause), 5))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Reservation::Granted { used, .. } => {
+                assert!((1..=5).contains(&used), "{used}");
+                granted += 1;
+            }
+            Reservation::Spent { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(granted, 5);
+    assert_eq!(uses(&pool).await, 5);
+}
