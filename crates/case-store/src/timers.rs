@@ -13,6 +13,8 @@
 //! - **Messages** go to the outbox under a unique dedupe key ([`enqueue_message`]),
 //!   so the same transition or timer never enqueues twice.
 
+use std::collections::HashMap;
+
 use case_domain::{CaseEvent, CaseState, Role, sla::PlannedTimer};
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor};
@@ -112,6 +114,81 @@ pub async fn events_after(
     limit: i64,
 ) -> Result<Vec<FollowedEvent>, StoreError> {
     crate::plan_generic(&mut *conn).await?;
+    let events = read_events(&mut *conn, cursor, limit).await?;
+    crate::plan_as_usual(&mut *conn).await?;
+    Ok(events)
+}
+
+/// What a pass of the follower reads before it handles its events: the events
+/// ([`events_after`]) and, for their cases, what handling them needs, in three
+/// statements on cached generic plans whatever the number of events.
+#[derive(Debug)]
+pub struct Pass {
+    /// The events, oldest first.
+    pub events: Vec<FollowedEvent>,
+    /// The logs and latest assessments of the cases of the events not skipped; an
+    /// error (a row that does not decode, say) is the caller's to judge: the events
+    /// can still be handled one by one.
+    pub cases: Result<PassCases, StoreError>,
+}
+
+/// The logs and latest assessments of a pass's cases.
+#[derive(Debug, Default)]
+pub struct PassCases {
+    /// Each case's log, oldest first.
+    pub timelines: HashMap<Uuid, Vec<crate::EventRow>>,
+    /// Each case's latest assessment, for the cases that have one.
+    pub assessments: HashMap<Uuid, crate::risk::AssessmentRow>,
+}
+
+/// Reads a pass: the next events after `cursor` ([`events_after`]), and the logs
+/// and latest assessments of their cases, but those of the events in `skip`. Like
+/// [`events_after`], the statements after it are planned as usual. The logs are
+/// read across the cases at once (an array of ids), which Postgres's own choice
+/// planned on every run over every partition of the log (1 ms a run at 100
+/// journeys/s): on the generic plan the partitions before the oldest case's
+/// creation are pruned at run time.
+pub async fn next_pass(
+    conn: &mut PgConnection,
+    cursor: Cursor,
+    limit: i64,
+    skip: &[Uuid],
+) -> Result<Pass, StoreError> {
+    crate::plan_generic(&mut *conn).await?;
+    let events = read_events(&mut *conn, cursor, limit).await?;
+    let mut ids: Vec<Uuid> = events
+        .iter()
+        .filter(|e| !skip.contains(&e.id))
+        .map(|e| e.case_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let cases = pass_cases(&mut *conn, &ids).await;
+    crate::plan_as_usual(&mut *conn).await?;
+    Ok(Pass { events, cases })
+}
+
+async fn pass_cases(conn: &mut PgConnection, ids: &[Uuid]) -> Result<PassCases, StoreError> {
+    let mut read = PassCases::default();
+    if ids.is_empty() {
+        return Ok(read);
+    }
+    for (case_id, row) in crate::timelines(&mut *conn, ids).await? {
+        read.timelines.entry(case_id).or_default().push(row);
+    }
+    read.assessments = crate::risk::latest_assessments(&mut *conn, ids)
+        .await?
+        .into_iter()
+        .map(|a| (a.case_id, a))
+        .collect();
+    Ok(read)
+}
+
+async fn read_events(
+    conn: &mut PgConnection,
+    cursor: Cursor,
+    limit: i64,
+) -> Result<Vec<FollowedEvent>, StoreError> {
     let rows = sqlx::query!(
         r#"SELECT e.id AS "id!", e.tx_id AS "tx_id!", e.seq AS "seq!", e.case_id AS "case_id!",
                   e.version AS "version!", e.from_state AS "from_state: CaseState",
@@ -141,7 +218,6 @@ pub async fn events_after(
     )
     .fetch_all(&mut *conn)
     .await?;
-    crate::plan_as_usual(&mut *conn).await?;
     Ok(rows
         .into_iter()
         .map(|r| FollowedEvent {

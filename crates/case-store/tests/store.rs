@@ -840,3 +840,108 @@ async fn a_busy_case_claimer_keeps_its_plan(pool: PgPool) {
     );
     conn.close().await.unwrap();
 }
+
+/// A follower pass reads its cases' logs and latest assessments in one go: the same
+/// logs as one read per case, a case opened months ago included (each case's log is
+/// read from its own creation on), and nothing for the cases of skipped events.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_pass_reads_each_case_log_whole_and_only_for_the_events_it_handles(pool: PgPool) {
+    use case_store::{
+        risk::latest_assessments,
+        timelines,
+        timers::{Cursor, next_pass},
+    };
+
+    let (recent, _) = case_in_risk_assessment(&pool, "+8613900000141").await;
+    // A case opened 40 days ago, its opening in that month's partition, moved now.
+    sqlx::query("SELECT history_ensure_partitions((now() - interval '40 days')::date, 3)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let old = Uuid::now_v7();
+    sqlx::query(
+        "WITH c AS (
+             INSERT INTO reactivation_cases (id, msisdn, state, channel, locale, token_hash,
+                                             created_at, updated_at, state_entered_at)
+             VALUES ($1, '+8613900000142', 'awaiting_identity', 'web', 'en', sha256('old'),
+                     now() - interval '40 days', now() - interval '40 days', now() - interval '40 days')
+             RETURNING id, created_at)
+         INSERT INTO case_events (id, case_id, version, from_state, to_state, event, actor_role, actor_id, at)
+         SELECT gen_random_uuid(), id, 1, NULL, 'awaiting_identity', 'opened', 'customer', 'subscriber', created_at
+         FROM c",
+    )
+    .bind(old)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let system = Actor::system("identity-verification");
+    transition(&pool, request(old, 1, CaseEvent::ProofsAccepted, &system))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO risk_assessments (id, case_id, tier, reason_codes, needs, signals, assessed_at)
+         VALUES ($1, $2, 'medium', '{velocity}', '{call_records}',
+                 '{\"fraud_linked_contacts\": 0, \"sms_peak_per_hour\": 0, \"intl_calls_24h\": 0,
+                   \"suspension_reason\": null}', now())",
+    )
+    .bind(Uuid::now_v7())
+    .bind(recent)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let both = [recent, old];
+    let read = timelines(&pool, &both).await.unwrap();
+    for case in both {
+        let batch: Vec<_> = read
+            .iter()
+            .filter(|(c, _)| *c == case)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let one = timeline(&pool, case).await.unwrap();
+        assert_eq!(batch, one, "{case}");
+        assert_eq!(one.len(), 2);
+    }
+    let assessed = latest_assessments(&pool, &both).await.unwrap();
+    assert_eq!(assessed.len(), 1);
+    assert_eq!(
+        (assessed[0].case_id, assessed[0].tier),
+        (recent, RiskTier::Medium)
+    );
+
+    // The pass: once the four events are followable (no older transaction running).
+    let start = Cursor { tx_id: 0, seq: 0 };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let pass = loop {
+        let mut tx = pool.begin().await.unwrap();
+        let pass = next_pass(&mut tx, start, 10, &[]).await.unwrap();
+        tx.rollback().await.unwrap();
+        if pass.events.len() == 4 {
+            break pass;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the events never became followable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cases = pass.cases.unwrap();
+    assert_eq!(cases.timelines.len(), 2);
+    assert_eq!(cases.timelines[&old], timeline(&pool, old).await.unwrap());
+    assert_eq!(cases.assessments.len(), 1);
+    assert!(cases.assessments.contains_key(&recent));
+
+    // The old case's events skipped: its log is not read.
+    let skip: Vec<Uuid> = pass
+        .events
+        .iter()
+        .filter(|e| e.case_id == old)
+        .map(|e| e.id)
+        .collect();
+    let mut tx = pool.begin().await.unwrap();
+    let skipped = next_pass(&mut tx, start, 10, &skip).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(skipped.events.len(), 4, "the events are still returned");
+    let cases = skipped.cases.unwrap();
+    assert_eq!(cases.timelines.keys().collect::<Vec<_>>(), vec![&recent]);
+}

@@ -13,15 +13,12 @@ use case_domain::{
     risk::{Need, ReasonCode},
     sla::{SlaConfig, escalation_applies, plan_timers, stage_elapsed},
 };
-use std::collections::HashMap;
-
 use case_store::{
-    EventRow, StoreError,
-    risk::AssessmentRow,
-    timers::{self as store, FollowedEvent},
+    StoreError,
+    timers::{self as store, FollowedEvent, PassCases},
 };
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, types::Uuid};
+use sqlx::{PgConnection, PgPool};
 
 use case_workflows::{
     eta::{entries, eta_with, live_stats},
@@ -139,8 +136,14 @@ async fn follow_skipping(
         // Another follower holds the cursor and is doing this work.
         return Ok(Followed::default());
     };
-    let events = store::events_after(&mut tx, cursor, BATCH).await?;
-    let read = Prefetched::read(&mut tx, &events, skip).await?;
+    let store::Pass { events, cases } = store::next_pass(&mut tx, cursor, BATCH, skip).await?;
+    // A row of the cases' that does not decode: each event reads its own, so that
+    // the one that needs it is found and skipped.
+    let read = match cases {
+        Ok(read) => Some(read),
+        Err(e) if undecodable(&e) => None,
+        Err(e) => return Err(e.into()),
+    };
     let mut done = Followed::default();
     let mut last = cursor;
     for event in &events {
@@ -182,60 +185,10 @@ async fn follow_skipping(
     Ok(done)
 }
 
-/// What every event of a pass needs of its case, read for the whole pass at once:
-/// the cases' logs and latest assessments. Two statements a pass instead of two an
-/// event.
-struct Prefetched {
-    timelines: HashMap<Uuid, Vec<EventRow>>,
-    assessments: HashMap<Uuid, AssessmentRow>,
-}
-
-impl Prefetched {
-    /// Reads what the pass's `events` (less those in `skip`) need. `None` when a row
-    /// does not decode: the events are then read one by one, which tells which event
-    /// to skip.
-    async fn read(
-        conn: &mut PgConnection,
-        events: &[FollowedEvent],
-        skip: &[Uuid],
-    ) -> Result<Option<Self>, StoreError> {
-        let mut cases: Vec<Uuid> = events
-            .iter()
-            .filter(|e| !skip.contains(&e.id))
-            .map(|e| e.case_id)
-            .collect();
-        cases.sort_unstable();
-        cases.dedup();
-        if cases.is_empty() {
-            return Ok(None);
-        }
-        let read = async {
-            let mut timelines: HashMap<Uuid, Vec<EventRow>> = HashMap::new();
-            for (case_id, row) in case_store::timelines(&mut *conn, &cases).await? {
-                timelines.entry(case_id).or_default().push(row);
-            }
-            let assessments = case_store::risk::latest_assessments(&mut *conn, &cases)
-                .await?
-                .into_iter()
-                .map(|a| (a.case_id, a))
-                .collect();
-            Ok::<_, StoreError>(Self {
-                timelines,
-                assessments,
-            })
-        };
-        match read.await {
-            Ok(read) => Ok(Some(read)),
-            Err(e) if undecodable(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 async fn handle(
     conn: &mut PgConnection,
     event: &FollowedEvent,
-    read: Option<&Prefetched>,
+    read: Option<&PassCases>,
     config: &TimersConfig,
     stats: &case_domain::eta::LiveStats,
     now: DateTime<Utc>,
