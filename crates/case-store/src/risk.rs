@@ -62,24 +62,7 @@ pub async fn latest_assessment(
     db: impl PgExecutor<'_>,
     case_id: Uuid,
 ) -> Result<Option<AssessmentRow>, StoreError> {
-    Ok(sqlx::query!(
-        r#"SELECT id, case_id, tier AS "tier: RiskTier", reason_codes, needs,
-                  signals AS "signals: sqlx::types::Json<RecordedSignals>", rule_version, assessed_at
-           FROM risk_assessments WHERE case_id = $1 ORDER BY assessed_at DESC, id DESC LIMIT 1"#,
-        case_id
-    )
-    .fetch_optional(db)
-    .await?
-    .map(|r| AssessmentRow {
-        id: r.id,
-        case_id: r.case_id,
-        tier: r.tier,
-        reason_codes: r.reason_codes,
-        needs: r.needs,
-        signals: r.signals.0,
-        rule_version: r.rule_version,
-        assessed_at: r.assessed_at,
-    }))
+    Ok(latest_assessments(db, &[case_id]).await?.pop())
 }
 
 /// The latest assessment of each of `case_ids` that has one (at most 1000 asked at
