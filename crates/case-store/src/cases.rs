@@ -553,6 +553,8 @@ async fn append_event(
         .collect();
     let payloads: Vec<&serde_json::Value> = outbox.iter().map(|m| &m.payload).collect();
     let notice = wake.map(|wake| change_notice(row.case, wake, &[]).to_string());
+    // The notification is `notify`'s first one (the same payload and the same
+    // webhook-feed condition), sent by this statement instead of one of its own.
     // `at` is never before the case's creation, even for a transaction that began
     // before the case was committed (its now() is its start): the case's reads of
     // the log prune the months before `created_at` on that promise. `from_since`

@@ -1,7 +1,7 @@
 //! Following the event log, durable case timers, escalations and subscriber
 //! messages in the outbox.
 //!
-//! - **The follower's cursor.** [`events_after`] reads `case_events` in
+//! - **The follower's cursor.** [`next_pass`] reads `case_events` in
 //!   `(tx_id, seq)` order, only below the oldest running transaction, so an event
 //!   that commits late is never skipped; [`advance_cursor`] moves the consumer's
 //!   position in the caller's transaction, with whatever the follower wrote.
@@ -102,26 +102,9 @@ pub struct FollowedEvent {
     pub escalated_state: Option<CaseState>,
 }
 
-/// The next events after `cursor` whose transactions, and every older one, have
-/// ended: oldest first, at most `limit`. On its cached generic plan
-/// ([`crate::plan_generic`]: the follow index of each partition read from the
-/// cursor on, merged, limited; a custom plan per run cost ten times the read); the
-/// statements after it in the caller's transaction are planned as usual
-/// ([`crate::plan_as_usual`]).
-pub async fn events_after(
-    conn: &mut PgConnection,
-    cursor: Cursor,
-    limit: i64,
-) -> Result<Vec<FollowedEvent>, StoreError> {
-    crate::plan_generic(&mut *conn).await?;
-    let events = read_events(&mut *conn, cursor, limit).await?;
-    crate::plan_as_usual(&mut *conn).await?;
-    Ok(events)
-}
-
 /// What a pass of the follower reads before it handles its events: the events
-/// ([`events_after`]) and, for their cases, what handling them needs, in three
-/// statements on cached generic plans whatever the number of events.
+/// and, for their cases, what handling them needs, in three statements on cached
+/// generic plans whatever the number of events ([`next_pass`]).
 #[derive(Debug)]
 pub struct Pass {
     /// The events, oldest first.
@@ -141,13 +124,15 @@ pub struct PassCases {
     pub assessments: HashMap<Uuid, crate::risk::AssessmentRow>,
 }
 
-/// Reads a pass: the next events after `cursor` ([`events_after`]), and the logs
-/// and latest assessments of their cases, but those of the events in `skip`. Like
-/// [`events_after`], the statements after it are planned as usual. The logs are
-/// read across the cases at once (an array of ids), which Postgres's own choice
-/// planned on every run over every partition of the log (1 ms a run at 100
-/// journeys/s): on the generic plan the partitions before the oldest case's
-/// creation are pruned at run time.
+/// Reads a pass: the next events after `cursor` whose transactions, and every older
+/// one, have ended (oldest first, at most `limit`), and the logs and latest
+/// assessments of their cases, but those of the events in `skip`. On cached generic
+/// plans ([`crate::plan_generic`]): the cursor read takes the follow index of each
+/// partition from the cursor on, merged and limited (a custom plan per run cost ten
+/// times the read); the logs, read across the cases at once, were planned on every
+/// run over every partition (1 ms a run at 100 journeys/s) and are read per case
+/// from its own month on, pruned at run time. The statements after it in the
+/// caller's transaction are planned as usual ([`crate::plan_as_usual`]).
 pub async fn next_pass(
     conn: &mut PgConnection,
     cursor: Cursor,
@@ -245,7 +230,7 @@ async fn read_events(
 
 /// Whether any event after `cursor` exists at all, followable yet or not (a writer
 /// that started earlier may still be running): the follower looks again soon.
-/// On its generic plan, like [`events_after`]: call it last in the caller's
+/// On its generic plan, like [`next_pass`]: call it last in the caller's
 /// transaction.
 pub async fn events_pending(conn: &mut PgConnection, cursor: Cursor) -> Result<bool, StoreError> {
     crate::plan_generic(&mut *conn).await?;

@@ -24,6 +24,19 @@ fn slot<'a>(kind: BudgetKind, case_id: Uuid, cause: Option<&'a str>, limit: i64)
     }
 }
 
+/// Reserves `slot(kind, case_id, cause, limit)` in a transaction of its own.
+async fn reserve(
+    pool: &PgPool,
+    kind: BudgetKind,
+    case_id: Uuid,
+    cause: Option<&str>,
+    limit: i64,
+) -> Reservation {
+    number_budget::reserve(pool, &slot(kind, case_id, cause, limit))
+        .await
+        .unwrap()
+}
+
 async fn uses(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM number_budget_uses WHERE msisdn = $1")
         .bind(NUMBER)
@@ -35,32 +48,24 @@ async fn uses(pool: &PgPool) -> i64 {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_slot_is_granted_counting_the_others_and_a_cause_is_paid_once(pool: PgPool) {
     let case = open_case(&pool, NUMBER).await;
-    let first = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some("a"), 3))
-        .await
-        .unwrap();
+    let first = reserve(&pool, BudgetKind::Notice, case, Some("a"), 3).await;
     assert!(
         matches!(first, Reservation::Granted { used: 1, .. }),
         "{first:?}"
     );
-    let second = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some("b"), 3))
-        .await
-        .unwrap();
+    let second = reserve(&pool, BudgetKind::Notice, case, Some("b"), 3).await;
     assert!(
         matches!(second, Reservation::Granted { used: 2, .. }),
         "{second:?}"
     );
 
     // The same cause again: nothing written, whatever the room left.
-    let again = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some("a"), 3))
-        .await
-        .unwrap();
+    let again = reserve(&pool, BudgetKind::Notice, case, Some("a"), 3).await;
     assert_eq!(again, Reservation::AlreadyPaid);
     assert_eq!(uses(&pool).await, 2);
 
     // Another kind has a budget of its own.
-    let code = number_budget::reserve(&pool, &slot(BudgetKind::Code, case, None, 1))
-        .await
-        .unwrap();
+    let code = reserve(&pool, BudgetKind::Code, case, None, 1).await;
     assert!(
         matches!(code, Reservation::Granted { used: 1, .. }),
         "{code:?}"
@@ -71,9 +76,7 @@ async fn a_slot_is_granted_counting_the_others_and_a_cause_is_paid_once(pool: Pg
 async fn a_spent_budget_says_when_it_frees_and_writes_nothing(pool: PgPool) {
     let case = open_case(&pool, NUMBER).await;
     for cause in ["a", "b"] {
-        let r = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some(cause), 2))
-            .await
-            .unwrap();
+        let r = reserve(&pool, BudgetKind::Notice, case, Some(cause), 2).await;
         assert!(matches!(r, Reservation::Granted { .. }), "{r:?}");
     }
     let oldest: chrono::DateTime<Utc> =
@@ -82,9 +85,7 @@ async fn a_spent_budget_says_when_it_frees_and_writes_nothing(pool: PgPool) {
             .fetch_one(&pool)
             .await
             .unwrap();
-    let spent = number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some("c"), 2))
-        .await
-        .unwrap();
+    let spent = reserve(&pool, BudgetKind::Notice, case, Some("c"), 2).await;
     assert_eq!(
         spent,
         Reservation::Spent {
@@ -98,23 +99,15 @@ async fn a_spent_budget_says_when_it_frees_and_writes_nothing(pool: PgPool) {
 async fn proofs_being_judged_make_the_budget_busy_until_settled(pool: PgPool) {
     let case = open_case(&pool, NUMBER).await;
     let Reservation::Granted { id: judged, .. } =
-        number_budget::reserve(&pool, &slot(BudgetKind::Proof, case, None, 2))
-            .await
-            .unwrap()
+        reserve(&pool, BudgetKind::Proof, case, None, 2).await
     else {
         panic!("first proof refused")
     };
-    let Reservation::Granted { .. } =
-        number_budget::reserve(&pool, &slot(BudgetKind::Proof, case, None, 2))
-            .await
-            .unwrap()
-    else {
+    let Reservation::Granted { .. } = reserve(&pool, BudgetKind::Proof, case, None, 2).await else {
         panic!("second proof refused")
     };
     // Both slots pending: not spent, but no room either.
-    let busy = number_budget::reserve(&pool, &slot(BudgetKind::Proof, case, None, 2))
-        .await
-        .unwrap();
+    let busy = reserve(&pool, BudgetKind::Proof, case, None, 2).await;
     assert_eq!(busy, Reservation::Busy);
     assert_eq!(uses(&pool).await, 2);
 
@@ -122,9 +115,7 @@ async fn proofs_being_judged_make_the_budget_busy_until_settled(pool: PgPool) {
     number_budget::settle_proof(&pool, judged, ProofOutcome::Accepted)
         .await
         .unwrap();
-    let freed = number_budget::reserve(&pool, &slot(BudgetKind::Proof, case, None, 2))
-        .await
-        .unwrap();
+    let freed = reserve(&pool, BudgetKind::Proof, case, None, 2).await;
     assert!(
         matches!(freed, Reservation::Granted { used: 2, .. }),
         "{freed:?}"
@@ -140,11 +131,9 @@ async fn racing_reservations_for_one_number_never_pass_the_limit(pool: PgPool) {
         .map(|cause| {
             let pool = pool.clone();
             let cause = cause.clone();
-            tokio::spawn(async move {
-                number_budget::reserve(&pool, &slot(BudgetKind::Notice, case, Some(&cause), 5))
-                    .await
-                    .unwrap()
-            })
+            tokio::spawn(
+                async move { reserve(&pool, BudgetKind::Notice, case, Some(&cause), 5).await },
+            )
         })
         .collect();
     let mut granted = 0;

@@ -741,7 +741,7 @@ async fn postgres_enums_list_exactly_the_domain_values(pool: PgPool) {
 /// of its transaction keeps the connection's own plan cache setting.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_follower_reads_its_cursor_on_a_cached_plan_and_nothing_else(pool: PgPool) {
-    use case_store::timers::{Cursor, events_after, events_pending};
+    use case_store::timers::{Cursor, events_pending, next_pass};
     use sqlx::{ConnectOptions, Connection};
 
     open_case(&pool, "+8613900000131").await;
@@ -751,7 +751,11 @@ async fn the_follower_reads_its_cursor_on_a_cached_plan_and_nothing_else(pool: P
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mut tx = pool.begin().await.unwrap();
-        let n = events_after(&mut tx, start, 10).await.unwrap().len();
+        let n = next_pass(&mut tx, start, 10, &[])
+            .await
+            .unwrap()
+            .events
+            .len();
         tx.rollback().await.unwrap();
         if n == 1 {
             break;
@@ -770,7 +774,7 @@ async fn the_follower_reads_its_cursor_on_a_cached_plan_and_nothing_else(pool: P
         let mut conn = options.connect().await.unwrap();
         for _ in 0..8 {
             let mut tx = conn.begin().await.unwrap();
-            let events = events_after(&mut tx, start, 10).await.unwrap();
+            let events = next_pass(&mut tx, start, 10, &[]).await.unwrap().events;
             assert_eq!(events.len(), 1, "the opening");
             let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
                 .fetch_one(&mut *tx)

@@ -13,8 +13,10 @@ use case_domain::{
     risk::{Need, ReasonCode},
     sla::{SlaConfig, escalation_applies, plan_timers, stage_elapsed},
 };
+use std::borrow::Cow;
+
 use case_store::{
-    StoreError,
+    EventRow, StoreError,
     timers::{self as store, FollowedEvent, PassCases},
 };
 use chrono::{DateTime, Utc};
@@ -194,13 +196,13 @@ async fn handle(
     now: DateTime<Utc>,
 ) -> Result<(usize, u64, Option<DateTime<Utc>>), StoreError> {
     let sla = &config.sla;
-    let timeline = match read {
-        Some(read) => read
-            .timelines
-            .get(&event.case_id)
-            .cloned()
-            .unwrap_or_default(),
-        None => case_store::timeline(&mut *conn, event.case_id).await?,
+    let timeline: Cow<'_, [EventRow]> = match read {
+        Some(read) => Cow::Borrowed(
+            read.timelines
+                .get(&event.case_id)
+                .map_or(&[][..], Vec::as_slice),
+        ),
+        None => Cow::Owned(case_store::timeline(&mut *conn, event.case_id).await?),
     };
     let history = entries(&timeline, event.version);
 
