@@ -80,6 +80,11 @@ struct Args {
     /// production; the system-test harness runs with 0 (every message at once).
     #[arg(long, global = true, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=3600))]
     message_window: u32,
+    /// With --start-stack: one more environment variable for every service, as
+    /// `NAME=VALUE` (repeatable), to compare a setting's values side by side, e.g.
+    /// `--service-env REACTIVATION_FOLLOW_GATHER_MS=0`.
+    #[arg(long = "service-env", global = true, value_parser = parse_service_env)]
+    service_env: Vec<(String, String)>,
     /// Open loop: arrivals per second of the create stage and of the verifications.
     #[arg(long)]
     rate: Option<f64>,
@@ -261,6 +266,8 @@ async fn start_stack(args: &Args) -> anyhow::Result<Started> {
             .env
             .push(("REACTIVATION_DB_MAX_CONNECTIONS".into(), n.to_string()));
     }
+    // Last, so that they override the bench's own settings.
+    options.env.extend(args.service_env.iter().cloned());
     // The harness panics on failure; keep that inside a task so the bench can report it.
     let stack = tokio::spawn(Stack::start_with(options))
         .await
@@ -694,6 +701,26 @@ async fn run_closed(
     ))
 }
 
+/// `NAME=VALUE` of `--service-env`: a `REACTIVATION_` variable (the services read no
+/// other, and `DATABASE_URL` is the bench's to set).
+fn parse_service_env(raw: &str) -> Result<(String, String), String> {
+    let (name, value) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{raw}`"))?;
+    let valid = name.strip_prefix("REACTIVATION_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    });
+    if !valid {
+        return Err(format!(
+            "`{name}` is not a REACTIVATION_* variable name (upper case, digits, _)"
+        ));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
 /// `k=v,k=v` → `v v`.
 fn compact(labels: &str) -> String {
     labels
@@ -1031,5 +1058,31 @@ fn print_report(
         2
     } else {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_env_takes_only_reactivation_variables() {
+        assert_eq!(
+            parse_service_env("REACTIVATION_FOLLOW_GATHER_MS=0"),
+            Ok(("REACTIVATION_FOLLOW_GATHER_MS".into(), "0".into()))
+        );
+        assert_eq!(
+            parse_service_env("REACTIVATION_LOG=info,sqlx=warn"),
+            Ok(("REACTIVATION_LOG".into(), "info,sqlx=warn".into()))
+        );
+        for bad in [
+            "REACTIVATION_FOLLOW_GATHER_MS",
+            "DATABASE_URL=postgres://elsewhere",
+            "REACTIVATION_=1",
+            "reactivation_log=debug",
+            "REACTIVATION_A B=1",
+        ] {
+            assert!(parse_service_env(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -317,23 +317,72 @@ pub async fn insert_timers(
     state: CaseState,
     plan: &[PlannedTimer],
 ) -> Result<u64, StoreError> {
-    if plan.is_empty() {
+    insert_timer_plans(
+        conn,
+        &[TimerPlan {
+            case_id,
+            version,
+            state,
+            timers: plan.to_vec(),
+        }],
+    )
+    .await
+}
+
+/// The timers planned for a case that entered `state` at `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerPlan {
+    /// The case.
+    pub case_id: Uuid,
+    /// The version that entered the state.
+    pub version: i32,
+    /// The state entered.
+    pub state: CaseState,
+    /// Its timers (possibly none).
+    pub timers: Vec<PlannedTimer>,
+}
+
+/// Writes the timers of several cases (a follower pass's) in one statement; see
+/// [`insert_timers`]. Nothing is sent when no plan has a timer.
+pub async fn insert_timer_plans(
+    conn: &mut PgConnection,
+    plans: &[TimerPlan],
+) -> Result<u64, StoreError> {
+    let n: usize = plans.iter().map(|p| p.timers.len()).sum();
+    if n == 0 {
         return Ok(0);
     }
-    let ids: Vec<Uuid> = plan.iter().map(|_| Uuid::now_v7()).collect();
-    let kinds: Vec<&str> = plan.iter().map(|t| t.kind.name()).collect();
-    let ordinals: Vec<i16> = plan.iter().map(|t| t.kind.ordinal()).collect();
-    let due: Vec<DateTime<Utc>> = plan.iter().map(|t| t.due_at).collect();
+    let (mut ids, mut cases, mut versions, mut states, mut kinds, mut ordinals, mut due) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for plan in plans {
+        for t in &plan.timers {
+            ids.push(Uuid::now_v7());
+            cases.push(plan.case_id);
+            versions.push(plan.version);
+            states.push(plan.state.as_str());
+            kinds.push(t.kind.name());
+            ordinals.push(t.kind.ordinal());
+            due.push(t.due_at);
+        }
+    }
     Ok(sqlx::query!(
         r#"INSERT INTO case_timers (id, case_id, case_version, state, kind, ordinal, due_at)
-           SELECT t.id, $2, $3, $4, t.kind, t.ordinal, t.due_at
-           FROM unnest($1::uuid[], $5::text[], $6::smallint[], $7::timestamptz[])
-                AS t(id, kind, ordinal, due_at)
+           SELECT t.id, t.case_id, t.version, t.state::case_state, t.kind, t.ordinal, t.due_at
+           FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::text[],
+                       $6::smallint[], $7::timestamptz[])
+                AS t(id, case_id, version, state, kind, ordinal, due_at)
            ON CONFLICT (case_id, case_version, kind, ordinal) DO NOTHING"#,
         &ids,
-        case_id,
-        version,
-        state as CaseState,
+        &cases,
+        &versions,
+        &states as &[&str],
         &kinds as &[&str],
         &ordinals,
         &due,

@@ -27,6 +27,16 @@ pub const MESSAGE_WINDOW_VARIABLE: &str = "REACTIVATION_MESSAGE_WINDOW_SECONDS";
 pub const DEFAULT_MESSAGE_WINDOW_SECS: i64 = 20;
 /// The longest window allowed, in seconds.
 pub const MAX_MESSAGE_WINDOW_SECS: i64 = 3600;
+/// `REACTIVATION_FOLLOW_GATHER_MS`: while transitions stream in, the follower's
+/// passes start at least this far apart, so that each pass handles the events that
+/// arrived meanwhile in one transaction instead of one pass per event. A pass after
+/// a quiet spell starts at once. `0`: a pass per wake-up.
+pub const FOLLOW_GATHER_VARIABLE: &str = "REACTIVATION_FOLLOW_GATHER_MS";
+/// The default of [`FOLLOW_GATHER_VARIABLE`], in milliseconds.
+pub const DEFAULT_FOLLOW_GATHER_MS: u64 = 50;
+/// The longest gather allowed, in milliseconds (a message or timer is planned at most
+/// this much later than its transition).
+pub const MAX_FOLLOW_GATHER_MS: u64 = 1000;
 
 /// What the timers service (and the ETA) read from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +55,8 @@ pub struct TimersConfig {
     pub retention_every: Option<Duration>,
     /// `REACTIVATION_MESSAGE_WINDOW_SECONDS` (default 20 s).
     pub message_window: chrono::Duration,
+    /// `REACTIVATION_FOLLOW_GATHER_MS` (default 50 ms).
+    pub follow_gather: Duration,
 }
 
 impl TimersConfig {
@@ -102,6 +114,19 @@ impl TimersConfig {
                     ),
                 })?,
         };
+        let follow_gather = match get(FOLLOW_GATHER_VARIABLE) {
+            None => DEFAULT_FOLLOW_GATHER_MS,
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n <= MAX_FOLLOW_GATHER_MS)
+                .ok_or_else(|| SlaConfigError {
+                    variable: FOLLOW_GATHER_VARIABLE.into(),
+                    problem: format!(
+                        "must be a whole number of milliseconds between 0 and {MAX_FOLLOW_GATHER_MS}, got `{raw}`"
+                    ),
+                })?,
+        };
         Ok(Self {
             addr,
             sla: SlaConfig::from_lookup(&lookup)?,
@@ -109,6 +134,7 @@ impl TimersConfig {
             retention: RetentionPolicy::from_lookup(&lookup)?,
             retention_every,
             message_window: chrono::Duration::seconds(message_window),
+            follow_gather: Duration::from_millis(follow_gather),
         })
     }
 }
@@ -138,6 +164,11 @@ mod tests {
         assert_eq!(c.message_window, chrono::Duration::seconds(20));
         let c = config(&[("REACTIVATION_MESSAGE_WINDOW_SECONDS", "0")]).unwrap();
         assert_eq!(c.message_window, chrono::Duration::zero());
+        assert_eq!(c.follow_gather, Duration::from_millis(50));
+        let c = config(&[("REACTIVATION_FOLLOW_GATHER_MS", "0")]).unwrap();
+        assert_eq!(c.follow_gather, Duration::ZERO);
+        let c = config(&[("REACTIVATION_FOLLOW_GATHER_MS", "1000")]).unwrap();
+        assert_eq!(c.follow_gather, Duration::from_secs(1));
         let c = config(&[
             ("REACTIVATION_TIMERS_ADDR", "127.0.0.1:9999"),
             ("REACTIVATION_START_URL", "https://10086.example.cn/fuji"),
@@ -170,6 +201,9 @@ mod tests {
             ("REACTIVATION_MESSAGE_WINDOW_SECONDS", "-1"),
             ("REACTIVATION_MESSAGE_WINDOW_SECONDS", "3601"),
             ("REACTIVATION_MESSAGE_WINDOW_SECONDS", "20s"),
+            ("REACTIVATION_FOLLOW_GATHER_MS", "1001"),
+            ("REACTIVATION_FOLLOW_GATHER_MS", "-5"),
+            ("REACTIVATION_FOLLOW_GATHER_MS", "50ms"),
         ] {
             assert_eq!(config(&[(name, value)]).unwrap_err().variable, name);
         }

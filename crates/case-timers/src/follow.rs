@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use case_store::{
     EventRow, StoreError,
-    timers::{self as store, FollowedEvent, PassCases},
+    timers::{self as store, FollowedEvent, PassCases, TimerPlan},
 };
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
@@ -148,34 +148,38 @@ async fn follow_skipping(
     };
     let mut done = Followed::default();
     let mut last = cursor;
+    // The pass's timers, written in one statement after its events.
+    let mut plans = Vec::with_capacity(events.len());
     for event in &events {
         if skip.contains(&event.id) {
             last = event.cursor;
             continue;
         }
-        let (messages, timers, due) =
-            match handle(&mut tx, event, read.as_ref(), config, stats, now).await {
-                Ok(handled) => handled,
-                Err(error) if undecodable(&error) => {
-                    // Rolled back now, not when the connection is next used: the pass
-                    // that follows at once must find the cursor unlocked.
-                    tx.rollback().await?;
-                    return Err(Pass::Undecodable {
-                        event: event.clone(),
-                        error,
-                    });
-                }
-                Err(error) => return Err(error.into()),
-            };
+        let (messages, plan) = match handle(&mut tx, event, read.as_ref(), config, stats, now).await
+        {
+            Ok(handled) => handled,
+            Err(error) if undecodable(&error) => {
+                // Rolled back now, not when the connection is next used: the pass
+                // that follows at once must find the cursor unlocked.
+                tx.rollback().await?;
+                return Err(Pass::Undecodable {
+                    event: event.clone(),
+                    error,
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let due = plan.timers.iter().map(|t| t.due_at).min();
         done.earliest_due = match (done.earliest_due, due) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         done.events += 1;
         done.messages += messages;
-        done.timers += timers;
+        plans.push(plan);
         last = event.cursor;
     }
+    done.timers = store::insert_timer_plans(&mut tx, &plans).await?;
     if last != cursor {
         store::advance_cursor(&mut tx, CONSUMER, last).await?;
     }
@@ -194,7 +198,7 @@ async fn handle(
     config: &TimersConfig,
     stats: &case_domain::eta::LiveStats,
     now: DateTime<Utc>,
-) -> Result<(usize, u64, Option<DateTime<Utc>>), StoreError> {
+) -> Result<(usize, TimerPlan), StoreError> {
     let sla = &config.sla;
     let timeline: Cow<'_, [EventRow]> = match read {
         Some(read) => Cow::Borrowed(
@@ -206,18 +210,15 @@ async fn handle(
     };
     let history = entries(&timeline, event.version);
 
-    // The timers of the state entered, with what the stage had already used.
+    // The timers of the state entered, with what the stage had already used
+    // (written with the pass's others).
     let used = stage_elapsed(&history, event.at);
-    let plan = plan_timers(event.to_state, event.at, used, sla);
-    let due = plan.iter().map(|t| t.due_at).min();
-    let timers = store::insert_timers(
-        &mut *conn,
-        event.case_id,
-        event.version,
-        event.to_state,
-        &plan,
-    )
-    .await?;
+    let plan = TimerPlan {
+        case_id: event.case_id,
+        version: event.version,
+        state: event.to_state,
+        timers: plan_timers(event.to_state, event.at, used, sla),
+    };
 
     // A stage that breached is over once the case leaves it (other than to wait).
     // The escalation was read with the event (the case as it is now; a clear of an
@@ -231,7 +232,7 @@ async fn handle(
     }
 
     if !notifies_subscriber(event.event) {
-        return Ok((0, timers, due));
+        return Ok((0, plan));
     }
     let msisdn = &event.msisdn;
     let assessment = match read {
@@ -287,7 +288,7 @@ async fn handle(
     )
     .await?;
     if !paid {
-        return Ok((0, timers, due));
+        return Ok((0, plan));
     }
     let outbox_row = message(
         Some(event.case_id),
@@ -316,7 +317,7 @@ async fn handle(
     } else {
         store::enqueue_message(&mut *conn, &outbox_row).await?
     };
-    Ok((usize::from(written.is_some()), timers, due))
+    Ok((usize::from(written.is_some()), plan))
 }
 
 /// When a case that entered a waiting `state` at `entered` lapses.

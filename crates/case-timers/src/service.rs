@@ -1,7 +1,8 @@
 //! The service loop: follow the event log, fire due timers and escalate overdue
 //! complaints, woken by every case change (`NOTIFY case_changed`), by every new
 //! complaint (`NOTIFY complaint_opened`), by the earliest timer's or complaint's due
-//! time, and by the fallback poll. The wall clock is read here, once per pass, and
+//! time, and by the fallback poll; while events stream in, passes start at least
+//! `REACTIVATION_FOLLOW_GATHER_MS` apart. The wall clock is read here, once per pass, and
 //! handed down.
 
 use std::{
@@ -84,6 +85,36 @@ impl NextFire {
     }
 }
 
+/// When the follower's next pass may start: passes that find events start at least
+/// the gather apart, so that a stream of transitions is handled a batch per pass (one
+/// transaction, one cursor read and move) rather than one pass per event. The first
+/// pass after a quiet one starts at once, and so does one right after a timer fired
+/// (a backlog of due timers fires one per pass and must not be slowed to the
+/// gather's pace).
+#[derive(Debug, Default, Clone, Copy)]
+struct PassSpacing {
+    /// When the last pass that handled events started.
+    busy_since: Option<Instant>,
+    /// The last pass fired a timer.
+    fired: bool,
+}
+
+impl PassSpacing {
+    /// How long to wait, at `now`, before the next pass.
+    fn wait(&self, gather: Duration, now: Instant) -> Duration {
+        match self.busy_since {
+            Some(started) if !self.fired => gather.saturating_sub(now.duration_since(started)),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// A pass that started at `started` handled `events` and fired a timer or not.
+    fn passed(&mut self, started: Instant, events: usize, fired: bool) {
+        self.busy_since = (events > 0).then_some(started);
+        self.fired = fired;
+    }
+}
+
 /// Runs the follower and the timers until shutdown.
 pub async fn run(
     pool: PgPool,
@@ -94,6 +125,7 @@ pub async fn run(
     let recheck = Arc::new(AtomicBool::new(false));
     let last_sweep: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let next_fire: Arc<Mutex<NextFire>> = Arc::new(Mutex::new(NextFire::default()));
+    let spacing: Arc<Mutex<PassSpacing>> = Arc::new(Mutex::new(PassSpacing::default()));
     let due_pool = pool.clone();
     let due_recheck = recheck.clone();
     // Rechecks in a row that found the log held back (reset by a pass that read).
@@ -126,15 +158,23 @@ pub async fn run(
         poll,
         shutdown,
         || {
-            let (pool, config, recheck, last_sweep, next_fire, rechecks) = (
+            let (pool, config, recheck, last_sweep, next_fire, rechecks, spacing) = (
                 pool.clone(),
                 config.clone(),
                 recheck.clone(),
                 last_sweep.clone(),
                 next_fire.clone(),
                 rechecks.clone(),
+                spacing.clone(),
             );
             async move {
+                let started = {
+                    let wait = lock(&spacing).wait(config.follow_gather, Instant::now());
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    Instant::now()
+                };
                 let now = Utc::now();
                 let sweep_due = last_sweep
                     .lock()
@@ -179,6 +219,7 @@ pub async fn run(
                 } else {
                     false
                 };
+                lock(&spacing).passed(started, followed.events, fired);
                 // Go round again only while there is more: a full batch of events
                 // (more after it) or a timer fired (another may be due). A short
                 // batch drained the log; the next commit notifies again.
@@ -272,7 +313,7 @@ async fn retention_pass(
     Ok(())
 }
 
-fn lock(next: &Mutex<NextFire>) -> std::sync::MutexGuard<'_, NextFire> {
+fn lock<T>(next: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     next.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -283,6 +324,33 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn passes_that_find_events_start_the_gather_apart() {
+        let gather = Duration::from_millis(50);
+        let t0 = Instant::now();
+        let mut spacing = PassSpacing::default();
+        // The first pass, and any after a quiet one, starts at once.
+        assert_eq!(spacing.wait(gather, t0), Duration::ZERO);
+        spacing.passed(t0, 3, false);
+        // A pass that handled events: the next starts 50 ms after it started.
+        assert_eq!(
+            spacing.wait(gather, t0 + Duration::from_millis(10)),
+            Duration::from_millis(40)
+        );
+        assert_eq!(
+            spacing.wait(gather, t0 + Duration::from_millis(80)),
+            Duration::ZERO
+        );
+        // Gather 0: never waits.
+        assert_eq!(spacing.wait(Duration::ZERO, t0), Duration::ZERO);
+        // A pass that found nothing ends the stream.
+        spacing.passed(t0, 0, false);
+        assert_eq!(spacing.wait(gather, t0), Duration::ZERO);
+        // A pass that fired a timer is followed at once (a backlog of due timers).
+        spacing.passed(t0, 5, true);
+        assert_eq!(spacing.wait(gather, t0), Duration::ZERO);
     }
 
     #[test]

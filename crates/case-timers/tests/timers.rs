@@ -407,6 +407,87 @@ async fn an_unappealed_refusal_closes_after_fifteen_days(pool: PgPool) {
     assert_eq!(stale, vec![Some("stale".to_owned())]);
 }
 
+/// The timers of every event of a pass go in one statement at its end: each case
+/// gets those of the states it entered, a case with two events in the pass gets both
+/// versions', the pass reports what it wrote and the earliest due time, and writing the
+/// same plans again adds nothing.
+#[sqlx::test(migrator = "case_store::MIGRATOR")]
+async fn one_pass_writes_the_timers_of_every_event_it_handled(pool: PgPool) {
+    let now = Utc::now();
+    let a = open_case(&pool, "+8613800138021", "en").await;
+    let b = open_case(&pool, "+8613800138022", "en").await;
+    let c = in_security_review(&pool, "+8613800138023", "en").await;
+    let mut timers = 0;
+    let mut earliest = None;
+    let until = std::time::Instant::now() + StdDuration::from_secs(20);
+    loop {
+        let done = follow(&pool, &config(), now).await.unwrap();
+        timers += done.timers;
+        earliest = earliest.or(done.earliest_due);
+        if done.events == 0 && !done.pending {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the follower never caught up"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let rows: Vec<(uuid::Uuid, i32, String, chrono::DateTime<Utc>)> = sqlx::query_as(
+        "SELECT case_id, case_version, state::text, due_at FROM case_timers ORDER BY due_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len() as u64, timers, "the pass counts what it wrote");
+    assert_eq!(earliest, rows.first().map(|r| r.3));
+    let versions = |case| {
+        let mut v: Vec<(i32, String)> = rows
+            .iter()
+            .filter(|r| r.0 == case)
+            .map(|r| (r.1, r.2.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let opened = vec![(1, "awaiting_identity".to_owned())];
+    assert_eq!(versions(a), opened);
+    assert_eq!(versions(b), opened);
+    let c_versions = versions(c);
+    assert!(
+        c_versions.contains(&(1, "awaiting_identity".to_owned())),
+        "{c_versions:?}"
+    );
+    assert!(
+        c_versions.contains(&(3, "security_review".to_owned())),
+        "{c_versions:?}"
+    );
+    // The same plans again: every timer is already there.
+    let sla = SlaConfig::default();
+    let plans: Vec<store::TimerPlan> = [a, b]
+        .into_iter()
+        .map(|case_id| store::TimerPlan {
+            case_id,
+            version: 1,
+            state: CaseState::AwaitingIdentity,
+            timers: case_domain::sla::plan_timers(
+                CaseState::AwaitingIdentity,
+                now,
+                chrono::Duration::zero(),
+                &sla,
+            ),
+        })
+        .collect();
+    assert!(plans.iter().all(|p| !p.timers.is_empty()));
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(
+        store::insert_timer_plans(&mut conn, &plans).await.unwrap(),
+        0
+    );
+    assert_eq!(store::insert_timer_plans(&mut conn, &[]).await.unwrap(), 0);
+}
+
 #[sqlx::test(migrator = "case_store::MIGRATOR")]
 async fn a_restart_loses_no_timer(pool: PgPool) {
     let now = Utc::now();
