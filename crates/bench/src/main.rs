@@ -266,8 +266,15 @@ async fn start_stack(args: &Args) -> anyhow::Result<Started> {
             .env
             .push(("REACTIVATION_DB_MAX_CONNECTIONS".into(), n.to_string()));
     }
-    // Last, so that they override the bench's own settings.
-    options.env.extend(args.service_env.iter().cloned());
+    // Per service, so that they override the harness's own per-service settings too
+    // (the gateway's REACTIVATION_IDENTITY_URL, say).
+    for service in system_tests::ALL_SERVICES {
+        options.service_env.extend(
+            args.service_env
+                .iter()
+                .map(|(k, v)| (*service, k.clone(), v.clone())),
+        );
+    }
     // The harness panics on failure; keep that inside a task so the bench can report it.
     let stack = tokio::spawn(Stack::start_with(options))
         .await

@@ -30,7 +30,8 @@ pub const MAX_MESSAGE_WINDOW_SECS: i64 = 3600;
 /// `REACTIVATION_FOLLOW_GATHER_MS`: while transitions stream in, the follower's
 /// passes start at least this far apart, so that each pass handles the events that
 /// arrived meanwhile in one transaction instead of one pass per event. A pass after
-/// a quiet spell starts at once. `0`: a pass per wake-up.
+/// a quiet spell, and one after a full batch (a backlog), starts at once. `0`: a pass
+/// per wake-up.
 pub const FOLLOW_GATHER_VARIABLE: &str = "REACTIVATION_FOLLOW_GATHER_MS";
 /// The default of [`FOLLOW_GATHER_VARIABLE`], in milliseconds.
 pub const DEFAULT_FOLLOW_GATHER_MS: u64 = 50;

@@ -88,30 +88,31 @@ impl NextFire {
 /// When the follower's next pass may start: passes that find events start at least
 /// the gather apart, so that a stream of transitions is handled a batch per pass (one
 /// transaction, one cursor read and move) rather than one pass per event. The first
-/// pass after a quiet one starts at once, and so does one right after a timer fired
-/// (a backlog of due timers fires one per pass and must not be slowed to the
-/// gather's pace).
+/// pass after a quiet one starts at once, and so does one after a pass that left work
+/// behind it: a full batch of events (a backlog is read at full speed) or a fired
+/// timer (a backlog of due timers fires one per pass).
 #[derive(Debug, Default, Clone, Copy)]
 struct PassSpacing {
     /// When the last pass that handled events started.
     busy_since: Option<Instant>,
-    /// The last pass fired a timer.
-    fired: bool,
+    /// The last pass left more to do at once.
+    more: bool,
 }
 
 impl PassSpacing {
     /// How long to wait, at `now`, before the next pass.
     fn wait(&self, gather: Duration, now: Instant) -> Duration {
         match self.busy_since {
-            Some(started) if !self.fired => gather.saturating_sub(now.duration_since(started)),
+            Some(started) if !self.more => gather.saturating_sub(now.duration_since(started)),
             _ => Duration::ZERO,
         }
     }
 
-    /// A pass that started at `started` handled `events` and fired a timer or not.
-    fn passed(&mut self, started: Instant, events: usize, fired: bool) {
+    /// A pass that started at `started` handled `events` and left `more` to do at
+    /// once (a full batch, a fired timer) or not.
+    fn passed(&mut self, started: Instant, events: usize, more: bool) {
         self.busy_since = (events > 0).then_some(started);
-        self.fired = fired;
+        self.more = more;
     }
 }
 
@@ -219,11 +220,12 @@ pub async fn run(
                 } else {
                     false
                 };
-                lock(&spacing).passed(started, followed.events, fired);
                 // Go round again only while there is more: a full batch of events
                 // (more after it) or a timer fired (another may be due). A short
                 // batch drained the log; the next commit notifies again.
-                Ok((followed.events > 0 && followed.pending) || fired)
+                let more = (followed.events > 0 && followed.pending) || fired;
+                lock(&spacing).passed(started, followed.events, more);
+                Ok(more)
             }
         },
         move || {
@@ -348,8 +350,8 @@ mod tests {
         // A pass that found nothing ends the stream.
         spacing.passed(t0, 0, false);
         assert_eq!(spacing.wait(gather, t0), Duration::ZERO);
-        // A pass that fired a timer is followed at once (a backlog of due timers).
-        spacing.passed(t0, 5, true);
+        // A pass that left more (a full batch, a fired timer) is followed at once.
+        spacing.passed(t0, 100, true);
         assert_eq!(spacing.wait(gather, t0), Duration::ZERO);
     }
 
