@@ -77,13 +77,29 @@ async fn messages(pool: &PgPool, case_id: Uuid) -> Vec<Value> {
 /// same server can hold the follower back for a moment (it reads below the oldest
 /// running writer), so it looks again while events are pending.
 async fn follow_all(pool: &PgPool, now: DateTime<Utc>) -> usize {
-    let mut events = 0;
+    follow_all_with(pool, &config(), now).await.events
+}
+
+/// [`follow_all`] with `config`: what the passes did, summed (the earliest due time
+/// of all).
+async fn follow_all_with(
+    pool: &PgPool,
+    config: &TimersConfig,
+    now: DateTime<Utc>,
+) -> case_timers::follow::Followed {
+    let mut all = case_timers::follow::Followed::default();
     let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
     loop {
-        let done = follow(pool, &config(), now).await.unwrap();
-        events += done.events;
+        let done = follow(pool, config, now).await.unwrap();
+        all.events += done.events;
+        all.messages += done.messages;
+        all.timers += done.timers;
+        all.earliest_due = match (all.earliest_due, done.earliest_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if done.events == 0 && !done.pending {
-            return events;
+            return all;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -417,22 +433,8 @@ async fn one_pass_writes_the_timers_of_every_event_it_handled(pool: PgPool) {
     let a = open_case(&pool, "+8613800138021", "en").await;
     let b = open_case(&pool, "+8613800138022", "en").await;
     let c = in_security_review(&pool, "+8613800138023", "en").await;
-    let mut timers = 0;
-    let mut earliest = None;
-    let until = std::time::Instant::now() + StdDuration::from_secs(20);
-    loop {
-        let done = follow(&pool, &config(), now).await.unwrap();
-        timers += done.timers;
-        earliest = earliest.or(done.earliest_due);
-        if done.events == 0 && !done.pending {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "the follower never caught up"
-        );
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    let done = follow_all_with(&pool, &config(), now).await;
+    let (timers, earliest) = (done.timers, done.earliest_due);
     let rows: Vec<(uuid::Uuid, i32, String, chrono::DateTime<Utc>)> = sqlx::query_as(
         "SELECT case_id, case_version, state::text, due_at FROM case_timers ORDER BY due_at",
     )
@@ -496,20 +498,7 @@ async fn a_restart_loses_no_timer(pool: PgPool) {
         |name: &str| (name == "REACTIVATION_REMINDER_MINUTES").then(|| "60,120".to_owned());
     let configured = TimersConfig::from_lookup(lookup).unwrap();
     let id = open_case(&pool, "+8613800138010", "en").await;
-    // As follow_all: until the follower has read every event (a writer elsewhere on
-    // the server may hold the snapshot back for a moment).
-    let until = std::time::Instant::now() + StdDuration::from_secs(20);
-    loop {
-        let done = follow(&pool, &configured, now).await.unwrap();
-        if done.events == 0 && !done.pending {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "the follower never caught up"
-        );
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
+    follow_all_with(&pool, &configured, now).await;
     // A firer that crashed mid-way: it claimed a timer, then died before committing.
     let mut crashed = pool.begin().await.unwrap();
     let claimed = store::claim_due_timer(&mut crashed, now + Duration::days(8))
