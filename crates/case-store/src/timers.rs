@@ -5,7 +5,7 @@
 //!   `(tx_id, seq)` order, only below the oldest running transaction, so an event
 //!   that commits late is never skipped; [`advance_cursor`] moves the consumer's
 //!   position in the caller's transaction, with whatever the follower wrote.
-//! - **Timers** are rows ([`insert_timers`]), claimed one at a time when due with
+//! - **Timers** are rows ([`insert_timer_plans`]), claimed one at a time when due with
 //!   `FOR UPDATE SKIP LOCKED` ([`claim_due_timer`]) in the caller's transaction and
 //!   marked fired in it ([`finish_timer`]).
 //! - **Escalation** is an attribute of the case ([`escalate`], [`clear_escalation`],
@@ -308,27 +308,6 @@ pub(crate) async fn insert_message(
     Ok(id)
 }
 
-/// Writes the timers of a case that entered `state` at `version`. A timer already
-/// written for that version (same kind and ordinal) is kept. Returns how many were new.
-pub async fn insert_timers(
-    conn: &mut PgConnection,
-    case_id: Uuid,
-    version: i32,
-    state: CaseState,
-    plan: &[PlannedTimer],
-) -> Result<u64, StoreError> {
-    insert_timer_plans(
-        conn,
-        &[TimerPlan {
-            case_id,
-            version,
-            state,
-            timers: plan.to_vec(),
-        }],
-    )
-    .await
-}
-
 /// The timers planned for a case that entered `state` at `version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimerPlan {
@@ -342,8 +321,9 @@ pub struct TimerPlan {
     pub timers: Vec<PlannedTimer>,
 }
 
-/// Writes the timers of several cases (a follower pass's) in one statement; see
-/// [`insert_timers`]. Nothing is sent when no plan has a timer.
+/// Writes the timers of several cases (a follower pass's, a sweep's) in one
+/// statement. A timer already written for its case version (same kind and ordinal)
+/// is kept. Returns how many were new; nothing is sent when no plan has a timer.
 pub async fn insert_timer_plans(
     conn: &mut PgConnection,
     plans: &[TimerPlan],

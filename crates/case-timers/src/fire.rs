@@ -189,16 +189,18 @@ pub async fn arm_unarmed(
     now: DateTime<Utc>,
     settle: Duration,
 ) -> anyhow::Result<u64> {
-    let mut written = 0;
+    let mut plans = Vec::new();
     for case in store::unarmed_cases(pool, now - settle, 500).await? {
         let timeline = case_store::timeline(pool, case.case_id).await?;
         let history = case_workflows::eta::entries(&timeline, case.version);
         let used = stage_elapsed(&history, case.state_entered_at);
-        let plan = plan_timers(case.state, case.state_entered_at, used, &config.sla);
-        let mut tx = pool.begin().await?;
-        written +=
-            store::insert_timers(&mut tx, case.case_id, case.version, case.state, &plan).await?;
-        tx.commit().await?;
+        plans.push(store::TimerPlan {
+            case_id: case.case_id,
+            version: case.version,
+            state: case.state,
+            timers: plan_timers(case.state, case.state_entered_at, used, &config.sla),
+        });
     }
-    Ok(written)
+    let mut conn = pool.acquire().await?;
+    Ok(store::insert_timer_plans(&mut conn, &plans).await?)
 }

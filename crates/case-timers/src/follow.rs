@@ -170,10 +170,7 @@ async fn follow_skipping(
             Err(error) => return Err(error.into()),
         };
         let due = plan.timers.iter().map(|t| t.due_at).min();
-        done.earliest_due = match (done.earliest_due, due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        done.earliest_due = done.earliest_due.into_iter().chain(due).min();
         done.events += 1;
         done.messages += messages;
         plans.push(plan);

@@ -94,10 +94,7 @@ async fn follow_all_with(
         all.events += done.events;
         all.messages += done.messages;
         all.timers += done.timers;
-        all.earliest_due = match (all.earliest_due, done.earliest_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        all.earliest_due = all.earliest_due.into_iter().chain(done.earliest_due).min();
         if done.events == 0 && !done.pending {
             return all;
         }
