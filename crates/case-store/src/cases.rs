@@ -130,8 +130,9 @@ pub struct Sealed<'a> {
     pub identity: &'a crate::identity::NewIdentity,
 }
 
-/// Opens a case in [`CaseState::INITIAL`] and writes its `opened` event, in the
-/// caller's transaction. Never refused for other open cases of the number: only a
+/// Opens a case in [`CaseState::INITIAL`] and writes its `opened` event, in one
+/// statement: in the caller's transaction, or committed on its own when `conn` is
+/// not in one. Never refused for other open cases of the number: only a
 /// case that proves identity becomes the number's one case (see [`transition_in`]).
 pub async fn create_case(
     conn: &mut PgConnection,
@@ -168,8 +169,11 @@ pub async fn create_sealed_case(
     Ok((case, opened))
 }
 
-/// The case row, its `opened` event and, when given, its data key and identity, in
-/// one statement; then the one notification. Two round trips, whatever is written.
+/// The case row, its `opened` event, when given its data key and identity, and the
+/// one notification (delivered at commit), in one statement: one round trip, so an
+/// opening needs no transaction of its own. The notification is the one
+/// [`change_notice`] builds for a case with no other wake-ups, built here from the
+/// row as written (its `at` is the row's `state_entered_at`).
 async fn open_case_row(
     conn: &mut PgConnection,
     new: &NewCase,
@@ -193,13 +197,28 @@ async fn open_case_row(
            ), sealed AS (
                INSERT INTO case_identities (case_id, full_name_enc, id_number_enc, full_name_masked, id_number_last4)
                SELECT c.id, $11, $12, $13, $14 FROM c WHERE $10::bytea IS NOT NULL
+           ), change AS (
+               SELECT jsonb_build_object('case_id', c.id, 'version', c.version,
+                                         'state', c.state, 'at', c.state_entered_at,
+                                         'wake', jsonb_build_array($16::text)) AS payload
+               FROM c
+           ), notified AS (
+               -- Volatile, so evaluated once, when the select below reads it. The
+               -- feed's wake-up rides on it as on a transition's.
+               SELECT pg_notify($15, CASE
+                   WHEN EXISTS (SELECT 1 FROM webhook_endpoints
+                                WHERE disabled_at IS NULL AND deleted_at IS NULL)
+                   THEN jsonb_set(change.payload, '{wake}',
+                                  (change.payload -> 'wake') || to_jsonb($17::text))::text
+                   ELSE change.payload::text END)
+               FROM change
            )
            SELECT id AS "id!", msisdn AS "msisdn!: Msisdn", state AS "state!: CaseState",
                   version AS "version!", channel AS "channel!: Channel", locale AS "locale!: Locale",
                   created_at AS "created_at!", updated_at AS "updated_at!",
                   state_entered_at AS "state_entered_at!", lease_owner, lease_expires_at,
                   attempt AS "attempt!"
-           FROM c"#,
+           FROM c, notified"#,
         new.id,
         new.msisdn.e164(),
         CaseState::INITIAL as CaseState,
@@ -214,10 +233,12 @@ async fn open_case_row(
         identity.map(|i| &i.id_number_enc[..]),
         identity.map(|i| i.full_name_masked.as_str()),
         identity.map(|i| i.id_number_last4.as_str()),
+        CASE_CHANGED_CHANNEL,
+        CaseState::INITIAL.work_channel(),
+        crate::webhooks::EVENT_FEED_CHANNEL,
     )
     .fetch_one(&mut *conn)
     .await?;
-    notify(conn, &case, &[], &[]).await?;
     Ok(case)
 }
 

@@ -407,11 +407,27 @@ where
         Opener::Subscriber => Actor::customer(),
         Opener::Agent(by) => by.actor(),
     };
-    let mut tx = pool.begin().await?;
     let sealed = case_store::Sealed {
         wrapped_key: &wrapped_key,
         identity: &identity,
     };
+    if key.is_none()
+        && let Opener::Subscriber = opener
+    {
+        // Nothing else is written with it: the opening's one statement (case, event,
+        // sealed identity, notification) commits on its own, one round trip.
+        let mut conn = pool.acquire().await?;
+        let (case, opened) =
+            case_store::create_sealed_case(&mut conn, &new, &actor, sealed).await?;
+        drop(conn);
+        let given = answer(&CaseOpened {
+            token: token.token,
+            status: status_view(&case, vec![opened], None, Default::default(), None),
+        });
+        tracing::info!(case_id = %case_id, "case opened");
+        return Ok(given);
+    }
+    let mut tx = pool.begin().await?;
     let (case, opened) = case_store::create_sealed_case(&mut tx, &new, &actor, sealed).await?;
     if let Opener::Agent(by) = opener {
         // The token goes to the contact on file, never into the answer.
