@@ -60,6 +60,28 @@ pub use outbox::{
     mark_failed, next_outbox_due, outbox_channel, renew_outbox_lease, retry_later,
 };
 
+/// Splits `items` into rounds for a statement that writes many at once but must see
+/// its earlier writes of the same key (a number's budget, a case's held message):
+/// indexes of items with different keys share a round, and the k-th item of a key
+/// goes in round k, so running the rounds in order is running the items in order
+/// for every key.
+pub(crate) fn rounds<T, K: Eq + std::hash::Hash>(
+    items: &[T],
+    key: impl Fn(&T) -> K,
+) -> Vec<Vec<usize>> {
+    let mut seen: std::collections::HashMap<K, usize> = std::collections::HashMap::new();
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let count = seen.entry(key(item)).or_insert(0);
+        if rounds.len() <= *count {
+            rounds.push(Vec::new());
+        }
+        rounds[*count].push(i);
+        *count += 1;
+    }
+    rounds
+}
+
 /// `SET LOCAL plan_cache_mode TO <mode>` (one of Postgres's values, or `DEFAULT`).
 async fn set_local_plan_cache_mode(
     conn: &mut sqlx::PgConnection,
@@ -133,3 +155,23 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 /// written with it): worker processes route on it (`service_runtime::wake`), so a change is
 /// one notification.
 pub const CASE_CHANGED_CHANNEL: &str = "case_changed";
+
+#[cfg(test)]
+mod rounds_tests {
+    use super::rounds;
+
+    #[test]
+    fn items_of_one_key_go_in_successive_rounds_in_order() {
+        let items = ["a", "b", "a", "c", "a", "b"];
+        assert_eq!(
+            rounds(&items, |s| *s),
+            vec![vec![0, 1, 3], vec![2, 5], vec![4]]
+        );
+    }
+
+    #[test]
+    fn distinct_keys_make_one_round_and_nothing_makes_none() {
+        assert_eq!(rounds(&[1, 2, 3], |n| *n), vec![vec![0, 1, 2]]);
+        assert!(rounds(&[] as &[u8], |n| *n).is_empty());
+    }
+}

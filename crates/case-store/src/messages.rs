@@ -47,19 +47,92 @@ pub async fn enqueue_superseding(
     caused_at: DateTime<Utc>,
     hold_until: DateTime<Utc>,
 ) -> Result<Enqueued, StoreError> {
-    // One statement: the replacement of the held messages and the insert of this one
-    // with its final due time (an insert then an update of the new row left a dead
-    // version and its index entries in the queue's indexes for every message).
-    // Nothing is replaced when the dedupe key is already used (a replay of the same
-    // cause); a concurrent writer of the same key that commits between this
-    // statement's snapshot and its insert is caught below.
-    let id = Uuid::now_v7();
-    let done = sqlx::query!(
-        r#"WITH fresh AS (
-               SELECT NOT EXISTS (SELECT 1 FROM outbox WHERE dedupe_key = $5) AS yes
+    let held = Held {
+        message,
+        key,
+        caused_at,
+        hold_until,
+    };
+    let done = enqueue_superseding_many(&mut *conn, std::slice::from_ref(&held))
+        .await?
+        .pop()
+        .unwrap_or_default();
+    if done.wakes() {
+        crate::timers::wake_deliverers(&mut *conn, message.topic).await?;
+    }
+    Ok(done)
+}
+
+/// One message for [`enqueue_superseding_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// The message.
+    pub message: &'a NewMessage<'a>,
+    /// The key under which the case's messages replace one another.
+    pub key: &'a str,
+    /// When its cause happened.
+    pub caused_at: DateTime<Utc>,
+    /// The end of its window.
+    pub hold_until: DateTime<Utc>,
+}
+
+impl Enqueued {
+    /// Whether the topic's deliverers must be woken for it: it was written and
+    /// replaced nothing (a replacement is due when the message it replaced was).
+    pub fn wakes(&self) -> bool {
+        self.id.is_some() && self.superseded == 0
+    }
+}
+
+/// [`enqueue_superseding`] for several messages, answered in their order, without
+/// waking the deliverers (the caller wakes each topic once, if any answer
+/// [`Enqueued::wakes`]). One statement for every message of a different case and
+/// key; a second message of a case and key goes in the next, so it replaces the
+/// first as it would have one by one.
+pub async fn enqueue_superseding_many(
+    conn: &mut PgConnection,
+    messages: &[Held<'_>],
+) -> Result<Vec<Enqueued>, StoreError> {
+    let mut done = vec![Enqueued::default(); messages.len()];
+    for round in crate::rounds(messages, |h| (h.message.case_id, h.key)) {
+        let mine: Vec<&Held<'_>> = round.iter().map(|&i| &messages[i]).collect();
+        for (i, enqueued) in round.into_iter().zip(enqueue_round(conn, &mine).await?) {
+            done[i] = enqueued;
+        }
+    }
+    Ok(done)
+}
+
+/// One round of [`enqueue_superseding_many`]: messages of different cases or keys.
+async fn enqueue_round(
+    conn: &mut PgConnection,
+    held: &[&Held<'_>],
+) -> Result<Vec<Enqueued>, StoreError> {
+    // One statement: the replacement of the held messages and the insert of each new
+    // one with its final due time (an insert then an update of the new row left a
+    // dead version and its index entries in the queue's indexes for every message).
+    // Nothing is replaced for a dedupe key already used (a replay of the same cause);
+    // a concurrent writer of the same key that commits between this statement's
+    // snapshot and its insert is caught below.
+    let ids: Vec<Uuid> = held.iter().map(|_| Uuid::now_v7()).collect();
+    let case_ids: Vec<Option<Uuid>> = held.iter().map(|h| h.message.case_id).collect();
+    let event_ids: Vec<Option<Uuid>> = held.iter().map(|h| h.message.event_id).collect();
+    let topics: Vec<&str> = held.iter().map(|h| h.message.topic).collect();
+    let dedupe_keys: Vec<&str> = held.iter().map(|h| h.message.dedupe_key).collect();
+    let payloads: Vec<&serde_json::Value> = held.iter().map(|h| &h.message.payload).collect();
+    let keys: Vec<&str> = held.iter().map(|h| h.key).collect();
+    let caused: Vec<DateTime<Utc>> = held.iter().map(|h| h.caused_at).collect();
+    let until: Vec<DateTime<Utc>> = held.iter().map(|h| h.hold_until).collect();
+    let rows = sqlx::query!(
+        r#"WITH m AS (
+               SELECT m.*, NOT EXISTS (SELECT 1 FROM outbox o WHERE o.dedupe_key = m.dedupe_key) AS fresh
+               FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                           $6::jsonb[], $7::text[], $8::timestamptz[], $9::timestamptz[])
+                    WITH ORDINALITY AS m(id, case_id, event_id, topic, dedupe_key, payload,
+                                         supersede_key, caused_at, hold_until, n)
            ),
            replaced AS (
-               -- The case's own held messages of the key, through outbox_held, the
+               -- Each case's own held messages of the key, through outbox_held, the
                -- one index whose predicate these conditions imply (the pending state
                -- is spelled as in it, not as `delivered_at IS NULL AND failed_at IS
                -- NULL`): a plan cached while the outbox was young, when every
@@ -68,57 +141,62 @@ pub async fn enqueue_superseding(
                -- condition on the topic: a key is one topic's. A claim in flight
                -- holds the row: the update waits, re-reads it and leaves it alone
                -- once attempted.
-               UPDATE outbox SET delivered_at = now(), superseded_by = $1,
+               UPDATE outbox o SET delivered_at = now(), superseded_by = m.id,
                       last_error = 'superseded by a later message about the case'
-               WHERE (SELECT yes FROM fresh)
-                 AND case_id = $2 AND supersede_key = $7
-                 AND coalesce(delivered_at, failed_at) IS NULL AND attempts = 0
-                 AND supersede_until > $8
-               RETURNING available_at
+               FROM m
+               WHERE m.fresh
+                 AND o.case_id = m.case_id AND o.supersede_key = m.supersede_key
+                 AND coalesce(o.delivered_at, o.failed_at) IS NULL AND o.attempts = 0
+                 AND o.supersede_until > m.caused_at
+               RETURNING m.id AS by, o.available_at
            ),
            inserted AS (
                INSERT INTO outbox (id, case_id, event_id, topic, dedupe_key, payload,
                                    supersede_key, supersede_until, available_at)
-               SELECT $1, $2, $3, $4, $5, $6, $7, $9,
+               SELECT m.id, m.case_id, m.event_id, m.topic, m.dedupe_key, m.payload,
+                      m.supersede_key, m.hold_until,
                       -- held until the window's end, or the earliest replaced
                       -- message's due time (least ignores NULL)
-                      greatest(clock_timestamp(), least($9, (SELECT min(available_at) FROM replaced)))
-               WHERE (SELECT yes FROM fresh)
+                      greatest(clock_timestamp(),
+                               least(m.hold_until, (SELECT min(r.available_at) FROM replaced r
+                                                    WHERE r.by = m.id)))
+               FROM m WHERE m.fresh ORDER BY m.n
                ON CONFLICT (dedupe_key) DO NOTHING
                RETURNING id
            )
-           SELECT (SELECT id FROM inserted) AS "id?",
-                  (SELECT count(*) FROM replaced) AS "superseded!""#,
-        id,
-        message.case_id,
-        message.event_id,
-        message.topic,
-        message.dedupe_key,
-        message.payload,
-        key,
-        caused_at,
-        hold_until,
+           SELECT EXISTS (SELECT 1 FROM inserted i WHERE i.id = m.id) AS "written!",
+                  (SELECT count(*) FROM replaced r WHERE r.by = m.id) AS "superseded!"
+           FROM m ORDER BY m.n"#,
+        &ids,
+        &case_ids as &[Option<Uuid>],
+        &event_ids as &[Option<Uuid>],
+        &topics as &[&str],
+        &dedupe_keys as &[&str],
+        &payloads as &[&serde_json::Value],
+        &keys as &[&str],
+        &caused,
+        &until,
     )
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let superseded = u64::try_from(done.superseded).unwrap_or(0);
-    let Some(id) = done.id else {
-        if superseded > 0 {
-            // The replaced rows name a message that was not written: undo by failing
-            // the caller's transaction; its retry finds the key used and does nothing.
-            return Err(StoreError::Conflict(
-                "a concurrent writer enqueued the same message".into(),
-            ));
-        }
-        return Ok(Enqueued::default());
-    };
-    if superseded == 0 {
-        crate::timers::wake_deliverers(&mut *conn, message.topic).await?;
-    }
-    Ok(Enqueued {
-        id: Some(id),
-        superseded,
-    })
+    rows.into_iter()
+        .zip(ids)
+        .map(|(row, id)| {
+            let superseded = u64::try_from(row.superseded).unwrap_or(0);
+            if !row.written && superseded > 0 {
+                // The replaced rows name a message that was not written: undo by
+                // failing the caller's transaction; its retry finds the key used and
+                // does nothing.
+                return Err(StoreError::Conflict(
+                    "a concurrent writer enqueued the same message".into(),
+                ));
+            }
+            Ok(Enqueued {
+                id: row.written.then_some(id),
+                superseded,
+            })
+        })
+        .collect()
 }
 
 /// The language of the most recent case of a number (any state), if it has one:

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::StoreError;
 
 /// What a budget counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BudgetKind {
     /// A proof of identity judged (pending and failed ones count; accepted ones do not).
     Proof,
@@ -109,67 +109,122 @@ pub async fn reserve_in(
     conn: &mut PgConnection,
     r: &Reserve<'_>,
 ) -> Result<Reservation, StoreError> {
+    let mut done = reserve_many_in(conn, std::slice::from_ref(r)).await?;
+    Ok(done.pop().unwrap_or(Reservation::Busy))
+}
+
+/// [`reserve_in`] for several slots at once, answered in their order: as if each
+/// were reserved in turn, in two statements for every slot of a different budget
+/// (number and kind). Slots of a budget already in the round go in the next one, so
+/// the second sees the first.
+pub async fn reserve_many_in(
+    conn: &mut PgConnection,
+    slots: &[Reserve<'_>],
+) -> Result<Vec<Reservation>, StoreError> {
+    let mut done = vec![Reservation::Busy; slots.len()];
+    for round in crate::rounds(slots, |r| (r.msisdn, r.kind)) {
+        let mine: Vec<&Reserve<'_>> = round.iter().map(|&i| &slots[i]).collect();
+        for (i, reservation) in round.into_iter().zip(reserve_round(conn, &mine).await?) {
+            done[i] = reservation;
+        }
+    }
+    Ok(done)
+}
+
+/// One round of [`reserve_many_in`]: slots of different budgets.
+async fn reserve_round(
+    conn: &mut PgConnection,
+    slots: &[&Reserve<'_>],
+) -> Result<Vec<Reservation>, StoreError> {
+    let msisdns: Vec<&str> = slots.iter().map(|r| r.msisdn).collect();
+    let kinds: Vec<&str> = slots.iter().map(|r| r.kind.as_str()).collect();
+    // The budgets' locks, always taken in the order of their keys, so two
+    // transactions locking several never wait for each other in a cycle.
     sqlx::query!(
-        "SELECT pg_advisory_xact_lock(hashtextextended('number-budget:' || $1 || ':' || $2, 0))",
-        r.msisdn,
-        r.kind.as_str(),
+        r#"SELECT pg_advisory_xact_lock(k.key) FROM (
+               SELECT DISTINCT hashtextextended('number-budget:' || m || ':' || kind, 0) AS key
+               FROM unnest($1::text[], $2::text[]) AS b(m, kind)
+               ORDER BY 1
+           ) k"#,
+        &msisdns as &[&str],
+        &kinds as &[&str],
     )
     .execute(&mut *conn)
     .await?;
-    // After the lock, one statement (its snapshot taken once the lock is held, so it
-    // sees every use committed by the holders before): whether the cause was paid,
-    // the window's counts, and the slot written only when the cause is new and the
-    // window has room. The decision below reads the same counts the write was
-    // conditioned on.
-    let id = Uuid::now_v7();
-    let since = Utc::now() - r.window;
-    let row = sqlx::query!(
-        r#"WITH paid AS (
-               SELECT count(*) AS n FROM number_budget_uses WHERE ref = $7
-           ), counted AS (
-               SELECT count(*) FILTER (WHERE outcome IN ('failed', 'used')) AS spent,
-                      count(*) FILTER (WHERE outcome = 'pending') AS pending,
-                      min(at) FILTER (WHERE outcome IN ('failed', 'used')) AS oldest
-               FROM number_budget_uses
-               WHERE msisdn = $2 AND kind = $3 AND at > $8
-                 AND outcome IN ('pending', 'failed', 'used')
+    // After the locks, one statement (its snapshot taken once they are held, so it
+    // sees every use committed by the holders before): per slot, whether the cause
+    // was paid, the window's counts, and the slot written only when the cause is new
+    // and the window has room. The decision below reads the same counts the write
+    // was conditioned on.
+    let ids: Vec<Uuid> = slots.iter().map(|_| Uuid::now_v7()).collect();
+    let case_ids: Vec<Option<Uuid>> = slots.iter().map(|r| r.case_id).collect();
+    let methods: Vec<Option<&str>> = slots.iter().map(|r| r.method).collect();
+    let outcomes: Vec<&str> = slots.iter().map(|r| r.kind.reserved_outcome()).collect();
+    let causes: Vec<Option<&str>> = slots.iter().map(|r| r.cause).collect();
+    let now = Utc::now();
+    let since: Vec<DateTime<Utc>> = slots.iter().map(|r| now - r.window).collect();
+    let limits: Vec<i64> = slots.iter().map(|r| r.limit).collect();
+    let rows = sqlx::query!(
+        r#"WITH slot AS (
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[],
+                                    $6::text[], $7::text[], $8::timestamptz[], $9::int8[])
+                      WITH ORDINALITY AS s(id, msisdn, kind, case_id, method, outcome, ref,
+                                           since, lim, n)
+           ), seen AS (
+               SELECT slot.*,
+                      (SELECT count(*) FROM number_budget_uses u WHERE u.ref = slot.ref) AS paid,
+                      counted.spent, counted.pending, counted.oldest
+               FROM slot CROSS JOIN LATERAL (
+                   SELECT count(*) FILTER (WHERE outcome IN ('failed', 'used')) AS spent,
+                          count(*) FILTER (WHERE outcome = 'pending') AS pending,
+                          min(at) FILTER (WHERE outcome IN ('failed', 'used')) AS oldest
+                   FROM number_budget_uses u
+                   WHERE u.msisdn = slot.msisdn AND u.kind = slot.kind AND u.at > slot.since
+                     AND u.outcome IN ('pending', 'failed', 'used')
+               ) counted
            ), granted AS (
                INSERT INTO number_budget_uses (id, msisdn, kind, case_id, method, outcome, ref)
-               SELECT $1, $2, $3, $4, $5, $6, $7 FROM paid, counted
-               WHERE paid.n = 0 AND counted.spent + counted.pending < $9
+               SELECT id, msisdn, kind, case_id, method, outcome, ref FROM seen
+               WHERE paid = 0 AND spent + pending < lim
                RETURNING id
            )
-           SELECT paid.n AS "paid!", counted.spent AS "spent!", counted.pending AS "pending!",
-                  counted.oldest, EXISTS (SELECT 1 FROM granted) AS "granted!"
-           FROM paid, counted"#,
-        id,
-        r.msisdn,
-        r.kind.as_str(),
-        r.case_id,
-        r.method,
-        r.kind.reserved_outcome(),
-        r.cause,
-        since,
-        r.limit,
+           SELECT seen.id AS "id!", seen.paid AS "paid!", seen.spent AS "spent!",
+                  seen.pending AS "pending!", seen.oldest, seen.lim AS "limit!",
+                  EXISTS (SELECT 1 FROM granted g WHERE g.id = seen.id) AS "granted!"
+           FROM seen ORDER BY seen.n"#,
+        &ids,
+        &msisdns as &[&str],
+        &kinds as &[&str],
+        &case_ids as &[Option<Uuid>],
+        &methods as &[Option<&str>],
+        &outcomes as &[&str],
+        &causes as &[Option<&str>],
+        &since,
+        &limits,
     )
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    if row.paid > 0 {
-        return Ok(Reservation::AlreadyPaid);
-    }
-    if row.spent >= r.limit {
-        let oldest = row.oldest.unwrap_or_else(Utc::now);
-        return Ok(Reservation::Spent {
-            frees_at: oldest + r.window,
-        });
-    }
-    if !row.granted {
-        return Ok(Reservation::Busy);
-    }
-    Ok(Reservation::Granted {
-        id,
-        used: row.spent + row.pending + 1,
-    })
+    Ok(rows
+        .into_iter()
+        .zip(slots)
+        .map(|(row, r)| {
+            if row.paid > 0 {
+                Reservation::AlreadyPaid
+            } else if row.spent >= row.limit {
+                let oldest = row.oldest.unwrap_or_else(Utc::now);
+                Reservation::Spent {
+                    frees_at: oldest + r.window,
+                }
+            } else if !row.granted {
+                Reservation::Busy
+            } else {
+                Reservation::Granted {
+                    id: row.id,
+                    used: row.spent + row.pending + 1,
+                }
+            }
+        })
+        .collect())
 }
 
 /// Reserves a slot in a transaction of its own, committed before this returns (so a

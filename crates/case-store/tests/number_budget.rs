@@ -150,3 +150,88 @@ async fn racing_reservations_for_one_number_never_pass_the_limit(pool: PgPool) {
     assert_eq!(granted, 5);
     assert_eq!(uses(&pool).await, 5);
 }
+
+/// Several slots reserved in one call are answered as if reserved one by one, in
+/// their order: a number's second and third slot see the first, another number's
+/// budget is its own, a cause paid before (or earlier in the call) is paid once.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn many_slots_at_once_are_answered_as_one_by_one(pool: PgPool) {
+    const OTHER: &str = "+8613800138071";
+    let case = open_case(&pool, NUMBER).await;
+    let other_case = open_case(&pool, OTHER).await;
+    let before = reserve(&pool, BudgetKind::Notice, case, Some("paid"), 3).await;
+    assert!(matches!(before, Reservation::Granted { used: 1, .. }));
+    let other = |cause| Reserve {
+        msisdn: OTHER,
+        case_id: Some(other_case),
+        ..slot(BudgetKind::Notice, other_case, Some(cause), 3)
+    };
+    let slots = [
+        slot(BudgetKind::Notice, case, Some("a"), 3),
+        other("x"),
+        slot(BudgetKind::Notice, case, Some("paid"), 3),
+        slot(BudgetKind::Notice, case, Some("b"), 3),
+        slot(BudgetKind::Notice, case, Some("c"), 3),
+        other("x"),
+        slot(BudgetKind::Code, case, None, 1),
+    ];
+    let mut tx = pool.begin().await.unwrap();
+    let done = number_budget::reserve_many_in(&mut tx, &slots)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(done.len(), slots.len());
+    assert!(
+        matches!(done[0], Reservation::Granted { used: 2, .. }),
+        "{:?}",
+        done[0]
+    );
+    assert!(
+        matches!(done[1], Reservation::Granted { used: 1, .. }),
+        "{:?}",
+        done[1]
+    );
+    assert_eq!(done[2], Reservation::AlreadyPaid);
+    assert!(
+        matches!(done[3], Reservation::Granted { used: 3, .. }),
+        "{:?}",
+        done[3]
+    );
+    assert!(
+        matches!(done[4], Reservation::Spent { .. }),
+        "{:?}",
+        done[4]
+    );
+    assert_eq!(
+        done[5],
+        Reservation::AlreadyPaid,
+        "x was paid earlier in the call"
+    );
+    assert!(
+        matches!(done[6], Reservation::Granted { used: 1, .. }),
+        "{:?}",
+        done[6]
+    );
+    // paid + a + b of the notice budget, and the code.
+    assert_eq!(uses(&pool).await, 4);
+    let granted: Vec<Uuid> = done
+        .iter()
+        .filter_map(|r| match r {
+            Reservation::Granted { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let written: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM number_budget_uses WHERE id = ANY($1)")
+            .bind(&granted)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(written, 4, "every granted slot is the row written for it");
+    assert!(
+        number_budget::reserve_many_in(&mut pool.acquire().await.unwrap(), &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

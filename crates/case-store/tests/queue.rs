@@ -863,3 +863,107 @@ async fn the_next_due_time_counts_running_leases_and_its_own_topics_lapsed_ones(
         .unwrap();
     assert_eq!(claimed.len(), 1, "the lapsed one");
 }
+
+/// Several held messages written in one call do what writing them one by one does:
+/// each replaces its own case's held message, a case's second message in the call
+/// replaces its first, a dedupe key already used writes nothing, and only a message
+/// that replaced nothing asks for a wake-up.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn held_messages_of_several_cases_are_written_as_one_by_one(pool: PgPool) {
+    use case_store::{
+        messages::{Held, enqueue_superseding, enqueue_superseding_many},
+        testing::open_case,
+        timers::NewMessage,
+    };
+    let topic = "notification.subscriber";
+    let (a, b, c) = (
+        open_case(&pool, "+8613900000151").await,
+        open_case(&pool, "+8613900000152").await,
+        open_case(&pool, "+8613900000153").await,
+    );
+    let key = |case: uuid::Uuid| format!("case:{case}:status");
+    let (ka, kb, kc) = (key(a), key(b), key(c));
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::seconds(20);
+    let msg = |case, dedupe: &'static str| NewMessage {
+        topic,
+        case_id: Some(case),
+        event_id: None,
+        dedupe_key: dedupe,
+        payload: json!({ "dedupe": dedupe }),
+    };
+    // Held before the call: one message of a, one of c.
+    let mut conn = pool.acquire().await.unwrap();
+    for (case, dedupe, k) in [(a, "a1", &ka), (c, "c1", &kc)] {
+        let done = enqueue_superseding(&mut conn, &msg(case, dedupe), k, now, until)
+            .await
+            .unwrap();
+        assert!(done.wakes());
+    }
+    let (a2, b1, a3, c1) = (msg(a, "a2"), msg(b, "b1"), msg(a, "a3"), msg(c, "c1"));
+    let held = |message, key| Held {
+        message,
+        key,
+        caused_at: now,
+        hold_until: until,
+    };
+    let done = enqueue_superseding_many(
+        &mut conn,
+        &[
+            held(&a2, &ka),
+            held(&b1, &kb),
+            held(&a3, &ka),
+            held(&c1, &kc),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.len(), 4);
+    assert!(
+        done[0].id.is_some() && done[0].superseded == 1,
+        "{:?}",
+        done[0]
+    );
+    assert!(
+        done[1].id.is_some() && done[1].superseded == 0,
+        "{:?}",
+        done[1]
+    );
+    assert!(
+        done[2].id.is_some() && done[2].superseded == 1,
+        "{:?}",
+        done[2]
+    );
+    assert_eq!(done[3].id, None, "c1 was enqueued before");
+    assert_eq!(done[3].superseded, 0, "a replay replaces nothing");
+    let wakes: Vec<bool> = done.iter().map(|d| d.wakes()).collect();
+    assert_eq!(wakes, [false, true, false, false]);
+
+    let pending: Vec<(String, Option<uuid::Uuid>)> = sqlx::query_as(
+        "SELECT dedupe_key, superseded_by FROM outbox WHERE topic = $1 ORDER BY dedupe_key",
+    )
+    .bind(topic)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        pending,
+        vec![
+            ("a1".to_owned(), done[0].id),
+            ("a2".to_owned(), done[2].id),
+            ("a3".to_owned(), None),
+            ("b1".to_owned(), None),
+            ("c1".to_owned(), None),
+        ],
+        "a1 replaced by a2, a2 by a3; b1 and c1 held"
+    );
+    let a3_due: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT available_at FROM outbox WHERE dedupe_key = 'a3'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        a3_due <= until,
+        "a replacement is due no later than what it replaced"
+    );
+}

@@ -22,10 +22,12 @@ use case_store::{
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
+use case_domain::Msisdn;
 use case_workflows::{
     eta::{entries, eta_with, live_stats},
-    notices::{CaseMessage, may_send},
+    notices::{CaseMessage, may_send_all},
 };
+use sqlx::types::Uuid;
 
 use crate::{NOTIFICATION_TOPIC, TimersConfig, deliver::message};
 
@@ -148,14 +150,15 @@ async fn follow_skipping(
     };
     let mut done = Followed::default();
     let mut last = cursor;
-    // The pass's timers, written in one statement after its events.
+    // The pass's timers and messages, written together after its events.
     let mut plans = Vec::with_capacity(events.len());
+    let mut outgoing = Vec::new();
     for event in &events {
         if skip.contains(&event.id) {
             last = event.cursor;
             continue;
         }
-        let (messages, plan) = match handle(&mut tx, event, read.as_ref(), config, stats, now).await
+        let (message, plan) = match handle(&mut tx, event, read.as_ref(), config, stats, now).await
         {
             Ok(handled) => handled,
             Err(error) if undecodable(&error) => {
@@ -172,10 +175,11 @@ async fn follow_skipping(
         let due = plan.timers.iter().map(|t| t.due_at).min();
         done.earliest_due = done.earliest_due.into_iter().chain(due).min();
         done.events += 1;
-        done.messages += messages;
+        outgoing.extend(message);
         plans.push(plan);
         last = event.cursor;
     }
+    done.messages = send(&mut tx, &outgoing, config).await?;
     done.timers = store::insert_timer_plans(&mut tx, &plans).await?;
     if last != cursor {
         store::advance_cursor(&mut tx, CONSUMER, last).await?;
@@ -188,6 +192,96 @@ async fn follow_skipping(
     Ok(done)
 }
 
+/// A transition's message to the subscriber, written with the pass's others.
+#[derive(Debug)]
+struct Outgoing {
+    case_id: Uuid,
+    event_id: Uuid,
+    msisdn: Msisdn,
+    identity_proven_at: Option<DateTime<Utc>>,
+    caused_at: DateTime<Utc>,
+    dedupe_key: String,
+    body: String,
+}
+
+/// Writes a pass's messages in the order of their events: first the budgets of
+/// those caused before identity was proven, reserved together; then the messages
+/// the budgets let go, in one statement when held for the window, and one wake-up
+/// of the deliverers. Returns how many were enqueued.
+async fn send(
+    conn: &mut PgConnection,
+    outgoing: &[Outgoing],
+    config: &TimersConfig,
+) -> Result<usize, StoreError> {
+    if outgoing.is_empty() {
+        return Ok(0);
+    }
+    let asks: Vec<CaseMessage<'_>> = outgoing
+        .iter()
+        .map(|o| CaseMessage {
+            msisdn: &o.msisdn,
+            case_id: o.case_id,
+            identity_proven_at: o.identity_proven_at,
+            caused_at: o.caused_at,
+            dedupe_key: &o.dedupe_key,
+        })
+        .collect();
+    let allowed = may_send_all(&mut *conn, &asks).await?;
+    let paid: Vec<&Outgoing> = outgoing
+        .iter()
+        .zip(allowed)
+        .filter_map(|(o, ok)| ok.then_some(o))
+        .collect();
+    let rows: Vec<_> = paid
+        .iter()
+        .map(|o| {
+            message(
+                Some(o.case_id),
+                Some(o.event_id),
+                &o.dedupe_key,
+                &o.msisdn,
+                "transition",
+                &o.body,
+            )
+        })
+        .collect();
+    if config.message_window <= chrono::Duration::zero() {
+        let mut written = 0;
+        for row in &rows {
+            written += usize::from(store::enqueue_message(&mut *conn, row).await?.is_some());
+        }
+        return Ok(written);
+    }
+    // Held for the window (counted from the first message it holds) and replaced by
+    // the case's next transition message within it: one message, about the latest
+    // state.
+    let keys: Vec<String> = paid
+        .iter()
+        .map(|o| case_workflows::notices::status_key(o.case_id))
+        .collect();
+    let held: Vec<case_store::messages::Held<'_>> = rows
+        .iter()
+        .zip(&paid)
+        .zip(&keys)
+        .map(|((row, o), key)| case_store::messages::Held {
+            message: row,
+            key,
+            caused_at: o.caused_at,
+            hold_until: o.caused_at + config.message_window,
+        })
+        .collect();
+    let done = case_store::messages::enqueue_superseding_many(&mut *conn, &held).await?;
+    let superseded: u64 = done.iter().map(|d| d.superseded).sum();
+    if superseded > 0 {
+        ::metrics::counter!("notifications_superseded_total").increment(superseded);
+    }
+    if done.iter().any(case_store::messages::Enqueued::wakes) {
+        store::wake_deliverers(&mut *conn, NOTIFICATION_TOPIC).await?;
+    }
+    Ok(done.iter().filter(|d| d.id.is_some()).count())
+}
+
+/// An event's timers, and its message if it tells the subscriber (written by [`send`]).
 async fn handle(
     conn: &mut PgConnection,
     event: &FollowedEvent,
@@ -195,7 +289,7 @@ async fn handle(
     config: &TimersConfig,
     stats: &case_domain::eta::LiveStats,
     now: DateTime<Utc>,
-) -> Result<(usize, TimerPlan), StoreError> {
+) -> Result<(Option<Outgoing>, TimerPlan), StoreError> {
     let sla = &config.sla;
     let timeline: Cow<'_, [EventRow]> = match read {
         Some(read) => Cow::Borrowed(
@@ -229,7 +323,7 @@ async fn handle(
     }
 
     if !notifies_subscriber(event.event) {
-        return Ok((0, plan));
+        return Ok((None, plan));
     }
     let msisdn = &event.msisdn;
     let assessment = match read {
@@ -272,49 +366,16 @@ async fn handle(
         risk_reasons: &risk_reasons,
     };
     let body = transition_message(&notice, event.locale.as_str());
-    let dedupe_key = format!("{}:{NOTIFICATION_TOPIC}", event.id);
-    let paid = may_send(
-        &mut *conn,
-        &CaseMessage {
-            msisdn,
-            case_id: event.case_id,
-            identity_proven_at: event.identity_proven_at,
-            caused_at: event.at,
-            dedupe_key: &dedupe_key,
-        },
-    )
-    .await?;
-    if !paid {
-        return Ok((0, plan));
-    }
-    let outbox_row = message(
-        Some(event.case_id),
-        Some(event.id),
-        &dedupe_key,
-        msisdn,
-        "transition",
-        &body,
-    );
-    let written = if config.message_window > chrono::Duration::zero() {
-        // Held for the window (counted from the first message it holds) and replaced
-        // by the case's next transition message within it: one message, about the
-        // latest state.
-        let done = case_store::messages::enqueue_superseding(
-            &mut *conn,
-            &outbox_row,
-            &case_workflows::notices::status_key(event.case_id),
-            event.at,
-            event.at + config.message_window,
-        )
-        .await?;
-        if done.superseded > 0 {
-            ::metrics::counter!("notifications_superseded_total").increment(done.superseded);
-        }
-        done.id
-    } else {
-        store::enqueue_message(&mut *conn, &outbox_row).await?
+    let message = Outgoing {
+        case_id: event.case_id,
+        event_id: event.id,
+        msisdn: msisdn.clone(),
+        identity_proven_at: event.identity_proven_at,
+        caused_at: event.at,
+        dedupe_key: format!("{}:{NOTIFICATION_TOPIC}", event.id),
+        body,
     };
-    Ok((usize::from(written.is_some()), plan))
+    Ok((Some(message), plan))
 }
 
 /// When a case that entered a waiting `state` at `entered` lapses.

@@ -487,6 +487,57 @@ async fn one_pass_writes_the_timers_of_every_event_it_handled(pool: PgPool) {
     assert_eq!(store::insert_timer_plans(&mut conn, &[]).await.unwrap(), 0);
 }
 
+/// A pass writes the messages of all its openings together, held for the window,
+/// with what one by one would give: every case its own message, and a number that
+/// opened more cases than its budget of anonymous messages allows told only that
+/// many times (counted in the order of the openings), whatever the other numbers do.
+#[sqlx::test(migrator = "case_store::MIGRATOR")]
+async fn one_pass_sends_the_messages_of_every_opening_within_each_numbers_budget(pool: PgPool) {
+    let windowed = TimersConfig::from_lookup(|k| {
+        (k == "REACTIVATION_MESSAGE_WINDOW_SECONDS").then(|| "20".into())
+    })
+    .unwrap();
+    let busy = "+8613800138041";
+    let budget = case_domain::identity::MAX_ANONYMOUS_MESSAGES_PER_NUMBER;
+    let mut busy_cases = Vec::new();
+    let mut others = Vec::new();
+    for i in 0..=budget {
+        busy_cases.push(open_case(&pool, busy, "en").await);
+        others.push(open_case(&pool, &format!("+86138001381{i:02}"), "zh-CN").await);
+    }
+    let done = follow_all_with(&pool, &windowed, Utc::now()).await;
+    assert_eq!(done.events, busy_cases.len() + others.len());
+    assert_eq!(done.messages, busy_cases.len() + others.len() - 1);
+    for (i, case) in busy_cases.iter().enumerate() {
+        let told = messages(&pool, *case).await.len();
+        let expected = usize::from(i < usize::try_from(budget).unwrap());
+        assert_eq!(told, expected, "the busy number's opening {i}");
+    }
+    for case in &others {
+        let told = messages(&pool, *case).await;
+        assert_eq!(told.len(), 1, "{told:?}");
+        assert!(told[0]["body"].as_str().is_some_and(|b| !b.is_empty()));
+    }
+    let (uses, held): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM number_budget_uses WHERE msisdn = $1),
+                (SELECT count(*) FROM outbox WHERE topic = $2 AND delivered_at IS NULL
+                   AND available_at > now() + interval '10 seconds')",
+    )
+    .bind(busy)
+    .bind(NOTIFICATION_TOPIC)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(uses, budget, "the busy number's budget, spent once");
+    assert_eq!(
+        held as usize, done.messages,
+        "every message held for its window"
+    );
+    // Following again finds nothing to do and writes nothing twice.
+    let again = follow_all_with(&pool, &windowed, Utc::now()).await;
+    assert_eq!((again.events, again.messages), (0, 0));
+}
+
 #[sqlx::test(migrator = "case_store::MIGRATOR")]
 async fn a_restart_loses_no_timer(pool: PgPool) {
     let now = Utc::now();

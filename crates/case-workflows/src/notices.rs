@@ -69,29 +69,49 @@ pub struct CaseMessage<'a> {
 /// [`identity::MAX_ANONYMOUS_MESSAGES_PER_NUMBER`] per number per 24 hours; past it
 /// the message is dropped and counted in `notifications_dropped_total`.
 pub async fn may_send(conn: &mut PgConnection, m: &CaseMessage<'_>) -> Result<bool, StoreError> {
-    if !identity::message_is_anonymous(m.identity_proven_at, m.caused_at) {
-        return Ok(true);
-    }
-    let paid = number_budget::reserve_in(
-        conn,
-        &Reserve {
-            msisdn: m.msisdn.e164(),
+    Ok(may_send_all(conn, std::slice::from_ref(m))
+        .await?
+        .pop()
+        .unwrap_or(false))
+}
+
+/// [`may_send`] for several messages, answered in their order, as if asked one by
+/// one: the budgets they take are reserved together
+/// ([`number_budget::reserve_many_in`]).
+pub async fn may_send_all(
+    conn: &mut PgConnection,
+    messages: &[CaseMessage<'_>],
+) -> Result<Vec<bool>, StoreError> {
+    let anonymous: Vec<usize> = (0..messages.len())
+        .filter(|&i| {
+            identity::message_is_anonymous(messages[i].identity_proven_at, messages[i].caused_at)
+        })
+        .collect();
+    let slots: Vec<Reserve<'_>> = anonymous
+        .iter()
+        .map(|&i| Reserve {
+            msisdn: messages[i].msisdn.e164(),
             kind: BudgetKind::Notice,
-            case_id: Some(m.case_id),
+            case_id: Some(messages[i].case_id),
             method: None,
-            cause: Some(m.dedupe_key),
+            cause: Some(messages[i].dedupe_key),
             limit: identity::MAX_ANONYMOUS_MESSAGES_PER_NUMBER,
             window: identity::budget_window(),
-        },
-    )
-    .await?;
-    if matches!(paid, Reservation::Spent { .. }) {
-        ::metrics::counter!("notifications_dropped_total", "reason" => "number_budget")
-            .increment(1);
-        tracing::info!(case_id = %m.case_id, "message dropped: the number's budget for messages before identity is proven is spent");
-        return Ok(false);
+        })
+        .collect();
+    let mut allowed = vec![true; messages.len()];
+    for (i, paid) in anonymous
+        .into_iter()
+        .zip(number_budget::reserve_many_in(conn, &slots).await?)
+    {
+        if matches!(paid, Reservation::Spent { .. }) {
+            ::metrics::counter!("notifications_dropped_total", "reason" => "number_budget")
+                .increment(1);
+            tracing::info!(case_id = %messages[i].case_id, "message dropped: the number's budget for messages before identity is proven is spent");
+            allowed[i] = false;
+        }
     }
-    Ok(true)
+    Ok(allowed)
 }
 
 /// A carrier's suspension notice, to tell the subscriber why, what to do and where
