@@ -366,3 +366,84 @@ async fn a_requester_without_the_subscribers_name_and_id_learns_nothing_of_the_t
         .wait_for_state(&own, &own_token, "awaiting_store_visit", SETTLE)
         .await;
 }
+
+/// A burst of openings is graded in few calls to the identity service, and each case
+/// gets what grading it alone gives: a clean subscriber the low tier, a flagged one
+/// the medium tier, a stranger with another person's name and ID nothing, whichever
+/// other cases share the call. The grading call itself refuses what it cannot
+/// grade, and answers an unknown case as not found, without a word on the others.
+#[tokio::test]
+async fn a_burst_of_openings_is_graded_together_each_case_as_alone() {
+    let stack = Stack::start().await;
+    let clean: Vec<TestSubscriber> = (0..8).map(|i| TestSubscriber::clean(820 + i)).collect();
+    let flagged: Vec<TestSubscriber> = (0..4).map(|i| TestSubscriber::flagged(840 + i)).collect();
+    for s in clean.iter().chain(&flagged) {
+        stack.add_subscriber(s).await;
+    }
+    let stranger = TestSubscriber {
+        full_name: "李四".into(),
+        id_number: TestSubscriber::clean(861).id_number,
+        ..TestSubscriber::clean(860)
+    };
+    stack.add_subscriber(&TestSubscriber::clean(860)).await;
+    let everyone: Vec<&TestSubscriber> = clean.iter().chain(&flagged).chain([&stranger]).collect();
+    let opened = futures_util::future::join_all(everyone.iter().map(|s| stack.open_case(s))).await;
+    let why = |status: &Value| status["identity_proofs"]["why"].as_str().map(str::to_owned);
+    for (s, (case, token)) in everyone.iter().zip(&opened) {
+        if std::ptr::eq(*s, &stranger) {
+            continue;
+        }
+        let status = graded_status(&stack, case, token).await;
+        let needed = &status["identity_proofs"]["needed"];
+        if s.signals == (0, 0, 0) {
+            assert_eq!(needed, &json!([["otp", "service_password"]]), "{status}");
+            assert!(
+                why(&status).unwrap().contains("one proof is enough"),
+                "{status}"
+            );
+        } else {
+            assert_eq!(needed, &json!([["otp"], ["service_password"]]), "{status}");
+            assert!(why(&status).unwrap().contains("two proofs"), "{status}");
+        }
+    }
+    let (case, token) = opened.last().unwrap();
+    let (_, seen) = stack.status(case, token).await;
+    assert_eq!(seen["state"], "awaiting_identity", "{seen}");
+    assert_eq!(seen["identity_proofs"]["why"], Value::Null, "{seen}");
+
+    // The identity service's grading call, as the gateway makes it.
+    let grades = format!("{}/internal/v1/grades", stack.url("identity"));
+    let call = |body: Value| {
+        stack
+            .http
+            .post(&grades)
+            .bearer_auth(&stack.internal_token)
+            .json(&body)
+    };
+    let unknown = uuid::Uuid::now_v7();
+    let (status, answer) = stack.call(call(json!({"case_ids": [unknown]}))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["grades"][0]["case_id"], json!(unknown));
+    assert_eq!(answer["grades"][0]["problem"]["status"], 404, "{answer}");
+    let too_many: Vec<uuid::Uuid> = (0..101).map(|_| uuid::Uuid::now_v7()).collect();
+    for refused in [
+        json!({"case_ids": []}),
+        json!({"case_ids": too_many}),
+        json!({"case_ids": [unknown, unknown]}),
+        json!({"case_ids": ["not-a-uuid"]}),
+        json!({"cases": [unknown]}),
+    ] {
+        let (status, answer) = stack.call(call(refused.clone())).await;
+        assert_eq!(status, 422, "{refused}: {answer}");
+        assert!(answer["detail"].is_string(), "{answer}");
+    }
+    let (status, _) = stack
+        .call(
+            stack
+                .http
+                .post(&grades)
+                .json(&json!({"case_ids": [unknown]})),
+        )
+        .await;
+    assert_eq!(status, 401, "no internal token, no grading");
+}

@@ -314,9 +314,19 @@ pub async fn load_proof_context(
     case_id: Uuid,
     token_hash: Option<&[u8; 32]>,
 ) -> Result<Option<ProofContext>, StoreError> {
+    Ok(load_proof_contexts(db, &[case_id], token_hash).await?.pop())
+}
+
+/// [`load_proof_context`] of several cases in one statement, in no particular
+/// order; cases that do not exist (or whose token is not `token_hash`) are left out.
+pub async fn load_proof_contexts(
+    db: impl PgExecutor<'_>,
+    case_ids: &[Uuid],
+    token_hash: Option<&[u8; 32]>,
+) -> Result<Vec<ProofContext>, StoreError> {
     use case_domain::{CaseState, Channel, Locale, Msisdn, risk_rules::RiskThresholds};
     use sqlx::types::Json;
-    let Some(r) = sqlx::query!(
+    let rows = sqlx::query!(
         r#"SELECT c.id, c.msisdn AS "msisdn: Msisdn", c.state AS "state: CaseState", c.version,
                   c.channel AS "channel: Channel", c.locale AS "locale: Locale", c.created_at,
                   c.updated_at, c.state_entered_at, c.lease_owner, c.lease_expires_at, c.attempt,
@@ -331,77 +341,78 @@ pub async fn load_proof_context(
            LEFT JOIN case_identities i ON i.case_id = c.id
            LEFT JOIN case_data_keys k ON k.case_id = c.id
            LEFT JOIN risk_rule_versions v ON v.activated
-           WHERE c.id = $1 AND ($2::bytea IS NULL OR c.token_hash = $2)"#,
-        case_id,
+           WHERE c.id = ANY($1) AND ($2::bytea IS NULL OR c.token_hash = $2)"#,
+        case_ids,
         token_hash.map(|h| &h[..]),
     )
-    .fetch_optional(db)
-    .await?
-    else {
-        return Ok(None);
-    };
-    let identity = match (
-        r.identity_case_id,
-        r.full_name_enc,
-        r.id_number_enc,
-        r.full_name_masked,
-        r.id_number_last4,
-        r.otp_sends,
-        r.failed_attempts,
-        r.proofs_given,
-    ) {
-        (
-            Some(case_id),
-            Some(full_name_enc),
-            Some(id_number_enc),
-            Some(full_name_masked),
-            Some(id_number_last4),
-            Some(otp_sends),
-            Some(failed_attempts),
-            Some(proofs_given),
-        ) => Some(IdentityRow {
-            case_id,
-            full_name_enc,
-            id_number_enc,
-            full_name_masked,
-            id_number_last4,
-            subscriber_match: r.subscriber_match,
-            otp_sends,
-            failed_attempts,
-            verified_method: r.verified_method,
-            verified_at: r.verified_at,
-            proof_tier: r.proof_tier,
-            proofs_given,
-        }),
-        _ => None,
-    };
-    let (Some(version), Some(thresholds)) = (r.rules_version, r.thresholds) else {
-        return Err(StoreError::Invariant(
-            "no current version of the risk rules",
-        ));
-    };
-    Ok(Some(ProofContext {
-        case: crate::CaseRow {
-            id: r.id,
-            msisdn: r.msisdn,
-            state: r.state,
-            version: r.version,
-            channel: r.channel,
-            locale: r.locale,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            state_entered_at: r.state_entered_at,
-            lease_owner: r.lease_owner,
-            lease_expires_at: r.lease_expires_at,
-            attempt: r.attempt,
-        },
-        identity,
-        wrapped_key: r.wrapped_key,
-        rules: crate::risk_rules::CurrentRules {
-            version,
-            thresholds: thresholds.0,
-        },
-    }))
+    .fetch_all(db)
+    .await?;
+    let mut contexts = Vec::with_capacity(rows.len());
+    for r in rows {
+        let identity = match (
+            r.identity_case_id,
+            r.full_name_enc,
+            r.id_number_enc,
+            r.full_name_masked,
+            r.id_number_last4,
+            r.otp_sends,
+            r.failed_attempts,
+            r.proofs_given,
+        ) {
+            (
+                Some(case_id),
+                Some(full_name_enc),
+                Some(id_number_enc),
+                Some(full_name_masked),
+                Some(id_number_last4),
+                Some(otp_sends),
+                Some(failed_attempts),
+                Some(proofs_given),
+            ) => Some(IdentityRow {
+                case_id,
+                full_name_enc,
+                id_number_enc,
+                full_name_masked,
+                id_number_last4,
+                subscriber_match: r.subscriber_match,
+                otp_sends,
+                failed_attempts,
+                verified_method: r.verified_method,
+                verified_at: r.verified_at,
+                proof_tier: r.proof_tier,
+                proofs_given,
+            }),
+            _ => None,
+        };
+        let (Some(version), Some(thresholds)) = (r.rules_version, r.thresholds) else {
+            return Err(StoreError::Invariant(
+                "no current version of the risk rules",
+            ));
+        };
+        contexts.push(ProofContext {
+            case: crate::CaseRow {
+                id: r.id,
+                msisdn: r.msisdn,
+                state: r.state,
+                version: r.version,
+                channel: r.channel,
+                locale: r.locale,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                state_entered_at: r.state_entered_at,
+                lease_owner: r.lease_owner,
+                lease_expires_at: r.lease_expires_at,
+                attempt: r.attempt,
+            },
+            identity,
+            wrapped_key: r.wrapped_key,
+            rules: crate::risk_rules::CurrentRules {
+                version,
+                thresholds: thresholds.0,
+            },
+        });
+    }
+    Ok(contexts)
 }
 
 /// Records the carrier's answer to the name/ID match question and, when the case

@@ -437,6 +437,16 @@ impl IdentityCases {
         let ctx = store::load_proof_context(&self.pool, case_id, holder.map(TokenHash::as_bytes))
             .await?
             .ok_or(IdentityError::NotFound)?;
+        self.proving_from(ctx, will_compare).await
+    }
+
+    /// [`Self::proving`] of a context already read.
+    async fn proving_from(
+        &self,
+        ctx: store::ProofContext,
+        will_compare: bool,
+    ) -> Result<Proving, IdentityError> {
+        let case_id = ctx.case.id;
         match ctx.case.state {
             CaseState::AwaitingIdentity => {}
             CaseState::IdentityReview => return Err(IdentityError::Locked),
@@ -933,7 +943,38 @@ impl IdentityCases {
     #[tracing::instrument(skip(self), fields(case_id = %case_id))]
     pub async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
         // Asked by the gateway right after it opened the case: no token to check.
-        let mut proving = self.proving(case_id, None, true).await?;
+        let proving = self.proving(case_id, None, true).await?;
+        self.grade_proving(proving).await
+    }
+
+    /// [`Self::grade`] of several cases, answered in their order: their contexts
+    /// read in one statement, then each graded, all at once (the audit entries of
+    /// their decryptions go in together, the carrier is asked for each). Fails as a
+    /// whole only when the read fails.
+    #[tracing::instrument(skip_all, fields(cases = case_ids.len()))]
+    pub async fn grade_many(
+        &self,
+        case_ids: &[Uuid],
+    ) -> Result<Vec<Result<RiskTier, IdentityError>>, IdentityError> {
+        let mut contexts: std::collections::HashMap<Uuid, store::ProofContext> =
+            store::load_proof_contexts(&self.pool, case_ids, None)
+                .await?
+                .into_iter()
+                .map(|c| (c.case.id, c))
+                .collect();
+        let grades = case_ids.iter().map(|id| {
+            let ctx = contexts.remove(id);
+            async move {
+                let proving = self
+                    .proving_from(ctx.ok_or(IdentityError::NotFound)?, true)
+                    .await?;
+                self.grade_proving(proving).await
+            }
+        });
+        Ok(futures_util::future::join_all(grades).await)
+    }
+
+    async fn grade_proving(&self, mut proving: Proving) -> Result<RiskTier, IdentityError> {
         let (tier, given) = self.ladder(&mut proving).await?;
         let case = proving.case.clone();
         // Proven already (the original ID card seen at a store when the case was

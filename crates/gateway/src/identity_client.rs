@@ -2,7 +2,10 @@
 //! its answers back into the typed outcomes of `case_workflows::identity`, which the
 //! customer API renders.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use case_domain::{CaseState, risk::RiskTier};
@@ -12,6 +15,7 @@ use case_workflows::identity::{
 };
 use data_protection::TokenHash;
 use serde::Deserialize;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::customer::{
@@ -26,7 +30,23 @@ pub struct HttpIdentity {
     http: reqwest::Client,
     /// `Bearer <token>` (`REACTIVATION_INTERNAL_TOKENS`' current token), marked sensitive.
     authorization: Option<reqwest::header::HeaderValue>,
+    /// The gradings waiting for a call, started at the first one ([`gather_grades`]).
+    grades: Arc<OnceLock<mpsc::Sender<GradeAsk>>>,
 }
+
+/// A case to grade, and where its answer goes.
+type GradeAsk = (Uuid, oneshot::Sender<Result<RiskTier, IdentityError>>);
+
+/// The most cases one grading call names (the identity service's limit).
+const GRADES_PER_CALL: usize = 100;
+
+/// Grading calls in flight at once; the openings that arrive while all are busy go
+/// together in the next.
+const GRADE_CALLS_IN_FLIGHT: usize = 4;
+
+/// Gradings that may wait for a call; past that an opening is not graded at once
+/// (it is at its first code request or proof, as when the identity service is down).
+const GRADES_WAITING: usize = 10_000;
 
 impl std::fmt::Debug for HttpIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -49,6 +69,7 @@ impl HttpIdentity {
             base_url: base_url.trim_end_matches('/').to_owned(),
             http,
             authorization: None,
+            grades: Arc::default(),
         })
     }
 
@@ -60,6 +81,92 @@ impl HttpIdentity {
         value.set_sensitive(true);
         self.authorization = Some(value);
         Ok(self)
+    }
+
+    /// Where gradings wait for a call; the first use starts the task that makes the
+    /// calls.
+    fn grade_queue(&self) -> &mpsc::Sender<GradeAsk> {
+        self.grades.get_or_init(|| {
+            let (queue, asks) = mpsc::channel(GRADES_WAITING);
+            let mut caller = self.clone();
+            caller.grades = Arc::default();
+            tokio::spawn(gather_grades(caller, asks));
+            queue
+        })
+    }
+
+    /// One call grading `asks`; each gets its case's answer.
+    async fn grade_batch(&self, asks: Vec<GradeAsk>) {
+        let mut ids: Vec<Uuid> = asks.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let sent = self
+            .post_to("grades")
+            .json(&serde_json::json!({ "case_ids": ids }))
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                let e = e.without_url().to_string();
+                for (_, answer) in asks {
+                    let _ = answer.send(Err(IdentityError::Unreachable(e.clone())));
+                }
+                return;
+            }
+        };
+        let status = response.status();
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                let e = e.without_url().to_string();
+                for (_, answer) in asks {
+                    let _ = answer.send(Err(IdentityError::Unreachable(e.clone())));
+                }
+                return;
+            }
+        };
+        if !status.is_success() {
+            for (_, answer) in asks {
+                let _ = answer.send(Err(failure(status.as_u16(), &body)));
+            }
+            return;
+        }
+        let graded: std::collections::HashMap<Uuid, GradeOutcome> =
+            match serde_json::from_slice::<GradesAnswer>(&body) {
+                Ok(answer) => answer.grades.into_iter().map(|g| (g.case_id, g)).collect(),
+                Err(e) => {
+                    for (_, answer) in asks {
+                        let _ = answer.send(Err(IdentityError::Internal(anyhow::anyhow!(
+                            "identity service answer: {e}"
+                        ))));
+                    }
+                    return;
+                }
+            };
+        for (case_id, answer) in asks {
+            let _ = answer.send(match graded.get(&case_id) {
+                Some(GradeOutcome {
+                    proof_tier: Some(tier),
+                    ..
+                }) => Ok(*tier),
+                Some(GradeOutcome {
+                    problem: Some(problem),
+                    ..
+                }) => {
+                    let status = problem["status"]
+                        .as_u64()
+                        .and_then(|s| u16::try_from(s).ok());
+                    Err(failure(
+                        status.unwrap_or(500),
+                        &serde_json::to_vec(problem).unwrap_or_default(),
+                    ))
+                }
+                _ => Err(IdentityError::Internal(anyhow::anyhow!(
+                    "identity service: no grading of case {case_id} in its answer"
+                ))),
+            });
+        }
     }
 
     fn post(&self, case_id: Uuid, what: &str) -> reqwest::RequestBuilder {
@@ -109,9 +216,19 @@ impl IdentityPort for HttpIdentity {
         })
     }
 
+    /// Gathered with the other openings waiting: one call grades them all.
     async fn grade(&self, case_id: Uuid) -> Result<RiskTier, IdentityError> {
-        let graded: Graded = call(self.post(case_id, "grade")).await?;
-        Ok(graded.proof_tier)
+        let (answer, graded) = oneshot::channel();
+        if self.grade_queue().try_send((case_id, answer)).is_err() {
+            return Err(IdentityError::Unreachable(
+                "too many gradings are waiting for the identity service".into(),
+            ));
+        }
+        graded.await.unwrap_or_else(|_| {
+            Err(IdentityError::Unreachable(
+                "the grading was dropped before the identity service answered".into(),
+            ))
+        })
     }
 
     async fn start_recovery(&self, msisdn: &str) -> Result<RecoveryStarted, IdentityError> {
@@ -159,10 +276,44 @@ impl IdentityPort for HttpIdentity {
     }
 }
 
-/// The identity service's answer to a grading.
+/// Makes the grading calls: takes the first grading waiting, waits for a free call,
+/// and sends it with every other grading that arrived meanwhile (up to a call's
+/// limit). One opening alone is sent at once; a burst goes in few calls.
+async fn gather_grades(caller: HttpIdentity, mut asks: mpsc::Receiver<GradeAsk>) {
+    let calls = Arc::new(Semaphore::new(GRADE_CALLS_IN_FLIGHT));
+    while let Some(first) = asks.recv().await {
+        let Ok(call) = calls.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < GRADES_PER_CALL {
+            match asks.try_recv() {
+                Ok(ask) => batch.push(ask),
+                Err(_) => break,
+            }
+        }
+        let caller = caller.clone();
+        tokio::spawn(async move {
+            caller.grade_batch(batch).await;
+            drop(call);
+        });
+    }
+}
+
+/// The identity service's answer to a grading call.
 #[derive(Debug, Deserialize)]
-struct Graded {
-    proof_tier: RiskTier,
+struct GradesAnswer {
+    grades: Vec<GradeOutcome>,
+}
+
+/// One case's grading in it: its tier, or the problem grading it alone answers.
+#[derive(Debug, Deserialize)]
+struct GradeOutcome {
+    case_id: Uuid,
+    #[serde(default)]
+    proof_tier: Option<RiskTier>,
+    #[serde(default)]
+    problem: Option<serde_json::Value>,
 }
 
 /// The problem answer of the identity service, as far as it is read here.

@@ -67,6 +67,38 @@ pub struct Graded {
     pub proof_tier: String,
 }
 
+/// Cases to grade at once (`POST /internal/v1/grades`): at most
+/// [`MAX_GRADES_PER_CALL`], each once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GradesRequest {
+    /// The cases, just opened.
+    pub case_ids: Vec<uuid::Uuid>,
+}
+
+/// The most cases one grading call may name.
+pub const MAX_GRADES_PER_CALL: usize = 100;
+
+/// Each case's grading, in the order asked.
+#[derive(Debug, Clone, Serialize)]
+pub struct GradesResponse {
+    /// One per case asked.
+    pub grades: Vec<GradeOutcome>,
+}
+
+/// One case's grading: its tier, or the problem a grading of it alone would have
+/// answered (with that answer's status).
+#[derive(Debug, Clone, Serialize)]
+pub struct GradeOutcome {
+    /// The case.
+    pub case_id: uuid::Uuid,
+    /// The tier, when graded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof_tier: Option<String>,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<service_runtime::Problem>,
+}
+
 /// A code was asked for: the same answer whether or not the number has a contact on
 /// file or is known to the carrier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,8 +14,9 @@ use service_runtime::{Problem, config::InternalTokens};
 use uuid::Uuid;
 
 use crate::api::{
-    Graded, OtpSent, RecoveryAccepted, RecoveryCode, RecoveryRequest, RecoveryResult,
-    VerificationRequest, VerificationResponse,
+    GradeOutcome, Graded, GradesRequest, GradesResponse, MAX_GRADES_PER_CALL, OtpSent,
+    RecoveryAccepted, RecoveryCode, RecoveryRequest, RecoveryResult, VerificationRequest,
+    VerificationResponse,
 };
 
 /// `POST /internal/v1/cases/{id}/otp`, `POST /internal/v1/cases/{id}/verifications`,
@@ -29,6 +30,7 @@ pub fn router(service: IdentityCases, tokens: InternalTokens) -> Router {
             .route("/internal/v1/cases/{case_id}/otp", post(send_code))
             .route("/internal/v1/cases/{case_id}/verifications", post(verify))
             .route("/internal/v1/cases/{case_id}/grade", post(grade))
+            .route("/internal/v1/grades", post(grade_many))
             .route("/internal/v1/recoveries", post(start_recovery))
             .route(
                 "/internal/v1/recoveries/{recovery_id}",
@@ -72,6 +74,56 @@ async fn grade(State(service): State<IdentityCases>, Path(case_id): Path<Uuid>) 
         .into_response(),
         Err(e) => failure(e),
     }
+}
+
+/// Grades several new cases in one call (the gateway gathers the openings of a
+/// burst): each case's answer is what grading it alone would have answered.
+async fn grade_many(State(service): State<IdentityCases>, body: Bytes) -> Response {
+    let request: GradesRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => return invalid("The body is not a list of case ids (`case_ids`)."),
+    };
+    let ids = &request.case_ids;
+    if ids.is_empty() || ids.len() > MAX_GRADES_PER_CALL {
+        return invalid(&format!(
+            "`case_ids` names 1 to {MAX_GRADES_PER_CALL} cases."
+        ));
+    }
+    if ids.iter().collect::<std::collections::HashSet<_>>().len() != ids.len() {
+        return invalid("`case_ids` names a case twice.");
+    }
+    match service.grade_many(ids).await {
+        Ok(graded) => Json(GradesResponse {
+            grades: ids
+                .iter()
+                .zip(graded)
+                .map(|(case_id, graded)| match graded {
+                    Ok(tier) => GradeOutcome {
+                        case_id: *case_id,
+                        proof_tier: Some(tier.as_str().to_owned()),
+                        problem: None,
+                    },
+                    Err(e) => GradeOutcome {
+                        case_id: *case_id,
+                        proof_tier: None,
+                        problem: Some(failure_problem(e)),
+                    },
+                })
+                .collect(),
+        })
+        .into_response(),
+        Err(e) => failure(e),
+    }
+}
+
+fn invalid(detail: &str) -> Response {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation",
+        "Invalid request",
+        detail,
+    )
+    .into_response()
 }
 
 async fn verify(
@@ -153,14 +205,22 @@ fn failure(e: IdentityError) -> Response {
     if database_unavailable(&e) {
         // 503 with Retry-After, which the gateway answers as its own 503: never a 500
         // while the database is away.
+        return failure_problem(e)
+            .into_response_retrying(service_runtime::http::STARTING_RETRY_AFTER.into());
+    }
+    failure_problem(e).into_response()
+}
+
+/// The problem [`failure`] answers with (logged as it is).
+fn failure_problem(e: IdentityError) -> Problem {
+    if database_unavailable(&e) {
         tracing::warn!(error.message = %e, "identity verification: the database is unavailable");
         return Problem::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "Service unavailable",
             "The database cannot be reached right now; please retry shortly.",
-        )
-        .into_response_retrying(service_runtime::http::STARTING_RETRY_AFTER.into());
+        );
     }
     if let IdentityError::Internal(cause) = &e {
         tracing::error!(error.message = %cause, error.cause_chain = ?cause, "identity verification failed");
@@ -173,7 +233,7 @@ fn failure(e: IdentityError) -> Response {
     if let IdentityError::BudgetSpent { frees_at } = e {
         problem = problem.with("retry_at", frees_at.to_rfc3339());
     }
-    problem.into_response()
+    problem
 }
 
 /// The problem answer of an identity failure: the same words the gateway answers with.
