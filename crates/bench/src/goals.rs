@@ -310,8 +310,11 @@ impl CreateCapacity {
     }
 }
 
-/// Creates `n` cases closed-loop at the concurrency (then cancels them), and runs the
-/// baseline's `n` transactions on as many connections.
+/// Runs the baseline's `n` transactions on as many connections, then creates `n`
+/// cases closed-loop at the concurrency (and cancels them). The baseline goes first,
+/// on a machine as quiet as the stack leaves it: after the creates, the stack is
+/// still grading, following and cancelling them for seconds, which would slow the
+/// baseline and flatter the ratio.
 pub async fn create_capacity(
     env: &Env,
     figure: u16,
@@ -320,9 +323,17 @@ pub async fn create_capacity(
 ) -> anyhow::Result<CreateCapacity> {
     let c = env.concurrency;
     let load = Load::begin(&format!(
-        "create capacity: {n} creates at concurrency {c}, then the raw-SQL baseline"
+        "create capacity: the raw-SQL baseline, then {n} creates at concurrency {c}"
     ));
     let tag = env.tag(figure);
+    let raw = baseline::run(&env.admin_url, n, c, tag)
+        .await
+        .context("the raw-SQL baseline")?;
+    anyhow::ensure!(
+        raw.failures == 0,
+        "the raw-SQL baseline failed: {}",
+        raw.first_error.clone().unwrap_or_default()
+    );
     let window = if count_tx {
         Some(TxWindow::open(&env.product).await?)
     } else {
@@ -354,14 +365,6 @@ pub async fn create_capacity(
     if cancel_errors > 0 {
         eprintln!("warning: {cancel_errors} create-capacity cases could not be cancelled");
     }
-    let raw = baseline::run(&env.admin_url, n, c, tag)
-        .await
-        .context("the raw-SQL baseline")?;
-    anyhow::ensure!(
-        raw.failures == 0,
-        "the raw-SQL baseline failed: {}",
-        raw.first_error.clone().unwrap_or_default()
-    );
     let raw_rate = rate(raw.transactions.len(), raw.window);
     Ok(CreateCapacity {
         load: load.end(),
