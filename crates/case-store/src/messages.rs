@@ -125,30 +125,51 @@ async fn enqueue_round(
     let until: Vec<DateTime<Utc>> = held.iter().map(|h| h.hold_until).collect();
     let rows = sqlx::query!(
         r#"WITH m AS (
-               SELECT m.*, NOT EXISTS (SELECT 1 FROM outbox o WHERE o.dedupe_key = m.dedupe_key) AS fresh
+               -- Whether each key is unused, by a lookup in its unique index for each
+               -- message (as a subquery the planner may hash the whole outbox instead,
+               -- on the statistics of a young one).
+               SELECT m.*, used.id IS NULL AS fresh
                FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                            $6::jsonb[], $7::text[], $8::timestamptz[], $9::timestamptz[])
                     WITH ORDINALITY AS m(id, case_id, event_id, topic, dedupe_key, payload,
                                          supersede_key, caused_at, hold_until, n)
+               LEFT JOIN LATERAL (
+                   SELECT o.id FROM outbox o WHERE o.dedupe_key = m.dedupe_key OFFSET 0
+               ) used ON true
+           ),
+           held AS (
+               -- Each case's own held messages of the key, read for each message
+               -- (the lateral read cannot be flattened into a join the planner
+               -- could turn around) through outbox_held, the one index whose
+               -- predicate these conditions imply (the pending state is spelled as in
+               -- it, not as `delivered_at IS NULL AND failed_at IS NULL`). A plan
+               -- cached while the outbox was young, when every pending index looked
+               -- free, read every held message of the topic through another one
+               -- (2,625 rows for one message at 100/s); joined the other way round,
+               -- every held message once per message of the call. No condition on
+               -- the topic: a key is one topic's.
+               SELECT m.id AS by, h.id, h.ctid
+               FROM m CROSS JOIN LATERAL (
+                   SELECT o.id, o.ctid FROM outbox o
+                   WHERE o.case_id = m.case_id AND o.supersede_key = m.supersede_key
+                     AND coalesce(o.delivered_at, o.failed_at) IS NULL AND o.attempts = 0
+                     AND o.supersede_until > m.caused_at
+                   OFFSET 0
+               ) h
+               WHERE m.fresh
            ),
            replaced AS (
-               -- Each case's own held messages of the key, through outbox_held, the
-               -- one index whose predicate these conditions imply (the pending state
-               -- is spelled as in it, not as `delivered_at IS NULL AND failed_at IS
-               -- NULL`): a plan cached while the outbox was young, when every
-               -- pending index looked free, read every held message of the topic
-               -- through another one (2,625 rows for one message at 100/s). No
-               -- condition on the topic: a key is one topic's. A claim in flight
-               -- holds the row: the update waits, re-reads it and leaves it alone
-               -- once attempted.
-               UPDATE outbox o SET delivered_at = now(), superseded_by = m.id,
+               -- Each row found, by its address (a join on the id could be planned
+               -- as a scan of the outbox on the statistics of a young one). A claim
+               -- in flight holds the row: the update waits, re-reads it and leaves
+               -- it alone once attempted (the conditions below are checked again on
+               -- the row as it is then).
+               UPDATE outbox o SET delivered_at = now(), superseded_by = held.by,
                       last_error = 'superseded by a later message about the case'
-               FROM m
-               WHERE m.fresh
-                 AND o.case_id = m.case_id AND o.supersede_key = m.supersede_key
+               FROM held
+               WHERE o.ctid = held.ctid AND o.id = held.id
                  AND coalesce(o.delivered_at, o.failed_at) IS NULL AND o.attempts = 0
-                 AND o.supersede_until > m.caused_at
-               RETURNING m.id AS by, o.available_at
+               RETURNING held.by, o.available_at
            ),
            inserted AS (
                INSERT INTO outbox (id, case_id, event_id, topic, dedupe_key, payload,

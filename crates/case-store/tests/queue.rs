@@ -967,3 +967,88 @@ async fn held_messages_of_several_cases_are_written_as_one_by_one(pool: PgPool) 
         "a replacement is due no later than what it replaced"
     );
 }
+
+/// The same for a call that writes many messages (the follower's pass): each
+/// message's held one is found through its own case, on a plan made while nothing
+/// was held, not by reading every held message once per message of the call.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn held_messages_of_a_call_are_replaced_through_their_cases_whatever_the_statistics(
+    pool: PgPool,
+) {
+    use case_store::{
+        messages::{Held, enqueue_superseding_many},
+        testing::open_case,
+        timers::NewMessage,
+    };
+    use sqlx::{ConnectOptions, Connection};
+    let topic = "notification.subscriber";
+    // Statistics of an outbox that never held anything (a fresh deployment's).
+    sqlx::query("ANALYZE outbox").execute(&pool).await.unwrap();
+    let mut cases = Vec::new();
+    for i in 0..10 {
+        cases.push(open_case(&pool, &format!("+86139000002{i:02}")).await);
+    }
+    let keys: Vec<String> = cases.iter().map(|c| format!("case:{c}:status")).collect();
+    for plan in ["force_custom_plan", "force_generic_plan"] {
+        let mut conn = (*pool.connect_options())
+            .clone()
+            .options([("plan_cache_mode", plan)])
+            .connect()
+            .await
+            .unwrap();
+        let enqueue = async |conn: &mut sqlx::PgConnection, n: &str| {
+            let mut tx = conn.begin().await.unwrap();
+            let before = outbox_rows_read(&mut tx).await;
+            let now = chrono::Utc::now();
+            let dedupe: Vec<String> = cases.iter().map(|c| format!("{c}/{plan}/{n}")).collect();
+            let messages: Vec<NewMessage<'_>> = cases
+                .iter()
+                .zip(&dedupe)
+                .map(|(case, dedupe)| NewMessage {
+                    topic,
+                    case_id: Some(*case),
+                    event_id: None,
+                    dedupe_key: dedupe,
+                    payload: json!({ "n": n }),
+                })
+                .collect();
+            let held: Vec<Held<'_>> = messages
+                .iter()
+                .zip(&keys)
+                .map(|(message, key)| Held {
+                    message,
+                    key,
+                    caused_at: now,
+                    hold_until: now + chrono::Duration::seconds(20),
+                })
+                .collect();
+            let done = enqueue_superseding_many(&mut tx, &held).await.unwrap();
+            let read = outbox_rows_read(&mut tx).await - before;
+            tx.commit().await.unwrap();
+            (done, read)
+        };
+        let (first, _) = enqueue(&mut conn, "first").await;
+        assert!(first.iter().all(|d| d.id.is_some()), "{plan}");
+        sqlx::query(
+            "INSERT INTO outbox (id, topic, dedupe_key, payload, available_at, supersede_key, supersede_until)
+             SELECT gen_random_uuid(), $1, $2 || '/held/' || i, '{}', now() + interval '20 seconds',
+                    'case:' || gen_random_uuid() || ':status', now() + interval '20 seconds'
+             FROM generate_series(1, 2000) i",
+        )
+        .bind(topic)
+        .bind(plan)
+        .execute(&pool)
+        .await
+        .unwrap();
+        let (second, read) = enqueue(&mut conn, "second").await;
+        assert!(
+            second.iter().all(|d| d.id.is_some() && d.superseded == 1),
+            "{plan}: {second:?}"
+        );
+        assert!(
+            read < 100,
+            "{plan}: {read} outbox rows read for ten messages"
+        );
+        conn.close().await.unwrap();
+    }
+}
