@@ -555,6 +555,21 @@ async fn outbox_rows_read(conn: &mut sqlx::PgConnection) -> i64 {
     .unwrap()
 }
 
+/// 2,000 messages of `topic` held for other cases (dedupe keys prefixed `tag`).
+async fn hold_for_other_cases(pool: &PgPool, topic: &str, tag: &str) {
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, dedupe_key, payload, available_at, supersede_key, supersede_until)
+         SELECT gen_random_uuid(), $1, $2 || '/held/' || i, '{}', now() + interval '20 seconds',
+                'case:' || gen_random_uuid() || ':status', now() + interval '20 seconds'
+         FROM generate_series(1, 2000) i",
+    )
+    .bind(topic)
+    .bind(tag)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// Replacing a case's held message reads that case's messages, not every held one,
 /// even on a plan cached while nothing was pending (a young deployment's): the
 /// connection plans the statement on statistics of an outbox of delivered messages,
@@ -602,17 +617,7 @@ async fn a_held_message_is_replaced_through_its_case_whatever_the_statistics(poo
         // Planned (and, generic, cached) while no other message is held.
         let (first, _) = enqueue(&mut conn, "first").await;
         assert!(first.id.is_some(), "{plan}");
-        sqlx::query(
-            "INSERT INTO outbox (id, topic, dedupe_key, payload, available_at, supersede_key, supersede_until)
-             SELECT gen_random_uuid(), $1, $2 || '/held/' || i, '{}', now() + interval '20 seconds',
-                    'case:' || gen_random_uuid() || ':status', now() + interval '20 seconds'
-             FROM generate_series(1, 2000) i",
-        )
-        .bind(topic)
-        .bind(plan)
-        .execute(&pool)
-        .await
-        .unwrap();
+        hold_for_other_cases(&pool, topic, plan).await;
         let (second, read) = enqueue(&mut conn, "second").await;
         assert!(second.id.is_some(), "{plan}");
         assert_eq!(second.superseded, 1, "{plan}: the one held before");
@@ -1029,17 +1034,7 @@ async fn held_messages_of_a_call_are_replaced_through_their_cases_whatever_the_s
         };
         let (first, _) = enqueue(&mut conn, "first").await;
         assert!(first.iter().all(|d| d.id.is_some()), "{plan}");
-        sqlx::query(
-            "INSERT INTO outbox (id, topic, dedupe_key, payload, available_at, supersede_key, supersede_until)
-             SELECT gen_random_uuid(), $1, $2 || '/held/' || i, '{}', now() + interval '20 seconds',
-                    'case:' || gen_random_uuid() || ':status', now() + interval '20 seconds'
-             FROM generate_series(1, 2000) i",
-        )
-        .bind(topic)
-        .bind(plan)
-        .execute(&pool)
-        .await
-        .unwrap();
+        hold_for_other_cases(&pool, topic, plan).await;
         let (second, read) = enqueue(&mut conn, "second").await;
         assert!(
             second.iter().all(|d| d.id.is_some() && d.superseded == 1),

@@ -100,50 +100,15 @@ impl HttpIdentity {
         let mut ids: Vec<Uuid> = asks.iter().map(|(id, _)| *id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let sent = self
-            .post_to("grades")
-            .json(&serde_json::json!({ "case_ids": ids }))
-            .send()
-            .await;
-        let response = match sent {
-            Ok(response) => response,
-            Err(e) => {
-                let e = e.without_url().to_string();
+        let graded = match self.call_grades(&ids).await {
+            Ok(graded) => graded,
+            Err(failed) => {
                 for (_, answer) in asks {
-                    let _ = answer.send(Err(IdentityError::Unreachable(e.clone())));
+                    let _ = answer.send(Err(failed.error()));
                 }
                 return;
             }
         };
-        let status = response.status();
-        let body = match response.bytes().await {
-            Ok(body) => body,
-            Err(e) => {
-                let e = e.without_url().to_string();
-                for (_, answer) in asks {
-                    let _ = answer.send(Err(IdentityError::Unreachable(e.clone())));
-                }
-                return;
-            }
-        };
-        if !status.is_success() {
-            for (_, answer) in asks {
-                let _ = answer.send(Err(failure(status.as_u16(), &body)));
-            }
-            return;
-        }
-        let graded: std::collections::HashMap<Uuid, GradeOutcome> =
-            match serde_json::from_slice::<GradesAnswer>(&body) {
-                Ok(answer) => answer.grades.into_iter().map(|g| (g.case_id, g)).collect(),
-                Err(e) => {
-                    for (_, answer) in asks {
-                        let _ = answer.send(Err(IdentityError::Internal(anyhow::anyhow!(
-                            "identity service answer: {e}"
-                        ))));
-                    }
-                    return;
-                }
-            };
         for (case_id, answer) in asks {
             let _ = answer.send(match graded.get(&case_id) {
                 Some(GradeOutcome {
@@ -167,6 +132,29 @@ impl HttpIdentity {
                 ))),
             });
         }
+    }
+
+    /// `POST /internal/v1/grades` for `ids`: each case's outcome, or why the call
+    /// as a whole failed.
+    async fn call_grades(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, GradeOutcome>, CallFailed> {
+        let unreachable = |e: reqwest::Error| CallFailed::Unreachable(e.without_url().to_string());
+        let response = self
+            .post_to("grades")
+            .json(&serde_json::json!({ "case_ids": ids }))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(unreachable)?;
+        if !status.is_success() {
+            return Err(CallFailed::Answered(status.as_u16(), body.to_vec()));
+        }
+        let answer: GradesAnswer =
+            serde_json::from_slice(&body).map_err(|e| CallFailed::Unreadable(e.to_string()))?;
+        Ok(answer.grades.into_iter().map(|g| (g.case_id, g)).collect())
     }
 
     fn post(&self, case_id: Uuid, what: &str) -> reqwest::RequestBuilder {
@@ -297,6 +285,28 @@ async fn gather_grades(caller: HttpIdentity, mut asks: mpsc::Receiver<GradeAsk>)
             caller.grade_batch(batch).await;
             drop(call);
         });
+    }
+}
+
+/// Why a grading call failed as a whole (every case in it gets the same failure).
+enum CallFailed {
+    /// No answer.
+    Unreachable(String),
+    /// An error answer: its status and body.
+    Answered(u16, Vec<u8>),
+    /// An answer that does not read.
+    Unreadable(String),
+}
+
+impl CallFailed {
+    fn error(&self) -> IdentityError {
+        match self {
+            Self::Unreachable(e) => IdentityError::Unreachable(e.clone()),
+            Self::Answered(status, body) => failure(*status, body),
+            Self::Unreadable(e) => {
+                IdentityError::Internal(anyhow::anyhow!("identity service answer: {e}"))
+            }
+        }
     }
 }
 
