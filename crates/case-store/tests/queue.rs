@@ -542,6 +542,18 @@ async fn planned_tx(pool: &PgPool, plan: &str) -> sqlx::Transaction<'static, sql
     tx
 }
 
+/// A connection of its own whose statements are planned under `plan` (a
+/// `plan_cache_mode`) for as long as it lives, so a plan it caches stays cached.
+async fn planned_conn(pool: &PgPool, plan: &str) -> sqlx::PgConnection {
+    use sqlx::ConnectOptions;
+    (*pool.connect_options())
+        .clone()
+        .options([("plan_cache_mode", plan)])
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// Outbox rows this backend has read so far (pending statistics included: a
 /// connection's counts of earlier transactions may not be flushed yet, so callers
 /// take the difference around what they measure).
@@ -578,18 +590,13 @@ async fn hold_for_other_cases(pool: &PgPool, topic: &str, tag: &str) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_held_message_is_replaced_through_its_case_whatever_the_statistics(pool: PgPool) {
     use case_store::{messages::enqueue_superseding, testing::open_case, timers::NewMessage};
-    use sqlx::{ConnectOptions, Connection};
+    use sqlx::Connection;
     let topic = "notification.subscriber";
     young_statistics(&pool, topic).await;
     let case_id = open_case(&pool, "+8613900000141").await;
     let key = format!("case:{case_id}:status");
     for plan in ["force_custom_plan", "force_generic_plan"] {
-        let mut conn = (*pool.connect_options())
-            .clone()
-            .options([("plan_cache_mode", plan)])
-            .connect()
-            .await
-            .unwrap();
+        let mut conn = planned_conn(&pool, plan).await;
         let enqueue = async |conn: &mut sqlx::PgConnection, n: &str| {
             let mut tx = conn.begin().await.unwrap();
             let before = outbox_rows_read(&mut tx).await;
@@ -985,7 +992,7 @@ async fn held_messages_of_a_call_are_replaced_through_their_cases_whatever_the_s
         testing::open_case,
         timers::NewMessage,
     };
-    use sqlx::{ConnectOptions, Connection};
+    use sqlx::Connection;
     let topic = "notification.subscriber";
     // Statistics of an outbox that never held anything (a fresh deployment's).
     sqlx::query("ANALYZE outbox").execute(&pool).await.unwrap();
@@ -995,12 +1002,7 @@ async fn held_messages_of_a_call_are_replaced_through_their_cases_whatever_the_s
     }
     let keys: Vec<String> = cases.iter().map(|c| format!("case:{c}:status")).collect();
     for plan in ["force_custom_plan", "force_generic_plan"] {
-        let mut conn = (*pool.connect_options())
-            .clone()
-            .options([("plan_cache_mode", plan)])
-            .connect()
-            .await
-            .unwrap();
+        let mut conn = planned_conn(&pool, plan).await;
         let enqueue = async |conn: &mut sqlx::PgConnection, n: &str| {
             let mut tx = conn.begin().await.unwrap();
             let before = outbox_rows_read(&mut tx).await;
