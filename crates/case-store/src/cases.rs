@@ -416,7 +416,11 @@ pub async fn transition(
 /// (else `Forbidden`); the expected version must be the current one (else
 /// `StaleVersion`); the domain table must allow the event for that role (else
 /// `Illegal` or `Forbidden`); a compare-and-set `UPDATE … WHERE id AND state AND version` (and,
-/// for workers, `AND lease_owner AND attempt`) moves the case and clears its lease;
+/// for workers, `AND lease_owner AND attempt`) moves the case and clears its lease.
+/// The write itself checks the state against every state the table lets the event
+/// leave for this role, so the case is not read first (but for a proof of identity,
+/// whose number is locked before the write); a write that matched nothing reads the
+/// case to say which of these refusals applies;
 /// the event row and outbox rows are appended; one notification on
 /// [`CASE_CHANGED_CHANNEL`] (delivered at commit) carries the change and wakes the
 /// next owner and the deliverers of the outbox messages. Any refusal returns
@@ -425,9 +429,105 @@ pub async fn transition_in(
     conn: &mut PgConnection,
     req: TransitionRequest<'_>,
 ) -> Result<Transitioned, StoreError> {
-    let current = load_case(&mut *conn, req.case_id)
-        .await?
-        .ok_or(StoreError::NotFound(req.case_id))?;
+    let carries_order = req
+        .outbox
+        .iter()
+        .any(|m| m.topic == crate::risk::PROVISIONING_TOPIC);
+    // Proving identity makes this the number's one case past identity: the number's
+    // other cases are read and closed under a lock, so two proofs cannot interleave.
+    // The lock needs the number before the write, so this event reads the case first.
+    let proving = case_domain::identity::proves_identity(req.event);
+    let moved = if proving {
+        let current = load_case(&mut *conn, req.case_id)
+            .await?
+            .ok_or(StoreError::NotFound(req.case_id))?;
+        let to = check_transition(&current, &req, carries_order)?;
+        lock_number(conn, &current.msisdn).await?;
+        update_case(conn, &req, &[(current.state, to)], true).await?
+    } else {
+        // Every state the event may leave for this role, with where it goes there:
+        // the case is read and moved by one statement, and read apart only to say
+        // why it was refused.
+        let moves: Vec<(CaseState, CaseState)> = CaseState::ALL
+            .iter()
+            .filter_map(|&from| {
+                decide(from, req.event, req.actor.role)
+                    .ok()
+                    .filter(|&to| to != CaseState::Provisioning || carries_order)
+                    .map(|to| (from, to))
+            })
+            .collect();
+        if moves.is_empty() {
+            None
+        } else {
+            update_case(conn, &req, &moves, false).await?
+        }
+    };
+    let Some(Moved {
+        case,
+        from,
+        from_since,
+    }) = moved
+    else {
+        return Err(refusal(conn, &req, carries_order).await);
+    };
+
+    let mut wake: Vec<String> = req
+        .outbox
+        .iter()
+        .map(|m| crate::outbox_channel(&m.topic))
+        .collect();
+    wake.sort();
+    wake.dedup();
+    let event_id = Uuid::now_v7();
+    let outbox_ids: Vec<Uuid> = req.outbox.iter().map(|_| Uuid::now_v7()).collect();
+    let row = NewEvent {
+        id: event_id,
+        case: &case,
+        from: (from, from_since),
+        event: req.event,
+        actor: req.actor,
+        reason: req.reason,
+    };
+    let unproven = if proving {
+        unproven_others(conn, &case).await?
+    } else {
+        Vec::new()
+    };
+    if !unproven.is_empty() {
+        // The superseded cases ride on the winner's one notification, so it is sent
+        // once they are closed.
+        append_event(conn, &row, &req.outbox, &outbox_ids, None).await?;
+        let superseded = supersede_unproven(conn, &case, unproven).await?;
+        notify(conn, &case, &wake, &superseded).await?;
+    } else {
+        append_event(conn, &row, &req.outbox, &outbox_ids, Some(&wake)).await?;
+    }
+    tracing::debug!(case_id = %case.id, from = %from, to = %case.state, event = %req.event, actor = %req.actor, "case transition");
+    Ok(Transitioned {
+        case,
+        event_id,
+        from,
+        outbox_ids,
+    })
+}
+
+/// A case as one transition left it, with the state it left and since when it had
+/// been in that state.
+struct Moved {
+    case: CaseRow,
+    from: CaseState,
+    from_since: DateTime<Utc>,
+}
+
+/// Where `req` takes `current`, or why it may not, in the order the refusals are
+/// promised: the role first, then the version, then the transition table, then the
+/// service order a move into provisioning must carry.
+fn check_transition(
+    current: &CaseRow,
+    req: &TransitionRequest<'_>,
+    carries_order: bool,
+) -> Result<CaseState, StoreError> {
     if !may_act(current.state, req.actor.role) {
         return Err(TransitionError::Forbidden {
             from: current.state,
@@ -444,42 +544,56 @@ pub async fn transition_in(
         });
     }
     let to = decide(current.state, req.event, req.actor.role)?;
-    if to == CaseState::Provisioning
-        && !req
-            .outbox
-            .iter()
-            .any(|m| m.topic == crate::risk::PROVISIONING_TOPIC)
-    {
+    if to == CaseState::Provisioning && !carries_order {
         // Every way into provisioning goes through risk::transition_into_provisioning.
         return Err(StoreError::Invariant(
             "a move into provisioning must carry its service order",
         ));
     }
-    // Proving identity makes this the number's one case past identity: the number's
-    // other cases are read and closed under a lock, so two proofs cannot interleave.
-    let proving = case_domain::identity::proves_identity(req.event);
-    if proving {
-        lock_number(conn, &current.msisdn).await?;
-    }
+    Ok(to)
+}
+
+/// The compare-and-set write of a transition: the case moves when it is in one of
+/// the `moves`' from-states (to that move's state), at the expected version, and,
+/// for workers, still under the caller's lease. Its lease is cleared. `None` when
+/// nothing matched.
+async fn update_case(
+    conn: &mut PgConnection,
+    req: &TransitionRequest<'_>,
+    moves: &[(CaseState, CaseState)],
+    proving: bool,
+) -> Result<Option<Moved>, StoreError> {
     let (fence_owner, fence_attempt) = match req.fence {
         Some(f) => (Some(f.owner.as_str()), Some(f.attempt)),
         None => (None, None),
     };
-    let updated = sqlx::query_as!(
-        CaseRow,
-        r#"UPDATE reactivation_cases
-           SET state = $4, version = version + 1, updated_at = now(), state_entered_at = now(),
-               lease_owner = NULL, lease_expires_at = NULL,
-               identity_proven_at = CASE WHEN $7 THEN now() ELSE identity_proven_at END
-           WHERE id = $1 AND state = $2 AND version = $3
-             AND ($5::text IS NULL OR (lease_owner = $5 AND attempt = $6))
-           RETURNING id, msisdn AS "msisdn: Msisdn", state AS "state: CaseState", version,
-                     channel AS "channel: Channel", locale AS "locale: Locale", created_at,
-                     updated_at, state_entered_at, lease_owner, lease_expires_at, attempt"#,
+    let froms: Vec<&str> = moves.iter().map(|(f, _)| f.as_str()).collect();
+    let tos: Vec<&str> = moves.iter().map(|(_, t)| t.as_str()).collect();
+    // The CTE reads the row as the statement's snapshot saw it, for the state left
+    // and since when; a concurrent writer that changed it also changed its version,
+    // which the re-checked condition then refuses.
+    let row = sqlx::query!(
+        r#"WITH cur AS (
+               SELECT id, state, state_entered_at FROM reactivation_cases WHERE id = $1
+           )
+           UPDATE reactivation_cases c
+           SET state = m.to_state::case_state, version = c.version + 1, updated_at = now(),
+               state_entered_at = now(), lease_owner = NULL, lease_expires_at = NULL,
+               identity_proven_at = CASE WHEN $7 THEN now() ELSE c.identity_proven_at END
+           FROM cur
+           JOIN unnest($2::text[], $3::text[]) AS m(from_state, to_state)
+             ON m.from_state = cur.state::text
+           WHERE c.id = cur.id AND c.state = cur.state AND c.version = $4
+             AND ($5::text IS NULL OR (c.lease_owner = $5 AND c.attempt = $6))
+           RETURNING c.id, c.msisdn AS "msisdn: Msisdn", c.state AS "state: CaseState",
+                     c.version, c.channel AS "channel: Channel", c.locale AS "locale: Locale",
+                     c.created_at, c.updated_at, c.state_entered_at, c.lease_owner,
+                     c.lease_expires_at, c.attempt, cur.state AS "from: CaseState",
+                     cur.state_entered_at AS from_since"#,
         req.case_id,
-        current.state as CaseState,
+        &froms as &[&str],
+        &tos as &[&str],
         req.expected_version,
-        to as CaseState,
         fence_owner,
         fence_attempt,
         proving,
@@ -493,57 +607,53 @@ pub async fn transition_in(
             StoreError::OpenCaseExists,
         )
     })?;
-    let Some(case) = updated else {
-        // Someone else won between our read and our write: say who.
-        let now = load_case(&mut *conn, req.case_id)
-            .await?
-            .ok_or(StoreError::NotFound(req.case_id))?;
-        return Err(match req.fence {
-            Some(f) if now.version == req.expected_version => StoreError::LeaseLost {
-                case_id: req.case_id,
-                attempt: f.attempt,
-            },
-            _ => StoreError::StaleVersion {
-                case_id: req.case_id,
-                expected: req.expected_version,
-                actual: now.version,
-            },
-        });
-    };
+    Ok(row.map(|r| Moved {
+        case: CaseRow {
+            id: r.id,
+            msisdn: r.msisdn,
+            state: r.state,
+            version: r.version,
+            channel: r.channel,
+            locale: r.locale,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            state_entered_at: r.state_entered_at,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at,
+            attempt: r.attempt,
+        },
+        from: r.from,
+        from_since: r.from_since,
+    }))
+}
 
-    let mut wake: Vec<String> = req
-        .outbox
-        .iter()
-        .map(|m| crate::outbox_channel(&m.topic))
-        .collect();
-    wake.sort();
-    wake.dedup();
-    let event_id = Uuid::now_v7();
-    let outbox_ids: Vec<Uuid> = req.outbox.iter().map(|_| Uuid::now_v7()).collect();
-    let row = NewEvent {
-        id: event_id,
-        case: &case,
-        from: (current.state, current.state_entered_at),
-        event: req.event,
-        actor: req.actor,
-        reason: req.reason,
+/// Why a transition wrote nothing, from the case as it is now: the checks of
+/// [`check_transition`] in their order; when they all pass, someone else moved the
+/// case or took its lease between the caller's read and its write.
+async fn refusal(
+    conn: &mut PgConnection,
+    req: &TransitionRequest<'_>,
+    carries_order: bool,
+) -> StoreError {
+    let now = match load_case(&mut *conn, req.case_id).await {
+        Ok(Some(now)) => now,
+        Ok(None) => return StoreError::NotFound(req.case_id),
+        Err(e) => return e,
     };
-    if proving {
-        // The superseded cases ride on the winner's one notification, so it is sent
-        // once they are closed.
-        append_event(conn, &row, &req.outbox, &outbox_ids, None).await?;
-        let superseded = supersede_unproven(conn, &case).await?;
-        notify(conn, &case, &wake, &superseded).await?;
-    } else {
-        append_event(conn, &row, &req.outbox, &outbox_ids, Some(&wake)).await?;
+    if let Err(e) = check_transition(&now, req, carries_order) {
+        return e;
     }
-    tracing::debug!(case_id = %case.id, from = %current.state, to = %case.state, event = %req.event, actor = %req.actor, "case transition");
-    Ok(Transitioned {
-        case,
-        event_id,
-        from: current.state,
-        outbox_ids,
-    })
+    match req.fence {
+        Some(f) => StoreError::LeaseLost {
+            case_id: req.case_id,
+            attempt: f.attempt,
+        },
+        None => StoreError::StaleVersion {
+            case_id: req.case_id,
+            expected: req.expected_version,
+            actual: now.version,
+        },
+    }
 }
 
 /// The event row of a transition that produced `case` from `from`.
@@ -637,19 +747,28 @@ async fn lock_number(conn: &mut PgConnection, msisdn: &Msisdn) -> Result<(), Sto
 /// The actor id written on `superseded` events.
 pub const SUPERSEDER: &str = "identity";
 
-/// Closes the number's other open cases that have not proven identity, now that
-/// `winner` has (`superseded`, in the caller's transaction). Their token hashes are
-/// replaced by random ones, so their tokens stop working. Returns them as they are
-/// now, for the winner's one notification.
-async fn supersede_unproven(
+/// A case of the winner's number that has not proven identity, as it was read
+/// (and locked) before it is superseded.
+struct Unproven {
+    id: Uuid,
+    state: CaseState,
+    state_entered_at: DateTime<Utc>,
+}
+
+/// The number's other open cases that have not proven identity, now that `winner`
+/// has, locked until the caller's transaction ends. Read before the winner's event
+/// is written, so that when there are none (nearly always) that event's statement
+/// sends the transaction's one notification.
+async fn unproven_others(
     conn: &mut PgConnection,
     winner: &CaseRow,
-) -> Result<Vec<CaseRow>, StoreError> {
+) -> Result<Vec<Unproven>, StoreError> {
     let states: Vec<String> = case_domain::identity::SUPERSEDABLE
         .iter()
         .map(|s| s.as_str().to_owned())
         .collect();
-    let others = sqlx::query!(
+    Ok(sqlx::query_as!(
+        Unproven,
         r#"SELECT id, state AS "state: CaseState", state_entered_at FROM reactivation_cases
            WHERE msisdn = $1 AND id <> $2 AND identity_proven_at IS NULL
              AND state::text = ANY($3)
@@ -663,7 +782,18 @@ async fn supersede_unproven(
         &states,
     )
     .fetch_all(&mut *conn)
-    .await?;
+    .await?)
+}
+
+/// Closes `others` (read by [`unproven_others`]) now that `winner` has proven
+/// identity (`superseded`, in the caller's transaction). Their token hashes are
+/// replaced by random ones, so their tokens stop working. Returns them as they are
+/// now, for the winner's one notification.
+async fn supersede_unproven(
+    conn: &mut PgConnection,
+    winner: &CaseRow,
+    others: Vec<Unproven>,
+) -> Result<Vec<CaseRow>, StoreError> {
     let system = Actor::system(SUPERSEDER);
     let mut superseded = Vec::with_capacity(others.len());
     for other in others {

@@ -95,6 +95,94 @@ async fn sixty_four_concurrent_transitions_with_one_version_let_exactly_one_thro
     assert_eq!((case.state, case.version), (CaseState::RiskAssessment, 2));
 }
 
+/// A transition that does not prove identity reads and moves the case in one
+/// statement, choosing where the event goes from the state the case is in: racing
+/// events of different actors at one version let exactly one through, and each
+/// event row names the state left and since when the case was in it.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn one_statement_transitions_move_from_the_state_the_case_is_in(pool: PgPool) {
+    // `cancelled` leaves many states: from awaiting_identity here…
+    let waiting = open_case(&pool, "+8613800138011").await;
+    let opened = load_case(&pool, waiting).await.unwrap().unwrap();
+    let customer = Actor::customer();
+    let done = transition(&pool, request(waiting, 1, CaseEvent::Cancelled, &customer))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.from, done.case.state, done.case.version),
+        (CaseState::AwaitingIdentity, CaseState::Cancelled, 2)
+    );
+
+    // …and from risk_assessment, racing the risk service's own verdict.
+    let (id, version) = case_in_risk_assessment(&pool, "+8613800138012").await;
+    let entered = load_case(&pool, id).await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let (event, actor) = if i % 2 == 0 {
+                (CaseEvent::Cancelled, Actor::customer())
+            } else {
+                (CaseEvent::RiskFlagged, Actor::system("risk-assessment"))
+            };
+            transition(&pool, request(id, version, event, &actor)).await
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(done) => winners.push(done),
+            Err(StoreError::StaleVersion {
+                expected, actual, ..
+            }) => {
+                assert_eq!((expected, actual), (version, version + 1));
+            }
+            // A loser that finds the case already moved on is refused for the state
+            // it is in now (the role is checked before the version).
+            Err(StoreError::Refused(
+                TransitionError::Forbidden { from, .. } | TransitionError::Illegal { from, .. },
+            )) => assert_ne!(from, CaseState::RiskAssessment),
+            Err(other) => panic!("unexpected outcome: {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let won = &winners[0];
+    assert_eq!(won.from, CaseState::RiskAssessment);
+    assert!(matches!(
+        won.case.state,
+        CaseState::Cancelled | CaseState::SecurityReview
+    ));
+    let now = load_case(&pool, id).await.unwrap().unwrap();
+    assert_eq!((now.state, now.version), (won.case.state, version + 1));
+
+    for (case, left, since) in [
+        (
+            waiting,
+            CaseState::AwaitingIdentity,
+            opened.state_entered_at,
+        ),
+        (id, CaseState::RiskAssessment, entered.state_entered_at),
+    ] {
+        let last: (String, String, Option<chrono::DateTime<chrono::Utc>>) = sqlx::query_as(
+            "SELECT from_state::text, to_state::text, from_state_since FROM case_events
+             WHERE case_id = $1 ORDER BY version DESC LIMIT 1",
+        )
+        .bind(case)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let now = load_case(&pool, case).await.unwrap().unwrap();
+        assert_eq!(
+            last,
+            (
+                left.as_str().to_owned(),
+                now.state.as_str().to_owned(),
+                Some(since)
+            )
+        );
+    }
+}
+
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn illegal_or_forbidden_events_change_nothing(pool: PgPool) {
     let id = open_case(&pool, "+8613800138002").await;
