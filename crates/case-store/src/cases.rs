@@ -608,20 +608,7 @@ async fn update_case(
         )
     })?;
     Ok(row.map(|r| Moved {
-        case: CaseRow {
-            id: r.id,
-            msisdn: r.msisdn,
-            state: r.state,
-            version: r.version,
-            channel: r.channel,
-            locale: r.locale,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            state_entered_at: r.state_entered_at,
-            lease_owner: r.lease_owner,
-            lease_expires_at: r.lease_expires_at,
-            attempt: r.attempt,
-        },
+        case: case_row_of!(r),
         from: r.from,
         from_since: r.from_since,
     }))

@@ -390,20 +390,7 @@ pub async fn load_proof_contexts(
             ));
         };
         contexts.push(ProofContext {
-            case: crate::CaseRow {
-                id: r.id,
-                msisdn: r.msisdn,
-                state: r.state,
-                version: r.version,
-                channel: r.channel,
-                locale: r.locale,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-                state_entered_at: r.state_entered_at,
-                lease_owner: r.lease_owner,
-                lease_expires_at: r.lease_expires_at,
-                attempt: r.attempt,
-            },
+            case: case_row_of!(r),
             identity,
             wrapped_key: r.wrapped_key,
             rules: crate::risk_rules::CurrentRules {

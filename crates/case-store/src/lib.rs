@@ -8,6 +8,27 @@
 //! against `case_domain`'s table before the `UPDATE`), speak HTTP, or log personal
 //! data (log case ids, never numbers or names).
 
+/// A [`CaseRow`] from a `query!` record `$r` that selected the case's columns under
+/// their own names (with more columns of its own, which stay usable).
+macro_rules! case_row_of {
+    ($r:ident) => {
+        $crate::CaseRow {
+            id: $r.id,
+            msisdn: $r.msisdn,
+            state: $r.state,
+            version: $r.version,
+            channel: $r.channel,
+            locale: $r.locale,
+            created_at: $r.created_at,
+            updated_at: $r.updated_at,
+            state_entered_at: $r.state_entered_at,
+            lease_owner: $r.lease_owner,
+            lease_expires_at: $r.lease_expires_at,
+            attempt: $r.attempt,
+        }
+    };
+}
+
 pub mod agent_work;
 pub mod agents;
 pub mod assisted;
