@@ -1,6 +1,7 @@
 //! The subscriber's ETA at read time: the pure formula of `case_domain::eta` over the
-//! configured stage SLAs and live statistics, which are cached for a few seconds
-//! (per database) so a busy status endpoint does not aggregate the log on every read.
+//! configured stage SLAs and live statistics, which are cached for half a minute
+//! (per database) and refreshed once at a time, so a busy status endpoint does not
+//! aggregate the log on every read.
 //! See `docs/eta.md`.
 
 use std::{
